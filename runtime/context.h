@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: MIT
+/*
+ * runtime/context.h - the architecture seam: a suspended context, the
+ * switch, the first frame of a new context, and the stacks contexts run on.
+ * Nothing here knows about tasks or workers, so the switch can be tested and
+ * benchmarked alone (tests/runtime/switch_test.cc, bench/microbench.c).
+ */
+#ifndef WEFT_RUNTIME_CONTEXT_H
+#define WEFT_RUNTIME_CONTEXT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/sanitizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Context switch (runtime/switch_<arch>.S) ----------------------------
+ * weft__switch (runtime/sanitizer.h) saves the callee-saved registers and FP
+ * control words on the current stack, stores the stack pointer in *save_sp,
+ * switches to next_sp and returns `arg` there (as the return value of the
+ * weft__switch call that suspended that side).  A fresh stack made by
+ * weft__ctx_make starts in entry(arg of the first switch into it, arg). */
+typedef void (*weft__ctx_entry)(void *switch_arg, void *arg);
+void *weft__ctx_make(void *stack_top, weft__ctx_entry entry, void *arg, uint32_t fp_ctl);
+uint32_t weft__fp_ctl_read(void);
+
+/* ---- Stacks (runtime/stack.c) ---------------------------------------------- */
+struct weft__stack {
+	void *base;   /* lowest address of the mapping (the guard page) */
+	size_t size;  /* usable bytes above the guard */
+	struct weft__stack *next; /* pool link */
+	unsigned valgrind_id; /* VALGRIND_STACK_REGISTER's id */
+};
+/* A per-worker cache of default-size stacks. */
+struct weft__stack_pool {
+	struct weft__stack *head;
+	unsigned n, max;
+	size_t size;
+};
+/* p may be NULL (no pool): map a fresh stack / unmap it. */
+struct weft__stack *weft__stack_get(struct weft__stack_pool *p, size_t size);
+void weft__stack_put(struct weft__stack_pool *p, struct weft__stack *s);
+void weft__stack_pool_drain(struct weft__stack_pool *p);
+void *weft__stack_top(const struct weft__stack *s);
+size_t weft__page_size(void);
+/* Whether guards use MADV_GUARD_INSTALL (1) or mprotect (0). */
+int weft__stack_guard_mode(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

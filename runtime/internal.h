@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: MIT
+/*
+ * runtime/internal.h - the task object, the context-switch seam, stacks and
+ * the wait protocol, shared by runtime/, scheduler/ and io/.
+ *
+ * The wait protocol (runtime/wait.c) is the one way a task parks and is
+ * woken; sync primitives, join, sleep and (later) I/O are built on it.  Its
+ * invariants are written at the top of wait.c.
+ */
+#ifndef WEFT_RUNTIME_INTERNAL_H
+#define WEFT_RUNTIME_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+
+#include "weft.h"
+#include "runtime/context.h"
+
+struct weft__worker;
+
+/* ---- Tasks ----------------------------------------------------------------- */
+
+/* t->run: where a task is as far as schedulers care (runtime/wait.c). */
+enum {
+	WEFT__RUNNING = 0,  /* on a CPU, or queued to be */
+	WEFT__PARKED = 1,   /* switched out, waiting for weft__task_ready */
+	WEFT__NOTIFIED = 2, /* readied before it finished switching out */
+};
+
+/* What the context that resumes after a switch must do with the task that
+ * switched out (weft__finish_switch). */
+enum {
+	WEFT__AFTER_NONE = 0,
+	WEFT__AFTER_PARK,  /* commit PARKED, or requeue if already notified */
+	WEFT__AFTER_YIELD, /* put on the worker's yield list */
+	WEFT__AFTER_EXIT,  /* free the stack, publish the result */
+};
+
+/* t->done bits (runtime/task.c): the handle protocol. */
+enum {
+	WEFT__DONE = 1u << 0,     /* the task has finished */
+	WEFT__RELEASED = 1u << 1, /* joined or detached: nobody holds the handle */
+	WEFT__JOINER = 1u << 2,   /* a joiner is parked on t->joiner */
+	WEFT__JOIN_FREE = 1u << 3,/* the finisher is done touching the joiner */
+};
+
+struct weft_task {
+	struct weft__ctx ctx;        /* saved stack pointer (+ tool state) */
+	struct weft__worker *worker; /* where it runs now / ran last */
+	_Atomic uint64_t wake;       /* the wait word, see wait.c */
+	_Atomic uint32_t run;        /* WEFT__RUNNING / PARKED / NOTIFIED */
+	uint8_t after;               /* WEFT__AFTER_*, read by finish_switch */
+	uint8_t pinned;
+	uint16_t lifo_ok;
+	int wake_result;             /* written by the waker that claimed */
+	uint64_t deadline;           /* absolute, WEFT_NEVER when unset */
+	struct weft_task *next;      /* queue / free-list link */
+
+	weft_fn fn;
+	void *arg;
+	intptr_t result;
+	struct weft__stack *stack;   /* NULL until it first runs */
+	size_t stack_size;
+	_Atomic uint32_t done;       /* WEFT__DONE | RELEASED | JOINER ... */
+	_Atomic uint32_t live;       /* 1 from spawn until freed (shutdown walk) */
+	struct weft_task *joiner;    /* valid while WEFT__JOINER */
+	uint64_t joiner_token;
+	uint64_t id;
+	uint64_t run_since;          /* when it last got the CPU, for stall checks */
+	struct weft_rt *rt;
+	struct weft__worker *home;   /* the worker of a pinned task */
+	struct weft_group *group;    /* the group it belongs to, or NULL */
+	struct weft_task *gprev, *gnext; /* group's list of running children */
+	char name[32];
+};
+
+/* The task running on this thread, or NULL.  Never inlined: see worker.c on
+ * thread-local addresses across switches. */
+struct weft_task *weft__current(void);
+
+/* ---- The wait protocol (runtime/wait.c) ------------------------------------
+ *
+ *   struct weft__wait w;
+ *   lock(q); ...
+ *   if ((rc = weft__wait_arm(self, &w)) < 0) { unlock(q); return rc; }
+ *   enqueue(q, &w); unlock(q);
+ *   rc = weft__wait_park(self, &w, WEFT_NEVER, 0);
+ *   if (rc was not set by the waker) { lock(q); unlink if still queued; unlock(q); }
+ *
+ * A waker with a pointer to w does weft__wait_claim(w); only if that returns
+ * true may it hand over its data (into w->data) and call
+ * weft__wait_ready(w->task, result).  weft__wake does both with no data.
+ */
+struct weft__wait {
+	struct weft_task *task;
+	uint64_t token;           /* which wait of the task this is */
+	struct weft__wait *next, *prev; /* links in a primitive's waiter queue */
+	void *data;               /* the primitive's payload pointer */
+	intptr_t value;           /* a value handed over by the waker */
+	bool queued;              /* on a queue; guarded by the queue's lock */
+};
+
+/* Arms a new wait on self.  Returns 0, or -ECANCELED / -ETIMEDOUT (nothing
+ * armed) when a cancellation is pending outside a shield or the deadline
+ * has passed. */
+int weft__wait_arm(struct weft_task *self, struct weft__wait *w);
+/* Parks until a waker claims w, and returns the waker's result.  If wake_at
+ * is not WEFT_NEVER, a timer claims w then with at_result; the task's own
+ * deadline also claims it, with -ETIMEDOUT, if earlier. */
+int weft__wait_park(struct weft_task *self, struct weft__wait *w, uint64_t wake_at,
+		    int at_result);
+/* Claims w for the caller: true exactly once per armed wait. */
+bool weft__wait_claim(const struct weft__wait *w);
+/* Makes a claimed task runnable with result; any thread. */
+void weft__wait_ready(struct weft_task *t, int result);
+/* Claim + ready.  Returns whether this call woke it. */
+bool weft__wake(const struct weft__wait *w, int result);
+bool weft__wake_token(struct weft_task *t, uint64_t token, int result);
+/* Cancel request: sets the sticky bit and wakes an armed, unshielded wait. */
+void weft__task_cancel(struct weft_task *t);
+
+/* Shield bit of the wait word, set and cleared by weft_scope_*. */
+void weft__wait_shield(struct weft_task *self, bool on);
+
+/* The wait word: token << WEFT__WAKE_SHIFT | flags. */
+#define WEFT__WAKE_ARMED  1ull  /* a wait with this token awaits its claim */
+#define WEFT__WAKE_CANCEL 2ull  /* cancellation requested (sticky) */
+#define WEFT__WAKE_SHIELD 4ull  /* cancellation not reported now */
+#define WEFT__WAKE_SHIFT  3
+
+/* A spinlock for waiter queues: short critical sections, no parking. */
+static inline void weft__spin_lock(uint32_t *l)
+{
+	while (__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))
+		while (__atomic_load_n(l, __ATOMIC_RELAXED))
+			__builtin_ia32_pause();
+}
+static inline void weft__spin_unlock(uint32_t *l)
+{
+	__atomic_store_n(l, 0, __ATOMIC_RELEASE);
+}
+
+/* Intrusive FIFO of struct weft__wait behind weft__waitq (public layout in
+ * weft/sync.h).  All three need the queue's lock held. */
+void weft__waitq_push(struct weft__waitq *q, struct weft__wait *w);
+struct weft__wait *weft__waitq_pop(struct weft__waitq *q);
+void weft__waitq_remove(struct weft__waitq *q, struct weft__wait *w);
+/* Pops waiters until one is claimed; returns it (claimed, not yet readied) or
+ * NULL.  Queue lock held. */
+struct weft__wait *weft__waitq_claim_first(struct weft__waitq *q);
+/* The blocking half every primitive shares: arms w, queues it on q (whose
+ * lock the caller holds and this releases), parks, and on a wake-up that did
+ * not come through the queue (cancel, deadline) unlinks w.  Returns the
+ * wake result. */
+int weft__waitq_block(struct weft__waitq *q, struct weft_task *self, struct weft__wait *w);
+
+#endif

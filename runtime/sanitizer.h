@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: MIT
+/*
+ * runtime/sanitizer.h - what ASan, TSan and Valgrind must be told about our
+ * context switches, and the one inline function that performs a switch.
+ *
+ * The tools assume one stack per thread.  We tell ASan where the next stack
+ * is before each switch (__sanitizer_start_switch_fiber) and that we arrived
+ * after it (__sanitizer_finish_switch_fiber), TSan which fiber runs next
+ * (__tsan_switch_to_fiber), and Valgrind which ranges are stacks.  In normal
+ * builds all of it compiles to nothing and weft__ctx_switch is one call.
+ */
+#ifndef WEFT_RUNTIME_SANITIZER_H
+#define WEFT_RUNTIME_SANITIZER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WEFT__ASAN 1
+#endif
+#if __has_feature(thread_sanitizer)
+#define WEFT__TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(WEFT__ASAN)
+#define WEFT__ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__) && !defined(WEFT__TSAN)
+#define WEFT__TSAN 1
+#endif
+
+#ifdef WEFT__ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define WEFT__ASAN_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define WEFT__ASAN_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+#ifdef WEFT__TSAN
+#include <sanitizer/tsan_interface.h>
+/* Ordering that travels through the kernel (an eventfd write, a CQE) is
+ * invisible to TSan: the sender releases, the receiver acquires, on the
+ * same address. */
+#define WEFT__TSAN_RELEASE(a) __tsan_release((void *)(a))
+#define WEFT__TSAN_ACQUIRE(a) __tsan_acquire((void *)(a))
+#else
+#define WEFT__TSAN_RELEASE(a) ((void)(a))
+#define WEFT__TSAN_ACQUIRE(a) ((void)(a))
+#endif
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define WEFT__VALGRIND_STACK_REGISTER(lo, hi) VALGRIND_STACK_REGISTER((lo), (hi))
+#define WEFT__VALGRIND_STACK_DEREGISTER(id) VALGRIND_STACK_DEREGISTER(id)
+#endif
+#endif
+#ifndef WEFT__VALGRIND_STACK_REGISTER
+#define WEFT__VALGRIND_STACK_REGISTER(lo, hi) ((void)(lo), (void)(hi), 0u)
+#define WEFT__VALGRIND_STACK_DEREGISTER(id) ((void)(id))
+#endif
+
+#ifdef __cplusplus
+extern "C"
+#endif
+void *weft__switch(void **save_sp, void *next_sp, void *arg);
+
+/* A place a context can be suspended in: a task's, or a worker thread's own
+ * stack.  The tool fields exist only in sanitizer builds. */
+struct weft__ctx {
+	void *sp;
+#if defined(WEFT__ASAN) || defined(WEFT__TSAN)
+	const void *stack_lo;
+	size_t stack_size;
+	void *asan_fake;
+	void *tsan_fiber;
+#endif
+};
+
+/*
+ * Saves the running context in *from and resumes *to, handing it arg; returns
+ * the arg of whoever resumes *from later.  from_dies: *from will never be
+ * resumed (a finished task), so ASan may drop its fake stack.
+ */
+static inline __attribute__((always_inline)) void *
+weft__ctx_switch(struct weft__ctx *from, struct weft__ctx *to, void *arg, bool from_dies)
+{
+#ifdef WEFT__ASAN
+	__sanitizer_start_switch_fiber(from_dies ? NULL : &from->asan_fake, to->stack_lo,
+				       to->stack_size);
+#endif
+#ifdef WEFT__TSAN
+	__tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
+	(void)from_dies;
+	void *r = weft__switch(&from->sp, to->sp, arg);
+#ifdef WEFT__ASAN
+	__sanitizer_finish_switch_fiber(from->asan_fake, NULL, NULL);
+#endif
+	return r;
+}
+
+#endif

@@ -1,0 +1,492 @@
+// SPDX-License-Identifier: MIT
+/*
+ * task.c - a task's life: spawn, run, finish, join/detach; its name,
+ * deadlines and shields; and the slabs task objects live in.
+ *
+ * Task objects are allocated in slabs of SLAB_TASKS and never given back to
+ * the allocator while the runtime lives (as Go keeps its dead goroutine
+ * descriptors on free lists).  Two things rely on it: a stale waker may CAS
+ * a task's wait word after the task has moved on (runtime/wait.c, invariant
+ * 5), and shutdown walks every slab to find the tasks still alive.  Stacks,
+ * the large part, are returned to the worker's pool the moment a task ends.
+ *
+ * The handle protocol, t->done:
+ *   DONE      set by weft__task_complete once the result is stored.
+ *   RELEASED  set by join / detach / block_on: nobody holds the handle.
+ *   JOINER    a joiner task parked, t->joiner and t->joiner_token valid.
+ *   JOIN_FREE the finisher is done with t->joiner (see join's cancel path).
+ * Whoever sets the second of DONE and RELEASED frees the object.  Only one
+ * joiner at a time: the handle has one owner.
+ */
+#include <errno.h>
+#include <linux/futex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime/internal.h"
+#include "runtime/sanitizer.h"
+#include "scheduler/internal.h"
+
+#define SLAB_TASKS 64
+#define FREE_CACHE 256 /* task objects a worker keeps before sharing them */
+#define WEFT__DONE_EXT (1u << 4) /* a thread sleeps in block_on's futex */
+
+struct weft__slab {
+	struct weft__slab *next;
+	struct weft_task tasks[SLAB_TASKS];
+};
+
+uint64_t weft_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * WEFT_SEC + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- Allocation ------------------------------------------------------------- */
+
+static struct weft_task *slab_refill(struct weft_rt *rt)
+{
+	/* Called with slab_lock held; returns a list of free tasks. */
+	if (rt->spare_tasks) {
+		struct weft_task *l = rt->spare_tasks;
+		rt->spare_tasks = NULL;
+		return l;
+	}
+	struct weft__slab *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->next = rt->slabs;
+	rt->slabs = s;
+	for (int i = 0; i < SLAB_TASKS - 1; i++)
+		s->tasks[i].next = &s->tasks[i + 1];
+	return &s->tasks[0];
+}
+
+struct weft_task *weft__task_alloc(struct weft_rt *rt, struct weft__worker *w)
+{
+	struct weft_task *t;
+	if (w && w->free_tasks) {
+		t = w->free_tasks;
+		w->free_tasks = t->next;
+		w->n_free_tasks--;
+		return t;
+	}
+	pthread_mutex_lock(&rt->slab_lock);
+	struct weft_task *l = slab_refill(rt);
+	if (l && w) {
+		t = l;
+		for (l = l->next; l; l = l->next)
+			w->n_free_tasks++;
+		w->free_tasks = t->next;
+	} else if (l) {
+		t = l;
+		rt->spare_tasks = l->next;
+	} else {
+		t = NULL;
+	}
+	pthread_mutex_unlock(&rt->slab_lock);
+	return t;
+}
+
+static void cache_task(struct weft_rt *rt, struct weft__worker *w, struct weft_task *t)
+{
+	if (w && w->rt == rt && w->n_free_tasks < FREE_CACHE) {
+		t->next = w->free_tasks;
+		w->free_tasks = t;
+		w->n_free_tasks++;
+		return;
+	}
+	pthread_mutex_lock(&rt->slab_lock);
+	t->next = rt->spare_tasks;
+	rt->spare_tasks = t;
+	pthread_mutex_unlock(&rt->slab_lock);
+}
+
+void weft__task_free(struct weft__worker *w, struct weft_task *t)
+{
+	struct weft_rt *rt = t->rt;
+	atomic_store_explicit(&t->live, 0, memory_order_release);
+	atomic_fetch_sub_explicit(&rt->live, 1, memory_order_relaxed);
+	cache_task(rt, w, t);
+}
+
+/* ---- Spawn ------------------------------------------------------------------ */
+
+static _Noreturn void task_start(void *prev, void *arg);
+
+struct weft_task *weft__task_new(struct weft_rt *rt, struct weft__worker *w, weft_fn fn,
+				 void *arg, const struct weft_spawn_opts *opts)
+{
+	struct weft_task *t = weft__task_alloc(rt, w);
+	if (!t)
+		return NULL;
+	/* Keep the wait word's token counting up across reuses of the object:
+	 * a stale timer entry must never match a new wait (wait.c, inv. 5). */
+	uint64_t tok = atomic_load_explicit(&t->wake, memory_order_relaxed) >> WEFT__WAKE_SHIFT;
+	atomic_store_explicit(&t->wake, (tok + 1) << WEFT__WAKE_SHIFT, memory_order_relaxed);
+	atomic_store_explicit(&t->run, WEFT__RUNNING, memory_order_relaxed);
+	atomic_store_explicit(&t->done, 0, memory_order_relaxed);
+	t->after = WEFT__AFTER_NONE;
+	t->pinned = opts && (opts->flags & WEFT_SPAWN_PINNED);
+	t->home = t->pinned ? w : NULL;
+	t->deadline = WEFT_NEVER;
+	t->fn = fn;
+	t->arg = arg;
+	t->result = 0;
+	t->stack = NULL;
+	t->stack_size = opts && opts->stack_size ? opts->stack_size : rt->stack_size;
+	t->ctx.sp = NULL;
+	t->joiner = NULL;
+	t->group = NULL;
+	t->rt = rt;
+	t->worker = w;
+	t->id = atomic_fetch_add_explicit(&rt->next_id, 1, memory_order_relaxed) + 1;
+	if (opts && opts->name) {
+		strncpy(t->name, opts->name, sizeof(t->name) - 1);
+		t->name[sizeof(t->name) - 1] = 0;
+	} else {
+		t->name[0] = 0;
+	}
+	atomic_fetch_add_explicit(&rt->live, 1, memory_order_relaxed);
+	/* Release: a shutdown walk that sees live == 1 sees an initialised task. */
+	atomic_store_explicit(&t->live, 1, memory_order_release);
+	if (w)
+		weft__stat_inc(&w->n_spawned);
+	return t;
+}
+
+/*
+ * Gives t its stack and first frame, on the worker about to run it for the
+ * first time.  Taking the stack here rather than at spawn keeps queued,
+ * never-started tasks cheap, and makes a stack come from (and, when the task
+ * ends on the same worker, go back to) the pool of the worker that runs it,
+ * which is what keeps pools warm when one worker spawns and others run.
+ * Returns false when no stack could be had: t has then finished with
+ * -ENOMEM as its result.
+ */
+bool weft__task_prepare(struct weft__worker *w, struct weft_task *t)
+{
+	struct weft__stack *s = weft__stack_get(&w->stacks, t->stack_size);
+	if (!s) {
+		t->result = -ENOMEM;
+		weft__task_complete(w, t);
+		return false;
+	}
+	t->stack = s;
+	t->ctx.sp = weft__ctx_make(weft__stack_top(s), task_start, t, w->rt->fp_ctl);
+#if defined(WEFT__ASAN) || defined(WEFT__TSAN)
+	t->ctx.stack_lo = (char *)s->base + weft__page_size();
+	t->ctx.stack_size = s->size;
+	t->ctx.asan_fake = NULL;
+#endif
+#ifdef WEFT__TSAN
+	t->ctx.tsan_fiber = __tsan_create_fiber(0);
+#endif
+	return true;
+}
+
+struct weft_task *weft_spawn(weft_fn fn, void *arg, const struct weft_spawn_opts *opts)
+{
+	struct weft_task *self = weft__current();
+	struct weft__worker *w = self->worker;
+	struct weft_task *t = weft__task_new(w->rt, w, fn, arg, opts);
+	if (t)
+		weft__enqueue(w->rt, t, false);
+	return t;
+}
+
+struct weft_task *weft_rt_spawn(struct weft_rt *rt, weft_fn fn, void *arg,
+				const struct weft_spawn_opts *opts)
+{
+	if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
+		return NULL;
+	struct weft__worker *w = weft__worker_here();
+	if (w && w->rt != rt)
+		w = NULL;
+	struct weft_task *t = weft__task_new(rt, w, fn, arg, opts);
+	if (t)
+		weft__enqueue(rt, t, false);
+	return t;
+}
+
+/* ---- Run and finish ----------------------------------------------------------- */
+
+/* Every task's first frame (via weft__ctx_trampoline). */
+static _Noreturn void task_start(void *prev, void *arg)
+{
+	struct weft_task *t = arg;
+#ifdef WEFT__ASAN
+	__sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+	weft__finish_switch(t->worker, prev);
+	t->result = t->fn(t->arg);
+	t->after = WEFT__AFTER_EXIT;
+	weft__schedule(t);
+	__builtin_unreachable();
+}
+
+static void futex_wake_all(_Atomic uint32_t *addr)
+{
+	syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+void weft__group_child_done(struct weft_task *t); /* group.c */
+
+/* Runs on the context that took over from the finished task t: its stack is
+ * no longer in use. */
+void weft__task_complete(struct weft__worker *w, struct weft_task *t)
+{
+	if (t->stack) {
+		weft__stack_put(&w->stacks, t->stack);
+		t->stack = NULL;
+#ifdef WEFT__TSAN
+		__tsan_destroy_fiber(t->ctx.tsan_fiber);
+#endif
+	}
+	if (t->group)
+		weft__group_child_done(t);
+	/* Release: the result reaches the joiner; acquire: the joiner's
+	 * t->joiner fields are visible if JOINER is set. */
+	uint32_t old = atomic_fetch_or_explicit(&t->done, WEFT__DONE, memory_order_acq_rel);
+	if (old & WEFT__JOINER) {
+		/* Copy the joiner record out, then say we are done with t: a
+		 * joiner that was cancelled meanwhile waits for JOIN_FREE before
+		 * it may free t (weft_join). */
+		struct weft_task *j = t->joiner;
+		uint64_t tok = t->joiner_token;
+		atomic_fetch_or_explicit(&t->done, WEFT__JOIN_FREE, memory_order_release);
+		weft__wake_token(j, tok, 0);
+	}
+	if (old & WEFT__DONE_EXT)
+		futex_wake_all(&t->done);
+	if (old & WEFT__RELEASED)
+		weft__task_free(w, t);
+}
+
+/* ---- Handles ---------------------------------------------------------------- */
+
+static void release(struct weft_task *t)
+{
+	uint32_t old = atomic_fetch_or_explicit(&t->done, WEFT__RELEASED, memory_order_acq_rel);
+	if (old & WEFT__DONE)
+		weft__task_free(weft__worker_here(), t);
+}
+
+int weft_join(struct weft_task *t, intptr_t *result)
+{
+	struct weft_task *self = weft__current();
+	if (t == self)
+		return -EDEADLK;
+	/* Acquire pairs with the release of DONE in weft__task_complete. */
+	uint32_t st = atomic_load_explicit(&t->done, memory_order_acquire);
+	if (!(st & WEFT__DONE)) {
+		struct weft__wait w;
+		int rc = weft__wait_arm(self, &w);
+		if (rc < 0)
+			return rc;
+		t->joiner = self;
+		t->joiner_token = w.token;
+		st = atomic_fetch_or_explicit(&t->done, WEFT__JOINER, memory_order_acq_rel);
+		if (st & WEFT__DONE) {
+			/* Finished meanwhile; nobody will claim our wait. */
+			atomic_fetch_and_explicit(&t->done, ~WEFT__JOINER, memory_order_relaxed);
+			weft__wait_claim(&w);
+		} else {
+			rc = weft__wait_park(self, &w, WEFT_NEVER, 0);
+			if (rc < 0) {
+				/* Cancelled or timed out: withdraw, unless t finished
+				 * in the meantime and its finisher is using our
+				 * joiner record, in which case the join completed. */
+				uint32_t exp = atomic_load_explicit(&t->done, memory_order_acquire);
+				while (!(exp & WEFT__DONE)) {
+					if (atomic_compare_exchange_weak_explicit(
+						    &t->done, &exp, exp & ~WEFT__JOINER,
+						    memory_order_acq_rel, memory_order_acquire))
+						return rc;
+				}
+				while (!(atomic_load_explicit(&t->done, memory_order_acquire) &
+					 WEFT__JOIN_FREE))
+					__builtin_ia32_pause();
+			}
+		}
+	}
+	if (result)
+		*result = t->result;
+	release(t);
+	return 0;
+}
+
+void weft_detach(struct weft_task *t)
+{
+	release(t);
+}
+
+int weft_block_on(struct weft_task *t, intptr_t *result)
+{
+	if (weft__worker_here())
+		return -EDEADLK;
+	uint32_t st = atomic_fetch_or_explicit(&t->done, WEFT__DONE_EXT, memory_order_acq_rel);
+	while (!(st & WEFT__DONE)) {
+		syscall(SYS_futex, &t->done, FUTEX_WAIT_PRIVATE, st | WEFT__DONE_EXT, NULL, NULL,
+			0);
+		st = atomic_load_explicit(&t->done, memory_order_acquire);
+	}
+	if (result)
+		*result = t->result;
+	release(t);
+	return 0;
+}
+
+void weft_cancel(struct weft_task *t)
+{
+	weft__task_cancel(t);
+}
+
+struct weft_task *weft_self(void)
+{
+	return weft__current();
+}
+
+uint64_t weft_task_id(const struct weft_task *t)
+{
+	return t->id;
+}
+
+const char *weft_task_name(const struct weft_task *t)
+{
+	return t->name;
+}
+
+int weft_cancelled(void)
+{
+	struct weft_task *self = weft__current();
+	return !!(atomic_load_explicit(&self->wake, memory_order_relaxed) & WEFT__WAKE_CANCEL);
+}
+
+/* ---- Yield and sleep ----------------------------------------------------------- */
+
+static int checkpoint(struct weft_task *self)
+{
+	uint64_t w = atomic_load_explicit(&self->wake, memory_order_relaxed);
+	if ((w & WEFT__WAKE_CANCEL) && !(w & WEFT__WAKE_SHIELD))
+		return -ECANCELED;
+	if (self->deadline != WEFT_NEVER && weft_now() >= self->deadline)
+		return -ETIMEDOUT;
+	return 0;
+}
+
+int weft_yield(void)
+{
+	struct weft_task *self = weft__current();
+	self->after = WEFT__AFTER_YIELD;
+	weft__schedule(self);
+	return checkpoint(self);
+}
+
+int weft_sleep(uint64_t ns)
+{
+	struct weft_task *self = weft__current();
+	struct weft__wait w;
+	int rc = weft__wait_arm(self, &w);
+	if (rc < 0)
+		return rc;
+	uint64_t now = weft_now();
+	uint64_t at = ns > WEFT_NEVER - now ? WEFT_NEVER - 1 : now + ns;
+	return weft__wait_park(self, &w, at, 0);
+}
+
+/* ---- Scopes ------------------------------------------------------------------- */
+
+enum { SCOPE_SHIELD = 1 };
+
+static uint64_t after_ns(uint64_t timeout_ns)
+{
+	uint64_t now = weft_now();
+	return timeout_ns >= WEFT_NEVER - now ? WEFT_NEVER : now + timeout_ns;
+}
+
+void weft_scope_deadline(struct weft_scope *s, uint64_t timeout_ns)
+{
+	struct weft_task *self = weft__current();
+	s->deadline = after_ns(timeout_ns);
+	s->saved_deadline = self->deadline;
+	s->flags = 0;
+	if (s->deadline < self->deadline)
+		self->deadline = s->deadline;
+}
+
+void weft_scope_shield(struct weft_scope *s, uint64_t timeout_ns)
+{
+	struct weft_task *self = weft__current();
+	s->deadline = after_ns(timeout_ns);
+	s->saved_deadline = self->deadline;
+	s->saved_shield = !!(atomic_load_explicit(&self->wake, memory_order_relaxed) &
+			     WEFT__WAKE_SHIELD);
+	s->flags = SCOPE_SHIELD;
+	self->deadline = s->deadline;
+	weft__wait_shield(self, true);
+}
+
+int weft_scope_end(struct weft_scope *s)
+{
+	struct weft_task *self = weft__current();
+	self->deadline = s->saved_deadline;
+	if (s->flags & SCOPE_SHIELD)
+		weft__wait_shield(self, s->saved_shield);
+	return s->deadline != WEFT_NEVER && weft_now() >= s->deadline;
+}
+
+/* ---- Shutdown support ---------------------------------------------------------- */
+
+void weft__tasks_cancel_all(struct weft_rt *rt)
+{
+	pthread_mutex_lock(&rt->slab_lock);
+	for (struct weft__slab *s = rt->slabs; s; s = s->next)
+		for (int i = 0; i < SLAB_TASKS; i++)
+			if (atomic_load_explicit(&s->tasks[i].live, memory_order_acquire))
+				weft__task_cancel(&s->tasks[i]);
+	pthread_mutex_unlock(&rt->slab_lock);
+}
+
+void weft__tasks_report_live(struct weft_rt *rt)
+{
+	pthread_mutex_lock(&rt->slab_lock);
+	for (struct weft__slab *s = rt->slabs; s; s = s->next)
+		for (int i = 0; i < SLAB_TASKS; i++) {
+			struct weft_task *t = &s->tasks[i];
+			if (atomic_load_explicit(&t->live, memory_order_acquire) &&
+			    !(atomic_load_explicit(&t->done, memory_order_acquire) & WEFT__DONE))
+				fprintf(stderr,
+					"weft: shutdown: task %llu \"%s\" did not finish; "
+					"abandoned\n",
+					(unsigned long long)t->id, t->name);
+		}
+	pthread_mutex_unlock(&rt->slab_lock);
+}
+
+/* After the workers have stopped: free the stacks of abandoned tasks and
+ * every slab. */
+void weft__tasks_free_all(struct weft_rt *rt)
+{
+	struct weft__stack_pool none = {0};
+	for (struct weft__slab *s = rt->slabs, *n; s; s = n) {
+		n = s->next;
+		for (int i = 0; i < SLAB_TASKS; i++) {
+			struct weft_task *t = &s->tasks[i];
+			if (atomic_load_explicit(&t->live, memory_order_relaxed) && t->stack) {
+				weft__stack_put(&none, t->stack);
+#ifdef WEFT__TSAN
+				__tsan_destroy_fiber(t->ctx.tsan_fiber);
+#endif
+			}
+		}
+		free(s);
+	}
+	rt->slabs = NULL;
+	rt->spare_tasks = NULL;
+}

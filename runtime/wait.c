@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: MIT
+/*
+ * wait.c - how a task parks and how it is woken: the one protocol under
+ * every blocking call (sync primitives, join, sleep, and later I/O).
+ *
+ * A task can be woken by several parties at once: the primitive it waits on
+ * (a sender, an unlock), its timer, and a canceller on any thread.  Exactly
+ * one must win, and whatever it hands over must be what the task sees; a
+ * loser must touch nothing of the wait.  Two words in the task decide it.
+ *
+ * The wait word, t->wake = token << WEFT__WAKE_SHIFT | flags:
+ *   token   numbers the task's waits; weft__wait_arm increments it.
+ *   ARMED   a wait with this token is parked or about to park, unclaimed.
+ *   CANCEL  cancellation was requested (sticky: never cleared).
+ *   SHIELD  cancellation is not reported now (weft_scope_shield).
+ *
+ * The run word, t->run: RUNNING, PARKED, NOTIFIED (runtime/internal.h).
+ *
+ * Invariants:
+ *  1. Only the task itself sets ARMED (arm) and SHIELD; a claim clears ARMED
+ *     with a CAS that also checks the token, so at most one claim succeeds per
+ *     token, and a waker holding an old token (a stale timer, a late
+ *     canceller) fails without side effects.
+ *  2. arm and cancel are both read-modify-writes of the wait word, so they are
+ *     totally ordered: either arm sees CANCEL and does not park, or cancel
+ *     sees ARMED and claims.  No fence is needed for that.
+ *  3. The claimer, and only it, writes t->wake_result and then calls
+ *     weft__wait_ready exactly once.
+ *  4. ready exchanges run to NOTIFIED.  If it was PARKED, the task is fully
+ *     switched out and ready queues it.  If it was RUNNING, the task is still
+ *     on its way out; weft__finish_switch, run by the next context after the
+ *     switch, fails its RUNNING -> PARKED CAS and queues it instead.  Either
+ *     way it is queued once, and never while its stack is in use.
+ *  5. Task objects are never freed while the runtime lives (task.c), so a
+ *     stale waker's CAS lands on valid memory and fails on the token.
+ */
+#include <errno.h>
+
+#include "runtime/internal.h"
+#include "scheduler/internal.h"
+
+int weft__wait_arm(struct weft_task *self, struct weft__wait *w)
+{
+	uint64_t old = atomic_load_explicit(&self->wake, memory_order_relaxed);
+	if (self->deadline != WEFT_NEVER && weft_now() >= self->deadline)
+		return -ETIMEDOUT;
+	for (;;) {
+		if ((old & WEFT__WAKE_CANCEL) && !(old & WEFT__WAKE_SHIELD))
+			return -ECANCELED;
+		uint64_t tok = (old >> WEFT__WAKE_SHIFT) + 1;
+		uint64_t new = tok << WEFT__WAKE_SHIFT | WEFT__WAKE_ARMED |
+			       (old & (WEFT__WAKE_CANCEL | WEFT__WAKE_SHIELD));
+		/* Relaxed is enough for invariant 2 (one word, RMWs only); the
+		 * waiter record is published to wakers by the primitive's lock. */
+		if (atomic_compare_exchange_weak_explicit(&self->wake, &old, new,
+							  memory_order_relaxed,
+							  memory_order_relaxed)) {
+			w->task = self;
+			w->token = tok;
+			w->queued = false;
+			return 0;
+		}
+	}
+}
+
+bool weft__wake_token(struct weft_task *t, uint64_t token, int result)
+{
+	uint64_t old = atomic_load_explicit(&t->wake, memory_order_relaxed);
+	for (;;) {
+		if ((old >> WEFT__WAKE_SHIFT) != token || !(old & WEFT__WAKE_ARMED))
+			return false;
+		/* Acquire: what the task wrote before parking (its waiter
+		 * record) is visible to the winner; pairs with nothing stronger
+		 * than the arm, which the primitive's lock already ordered. */
+		if (atomic_compare_exchange_weak_explicit(&t->wake, &old,
+							  old & ~WEFT__WAKE_ARMED,
+							  memory_order_acquire,
+							  memory_order_relaxed))
+			break;
+	}
+	weft__wait_ready(t, result);
+	return true;
+}
+
+bool weft__wait_claim(const struct weft__wait *w)
+{
+	struct weft_task *t = w->task;
+	uint64_t old = atomic_load_explicit(&t->wake, memory_order_relaxed);
+	for (;;) {
+		if ((old >> WEFT__WAKE_SHIFT) != w->token || !(old & WEFT__WAKE_ARMED))
+			return false;
+		if (atomic_compare_exchange_weak_explicit(&t->wake, &old,
+							  old & ~WEFT__WAKE_ARMED,
+							  memory_order_acquire,
+							  memory_order_relaxed))
+			return true;
+	}
+}
+
+bool weft__wake(const struct weft__wait *w, int result)
+{
+	return weft__wake_token(w->task, w->token, result);
+}
+
+void weft__wait_ready(struct weft_task *t, int result)
+{
+	t->wake_result = result;
+	/* Release: wake_result and any hand-over data reach whoever runs t
+	 * next; acquire: if PARKED, the task's switch-out is complete (pairs
+	 * with the release CAS in weft__finish_switch). */
+	uint32_t was = atomic_exchange_explicit(&t->run, WEFT__NOTIFIED, memory_order_acq_rel);
+	if (was == WEFT__PARKED)
+		weft__enqueue(t->rt, t, true);
+}
+
+int weft__wait_park(struct weft_task *self, struct weft__wait *w, uint64_t wake_at,
+		    int at_result)
+{
+	if (self->deadline < wake_at) {
+		wake_at = self->deadline;
+		at_result = -ETIMEDOUT;
+	}
+	if (wake_at != WEFT_NEVER &&
+	    weft__timers_add(&self->worker->timers, wake_at, self, w->token, at_result) < 0) {
+		/* No timer, no bounded wait: end it now if nobody else did. */
+		if (weft__wait_claim(w))
+			return -ENOMEM;
+	}
+	self->after = WEFT__AFTER_PARK;
+	weft__schedule(self);
+	return self->wake_result;
+}
+
+void weft__task_cancel(struct weft_task *t)
+{
+	/* Acq_rel: totally ordered with the task's arm (invariant 2). */
+	uint64_t old = atomic_fetch_or_explicit(&t->wake, WEFT__WAKE_CANCEL, memory_order_acq_rel);
+	if ((old & WEFT__WAKE_ARMED) && !(old & WEFT__WAKE_SHIELD))
+		weft__wake_token(t, old >> WEFT__WAKE_SHIFT, -ECANCELED);
+}
+
+void weft__wait_shield(struct weft_task *self, bool on)
+{
+	if (on)
+		atomic_fetch_or_explicit(&self->wake, WEFT__WAKE_SHIELD, memory_order_relaxed);
+	else
+		atomic_fetch_and_explicit(&self->wake, ~WEFT__WAKE_SHIELD, memory_order_relaxed);
+}
+
+/* ---- Waiter queues ---------------------------------------------------------- */
+
+void weft__waitq_push(struct weft__waitq *q, struct weft__wait *w)
+{
+	struct weft__wait *tail = q->tail;
+	w->next = NULL;
+	w->prev = tail;
+	if (tail)
+		tail->next = w;
+	else
+		q->head = w;
+	q->tail = w;
+	q->n++;
+	w->queued = true;
+}
+
+void weft__waitq_remove(struct weft__waitq *q, struct weft__wait *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		q->head = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	else
+		q->tail = w->prev;
+	q->n--;
+	w->queued = false;
+}
+
+struct weft__wait *weft__waitq_pop(struct weft__waitq *q)
+{
+	struct weft__wait *w = q->head;
+	if (w)
+		weft__waitq_remove(q, w);
+	return w;
+}
+
+struct weft__wait *weft__waitq_claim_first(struct weft__waitq *q)
+{
+	struct weft__wait *w;
+	while ((w = weft__waitq_pop(q)))
+		if (weft__wait_claim(w))
+			return w;
+	return NULL;
+}
+
+int weft__waitq_block(struct weft__waitq *q, struct weft_task *self, struct weft__wait *w)
+{
+	int rc = weft__wait_arm(self, w);
+	if (rc < 0) {
+		weft__spin_unlock(&q->lock);
+		return rc;
+	}
+	weft__waitq_push(q, w);
+	weft__spin_unlock(&q->lock);
+	rc = weft__wait_park(self, w, WEFT_NEVER, 0);
+	if (rc == -ECANCELED || rc == -ETIMEDOUT || rc == -ENOMEM) {
+		/* Not woken through q: w may still be queued there. */
+		weft__spin_lock(&q->lock);
+		if (w->queued)
+			weft__waitq_remove(q, w);
+		weft__spin_unlock(&q->lock);
+	}
+	return rc;
+}

@@ -1,0 +1,191 @@
+// SPDX-License-Identifier: MIT
+/*
+ * scheduler/internal.h - the runtime and worker objects, and the seams
+ * between the scheduler's files: worker.c (the loop and the choice of the
+ * next task), deque.c (work stealing), inject.c (the global queue), idle.c
+ * (who searches, who sleeps), park.c (sleeping in the ring), rt.c (start and
+ * shutdown).
+ */
+#ifndef WEFT_SCHEDULER_INTERNAL_H
+#define WEFT_SCHEDULER_INTERNAL_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "io/timer.h"
+#include "runtime/internal.h"
+#include "scheduler/deque.h"
+
+/* Every how many scheduling ticks a worker looks past its local queues (the
+ * injection queue, its yield list, timers and ring).  Prime, as Go's 61, so
+ * it does not beat in step with a periodic workload.  See
+ * docs/benchmarks.md for how it was measured. */
+#define WEFT__GLOBAL_INTERVAL 61
+/* Most tasks in a row taken from the LIFO slot before the deque gets a turn. */
+#define WEFT__LIFO_MAX 3
+
+/* A plain list of tasks linked through t->next. */
+struct weft__tlist {
+	struct weft_task *head, *tail;
+};
+
+struct weft__worker {
+	struct weft__ctx ctx;          /* the thread's own stack: the worker loop */
+	/* Running task, NULL in the loop; written by the owner, read by the
+	 * stall watchdog. */
+	_Atomic(struct weft_task *) current;
+	struct weft_rt *rt;
+	unsigned index;
+
+	/* Local run queues, owner only except the deque's steal end. */
+	struct weft_task *lifo;        /* the task woken last: runs next */
+	unsigned lifo_runs;            /* consecutive LIFO runs */
+	uint32_t tick;
+	struct weft__tlist yielded;    /* FIFO of tasks that called weft_yield */
+	struct weft__deque deque;
+
+	/* Pinned tasks made ready by other threads (inbox_lock). */
+	uint32_t inbox_lock;
+	_Atomic uint32_t inbox_n;
+	struct weft__tlist inbox;
+
+	struct weft__stack_pool stacks;
+	struct weft_task *free_tasks;  /* owner only; see task.c */
+	unsigned n_free_tasks;
+	struct weft__timers timers;
+
+	/* The ring and parking (park.c), owner only but for `sleeping`. */
+	struct io_uring ring;
+	int efd;                       /* eventfd other threads write to wake us */
+	uint64_t efd_buf;
+	bool efd_armed;
+	_Atomic bool sleeping;         /* in idle.c's sleeper set */
+	bool searching;
+
+	uint64_t rng;
+	pthread_t thread;
+	int start_rc;                  /* the worker's ring setup result */
+
+	/* Statistics: written by the owner (relaxed), read by anyone. */
+	_Atomic uint64_t n_spawned, n_steals, n_parks, n_wakeups, n_switches;
+
+	/* The stall watchdog reads these from another thread. */
+	_Atomic(struct weft_task *) watch_task;
+	_Atomic uint64_t watch_since;
+	bool watch_warned;
+};
+
+struct weft__slab;
+
+struct weft_rt {
+	unsigned nworkers;
+	struct weft__worker **workers;
+	size_t stack_size;
+	uint64_t stall_ns, shutdown_ns;
+	int pin;
+	uint32_t fp_ctl;               /* FP control state new tasks start with */
+
+	/* The injection queue: tasks spawned or woken from outside workers. */
+	pthread_mutex_t inject_lock;
+	struct weft__tlist inject;
+	_Atomic uint64_t inject_n;
+
+	/* idle.c: searching workers in the low half, awake ones in the high. */
+	_Atomic uint64_t idle_state;
+	pthread_mutex_t idle_lock;
+	unsigned *sleepers, n_sleepers;
+
+	/* Every task object ever made, for shutdown's walk (task.c). */
+	pthread_mutex_t slab_lock;
+	struct weft__slab *slabs;
+	struct weft_task *spare_tasks; /* freed by exiting workers */
+	_Atomic uint64_t next_id;
+	_Atomic int64_t live;
+	_Atomic bool stopping;         /* shutdown: no new outside spawns */
+	_Atomic bool exit_workers;     /* workers leave their loops */
+
+	pthread_t watchdog;
+	bool watchdog_started;
+	pthread_mutex_t watch_lock;
+	pthread_cond_t watch_cond;
+};
+
+/* worker.c */
+struct weft__worker *weft__worker_here(void); /* this thread's worker or NULL */
+void *weft__worker_main(void *w);
+/* Switches from the running task `self` (whose `after` says what happens to
+ * it) to the next ready task of its worker or to the worker loop. */
+void weft__schedule(struct weft_task *self);
+/* Queues a runnable task: on this thread's worker if it belongs to rt (the
+ * LIFO slot if lifo, for a task just woken; else the deque), otherwise
+ * through the injection queue; a pinned task always goes to its home. */
+void weft__enqueue(struct weft_rt *rt, struct weft_task *t, bool lifo);
+void weft__finish_switch(struct weft__worker *w, struct weft_task *prev);
+
+/* inject.c */
+void weft__inject_push(struct weft_rt *rt, struct weft_task *t);
+struct weft_task *weft__inject_pop(struct weft_rt *rt);
+
+/* idle.c */
+void weft__idle_notify(struct weft_rt *rt);
+bool weft__idle_start_search(struct weft_rt *rt, struct weft__worker *w);
+void weft__idle_stop_search(struct weft_rt *rt, struct weft__worker *w, bool found);
+bool weft__idle_sleep(struct weft_rt *rt, struct weft__worker *w);
+void weft__idle_wake(struct weft_rt *rt, struct weft__worker *w);
+void weft__idle_wake_worker(struct weft_rt *rt, struct weft__worker *w);
+void weft__idle_wake_all(struct weft_rt *rt);
+
+/* fault.c */
+void weft__fault_install(void);
+void weft__fault_thread_init(void);
+void weft__fault_thread_fini(void);
+
+/* park.c */
+int weft__park_init(struct weft__worker *w);
+void weft__park_fini(struct weft__worker *w);
+void weft__park(struct weft__worker *w, uint64_t timeout_ns);
+void weft__unpark(struct weft__worker *w);
+
+/* task.c */
+struct weft_task *weft__task_alloc(struct weft_rt *rt, struct weft__worker *w);
+void weft__task_free(struct weft__worker *w, struct weft_task *t);
+void weft__task_complete(struct weft__worker *w, struct weft_task *t);
+struct weft_task *weft__task_new(struct weft_rt *rt, struct weft__worker *w, weft_fn fn,
+				 void *arg, const struct weft_spawn_opts *opts);
+bool weft__task_prepare(struct weft__worker *w, struct weft_task *t);
+void weft__tasks_cancel_all(struct weft_rt *rt);
+void weft__tasks_report_live(struct weft_rt *rt);
+void weft__tasks_free_all(struct weft_rt *rt);
+
+static inline void weft__tlist_push(struct weft__tlist *l, struct weft_task *t)
+{
+	t->next = NULL;
+	if (l->tail)
+		l->tail->next = t;
+	else
+		l->head = t;
+	l->tail = t;
+}
+
+static inline struct weft_task *weft__tlist_pop(struct weft__tlist *l)
+{
+	struct weft_task *t = l->head;
+	if (t) {
+		l->head = t->next;
+		if (!l->head)
+			l->tail = NULL;
+	}
+	return t;
+}
+
+static inline void weft__stat_inc(_Atomic uint64_t *c)
+{
+	/* Only the owner writes: a relaxed load and store, not an RMW. */
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+#endif

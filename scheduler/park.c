@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: MIT
+/*
+ * park.c - a worker sleeps inside its own io_uring wait, so one mechanism
+ * serves new work, timers and (later) I/O completions alike.
+ *
+ * Each worker owns a ring created on its own thread with SINGLE_ISSUER and
+ * DEFER_TASKRUN where the kernel has them (flags fall back one by one).  To
+ * be wakeable by other threads it keeps one read of its eventfd in flight
+ * while it sleeps: weft__unpark writes the eventfd, the read completes, and
+ * the worker's io_uring_submit_and_wait_timeout returns.  The wait's timeout
+ * is the worker's nearest timer, passed with IORING_ENTER_EXT_ARG, so no
+ * timeout SQE is needed and a sleeping worker wakes exactly for its next
+ * timer without polling.
+ *
+ * The eventfd counter makes an early unpark stick: written before the worker
+ * sleeps, it completes the read at once.  Threads that are not workers can
+ * use it too, which IORING_OP_MSG_RING (ring to ring) cannot.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "runtime/sanitizer.h"
+#include "scheduler/internal.h"
+
+#define RING_ENTRIES 256
+#define TAG_WAKE 1ull
+
+static int ring_init(struct io_uring *ring)
+{
+	static const unsigned tries[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
+		IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	int rc = -EINVAL;
+	for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
+		struct io_uring_params p = {.flags = tries[i]};
+		rc = io_uring_queue_init_params(RING_ENTRIES, ring, &p);
+		if (rc != -EINVAL)
+			return rc;
+	}
+	return rc;
+}
+
+int weft__park_init(struct weft__worker *w)
+{
+	int rc = ring_init(&w->ring);
+	if (rc < 0)
+		return rc;
+	w->efd = eventfd(0, EFD_CLOEXEC);
+	if (w->efd < 0) {
+		rc = -errno;
+		io_uring_queue_exit(&w->ring);
+		return rc;
+	}
+	w->efd_armed = false;
+	return 0;
+}
+
+void weft__park_fini(struct weft__worker *w)
+{
+	io_uring_queue_exit(&w->ring);
+	close(w->efd);
+}
+
+/* Reaps every completion ready in the ring. */
+static void reap(struct weft__worker *w)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+	io_uring_for_each_cqe(&w->ring, head, cqe)
+	{
+		n++;
+		if (cqe->user_data == TAG_WAKE) {
+			w->efd_armed = false;
+			WEFT__TSAN_ACQUIRE(&w->efd);
+			weft__stat_inc(&w->n_wakeups);
+		}
+	}
+	io_uring_cq_advance(&w->ring, n);
+}
+
+void weft__park(struct weft__worker *w, uint64_t timeout_ns)
+{
+	if (!w->efd_armed) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+		if (sqe) {
+			io_uring_prep_read(sqe, w->efd, &w->efd_buf, sizeof(w->efd_buf), 0);
+			io_uring_sqe_set_data64(sqe, TAG_WAKE);
+			w->efd_armed = true;
+		}
+	}
+	struct __kernel_timespec ts = {
+		.tv_sec = (long long)(timeout_ns / WEFT_SEC),
+		.tv_nsec = (long long)(timeout_ns % WEFT_SEC),
+	};
+	struct io_uring_cqe *cqe;
+	weft__stat_inc(&w->n_parks);
+	/* -ETIME and -EINTR are ordinary ends of a park; anything else would
+	 * be a bug in how we use the ring, and the loop simply comes back. */
+	io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1,
+					 timeout_ns == WEFT_NEVER ? NULL : &ts, NULL);
+	reap(w);
+}
+
+void weft__unpark(struct weft__worker *w)
+{
+	uint64_t one = 1;
+	WEFT__TSAN_RELEASE(&w->efd);
+	/* Cannot fail short of a bad fd: the counter saturates far away. */
+	ssize_t r = write(w->efd, &one, sizeof(one));
+	(void)r;
+}

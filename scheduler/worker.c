@@ -1,0 +1,332 @@
+// SPDX-License-Identifier: MIT
+/*
+ * worker.c - the worker loop: which task runs next, how a task hands the CPU
+ * to the next one, and what happens to the task that left.
+ *
+ * A worker is a thread with its own stack (w->ctx), its run queues and its
+ * io_uring ring.  Tasks switch *directly* to the next ready task of their
+ * worker (weft__schedule), so a hand-off between two tasks is one switch, not
+ * two; only when nothing is ready locally does a task switch back to the
+ * worker's own stack, where the loop looks further (injection queue, timers,
+ * stealing) and finally parks in the ring.
+ *
+ * Where the next task comes from, in order (next_local):
+ *   1. every WEFT__GLOBAL_INTERVAL ticks: the injection queue, then the
+ *      timers, then the yield list, so none of them starves behind a busy
+ *      local queue;
+ *   2. the LIFO slot: the task woken last, run at once for message-passing
+ *      latency, at most WEFT__LIFO_MAX times in a row if the deque has work;
+ *   3. the deque's owner end (LIFO: spawned children run depth-first);
+ *   4. the yield list, then the pinned inbox;
+ * and from the loop only: the injection queue, due timers, then stealing
+ * half of a random victim's deque.
+ *
+ * After every switch the context that resumes calls weft__finish_switch on
+ * the task that left (its `after` field): commit a park, queue a yield, or
+ * release a finished task's stack.  Doing it there, not before the switch,
+ * is what makes it safe: the old stack is no longer in use.
+ *
+ * Thread-local storage: tasks migrate, so code on a task stack must not keep
+ * the address of a thread-local across a switch.  Here only
+ * weft__worker_here() touches the TLS variable, is never inlined, and is
+ * called afresh after every switch; a task finds its worker in self->worker,
+ * which whoever resumed it set.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "runtime/internal.h"
+#include "runtime/sanitizer.h"
+#include "scheduler/internal.h"
+
+static __thread struct weft__worker *tls_worker;
+
+__attribute__((noinline)) struct weft__worker *weft__worker_here(void)
+{
+	/* The asm keeps the compiler from caching the TLS address in a caller
+	 * even across an inlined call. */
+	struct weft__worker *w = tls_worker;
+	__asm__ volatile("" : "+r"(w));
+	return w;
+}
+
+__attribute__((noinline)) struct weft_task *weft__current(void)
+{
+	struct weft__worker *w = weft__worker_here();
+	return w ? atomic_load_explicit(&w->current, memory_order_relaxed) : NULL;
+}
+
+/* ---- Queues ------------------------------------------------------------------ */
+
+static void push_deque(struct weft__worker *w, struct weft_task *t)
+{
+	if (weft__deque_push(&w->deque, t) < 0) {
+		/* Out of memory for a bigger array: the global queue is a list. */
+		weft__inject_push(w->rt, t);
+	}
+	if (w->rt->nworkers > 1)
+		weft__idle_notify(w->rt);
+}
+
+static void push_inbox(struct weft__worker *home, struct weft_task *t)
+{
+	weft__spin_lock(&home->inbox_lock);
+	weft__tlist_push(&home->inbox, t);
+	atomic_fetch_add_explicit(&home->inbox_n, 1, memory_order_release);
+	weft__spin_unlock(&home->inbox_lock);
+	if (home != weft__worker_here())
+		weft__idle_wake_worker(home->rt, home);
+}
+
+static struct weft_task *pop_inbox(struct weft__worker *w)
+{
+	if (!atomic_load_explicit(&w->inbox_n, memory_order_acquire))
+		return NULL;
+	weft__spin_lock(&w->inbox_lock);
+	struct weft_task *t = weft__tlist_pop(&w->inbox);
+	if (t)
+		atomic_fetch_sub_explicit(&w->inbox_n, 1, memory_order_relaxed);
+	weft__spin_unlock(&w->inbox_lock);
+	return t;
+}
+
+/* Queues runnable t on worker w (the caller's own).  lifo: t was just woken
+ * and goes to the LIFO slot; a spawned task goes to the deque. */
+static void push_local(struct weft__worker *w, struct weft_task *t, bool lifo)
+{
+	if (t->pinned && t->home != w) {
+		push_inbox(t->home, t);
+		return;
+	}
+	if (t->pinned) {
+		push_inbox(w, t);
+		return;
+	}
+	if (lifo) {
+		struct weft_task *old = w->lifo;
+		w->lifo = t;
+		if (!old)
+			return;
+		t = old;
+	}
+	push_deque(w, t);
+}
+
+void weft__enqueue(struct weft_rt *rt, struct weft_task *t, bool lifo)
+{
+	struct weft__worker *w = weft__worker_here();
+	if (w && w->rt == rt) {
+		push_local(w, t, lifo);
+	} else if (t->pinned) {
+		push_inbox(t->home, t);
+	} else {
+		weft__inject_push(rt, t);
+		weft__idle_notify(rt);
+	}
+}
+
+/* The next task from this worker's own queues, or NULL.  Runs on task stacks
+ * too, so it never blocks. */
+static struct weft_task *next_local(struct weft__worker *w)
+{
+	struct weft_task *t;
+	if (++w->tick % WEFT__GLOBAL_INTERVAL == 0) {
+		if (atomic_load_explicit(&w->rt->inject_n, memory_order_relaxed) &&
+		    (t = weft__inject_pop(w->rt)))
+			return t;
+		if (w->timers.n)
+			weft__timers_fire(&w->timers, weft_now());
+		if ((t = weft__tlist_pop(&w->yielded)))
+			return t;
+	}
+	if (w->lifo) {
+		if (w->lifo_runs < WEFT__LIFO_MAX || weft__deque_size(&w->deque) == 0) {
+			t = w->lifo;
+			w->lifo = NULL;
+			w->lifo_runs++;
+			return t;
+		}
+	}
+	w->lifo_runs = 0;
+	if ((t = weft__deque_pop(&w->deque)))
+		return t;
+	if ((t = weft__tlist_pop(&w->yielded)))
+		return t;
+	return pop_inbox(w);
+}
+
+/* Steals half of one victim's deque; returns one task to run and keeps the
+ * rest in our deque. */
+static struct weft_task *steal_work(struct weft__worker *w)
+{
+	struct weft_rt *rt = w->rt;
+	unsigned n = rt->nworkers;
+	w->rng ^= w->rng << 13;
+	w->rng ^= w->rng >> 7;
+	w->rng ^= w->rng << 17;
+	unsigned start = (unsigned)(w->rng % n);
+	for (unsigned i = 0; i < n; i++) {
+		struct weft__worker *v = rt->workers[(start + i) % n];
+		if (v == w)
+			continue;
+		int64_t want = (weft__deque_size(&v->deque) + 1) / 2;
+		struct weft_task *first = NULL;
+		int aborts = 0;
+		while (want > 0) {
+			void *x = weft__deque_steal(&v->deque);
+			if (x == WEFT__DEQUE_ABORT) {
+				if (++aborts > 8)
+					break;
+				continue;
+			}
+			if (!x)
+				break;
+			want--;
+			weft__stat_inc(&w->n_steals);
+			if (!first)
+				first = x;
+			else if (weft__deque_push(&w->deque, x) < 0)
+				weft__inject_push(rt, x);
+		}
+		if (first)
+			return first;
+	}
+	return NULL;
+}
+
+/* ---- Switching ----------------------------------------------------------------- */
+
+/* Makes t the running task of w.  Returns false if t could not start (no
+ * stack: it has finished with -ENOMEM) and another must be picked. */
+static inline bool prepare_run(struct weft__worker *w, struct weft_task *t)
+{
+	if (__builtin_expect(!t->ctx.sp, 0) && !weft__task_prepare(w, t))
+		return false;
+	t->worker = w;
+	atomic_store_explicit(&t->run, WEFT__RUNNING, memory_order_relaxed);
+	atomic_store_explicit(&w->current, t, memory_order_relaxed);
+	weft__stat_inc(&w->n_switches);
+	return true;
+}
+
+void weft__finish_switch(struct weft__worker *w, struct weft_task *prev)
+{
+	if (!prev)
+		return;
+	switch (prev->after) {
+	case WEFT__AFTER_PARK: {
+		uint32_t exp = WEFT__RUNNING;
+		/* Release: everything prev did before parking is visible to the
+		 * waker that sees PARKED (pairs with its acq_rel exchange in
+		 * weft__wait_ready); acquire on failure: its wake_result. */
+		if (!atomic_compare_exchange_strong_explicit(&prev->run, &exp, WEFT__PARKED,
+							     memory_order_acq_rel,
+							     memory_order_acquire))
+			push_local(w, prev, true);
+		break;
+	}
+	case WEFT__AFTER_YIELD:
+		weft__tlist_push(&w->yielded, prev);
+		break;
+	case WEFT__AFTER_EXIT:
+		weft__task_complete(w, prev);
+		break;
+	}
+}
+
+void weft__schedule(struct weft_task *self)
+{
+	struct weft__worker *w = self->worker;
+	struct weft_task *next;
+	while ((next = next_local(w)) && !prepare_run(w, next))
+		;
+	struct weft__ctx *to;
+	if (next) {
+		to = &next->ctx;
+	} else {
+		atomic_store_explicit(&w->current, NULL, memory_order_relaxed);
+		to = &w->ctx;
+	}
+	struct weft_task *prev =
+		weft__ctx_switch(&self->ctx, to, self, self->after == WEFT__AFTER_EXIT);
+	/* Resumed, perhaps on another worker: self->worker was set by it. */
+	weft__finish_switch(self->worker, prev);
+}
+
+static void run_task(struct weft__worker *w, struct weft_task *t)
+{
+	if (!prepare_run(w, t))
+		return;
+	struct weft_task *prev = weft__ctx_switch(&w->ctx, &t->ctx, NULL, false);
+	weft__finish_switch(w, prev);
+}
+
+/* ---- The loop -------------------------------------------------------------------- */
+
+static struct weft_task *find_work(struct weft__worker *w)
+{
+	struct weft_task *t;
+	if ((t = next_local(w)))
+		return t;
+	if ((t = weft__inject_pop(w->rt)))
+		return t;
+	if (w->timers.n && weft__timers_fire(&w->timers, weft_now()) && (t = next_local(w)))
+		return t;
+	if (w->rt->nworkers > 1 && weft__idle_start_search(w->rt, w))
+		return steal_work(w);
+	return NULL;
+}
+
+static void worker_loop(struct weft__worker *w)
+{
+	struct weft_rt *rt = w->rt;
+	while (!atomic_load_explicit(&rt->exit_workers, memory_order_acquire)) {
+		struct weft_task *t = find_work(w);
+		if (w->searching)
+			weft__idle_stop_search(rt, w, t != NULL);
+		if (t) {
+			run_task(w, t);
+			continue;
+		}
+		if (weft__idle_sleep(rt, w)) {
+			uint64_t next = weft__timers_next(&w->timers);
+			uint64_t now = next == WEFT_NEVER ? 0 : weft_now();
+			weft__park(w, next == WEFT_NEVER ? WEFT_NEVER : next > now ? next - now : 0);
+			weft__idle_wake(rt, w);
+		}
+	}
+}
+
+static void stack_bounds(struct weft__worker *w)
+{
+#if defined(WEFT__ASAN) || defined(WEFT__TSAN)
+	pthread_attr_t a;
+	void *lo;
+	size_t size;
+	pthread_getattr_np(pthread_self(), &a);
+	pthread_attr_getstack(&a, &lo, &size);
+	pthread_attr_destroy(&a);
+	w->ctx.stack_lo = lo;
+	w->ctx.stack_size = size;
+#endif
+#ifdef WEFT__TSAN
+	w->ctx.tsan_fiber = __tsan_get_current_fiber();
+#endif
+	(void)w;
+}
+
+void *weft__worker_main(void *arg)
+{
+	struct weft__worker *w = arg;
+	tls_worker = w;
+	stack_bounds(w);
+	weft__fault_thread_init();
+	worker_loop(w);
+	weft__fault_thread_fini();
+	/* Tasks abandoned at shutdown are freed by rt.c; drop our caches. */
+	weft__stack_pool_drain(&w->stacks);
+	tls_worker = NULL;
+	return NULL;
+}

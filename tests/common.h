@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: MIT
+/*
+ * tests/common.h - what every test shares: the count scale for sanitizer
+ * builds and a way to run a test body as the main task of a fresh runtime.
+ */
+#ifndef WEFT_TESTS_COMMON_H
+#define WEFT_TESTS_COMMON_H
+
+#include <gtest/gtest.h>
+
+#include <functional>
+
+#include "weft.h"
+
+/* Counts in the issue's terms (a million tasks...) are for normal builds;
+ * sanitizer builds run the same tests at 1/100 of them. */
+#ifdef WEFT_SANITIZED
+#define WEFT_TEST_SCALE(n) ((n) / 100)
+#else
+#define WEFT_TEST_SCALE(n) (n)
+#endif
+
+/* Runs body as the main task of a runtime with `workers` workers, then shuts
+ * the runtime down and checks that no task was left behind. */
+inline intptr_t run_in_weft(unsigned workers, std::function<intptr_t()> body,
+			    size_t stack_size = 0)
+{
+	struct weft_opts o = {};
+	o.workers = workers;
+	o.stack_size = stack_size;
+	struct weft_rt *rt = nullptr;
+	int rc = weft_rt_new(&rt, &o);
+	EXPECT_EQ(rc, 0);
+	if (rc < 0)
+		return rc;
+	intptr_t result = -1;
+	EXPECT_EQ(weft_rt_run(
+			  rt,
+			  [](void *arg) -> intptr_t {
+				  return (*static_cast<std::function<intptr_t()> *>(arg))();
+			  },
+			  &body, &result),
+		  0);
+	struct weft_rt_stats st;
+	weft_rt_stats(rt, &st);
+	EXPECT_EQ(weft_rt_shutdown(rt, 2 * WEFT_SEC), 0) << "tasks left behind at shutdown";
+	return result;
+}
+
+#endif

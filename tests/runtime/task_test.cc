@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: MIT
+/*
+ * task_test.cc - a task's life: spawn, join, detach, results, names, yield,
+ * sleep, block_on from a plain thread, weft_main, and the counts the issue
+ * asks for (a million tasks spawned and joined; a million parked at once).
+ */
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "common.h"
+
+namespace {
+
+intptr_t return_arg(void *arg)
+{
+	return reinterpret_cast<intptr_t>(arg);
+}
+
+TEST(TaskTest, JoinReturnsTheTaskResult)
+{
+	intptr_t r = run_in_weft(2, [] {
+		struct weft_task *t = weft_spawn(return_arg, (void *)42, nullptr);
+		EXPECT_NE(t, nullptr);
+		intptr_t v = 0;
+		EXPECT_EQ(weft_join(t, &v), 0);
+		EXPECT_EQ(v, 42);
+		return (intptr_t)7;
+	});
+	EXPECT_EQ(r, 7);
+}
+
+TEST(TaskTest, WeftMainReturnsMainTaskResult)
+{
+	struct weft_opts o = {};
+	o.workers = 2;
+	EXPECT_EQ(weft_main(return_arg, (void *)-5, &o), -5);
+}
+
+TEST(TaskTest, JoinSelfIsDeadlock)
+{
+	run_in_weft(1, [] {
+		EXPECT_EQ(weft_join(weft_self(), nullptr), -EDEADLK);
+		return (intptr_t)0;
+	});
+}
+
+TEST(TaskTest, NamesAndIdsAreKept)
+{
+	run_in_weft(1, [] {
+		struct weft_spawn_opts so = {};
+		so.name = "a-rather-long-task-name-that-is-cut-at-31-bytes";
+		struct weft_task *t = weft_spawn(
+			[](void *) -> intptr_t {
+				EXPECT_STREQ(weft_task_name(weft_self()),
+					     "a-rather-long-task-name-that-is");
+				return (intptr_t)weft_task_id(weft_self());
+			},
+			nullptr, &so);
+		uint64_t id = weft_task_id(t);
+		EXPECT_GT(id, 0u);
+		EXPECT_NE(id, weft_task_id(weft_self()));
+		intptr_t v;
+		EXPECT_EQ(weft_join(t, &v), 0);
+		EXPECT_EQ((uint64_t)v, id);
+		return (intptr_t)0;
+	});
+}
+
+TEST(TaskTest, DetachedTasksRunToCompletion)
+{
+	static std::atomic<int> ran;
+	ran = 0;
+	run_in_weft(2, [] {
+		for (int i = 0; i < 1000; i++)
+			weft_detach(weft_spawn(
+				[](void *) -> intptr_t {
+					weft_yield();
+					ran++;
+					return 0;
+				},
+				nullptr, nullptr));
+		while (ran.load() < 1000)
+			weft_sleep(WEFT_MSEC);
+		return (intptr_t)0;
+	});
+	EXPECT_EQ(ran.load(), 1000);
+}
+
+TEST(TaskTest, YieldLetsOthersRun)
+{
+	run_in_weft(1, [] {
+		static int turn;
+		turn = 0;
+		struct weft_task *t = weft_spawn(
+			[](void *) -> intptr_t {
+				for (int i = 0; i < 100; i++) {
+					EXPECT_EQ(turn, 2 * i + 1);
+					turn++;
+					EXPECT_EQ(weft_yield(), 0);
+				}
+				return 0;
+			},
+			nullptr, nullptr);
+		for (int i = 0; i < 100; i++) {
+			EXPECT_EQ(turn, 2 * i);
+			turn++;
+			EXPECT_EQ(weft_yield(), 0);
+		}
+		weft_join(t, nullptr);
+		return (intptr_t)0;
+	});
+}
+
+TEST(TaskTest, SleepNeverWakesEarlyAndTimersFireInOrder)
+{
+	run_in_weft(2, [] {
+		static std::atomic<int> order[64];
+		static std::atomic<int> next;
+		next = 0;
+		std::vector<struct weft_task *> ts;
+		for (intptr_t i = 0; i < 64; i++)
+			ts.push_back(weft_spawn(
+				[](void *arg) -> intptr_t {
+					intptr_t i = (intptr_t)arg;
+					uint64_t t0 = weft_now();
+					/* 3 ms apart, so order is unambiguous. */
+					EXPECT_EQ(weft_sleep((uint64_t)(64 - i) * 3 * WEFT_MSEC), 0);
+					EXPECT_GE(weft_now() - t0, (uint64_t)(64 - i) * 3 * WEFT_MSEC);
+					order[next++] = (int)i;
+					return 0;
+				},
+				(void *)i, nullptr));
+		for (auto t : ts)
+			weft_join(t, nullptr);
+		for (int k = 0; k < 64; k++)
+			EXPECT_EQ(order[k].load(), 63 - k);
+		return (intptr_t)0;
+	});
+}
+
+TEST(TaskTest, BlockOnFromAPlainThread)
+{
+	struct weft_opts o = {};
+	o.workers = 2;
+	struct weft_rt *rt;
+	ASSERT_EQ(weft_rt_new(&rt, &o), 0);
+	std::vector<std::thread> threads;
+	std::atomic<int> ok{0};
+	for (int i = 0; i < 4; i++)
+		threads.emplace_back([&, i] {
+			struct weft_task *t = weft_rt_spawn(
+				rt,
+				[](void *arg) -> intptr_t {
+					weft_sleep(WEFT_MSEC);
+					return (intptr_t)arg * 2;
+				},
+				(void *)(intptr_t)i, nullptr);
+			intptr_t v = -1;
+			if (t && weft_block_on(t, &v) == 0 && v == 2 * i)
+				ok++;
+		});
+	for (auto &th : threads)
+		th.join();
+	EXPECT_EQ(ok.load(), 4);
+	EXPECT_EQ(weft_rt_shutdown(rt, 0), 0);
+}
+
+TEST(TaskTest, BlockOnInsideAWorkerIsRefused)
+{
+	run_in_weft(1, [] {
+		struct weft_task *t = weft_spawn(return_arg, nullptr, nullptr);
+		EXPECT_EQ(weft_block_on(t, nullptr), -EDEADLK);
+		EXPECT_EQ(weft_join(t, nullptr), 0);
+		return (intptr_t)0;
+	});
+}
+
+TEST(TaskTest, AMillionTasksSpawnedAndJoined)
+{
+	const size_t n = WEFT_TEST_SCALE(1000000);
+	run_in_weft(2, [n] {
+		std::vector<struct weft_task *> ts(n);
+		intptr_t sum = 0;
+		/* In waves, as a server would, and all at once below. */
+		for (size_t i = 0; i < n; i++) {
+			ts[i] = weft_spawn(return_arg, (void *)(intptr_t)(i & 1), nullptr);
+			EXPECT_NE(ts[i], nullptr);
+		}
+		for (size_t i = 0; i < n; i++) {
+			intptr_t v;
+			EXPECT_EQ(weft_join(ts[i], &v), 0);
+			sum += v;
+		}
+		EXPECT_EQ((size_t)sum, n / 2);
+		return (intptr_t)0;
+	});
+}
+
+TEST(TaskTest, AMillionTasksParkedAtOnce)
+{
+	const size_t n = WEFT_TEST_SCALE(1000000);
+	static std::atomic<size_t> parked;
+	parked = 0;
+	run_in_weft(2, [n] {
+		struct weft_future *f = weft_future_new();
+		std::vector<struct weft_task *> ts(n);
+		for (size_t i = 0; i < n; i++) {
+			ts[i] = weft_spawn(
+				[](void *arg) -> intptr_t {
+					parked++;
+					intptr_t v;
+					EXPECT_EQ(weft_future_await((struct weft_future *)arg, &v), 0);
+					return v;
+				},
+				f, nullptr);
+			EXPECT_NE(ts[i], nullptr) << "spawn " << i << " failed";
+			if (!ts[i])
+				return (intptr_t)-1;
+		}
+		while (parked.load() < n)
+			weft_sleep(WEFT_MSEC);
+		/* All n are parked now: each has run up to its await. */
+		EXPECT_EQ(weft_future_resolve(f, 3), 0);
+		intptr_t sum = 0;
+		for (size_t i = 0; i < n; i++) {
+			intptr_t v = 0;
+			EXPECT_EQ(weft_join(ts[i], &v), 0);
+			sum += v;
+		}
+		EXPECT_EQ((size_t)sum, 3 * n);
+		weft_future_free(f);
+		return (intptr_t)0;
+	});
+}
+
+TEST(TaskTest, ShutdownNamesTasksThatDoNotFinish)
+{
+	struct weft_opts o = {};
+	o.workers = 1;
+	struct weft_rt *rt;
+	ASSERT_EQ(weft_rt_new(&rt, &o), 0);
+	struct weft_spawn_opts so = {};
+	so.name = "stubborn";
+	weft_detach(weft_rt_spawn(
+		rt,
+		[](void *) -> intptr_t {
+			/* Ignores cancellation: shielded sleeps forever. */
+			struct weft_scope s;
+			weft_scope_shield(&s, WEFT_NEVER);
+			for (;;)
+				weft_sleep(WEFT_MSEC);
+			return 0;
+		},
+		nullptr, &so));
+	testing::internal::CaptureStderr();
+	EXPECT_EQ(weft_rt_shutdown(rt, 50 * WEFT_MSEC), -ETIMEDOUT);
+	std::string err = testing::internal::GetCapturedStderr();
+	EXPECT_NE(err.find("\"stubborn\" did not finish"), std::string::npos) << err;
+}
+
+} // namespace
