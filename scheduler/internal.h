@@ -67,6 +67,7 @@ struct weft__worker {
 
 	uint64_t rng;
 	pthread_t thread;
+	bool thread_started;
 	int start_rc;                  /* the worker's ring setup result */
 
 	/* Statistics: written by the owner (relaxed), read by anyone. */

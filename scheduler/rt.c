@@ -172,6 +172,8 @@ static void free_rt(struct weft_rt *rt)
 			struct weft__worker *w = rt->workers[i];
 			if (!w)
 				continue;
+			if (w->thread_started && w->start_rc == 0)
+				weft__park_fini(w);
 			weft__deque_destroy(&w->deque);
 			weft__timers_free(&w->timers);
 			weft__stack_pool_drain(&w->stacks);
@@ -221,8 +223,8 @@ static void *worker_thread(void *arg)
 	pthread_mutex_unlock(&g->lock);
 	if (go)
 		weft__worker_main(w);
-	if (w->start_rc == 0)
-		weft__park_fini(w);
+	/* The ring and eventfd outlive the thread: other threads may still
+	 * unpark us until shutdown has joined every worker (free_rt). */
 	return NULL;
 }
 
@@ -318,6 +320,7 @@ int weft_rt_new(struct weft_rt **out, const struct weft_opts *opts)
 			rc = -e;
 			break;
 		}
+		rt->workers[started]->thread_started = true;
 		if (rt->pin)
 			pin(rt->workers[started]->thread, started);
 	}

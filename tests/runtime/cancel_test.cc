@@ -203,7 +203,7 @@ TEST(CancelTest, CancelFromAPlainThreadWakesTask)
 TEST(CancelTest, CancelRacingCompletionIsExactlyOneOutcome)
 {
 	const int n = WEFT_TEST_SCALE(20000);
-	run_in_weft(2, [n] {
+	run_in_weft(2, [&] {
 		std::vector<struct weft_task *> ts(n);
 		for (int i = 0; i < n; i++)
 			ts[i] = weft_spawn(

@@ -35,7 +35,7 @@ intptr_t work_10us(void *)
 TEST(StealTest, TwoWorkersEachRunAtLeast30PercentOfOneSpawnersTasks)
 {
 	const int n = WEFT_TEST_SCALE(100000);
-	run_in_weft(2, [n] {
+	run_in_weft(2, [&] {
 		std::vector<struct weft_task *> ts(n);
 		for (int i = 0; i < n; i++)
 			ts[i] = weft_spawn(work_10us, nullptr, nullptr);
