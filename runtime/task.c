@@ -3,7 +3,7 @@
  * task.c - a task's life: spawn, run, finish, join/detach; its name,
  * deadlines and shields; and the slabs task objects live in.
  *
- * Task objects are allocated in slabs of SLAB_TASKS and never given back to
+ * Task objects are allocated in slabs of BATCH and never given back to
  * the allocator while the runtime lives (as Go keeps its dead goroutine
  * descriptors on free lists).  Two things rely on it: a stale waker may CAS
  * a task's wait word after the task has moved on (runtime/wait.c, invariant
@@ -31,13 +31,12 @@
 #include "runtime/sanitizer.h"
 #include "scheduler/internal.h"
 
-#define SLAB_TASKS 64
-#define FREE_CACHE 256 /* task objects a worker keeps before sharing them */
+#define BATCH 64 /* task objects per slab, and per batch of free ones */
 #define WEFT__DONE_EXT (1u << 4) /* a thread sleeps in block_on's futex */
 
 struct weft__slab {
 	struct weft__slab *next;
-	struct weft_task tasks[SLAB_TASKS];
+	struct weft_task tasks[BATCH];
 };
 
 uint64_t weft_now(void)
@@ -49,62 +48,92 @@ uint64_t weft_now(void)
 
 /* ---- Allocation ------------------------------------------------------------- */
 
-static struct weft_task *slab_refill(struct weft_rt *rt)
+/*
+ * Free task objects move in batches of exactly BATCH (a slab's worth),
+ * as in Bonwick's magazines: each worker has a current batch it pops from and
+ * pushes to, and one full batch in reserve; the runtime keeps a stack of full
+ * batches (linked through their first object's gnext) and a list of loose
+ * objects for threads that are not workers.  Every per-task operation is
+ * O(1), a worker takes slab_lock at most once per BATCH tasks, and a worker
+ * that only frees feeds one that only spawns.
+ */
+static struct weft_task *new_slab(struct weft_rt *rt)
 {
-	/* Called with slab_lock held; returns a list of free tasks. */
-	if (rt->spare_tasks) {
-		struct weft_task *l = rt->spare_tasks;
-		rt->spare_tasks = NULL;
-		return l;
-	}
 	struct weft__slab *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
 	s->next = rt->slabs;
 	rt->slabs = s;
-	for (int i = 0; i < SLAB_TASKS - 1; i++)
+	for (int i = 0; i < BATCH - 1; i++)
 		s->tasks[i].next = &s->tasks[i + 1];
 	return &s->tasks[0];
+}
+
+/* A full batch from the runtime (slab_lock held), or NULL. */
+static struct weft_task *take_batch(struct weft_rt *rt)
+{
+	struct weft_task *b = rt->spare_batches;
+	if (b) {
+		rt->spare_batches = b->gnext;
+		return b;
+	}
+	return new_slab(rt);
 }
 
 struct weft_task *weft__task_alloc(struct weft_rt *rt, struct weft__worker *w)
 {
 	struct weft_task *t;
-	if (w && w->free_tasks) {
-		t = w->free_tasks;
-		w->free_tasks = t->next;
-		w->n_free_tasks--;
+	if (w && w->rt == rt) {
+		if (!w->free_cur && w->free_full) {
+			w->free_cur = w->free_full;
+			w->free_full = NULL;
+			w->n_free_cur = BATCH;
+		}
+		if (!w->free_cur) {
+			pthread_mutex_lock(&rt->slab_lock);
+			w->free_cur = take_batch(rt);
+			pthread_mutex_unlock(&rt->slab_lock);
+			if (!w->free_cur)
+				return NULL;
+			w->n_free_cur = BATCH;
+		}
+		t = w->free_cur;
+		w->free_cur = t->next;
+		w->n_free_cur--;
 		return t;
 	}
 	pthread_mutex_lock(&rt->slab_lock);
-	struct weft_task *l = slab_refill(rt);
-	if (l && w) {
-		t = l;
-		for (l = l->next; l; l = l->next)
-			w->n_free_tasks++;
-		w->free_tasks = t->next;
-	} else if (l) {
-		t = l;
-		rt->spare_tasks = l->next;
-	} else {
-		t = NULL;
-	}
+	if (!rt->spare_tasks)
+		rt->spare_tasks = take_batch(rt);
+	t = rt->spare_tasks;
+	if (t)
+		rt->spare_tasks = t->next;
 	pthread_mutex_unlock(&rt->slab_lock);
 	return t;
 }
 
 static void cache_task(struct weft_rt *rt, struct weft__worker *w, struct weft_task *t)
 {
-	if (w && w->rt == rt && w->n_free_tasks < FREE_CACHE) {
-		t->next = w->free_tasks;
-		w->free_tasks = t;
-		w->n_free_tasks++;
+	if (!w || w->rt != rt) {
+		pthread_mutex_lock(&rt->slab_lock);
+		t->next = rt->spare_tasks;
+		rt->spare_tasks = t;
+		pthread_mutex_unlock(&rt->slab_lock);
 		return;
 	}
-	pthread_mutex_lock(&rt->slab_lock);
-	t->next = rt->spare_tasks;
-	rt->spare_tasks = t;
-	pthread_mutex_unlock(&rt->slab_lock);
+	t->next = w->free_cur;
+	w->free_cur = t;
+	if (++w->n_free_cur < BATCH)
+		return;
+	if (w->free_full) {
+		pthread_mutex_lock(&rt->slab_lock);
+		w->free_full->gnext = rt->spare_batches;
+		rt->spare_batches = w->free_full;
+		pthread_mutex_unlock(&rt->slab_lock);
+	}
+	w->free_full = w->free_cur;
+	w->free_cur = NULL;
+	w->n_free_cur = 0;
 }
 
 void weft__task_free(struct weft__worker *w, struct weft_task *t)
@@ -447,7 +476,7 @@ void weft__tasks_cancel_all(struct weft_rt *rt)
 {
 	pthread_mutex_lock(&rt->slab_lock);
 	for (struct weft__slab *s = rt->slabs; s; s = s->next)
-		for (int i = 0; i < SLAB_TASKS; i++)
+		for (int i = 0; i < BATCH; i++)
 			if (atomic_load_explicit(&s->tasks[i].live, memory_order_acquire))
 				weft__task_cancel(&s->tasks[i]);
 	pthread_mutex_unlock(&rt->slab_lock);
@@ -457,7 +486,7 @@ void weft__tasks_report_live(struct weft_rt *rt)
 {
 	pthread_mutex_lock(&rt->slab_lock);
 	for (struct weft__slab *s = rt->slabs; s; s = s->next)
-		for (int i = 0; i < SLAB_TASKS; i++) {
+		for (int i = 0; i < BATCH; i++) {
 			struct weft_task *t = &s->tasks[i];
 			if (atomic_load_explicit(&t->live, memory_order_acquire) &&
 			    !(atomic_load_explicit(&t->done, memory_order_acquire) & WEFT__DONE))
@@ -476,7 +505,7 @@ void weft__tasks_free_all(struct weft_rt *rt)
 	struct weft__stack_pool none = {0};
 	for (struct weft__slab *s = rt->slabs, *n; s; s = n) {
 		n = s->next;
-		for (int i = 0; i < SLAB_TASKS; i++) {
+		for (int i = 0; i < BATCH; i++) {
 			struct weft_task *t = &s->tasks[i];
 			if (atomic_load_explicit(&t->live, memory_order_relaxed) && t->stack) {
 				weft__stack_put(&none, t->stack);
@@ -489,4 +518,5 @@ void weft__tasks_free_all(struct weft_rt *rt)
 	}
 	rt->slabs = NULL;
 	rt->spare_tasks = NULL;
+	rt->spare_batches = NULL;
 }

@@ -53,8 +53,8 @@ struct weft__worker {
 	struct weft__tlist inbox;
 
 	struct weft__stack_pool stacks;
-	struct weft_task *free_tasks;  /* owner only; see task.c */
-	unsigned n_free_tasks;
+	struct weft_task *free_cur, *free_full; /* free task objects, task.c */
+	unsigned n_free_cur;
 	struct weft__timers timers;
 
 	/* The ring and parking (park.c), owner only but for `sleeping`. */
@@ -102,7 +102,8 @@ struct weft_rt {
 	/* Every task object ever made, for shutdown's walk (task.c). */
 	pthread_mutex_t slab_lock;
 	struct weft__slab *slabs;
-	struct weft_task *spare_tasks; /* freed by exiting workers */
+	struct weft_task *spare_batches; /* full batches of free task objects */
+	struct weft_task *spare_tasks;   /* loose ones, for non-worker threads */
 	_Atomic uint64_t next_id;
 	_Atomic int64_t live;
 	_Atomic bool stopping;         /* shutdown: no new outside spawns */
