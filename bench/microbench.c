@@ -12,6 +12,7 @@
  * WEFT_PIN=1).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,17 +79,49 @@ static intptr_t empty(void *arg)
 struct pp {
 	struct weft_chan *a, *b;
 	uint64_t n;
+	bool spin;
 };
+
+static int send(struct pp *p, struct weft_chan *ch, uint64_t *v)
+{
+	if (!p->spin)
+		return weft_chan_send(ch, v);
+	int rc;
+	while ((rc = weft_chan_trysend(ch, v)) == -EAGAIN)
+		weft_yield();
+	return rc;
+}
+
+static int recv(struct pp *p, struct weft_chan *ch, uint64_t *v)
+{
+	if (!p->spin)
+		return weft_chan_recv(ch, v);
+	int rc;
+	while ((rc = weft_chan_tryrecv(ch, v)) == -EAGAIN)
+		weft_yield();
+	return rc;
+}
 
 static intptr_t ponger(void *arg)
 {
 	struct pp *p = arg;
 	uint64_t v;
-	for (uint64_t i = 0; i < p->n; i++) {
-		if (weft_chan_recv(p->a, &v) < 0 || weft_chan_send(p->b, &v) < 0)
+	for (uint64_t i = 0; i < p->n; i++)
+		if (recv(p, p->a, &v) < 0 || send(p, p->b, &v) < 0)
 			return -1;
-	}
 	return 0;
+}
+
+/* Returns the nanoseconds n round trips took. */
+static intptr_t pinger(void *arg)
+{
+	struct pp *p = arg;
+	uint64_t v = 0;
+	uint64_t t0 = weft_now();
+	for (uint64_t i = 0; i < p->n; i++)
+		if (send(p, p->a, &v) < 0 || recv(p, p->b, &v) < 0)
+			return -1;
+	return (intptr_t)(weft_now() - t0);
 }
 
 static intptr_t fib(void *arg)
@@ -153,21 +186,32 @@ static intptr_t bench_main(void *arg)
 		}
 		free(ts);
 		result = per_op(t0, t1, n);
-	} else if (strcmp(bench_name, "pingpong") == 0 ||
-		   strcmp(bench_name, "pingpong-cross") == 0) {
-		struct pp p = {weft_chan_new(8, 0), weft_chan_new(8, 0), n};
-		struct weft_task *t = weft_spawn(ponger, &p, NULL);
-		uint64_t v = 0;
-		t0 = weft_now();
-		for (uint64_t i = 0; i < n; i++) {
-			if (weft_chan_send(p.a, &v) < 0 || weft_chan_recv(p.b, &v) < 0)
-				return -EIO;
+	} else if (strncmp(bench_name, "pingpong", 8) == 0) {
+		/* pingpong: both tasks on worker 0.  pingpong-cross: pinned to
+		 * workers 0 and 1, each side parking its worker while it waits.
+		 * pingpong-cross-spin: the same, but each side polls with
+		 * try-operations and yields instead of parking. */
+		bool cross = strcmp(bench_name, "pingpong") != 0;
+		struct pp p = {weft_chan_new(8, 0), weft_chan_new(8, 0), n,
+			       strcmp(bench_name, "pingpong-cross-spin") == 0};
+		if (p.spin) {
+			weft_chan_free(p.a);
+			weft_chan_free(p.b);
+			p.a = weft_chan_new(8, 1);
+			p.b = weft_chan_new(8, 1);
 		}
-		t1 = weft_now();
-		weft_join(t, NULL);
+		struct weft_spawn_opts on0 = {.flags = WEFT_SPAWN_ON | WEFT_SPAWN_PINNED,
+					      .worker = 0};
+		struct weft_spawn_opts on1 = on0;
+		on1.worker = cross ? 1 : 0;
+		struct weft_task *a = weft_spawn(pinger, &p, &on0);
+		struct weft_task *b = weft_spawn(ponger, &p, &on1);
+		intptr_t ns = 0;
+		if (weft_join(a, &ns) < 0 || weft_join(b, NULL) < 0 || ns <= 0)
+			return -EIO;
 		weft_chan_free(p.a);
 		weft_chan_free(p.b);
-		result = per_op(t0, t1, 2 * n);
+		result = (double)ns / (double)(2 * n);
 	} else if (strcmp(bench_name, "forkjoin") == 0) {
 		t0 = weft_now();
 		for (uint64_t i = 0; i < n; i++)
@@ -200,7 +244,7 @@ static intptr_t bench_main(void *arg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: weft-microbench switch|yield|spawn|pingpong|pingpong-cross|"
-			"forkjoin|parked [-n N] [-w WORKERS]\n");
+			"pingpong-cross-spin|forkjoin|parked [-n N] [-w WORKERS]\n");
 	exit(2);
 }
 
@@ -225,6 +269,7 @@ int main(int argc, char **argv)
 			uint64_t n;
 		} defaults[] = {{"switch", 20000000}, {"yield", 5000000}, {"spawn", 1000000},
 				{"pingpong", 2000000}, {"pingpong-cross", 500000},
+				{"pingpong-cross-spin", 2000000},
 				{"forkjoin", 3}, {"parked", 100000}};
 		for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
 			if (strcmp(bench_name, defaults[i].name) == 0)

@@ -62,6 +62,10 @@ struct weft_opts {
 	/* A task running this long without suspending draws a warning
 	 * naming it; 0: 100 ms; WEFT_NEVER disables the check. */
 	uint64_t stall_warn_ns;
+	/* How long a worker out of work polls before it sleeps in its ring;
+	 * 0: 50 us; WEFT_NEVER: never poll, sleep at once (tests use this to
+	 * exercise the sleep/wake path). */
+	uint64_t idle_spin_ns;
 };
 
 /*
@@ -129,15 +133,20 @@ WEFT_API void weft_rt_stats(const struct weft_rt *rt, struct weft_rt_stats *out)
 /* ---- Tasks ---------------------------------------------------------------- */
 
 enum {
-	/* Keep the task on the worker that spawned it: it never migrates, so it
-	 * may hold thread-local addresses and use per-ring registered files. */
+	/* Keep the task on the worker it starts on (the spawning worker, worker
+	 * 0 for a spawn from outside, or opts->worker with WEFT_SPAWN_ON): it
+	 * never migrates, so it may hold thread-local addresses and use
+	 * per-ring registered files. */
 	WEFT_SPAWN_PINNED = 1u << 0,
+	/* Start the task on worker opts->worker (modulo the worker count). */
+	WEFT_SPAWN_ON = 1u << 1,
 };
 
 struct weft_spawn_opts {
 	const char *name;  /* copied, at most 31 bytes kept; NULL: unnamed */
 	size_t stack_size; /* 0: the runtime's default */
 	unsigned flags;    /* WEFT_SPAWN_* */
+	unsigned worker;   /* with WEFT_SPAWN_ON: which worker */
 };
 
 /*

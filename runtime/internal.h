@@ -53,6 +53,7 @@ struct weft_task {
 	_Atomic uint32_t run;        /* WEFT__RUNNING / PARKED / NOTIFIED */
 	uint8_t after;               /* WEFT__AFTER_*, read by finish_switch */
 	uint8_t pinned;
+	uint8_t start_home;          /* first run goes to `home` (WEFT_SPAWN_ON) */
 	uint16_t lifo_ok;
 	int wake_result;             /* written by the waker that claimed */
 	uint64_t deadline;           /* absolute, WEFT_NEVER when unset */

@@ -85,7 +85,14 @@ weft__switch:
 	.cfi_adjust_cfa_offset -8
 	.cfi_restore %rbp
 	movq	%rdx, %rax
-	ret
+	/* Not `ret`: we return to a different call site than the one that
+	 * called us, which the CPU's return-stack predictor always gets wrong.
+	 * An indirect jump is predicted by target history instead, and a
+	 * ping-pong between two call sites is exactly what it learns. */
+	popq	%rcx
+	.cfi_adjust_cfa_offset -8
+	.cfi_register %rip, %rcx
+	jmp	*%rcx
 	.cfi_endproc
 	.size	weft__switch, .-weft__switch
 

@@ -161,8 +161,15 @@ struct weft_task *weft__task_new(struct weft_rt *rt, struct weft__worker *w, wef
 	atomic_store_explicit(&t->run, WEFT__RUNNING, memory_order_relaxed);
 	atomic_store_explicit(&t->done, 0, memory_order_relaxed);
 	t->after = WEFT__AFTER_NONE;
-	t->pinned = opts && (opts->flags & WEFT_SPAWN_PINNED);
-	t->home = t->pinned ? w : NULL;
+	unsigned flags = opts ? opts->flags : 0;
+	t->pinned = !!(flags & WEFT_SPAWN_PINNED);
+	t->start_home = !!(flags & WEFT_SPAWN_ON);
+	if (t->start_home)
+		t->home = rt->workers[opts->worker % rt->nworkers];
+	else if (t->pinned)
+		t->home = w ? w : rt->workers[0];
+	else
+		t->home = NULL;
 	t->deadline = WEFT_NEVER;
 	t->fn = fn;
 	t->arg = arg;
@@ -207,6 +214,7 @@ bool weft__task_prepare(struct weft__worker *w, struct weft_task *t)
 		return false;
 	}
 	t->stack = s;
+	t->start_home = false;
 	t->ctx.sp = weft__ctx_make(weft__stack_top(s), task_start, t, w->rt->fp_ctl);
 #if defined(WEFT__ASAN) || defined(WEFT__TSAN)
 	t->ctx.stack_lo = (char *)s->base + weft__page_size();

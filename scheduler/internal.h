@@ -24,6 +24,9 @@
  * it does not beat in step with a periodic workload.  See
  * docs/benchmarks.md for how it was measured. */
 #define WEFT__GLOBAL_INTERVAL 61
+/* How long a worker out of work polls before it parks (worker.c), unless
+ * weft_opts.idle_spin_ns says otherwise. */
+#define WEFT__SPIN_NS (50 * WEFT_USEC)
 /* Most tasks in a row taken from the LIFO slot before the deque gets a turn. */
 #define WEFT__LIFO_MAX 3
 
@@ -86,6 +89,7 @@ struct weft_rt {
 	struct weft__worker **workers;
 	size_t stack_size;
 	uint64_t stall_ns, shutdown_ns;
+	uint64_t spin_ns;              /* 0: no polling before parking */
 	int pin;
 	uint32_t fp_ctl;               /* FP control state new tasks start with */
 

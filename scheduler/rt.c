@@ -264,6 +264,9 @@ int weft_rt_new(struct weft_rt **out, const struct weft_opts *opts)
 	rt->shutdown_ns = o.shutdown_timeout_ns ? o.shutdown_timeout_ns : DEFAULT_SHUTDOWN_NS;
 	rt->stall_ns = o.stall_warn_ns ? o.stall_warn_ns : DEFAULT_STALL_NS;
 	rt->pin = o.pin_workers;
+	rt->spin_ns = o.idle_spin_ns == WEFT_NEVER ? 0
+		      : o.idle_spin_ns	     ? o.idle_spin_ns
+					     : WEFT__SPIN_NS;
 	rt->fp_ctl = weft__fp_ctl_read();
 	pthread_mutex_init(&rt->inject_lock, NULL);
 	pthread_mutex_init(&rt->idle_lock, NULL);

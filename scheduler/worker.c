@@ -96,12 +96,8 @@ static struct weft_task *pop_inbox(struct weft__worker *w)
  * and goes to the LIFO slot; a spawned task goes to the deque. */
 static void push_local(struct weft__worker *w, struct weft_task *t, bool lifo)
 {
-	if (t->pinned && t->home != w) {
+	if (t->pinned || t->start_home) {
 		push_inbox(t->home, t);
-		return;
-	}
-	if (t->pinned) {
-		push_inbox(w, t);
 		return;
 	}
 	if (lifo) {
@@ -119,7 +115,7 @@ void weft__enqueue(struct weft_rt *rt, struct weft_task *t, bool lifo)
 	struct weft__worker *w = weft__worker_here();
 	if (w && w->rt == rt) {
 		push_local(w, t, lifo);
-	} else if (t->pinned) {
+	} else if (t->pinned || t->start_home) {
 		push_inbox(t->home, t);
 	} else {
 		weft__inject_push(rt, t);
@@ -279,11 +275,44 @@ static struct weft_task *find_work(struct weft__worker *w)
 	return NULL;
 }
 
+/* Whether anything has been queued for this worker since it last looked. */
+static bool local_work(struct weft__worker *w)
+{
+	return w->lifo || atomic_load_explicit(&w->inbox_n, memory_order_relaxed) ||
+	       weft__deque_size(&w->deque) > 0 ||
+	       atomic_load_explicit(&w->rt->inject_n, memory_order_relaxed);
+}
+
+/*
+ * Before parking, poll for rt->spin_ns (WEFT__SPIN_NS by default).  Work often arrives within
+ * microseconds of a worker running dry (the reply to a message it just sent,
+ * a child its neighbour spawns), and a worker that has not gone to sleep
+ * needs no syscall to be woken: the waker only queues.  The spin is bounded
+ * so an idle runtime costs nothing after it.
+ */
+static struct weft_task *spin_for_work(struct weft__worker *w)
+{
+	if (!w->rt->spin_ns)
+		return NULL;
+	uint64_t until = weft_now() + w->rt->spin_ns;
+	for (unsigned i = 1;; i++) {
+		if (local_work(w) || (i & 63) == 0) {
+			struct weft_task *t = find_work(w);
+			if (t || weft_now() >= until ||
+			    atomic_load_explicit(&w->rt->exit_workers, memory_order_relaxed))
+				return t;
+		}
+		__builtin_ia32_pause();
+	}
+}
+
 static void worker_loop(struct weft__worker *w)
 {
 	struct weft_rt *rt = w->rt;
 	while (!atomic_load_explicit(&rt->exit_workers, memory_order_acquire)) {
 		struct weft_task *t = find_work(w);
+		if (!t)
+			t = spin_for_work(w);
 		if (w->searching)
 			weft__idle_stop_search(rt, w, t != NULL);
 		if (t) {
