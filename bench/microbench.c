@@ -39,6 +39,7 @@ static _Noreturn void bounce(void *first, void *arg)
 {
 	(void)first;
 	(void)arg;
+	weft__ctx_entered();
 	for (;;)
 		weft__ctx_switch(&co_ctx, &main_ctx, NULL, false);
 }
@@ -50,7 +51,8 @@ static int bench_switch(uint64_t n)
 	struct weft__stack *s = weft__stack_get(NULL, 64 * 1024);
 	if (!s)
 		return -ENOMEM;
-	co_ctx.sp = weft__ctx_make(weft__stack_top(s), bounce, NULL, weft__fp_ctl_read());
+	weft__ctx_on_thread(&main_ctx);
+	weft__ctx_on_stack(&co_ctx, s, bounce, NULL, weft__fp_ctl_read());
 	weft__ctx_switch(&main_ctx, &co_ctx, NULL, false); /* warm up */
 	uint64_t t0 = weft_now();
 	for (uint64_t i = 0; i < n / 2; i++)

@@ -49,6 +49,18 @@ size_t weft__page_size(void);
 /* Whether guards use MADV_GUARD_INSTALL (1) or mprotect (0). */
 int weft__stack_guard_mode(void);
 
+/* ---- Contexts with what the tools need (runtime/stack.c) --------------------
+ * weft__ctx_on_stack makes c start in entry(switch arg, arg) on stack s;
+ * weft__ctx_on_thread describes the calling thread's own stack, to switch
+ * away from and back to; weft__ctx_entered must be the first call of an
+ * entry function; weft__ctx_release ends a context that will never run
+ * again.  Outside sanitizer builds they reduce to weft__ctx_make. */
+void weft__ctx_on_stack(struct weft__ctx *c, const struct weft__stack *s,
+			weft__ctx_entry entry, void *arg, uint32_t fp_ctl);
+void weft__ctx_on_thread(struct weft__ctx *c);
+void weft__ctx_entered(void);
+void weft__ctx_release(struct weft__ctx *c);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,6 +19,7 @@
  * reuse costs no page faults.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -137,4 +138,53 @@ void weft__stack_pool_drain(struct weft__stack_pool *p)
 		stack_unmap(s);
 	}
 	p->n = 0;
+}
+
+void weft__ctx_on_stack(struct weft__ctx *c, const struct weft__stack *s,
+			weft__ctx_entry entry, void *arg, uint32_t fp_ctl)
+{
+	c->sp = weft__ctx_make(weft__stack_top(s), entry, arg, fp_ctl);
+#if defined(WEFT__ASAN) || defined(WEFT__TSAN)
+	c->stack_lo = (char *)s->base + weft__page_size();
+	c->stack_size = s->size;
+	c->asan_fake = NULL;
+#endif
+#ifdef WEFT__TSAN
+	c->tsan_fiber = __tsan_create_fiber(0);
+#endif
+}
+
+void weft__ctx_on_thread(struct weft__ctx *c)
+{
+#if defined(WEFT__ASAN) || defined(WEFT__TSAN)
+	pthread_attr_t a;
+	void *lo = NULL;
+	size_t size = 0;
+	if (pthread_getattr_np(pthread_self(), &a) == 0) {
+		pthread_attr_getstack(&a, &lo, &size);
+		pthread_attr_destroy(&a);
+	}
+	c->stack_lo = lo;
+	c->stack_size = size;
+	c->asan_fake = NULL;
+#endif
+#ifdef WEFT__TSAN
+	c->tsan_fiber = __tsan_get_current_fiber();
+#endif
+	(void)c;
+}
+
+void weft__ctx_entered(void)
+{
+#ifdef WEFT__ASAN
+	__sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+}
+
+void weft__ctx_release(struct weft__ctx *c)
+{
+#ifdef WEFT__TSAN
+	__tsan_destroy_fiber(c->tsan_fiber);
+#endif
+	(void)c;
 }

@@ -215,15 +215,7 @@ bool weft__task_prepare(struct weft__worker *w, struct weft_task *t)
 	}
 	t->stack = s;
 	t->start_home = false;
-	t->ctx.sp = weft__ctx_make(weft__stack_top(s), task_start, t, w->rt->fp_ctl);
-#if defined(WEFT__ASAN) || defined(WEFT__TSAN)
-	t->ctx.stack_lo = (char *)s->base + weft__page_size();
-	t->ctx.stack_size = s->size;
-	t->ctx.asan_fake = NULL;
-#endif
-#ifdef WEFT__TSAN
-	t->ctx.tsan_fiber = __tsan_create_fiber(0);
-#endif
+	weft__ctx_on_stack(&t->ctx, s, task_start, t, w->rt->fp_ctl);
 	return true;
 }
 
@@ -257,9 +249,7 @@ struct weft_task *weft_rt_spawn(struct weft_rt *rt, weft_fn fn, void *arg,
 static _Noreturn void task_start(void *prev, void *arg)
 {
 	struct weft_task *t = arg;
-#ifdef WEFT__ASAN
-	__sanitizer_finish_switch_fiber(NULL, NULL, NULL);
-#endif
+	weft__ctx_entered();
 	weft__finish_switch(t->worker, prev);
 	t->result = t->fn(t->arg);
 	t->after = WEFT__AFTER_EXIT;
@@ -281,9 +271,7 @@ void weft__task_complete(struct weft__worker *w, struct weft_task *t)
 	if (t->stack) {
 		weft__stack_put(&w->stacks, t->stack);
 		t->stack = NULL;
-#ifdef WEFT__TSAN
-		__tsan_destroy_fiber(t->ctx.tsan_fiber);
-#endif
+		weft__ctx_release(&t->ctx);
 	}
 	if (t->group)
 		weft__group_child_done(t);
@@ -517,9 +505,7 @@ void weft__tasks_free_all(struct weft_rt *rt)
 			struct weft_task *t = &s->tasks[i];
 			if (atomic_load_explicit(&t->live, memory_order_relaxed) && t->stack) {
 				weft__stack_put(&none, t->stack);
-#ifdef WEFT__TSAN
-				__tsan_destroy_fiber(t->ctx.tsan_fiber);
-#endif
+				weft__ctx_release(&t->ctx);
 			}
 		}
 		free(s);

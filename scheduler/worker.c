@@ -328,29 +328,11 @@ static void worker_loop(struct weft__worker *w)
 	}
 }
 
-static void stack_bounds(struct weft__worker *w)
-{
-#if defined(WEFT__ASAN) || defined(WEFT__TSAN)
-	pthread_attr_t a;
-	void *lo;
-	size_t size;
-	pthread_getattr_np(pthread_self(), &a);
-	pthread_attr_getstack(&a, &lo, &size);
-	pthread_attr_destroy(&a);
-	w->ctx.stack_lo = lo;
-	w->ctx.stack_size = size;
-#endif
-#ifdef WEFT__TSAN
-	w->ctx.tsan_fiber = __tsan_get_current_fiber();
-#endif
-	(void)w;
-}
-
 void *weft__worker_main(void *arg)
 {
 	struct weft__worker *w = arg;
 	tls_worker = w;
-	stack_bounds(w);
+	weft__ctx_on_thread(&w->ctx);
 	weft__fault_thread_init();
 	worker_loop(w);
 	weft__fault_thread_fini();
