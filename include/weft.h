@@ -14,7 +14,11 @@
  *    is in force.  An operation that completed before the cancellation or
  *    deadline took effect returns its result, never -ECANCELED/-ETIMEDOUT.
  *    The suspension points are: weft_yield, weft_sleep, weft_join,
- *    weft_group_wait, and the blocking calls of <weft/sync.h>.
+ *    weft_group_wait, and the blocking calls of <weft/sync.h>.  A timed
+ *    suspension (a deadline in force, or weft_sleep) may also return
+ *    -ENOMEM when its timer cannot be stored.
+ *  - Cancellation is cooperative: a task that never reaches a suspension
+ *    point cannot be stopped, and shutdown waits for it.
  *  - Tasks migrate between threads at suspension points.  Do not keep the
  *    address of a thread-local variable (errno included) across one, or
  *    spawn the task with WEFT_SPAWN_PINNED.
@@ -73,15 +77,15 @@ struct weft_opts {
  * remaining tasks, shuts down as weft_rt_shutdown does, and returns the
  * main task's result.  opts may be NULL.  Any thread that is not a worker.
  * Returns a negative errno only if the runtime could not start: -ENOMEM,
- * -EINVAL (bad opts or WEFT_WORKERS), or the error io_uring_queue_init
- * gave (-ENOSYS, -EPERM where io_uring is disabled).
+ * -EINVAL (a malformed WEFT_WORKERS), -EAGAIN (threads), or the error
+ * io_uring_queue_init gave (-ENOSYS, -EPERM where io_uring is disabled).
  */
 WEFT_API intptr_t weft_main(weft_fn fn, void *arg, const struct weft_opts *opts);
 
 /*
  * Starts a runtime with its worker threads and stores it in *rt.  opts may be
- * NULL.  Returns 0, -ENOMEM, -EINVAL, -EAGAIN (threads) or the error of
- * io_uring_queue_init.  Any thread.
+ * NULL.  Returns 0, -ENOMEM, -EINVAL (a malformed WEFT_WORKERS), -EAGAIN
+ * (threads) or the error of io_uring_queue_init.  Any thread.
  */
 WEFT_API int weft_rt_new(struct weft_rt **rt, const struct weft_opts *opts);
 
@@ -103,7 +107,8 @@ WEFT_API struct weft_task *weft_rt_spawn(struct weft_rt *rt, weft_fn fn, void *a
 WEFT_API int weft_block_on(struct weft_task *t, intptr_t *result);
 
 /* Spawns fn(arg) in rt and blocks on it, as weft_block_on.  Any non-worker
- * thread.  Returns 0, -ENOMEM or -ESHUTDOWN. */
+ * thread.  Returns 0, -ENOMEM, -ESHUTDOWN (rt is shutting down) or
+ * -EDEADLK (called on a worker thread). */
 WEFT_API int weft_rt_run(struct weft_rt *rt, weft_fn fn, void *arg, intptr_t *result);
 
 /*
@@ -153,7 +158,9 @@ struct weft_spawn_opts {
  * Spawns fn(arg) as a new task on the calling worker (idle workers will
  * steal it).  opts may be NULL.  The handle must be passed exactly once to
  * weft_join, weft_block_on or weft_detach.  Returns NULL only when out of
- * memory (task or stack).  Task only.
+ * memory for the task object.  The stack is mapped when the task first
+ * runs; if that fails the task finishes at once with -ENOMEM as its
+ * result.  Task only.
  */
 WEFT_API struct weft_task *weft_spawn(weft_fn fn, void *arg, const struct weft_spawn_opts *opts);
 
@@ -264,8 +271,8 @@ WEFT_API void weft_group_cancel(struct weft_group *g);
  * deadline passes meanwhile, the children are cancelled and the wait goes on
  * until they have all finished: no child outlives this call.  Returns 0 when
  * no child failed, else the first failure's result; -ECANCELED/-ETIMEDOUT
- * when the caller's own cancellation or deadline cut the group short.
- * Task only; a suspension point.
+ * when the caller's own cancellation or deadline cut the group short.  One
+ * task at a time may wait on a group.  Task only; a suspension point.
  */
 WEFT_API int weft_group_wait(struct weft_group *g);
 

@@ -103,12 +103,12 @@ void weft__group_child_done(struct weft_task *t)
 		if (g->flags & WEFT_GROUP_FAIL_FAST)
 			cancel_locked(g);
 	}
-	if (--g->running == 0) {
-		struct weft__wait *w;
-		while ((w = weft__waitq_claim_first(&g->q)))
-			weft__wait_ready(w->task, 0);
-	}
+	struct weft__wait *w = NULL;
+	if (--g->running == 0)
+		w = weft__waitq_claim_first(&g->q); /* one waiter: the owner */
 	weft__spin_unlock(&g->q.lock);
+	if (w)
+		weft__wait_ready(w->task, 0);
 }
 
 int weft_group_wait(struct weft_group *g)

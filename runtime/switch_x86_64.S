@@ -16,7 +16,9 @@
  * Everything else is caller-saved: the C compiler already spilled whatever it
  * needed before calling weft__switch, which is why a switch costs a handful
  * of moves.  Every other architecture provides the same three symbols in its
- * own switch_<arch>.S, and weft__ctx_make builds the frame described above.
+ * own switch_<arch>.S with the same symbols (weft__switch, weft__ctx_make,
+ * weft__ctx_trampoline, weft__fp_ctl_read); weft__ctx_make builds the frame
+ * described above.
  */
 
 	.text
@@ -113,8 +115,8 @@ weft__ctx_trampoline:
 	xorl	%ebp, %ebp
 	movq	%rax, %rdi
 	movq	%rbx, %rsi
-	/* Entered by ret with rsp = 8 mod 16; realign so the callee sees the
-	 * ABI's entry alignment. */
+	/* Entered by weft__switch's closing jump with rsp = 8 mod 16, as if
+	 * called; realign so the callee sees the ABI's entry alignment. */
 	subq	$8, %rsp
 	call	*%r12
 	ud2

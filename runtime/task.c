@@ -157,7 +157,11 @@ struct weft_task *weft__task_new(struct weft_rt *rt, struct weft__worker *w, wef
 	/* Keep the wait word's token counting up across reuses of the object:
 	 * a stale timer entry must never match a new wait (wait.c, inv. 5). */
 	uint64_t tok = atomic_load_explicit(&t->wake, memory_order_relaxed) >> WEFT__WAKE_SHIFT;
-	atomic_store_explicit(&t->wake, (tok + 1) << WEFT__WAKE_SHIFT, memory_order_relaxed);
+	uint64_t cancel = atomic_load_explicit(&rt->stopping, memory_order_relaxed)
+				  ? WEFT__WAKE_CANCEL
+				  : 0; /* shutdown: born cancelled */
+	atomic_store_explicit(&t->wake, (tok + 1) << WEFT__WAKE_SHIFT | cancel,
+			      memory_order_relaxed);
 	atomic_store_explicit(&t->run, WEFT__RUNNING, memory_order_relaxed);
 	atomic_store_explicit(&t->done, 0, memory_order_relaxed);
 	t->after = WEFT__AFTER_NONE;

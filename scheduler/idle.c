@@ -14,7 +14,9 @@
  *     awake and searching on its behalf (so a burst of pushes wakes one
  *     worker, not all).
  *  2. A worker out of local work may search (steal) only while fewer than
- *     half the workers search (weft__idle_start_search).
+ *     half the workers search (weft__idle_start_search; the check and the
+ *     increment are separate, so the bound may be overshot by a racing
+ *     worker or two: it limits contention, correctness does not need it).
  *  3. A searcher that finds work stops searching; if it was the last
  *     searcher it wakes a successor, because the work it found may have
  *     come with more that nobody is looking for (weft__idle_stop_search).

@@ -20,9 +20,9 @@
 #include "scheduler/deque.h"
 
 /* Every how many scheduling ticks a worker looks past its local queues (the
- * injection queue, its yield list, timers and ring).  Prime, as Go's 61, so
- * it does not beat in step with a periodic workload.  See
- * docs/benchmarks.md for how it was measured. */
+ * injection queue, due timers, its yield list).  Prime, as Go's 61, so it
+ * does not beat in step with a periodic workload.  See docs/benchmarks.md
+ * for how it was measured. */
 #define WEFT__GLOBAL_INTERVAL 61
 /* How long a worker out of work polls before it parks (worker.c), unless
  * weft_opts.idle_spin_ns says otherwise. */

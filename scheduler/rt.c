@@ -10,7 +10,7 @@
  *
  * Shutdown, in order:
  *   1. `stopping`: weft_rt_spawn refuses, and tasks created from now on start
- *      cancelled;
+ *      cancelled (weft__task_new);
  *   2. every live task is cancelled (the slab walk of task.c, repeated so
  *      tasks spawned meanwhile are caught);
  *   3. wait until no task is live or the timeout passes; name the
