@@ -119,6 +119,8 @@ void weft__wait_ready(struct weft_task *t, int result);
 /* Claim + ready.  Returns whether this call woke it. */
 bool weft__wake(const struct weft__wait *w, int result);
 bool weft__wake_token(struct weft_task *t, uint64_t token, int result);
+/* group.c: a group's child has finished (called before its DONE bit). */
+void weft__group_child_done(struct weft_task *t);
 /* Cancel request: sets the sticky bit and wakes an armed, unshielded wait. */
 void weft__task_cancel(struct weft_task *t);
 
@@ -151,6 +153,11 @@ void weft__waitq_remove(struct weft__waitq *q, struct weft__wait *w);
 /* Pops waiters until one is claimed; returns it (claimed, not yet readied) or
  * NULL.  Queue lock held. */
 struct weft__wait *weft__waitq_claim_first(struct weft__waitq *q);
+/* The waking halves every primitive shares: release q's lock, then ready w
+ * (claimed under it) if not NULL; or, with q's lock held, claim every waiter,
+ * release the lock and ready them all with result, in FIFO order. */
+void weft__waitq_unlock_ready(struct weft__waitq *q, struct weft__wait *w, int result);
+void weft__waitq_wake_all(struct weft__waitq *q, int result);
 /* The blocking half every primitive shares: arms w, queues it on q (whose
  * lock the caller holds and this releases), parks, and on a wake-up that did
  * not come through the queue (cancel, deadline) unlinks w.  Returns the

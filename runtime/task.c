@@ -266,8 +266,6 @@ static void futex_wake_all(_Atomic uint32_t *addr)
 	syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 }
 
-void weft__group_child_done(struct weft_task *t); /* group.c */
-
 /* Runs on the context that took over from the finished task t: its stack is
  * no longer in use. */
 void weft__task_complete(struct weft__worker *w, struct weft_task *t)

@@ -50,10 +50,12 @@ int weft__wait_arm(struct weft_task *self, struct weft__wait *w)
 		uint64_t tok = (old >> WEFT__WAKE_SHIFT) + 1;
 		uint64_t new = tok << WEFT__WAKE_SHIFT | WEFT__WAKE_ARMED |
 			       (old & (WEFT__WAKE_CANCEL | WEFT__WAKE_SHIELD));
-		/* Relaxed is enough for invariant 2 (one word, RMWs only); the
-		 * waiter record is published to wakers by the primitive's lock. */
+		/* Invariant 2 needs no ordering (one word, RMWs only), but a
+		 * canceller that claims this wait writes t->wake_result: release
+		 * orders our read of the previous wait's result before it (pairs
+		 * with the acquire of the claim CAS). */
 		if (atomic_compare_exchange_weak_explicit(&self->wake, &old, new,
-							  memory_order_relaxed,
+							  memory_order_release,
 							  memory_order_relaxed)) {
 			w->task = self;
 			w->token = tok;
@@ -212,4 +214,31 @@ int weft__waitq_block(struct weft__waitq *q, struct weft_task *self, struct weft
 		weft__spin_unlock(&q->lock);
 	}
 	return rc;
+}
+
+/* Releases q's lock, then readies w (claimed under it) if not NULL. */
+void weft__waitq_unlock_ready(struct weft__waitq *q, struct weft__wait *w, int result)
+{
+	weft__spin_unlock(&q->lock);
+	if (w)
+		weft__wait_ready(w->task, result);
+}
+
+/* With q's lock held: claims every waiter, releases the lock, then readies
+ * them all with result, in FIFO order. */
+void weft__waitq_wake_all(struct weft__waitq *q, int result)
+{
+	struct weft__wait *first = NULL, **tail = &first, *w;
+	while ((w = weft__waitq_claim_first(q))) {
+		/* Popped, so w->next is ours to reuse as a private list link. */
+		*tail = w;
+		tail = &w->next;
+	}
+	*tail = NULL;
+	weft__spin_unlock(&q->lock);
+	while ((w = first)) {
+		/* Read the link before readying: w dies with the wait. */
+		first = w->next;
+		weft__wait_ready(w->task, result);
+	}
 }

@@ -141,7 +141,9 @@ static void *watchdog_main(void *arg)
 		for (unsigned i = 0; i < rt->nworkers; i++) {
 			struct weft__worker *w = rt->workers[i];
 			uint64_t sw = atomic_load_explicit(&w->n_switches, memory_order_relaxed);
-			struct weft_task *t = atomic_load_explicit(&w->current, memory_order_relaxed);
+			/* Acquire pairs with the release in prepare_run: t's id and
+			 * name are initialised. */
+			struct weft_task *t = atomic_load_explicit(&w->current, memory_order_acquire);
 			if (sw != last[i] || !t) {
 				last[i] = sw;
 				since[i] = now;

@@ -202,7 +202,8 @@ static inline bool prepare_run(struct weft__worker *w, struct weft_task *t)
 		return false;
 	t->worker = w;
 	atomic_store_explicit(&t->run, WEFT__RUNNING, memory_order_relaxed);
-	atomic_store_explicit(&w->current, t, memory_order_relaxed);
+	/* Release: the stall watchdog reads t's id and name (rt.c). */
+	atomic_store_explicit(&w->current, t, memory_order_release);
 	weft__stat_inc(&w->n_switches);
 	return true;
 }

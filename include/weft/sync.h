@@ -47,7 +47,10 @@ WEFT_API int weft_mutex_lock(struct weft_mutex *m);
 /* Returns 0 with m held, or -EBUSY.  Task only (any thread if never
  * contended by tasks). */
 WEFT_API int weft_mutex_trylock(struct weft_mutex *m);
-/* Releases m, held by the caller.  Any thread; never suspends. */
+/* Releases m, held by the caller.  Any thread; never suspends.  Memory
+ * holding a mutex may be reused once no task can still be inside
+ * weft_mutex_unlock on it (after its users are joined, say): the slow path
+ * touches m after another task may already have taken it. */
 WEFT_API void weft_mutex_unlock(struct weft_mutex *m);
 
 /* ---- Condition variable ----------------------------------------------------
