@@ -91,7 +91,7 @@ void weft__idle_stop_search(struct weft_rt *rt, struct weft__worker *w, bool fou
 /* Whether any queue another worker could serve us from has work. */
 static bool work_visible(struct weft_rt *rt, struct weft__worker *self)
 {
-	if (atomic_load_explicit(&rt->inject_n, memory_order_relaxed))
+	if (weft__tqueue_len(&rt->inject))
 		return true;
 	for (unsigned i = 0; i < rt->nworkers; i++) {
 		struct weft__worker *v = rt->workers[i];
@@ -111,7 +111,7 @@ bool weft__idle_sleep(struct weft_rt *rt, struct weft__worker *w)
 	pthread_mutex_unlock(&rt->idle_lock);
 	atomic_thread_fence(memory_order_seq_cst);
 	if (work_visible(rt, w) || weft__deque_size(&w->deque) > 0 || w->lifo ||
-	    atomic_load_explicit(&w->inbox_n, memory_order_relaxed)) {
+	    weft__tqueue_len(&w->inbox)) {
 		weft__idle_wake(rt, w);
 		return false;
 	}

@@ -1,32 +1,35 @@
 // SPDX-License-Identifier: MIT
 /*
- * inject.c - the runtime's global queue: tasks spawned or woken by threads
- * that are not its workers, and overflow from a deque that could not grow.
+ * inject.c - a locked FIFO of tasks, for queues that any thread may push to:
+ * the runtime's injection queue (tasks spawned or woken by threads that are
+ * not its workers, and overflow from a deque that could not grow) and each
+ * worker's inbox (pinned tasks, and tasks started on a chosen worker).
  *
- * A mutex-protected FIFO list is enough: it is off the hot path (workers look
- * at it every WEFT__GLOBAL_INTERVAL ticks and when their own queues are
- * empty), and inject_n lets them skip the lock when it is empty.
+ * A spinlock around a linked list is enough: both are off the hot path
+ * (workers look at the injection queue every WEFT__GLOBAL_INTERVAL ticks
+ * and when their own queues are empty), and `n` lets readers skip the lock
+ * when a queue is empty.
  */
 #include "scheduler/internal.h"
 
-void weft__inject_push(struct weft_rt *rt, struct weft_task *t)
+void weft__tqueue_push(struct weft__tqueue *q, struct weft_task *t)
 {
-	pthread_mutex_lock(&rt->inject_lock);
-	weft__tlist_push(&rt->inject, t);
-	/* Under the lock, so inject_n never runs ahead of the list; relaxed
-	 * readers only use it as a hint before taking the lock. */
-	atomic_fetch_add_explicit(&rt->inject_n, 1, memory_order_relaxed);
-	pthread_mutex_unlock(&rt->inject_lock);
+	weft__spin_lock(&q->lock);
+	weft__tlist_push(&q->list, t);
+	/* Under the lock, so n never runs ahead of the list; readers use it
+	 * only as a hint before taking the lock. */
+	atomic_fetch_add_explicit(&q->n, 1, memory_order_relaxed);
+	weft__spin_unlock(&q->lock);
 }
 
-struct weft_task *weft__inject_pop(struct weft_rt *rt)
+struct weft_task *weft__tqueue_pop(struct weft__tqueue *q)
 {
-	if (!atomic_load_explicit(&rt->inject_n, memory_order_relaxed))
+	if (!weft__tqueue_len(q))
 		return NULL;
-	pthread_mutex_lock(&rt->inject_lock);
-	struct weft_task *t = weft__tlist_pop(&rt->inject);
+	weft__spin_lock(&q->lock);
+	struct weft_task *t = weft__tlist_pop(&q->list);
 	if (t)
-		atomic_fetch_sub_explicit(&rt->inject_n, 1, memory_order_relaxed);
-	pthread_mutex_unlock(&rt->inject_lock);
+		atomic_fetch_sub_explicit(&q->n, 1, memory_order_relaxed);
+	weft__spin_unlock(&q->lock);
 	return t;
 }

@@ -35,6 +35,13 @@ struct weft__tlist {
 	struct weft_task *head, *tail;
 };
 
+/* A locked FIFO any thread may push to (inject.c). */
+struct weft__tqueue {
+	uint32_t lock;
+	_Atomic uint64_t n;
+	struct weft__tlist list;
+};
+
 struct weft__worker {
 	struct weft__ctx ctx;          /* the thread's own stack: the worker loop */
 	/* Running task, NULL in the loop; written by the owner, read by the
@@ -50,10 +57,9 @@ struct weft__worker {
 	struct weft__tlist yielded;    /* FIFO of tasks that called weft_yield */
 	struct weft__deque deque;
 
-	/* Pinned tasks made ready by other threads (inbox_lock). */
-	uint32_t inbox_lock;
-	_Atomic uint32_t inbox_n;
-	struct weft__tlist inbox;
+	/* Tasks only this worker may run: pinned ones, and WEFT_SPAWN_ON ones
+	 * before their first run. */
+	struct weft__tqueue inbox;
 
 	struct weft__stack_pool stacks;
 	struct weft_task *free_cur, *free_full; /* free task objects, task.c */
@@ -94,9 +100,7 @@ struct weft_rt {
 	uint32_t fp_ctl;               /* FP control state new tasks start with */
 
 	/* The injection queue: tasks spawned or woken from outside workers. */
-	pthread_mutex_t inject_lock;
-	struct weft__tlist inject;
-	_Atomic uint64_t inject_n;
+	struct weft__tqueue inject;
 
 	/* idle.c: searching workers in the low half, awake ones in the high. */
 	_Atomic uint64_t idle_state;
@@ -132,8 +136,12 @@ void weft__enqueue(struct weft_rt *rt, struct weft_task *t, bool lifo);
 void weft__finish_switch(struct weft__worker *w, struct weft_task *prev);
 
 /* inject.c */
-void weft__inject_push(struct weft_rt *rt, struct weft_task *t);
-struct weft_task *weft__inject_pop(struct weft_rt *rt);
+void weft__tqueue_push(struct weft__tqueue *q, struct weft_task *t);
+struct weft_task *weft__tqueue_pop(struct weft__tqueue *q);
+static inline uint64_t weft__tqueue_len(struct weft__tqueue *q)
+{
+	return atomic_load_explicit(&q->n, memory_order_relaxed);
+}
 
 /* idle.c */
 void weft__idle_notify(struct weft_rt *rt);

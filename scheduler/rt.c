@@ -185,7 +185,6 @@ static void free_rt(struct weft_rt *rt)
 	weft__tasks_free_all(rt);
 	free(rt->workers);
 	free(rt->sleepers);
-	pthread_mutex_destroy(&rt->inject_lock);
 	pthread_mutex_destroy(&rt->idle_lock);
 	pthread_mutex_destroy(&rt->slab_lock);
 	pthread_mutex_destroy(&rt->watch_lock);
@@ -270,7 +269,6 @@ int weft_rt_new(struct weft_rt **out, const struct weft_opts *opts)
 		      : o.idle_spin_ns	     ? o.idle_spin_ns
 					     : WEFT__SPIN_NS;
 	rt->fp_ctl = weft__fp_ctl_read();
-	pthread_mutex_init(&rt->inject_lock, NULL);
 	pthread_mutex_init(&rt->idle_lock, NULL);
 	pthread_mutex_init(&rt->slab_lock, NULL);
 	pthread_mutex_init(&rt->watch_lock, NULL);

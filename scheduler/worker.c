@@ -64,7 +64,7 @@ static void push_deque(struct weft__worker *w, struct weft_task *t)
 {
 	if (weft__deque_push(&w->deque, t) < 0) {
 		/* Out of memory for a bigger array: the global queue is a list. */
-		weft__inject_push(w->rt, t);
+		weft__tqueue_push(&w->rt->inject, t);
 	}
 	if (w->rt->nworkers > 1)
 		weft__idle_notify(w->rt);
@@ -72,24 +72,9 @@ static void push_deque(struct weft__worker *w, struct weft_task *t)
 
 static void push_inbox(struct weft__worker *home, struct weft_task *t)
 {
-	weft__spin_lock(&home->inbox_lock);
-	weft__tlist_push(&home->inbox, t);
-	atomic_fetch_add_explicit(&home->inbox_n, 1, memory_order_release);
-	weft__spin_unlock(&home->inbox_lock);
+	weft__tqueue_push(&home->inbox, t);
 	if (home != weft__worker_here())
 		weft__idle_wake_worker(home->rt, home);
-}
-
-static struct weft_task *pop_inbox(struct weft__worker *w)
-{
-	if (!atomic_load_explicit(&w->inbox_n, memory_order_acquire))
-		return NULL;
-	weft__spin_lock(&w->inbox_lock);
-	struct weft_task *t = weft__tlist_pop(&w->inbox);
-	if (t)
-		atomic_fetch_sub_explicit(&w->inbox_n, 1, memory_order_relaxed);
-	weft__spin_unlock(&w->inbox_lock);
-	return t;
 }
 
 /* Queues runnable t on worker w (the caller's own).  lifo: t was just woken
@@ -118,7 +103,7 @@ void weft__enqueue(struct weft_rt *rt, struct weft_task *t, bool lifo)
 	} else if (t->pinned || t->start_home) {
 		push_inbox(t->home, t);
 	} else {
-		weft__inject_push(rt, t);
+		weft__tqueue_push(&rt->inject, t);
 		weft__idle_notify(rt);
 	}
 }
@@ -129,8 +114,8 @@ static struct weft_task *next_local(struct weft__worker *w)
 {
 	struct weft_task *t;
 	if (++w->tick % WEFT__GLOBAL_INTERVAL == 0) {
-		if (atomic_load_explicit(&w->rt->inject_n, memory_order_relaxed) &&
-		    (t = weft__inject_pop(w->rt)))
+		if (weft__tqueue_len(&w->rt->inject) &&
+		    (t = weft__tqueue_pop(&w->rt->inject)))
 			return t;
 		if (w->timers.n)
 			weft__timers_fire(&w->timers, weft_now());
@@ -150,7 +135,7 @@ static struct weft_task *next_local(struct weft__worker *w)
 		return t;
 	if ((t = weft__tlist_pop(&w->yielded)))
 		return t;
-	return pop_inbox(w);
+	return weft__tqueue_pop(&w->inbox);
 }
 
 /* Steals half of one victim's deque; returns one task to run and keeps the
@@ -184,7 +169,7 @@ static struct weft_task *steal_work(struct weft__worker *w)
 			if (!first)
 				first = x;
 			else if (weft__deque_push(&w->deque, x) < 0)
-				weft__inject_push(rt, x);
+				weft__tqueue_push(&rt->inject, x);
 		}
 		if (first)
 			return first;
@@ -267,7 +252,7 @@ static struct weft_task *find_work(struct weft__worker *w)
 	struct weft_task *t;
 	if ((t = next_local(w)))
 		return t;
-	if ((t = weft__inject_pop(w->rt)))
+	if ((t = weft__tqueue_pop(&w->rt->inject)))
 		return t;
 	if (w->timers.n && weft__timers_fire(&w->timers, weft_now()) && (t = next_local(w)))
 		return t;
@@ -279,9 +264,9 @@ static struct weft_task *find_work(struct weft__worker *w)
 /* Whether anything has been queued for this worker since it last looked. */
 static bool local_work(struct weft__worker *w)
 {
-	return w->lifo || atomic_load_explicit(&w->inbox_n, memory_order_relaxed) ||
+	return w->lifo || weft__tqueue_len(&w->inbox) ||
 	       weft__deque_size(&w->deque) > 0 ||
-	       atomic_load_explicit(&w->rt->inject_n, memory_order_relaxed);
+	       weft__tqueue_len(&w->rt->inject);
 }
 
 /*

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <memory>
 
 #include "weft.h"
 
@@ -45,6 +46,27 @@ inline intptr_t run_in_weft(unsigned workers, std::function<intptr_t()> body,
 	weft_rt_stats(rt, &st);
 	EXPECT_EQ(weft_rt_shutdown(rt, 2 * WEFT_SEC), 0) << "tasks left behind at shutdown";
 	return result;
+}
+
+/* Spawns f as a task; flags are WEFT_SPAWN_*. */
+inline struct weft_task *go(std::function<intptr_t()> f, unsigned flags = 0)
+{
+	struct weft_spawn_opts o = {};
+	o.flags = flags;
+	return weft_spawn(
+		[](void *a) -> intptr_t {
+			std::unique_ptr<std::function<intptr_t()>> fn(
+				static_cast<std::function<intptr_t()> *>(a));
+			return (*fn)();
+		},
+		new std::function<intptr_t()>(std::move(f)), &o);
+}
+
+inline intptr_t join(struct weft_task *t)
+{
+	intptr_t r = -1;
+	EXPECT_EQ(weft_join(t, &r), 0);
+	return r;
 }
 
 #endif

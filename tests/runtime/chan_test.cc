@@ -25,27 +25,6 @@
 
 namespace {
 
-/* Spawns f as a task; flags are WEFT_SPAWN_*. */
-struct weft_task *go(std::function<intptr_t()> f, unsigned flags = 0)
-{
-	struct weft_spawn_opts o = {};
-	o.flags = flags;
-	return weft_spawn(
-		[](void *a) -> intptr_t {
-			std::unique_ptr<std::function<intptr_t()>> fn(
-				static_cast<std::function<intptr_t()> *>(a));
-			return (*fn)();
-		},
-		new std::function<intptr_t()>(std::move(f)), &o);
-}
-
-intptr_t join(struct weft_task *t)
-{
-	intptr_t r = -1;
-	EXPECT_EQ(weft_join(t, &r), 0);
-	return r;
-}
-
 using Chan = std::unique_ptr<weft_chan, decltype(&weft_chan_free)>;
 
 Chan make_chan(size_t capacity, size_t elem = sizeof(long))

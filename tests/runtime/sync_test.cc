@@ -24,27 +24,6 @@
 
 namespace {
 
-/* Spawns f as a task; flags are WEFT_SPAWN_*. */
-struct weft_task *go(std::function<intptr_t()> f, unsigned flags = 0)
-{
-	struct weft_spawn_opts o = {};
-	o.flags = flags;
-	return weft_spawn(
-		[](void *a) -> intptr_t {
-			std::unique_ptr<std::function<intptr_t()>> fn(
-				static_cast<std::function<intptr_t()> *>(a));
-			return (*fn)();
-		},
-		new std::function<intptr_t()>(std::move(f)), &o);
-}
-
-intptr_t join(struct weft_task *t)
-{
-	intptr_t r = -1;
-	EXPECT_EQ(weft_join(t, &r), 0);
-	return r;
-}
-
 /*
  * Spawns f pinned to this worker and returns once it has parked.  f must
  * count itself in `arrived` just before its blocking call.  A pinned task
