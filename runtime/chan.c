@@ -29,8 +29,9 @@
  * an empty buffer.  The ring and the waiter queue are both FIFO, so messages
  * keep their order and waiters are served in arrival order.
  *
- * No allocation and no second lock on any path but creation; the only
- * syscall is the scheduler's, when a ready wakes a sleeping worker.
+ * This file allocates only in weft_chan_new and takes no lock but the
+ * queue's; what readying a task costs (a deque push, perhaps waking a
+ * sleeping worker) is the scheduler's.
  */
 #include <errno.h>
 #include <stdlib.h>

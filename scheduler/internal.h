@@ -53,7 +53,7 @@ struct weft__worker {
 	/* Local run queues, owner only except the deque's steal end. */
 	struct weft_task *lifo;        /* the task woken last: runs next */
 	unsigned lifo_runs;            /* consecutive LIFO runs */
-	uint32_t tick;
+	uint32_t tick;                 /* counts down to the global check */
 	struct weft__tlist yielded;    /* FIFO of tasks that called weft_yield */
 	struct weft__deque deque;
 

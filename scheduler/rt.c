@@ -291,6 +291,7 @@ int weft_rt_new(struct weft_rt **out, const struct weft_opts *opts)
 		w->rt = rt;
 		w->index = i;
 		w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
+		w->tick = WEFT__GLOBAL_INTERVAL;
 		w->stacks.size = rt->stack_size;
 		w->stacks.max = STACK_POOL_MAX;
 		if (weft__deque_init(&w->deque, 8) < 0)
