@@ -3,13 +3,14 @@
  * microbench.c - weft-microbench: one microbenchmark of the runtime core,
  * run alone, for bench/compare.py and any outside harness.
  *
- *   weft-microbench NAME [-n N] [-w WORKERS]
+ *   weft-microbench NAME [-n N] [-w WORKERS] [--no-spin]
  *
  * NAME: switch, yield, spawn, pingpong, pingpong-cross, forkjoin, parked.
  * The last line printed is ns_per_op=<value> (bytes_per_task=<value> for
  * parked); the exit status is non-zero on failure.  The CPU affinity the
  * process was started with is respected (workers are not pinned unless
- * WEFT_PIN=1).
+ * WEFT_PIN=1).  --no-spin makes idle workers sleep at once instead of
+ * polling first, so every cross-worker hand-off pays for a wake-up.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -246,7 +247,7 @@ static intptr_t bench_main(void *arg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: weft-microbench switch|yield|spawn|pingpong|pingpong-cross|"
-			"pingpong-cross-spin|forkjoin|parked [-n N] [-w WORKERS]\n");
+			"pingpong-cross-spin|forkjoin|parked [-n N] [-w WORKERS] [--no-spin]\n");
 	exit(2);
 }
 
@@ -256,12 +257,15 @@ int main(int argc, char **argv)
 		usage();
 	bench_name = argv[1];
 	unsigned workers = 1;
+	bool no_spin = false; /* idle workers sleep at once: measures wake-ups */
 	n_ops = 0;
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "-n") == 0 && i + 1 < argc)
 			n_ops = strtoull(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "-w") == 0 && i + 1 < argc)
 			workers = (unsigned)strtoul(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--no-spin") == 0)
+			no_spin = true;
 		else
 			usage();
 	}
@@ -288,7 +292,8 @@ int main(int argc, char **argv)
 		 * warnings. */
 		struct weft_opts o = {.workers = workers,
 				      .pin_workers = pin && *pin == '1',
-				      .stall_warn_ns = WEFT_NEVER};
+				      .stall_warn_ns = WEFT_NEVER,
+				      .idle_spin_ns = no_spin ? WEFT_NEVER : 0};
 		struct weft_rt *rt;
 		int rc = weft_rt_new(&rt, &o);
 		if (rc < 0) {

@@ -26,7 +26,8 @@
 /*
  * void *weft__switch(void **save_sp, void *next_sp, void *arg)
  *                    rdi              rsi            rdx
- * Returns arg in the resumed context (rax).
+ * Returns arg in the resumed context (rax).  Entered by jump with the return
+ * address pushed (weft__switch_jmp), though a call works too.
  */
 	.globl	weft__switch
 	.hidden	weft__switch
@@ -87,10 +88,10 @@ weft__switch:
 	.cfi_adjust_cfa_offset -8
 	.cfi_restore %rbp
 	movq	%rdx, %rax
-	/* Not `ret`: we return to a different call site than the one that
-	 * called us, which the CPU's return-stack predictor always gets wrong.
-	 * An indirect jump is predicted by target history instead, and a
-	 * ping-pong between two call sites is exactly what it learns. */
+	/* Not `ret`: callers enter by jump (weft__switch_jmp in
+	 * runtime/sanitizer.h), so the return-stack predictor holds no entry
+	 * for us, and the address we leave for belongs to another context
+	 * anyway.  An indirect jump is predicted from its target history. */
 	popq	%rcx
 	.cfi_adjust_cfa_offset -8
 	.cfi_register %rip, %rcx

@@ -23,7 +23,9 @@
  * injection queue, due timers, its yield list).  Prime, as Go's 61, so it
  * does not beat in step with a periodic workload.  See docs/benchmarks.md
  * for how it was measured. */
+#ifndef WEFT__GLOBAL_INTERVAL
 #define WEFT__GLOBAL_INTERVAL 61
+#endif
 /* How long a worker out of work polls before it parks (worker.c), unless
  * weft_opts.idle_spin_ns says otherwise. */
 #define WEFT__SPIN_NS (50 * WEFT_USEC)

@@ -14,10 +14,15 @@
  *
  * The eventfd counter makes an early unpark stick: written before the worker
  * sleeps, it completes the read at once.  Threads that are not workers can
- * use it too, which IORING_OP_MSG_RING (ring to ring) cannot.
+ * use it too.  A worker can instead post a completion straight into the
+ * sleeper's ring with IORING_OP_MSG_RING; published measurements disagree on
+ * which is cheaper, so WEFT_WAKE=msgring selects it for worker-to-worker
+ * wake-ups and docs/benchmarks.md records what we measured.  The eventfd is
+ * the default.
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -25,7 +30,21 @@
 #include "scheduler/internal.h"
 
 #define RING_ENTRIES 256
-#define TAG_WAKE 1ull
+#define TAG_WAKE 1ull /* the eventfd read completed */
+#define TAG_MSG 2ull  /* another worker's IORING_OP_MSG_RING */
+
+static _Atomic int wake_mode = -1; /* -1 unknown, 0 eventfd, 1 msg_ring */
+
+static bool use_msg_ring(void)
+{
+	int m = atomic_load_explicit(&wake_mode, memory_order_relaxed);
+	if (m < 0) {
+		const char *e = getenv("WEFT_WAKE");
+		m = e && strcmp(e, "msgring") == 0;
+		atomic_store_explicit(&wake_mode, m, memory_order_relaxed);
+	}
+	return m;
+}
 
 static int ring_init(struct io_uring *ring)
 {
@@ -74,8 +93,9 @@ static void reap(struct weft__worker *w)
 	io_uring_for_each_cqe(&w->ring, head, cqe)
 	{
 		n++;
-		if (cqe->user_data == TAG_WAKE) {
-			w->efd_armed = false;
+		if (cqe->user_data == TAG_WAKE || cqe->user_data == TAG_MSG) {
+			if (cqe->user_data == TAG_WAKE)
+				w->efd_armed = false;
 			WEFT__TSAN_ACQUIRE(&w->efd);
 			weft__stat_inc(&w->n_wakeups);
 		}
@@ -108,6 +128,18 @@ void weft__park(struct weft__worker *w, uint64_t timeout_ns)
 
 void weft__unpark(struct weft__worker *w)
 {
+	struct weft__worker *me;
+	if (use_msg_ring() && (me = weft__worker_here()) && me->rt == w->rt && me != w) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&me->ring);
+		if (sqe) {
+			/* Our own ring only carries the message: skip its CQE. */
+			io_uring_prep_msg_ring(sqe, w->ring.ring_fd, 0, TAG_MSG, 0);
+			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+			WEFT__TSAN_RELEASE(&w->efd);
+			if (io_uring_submit(&me->ring) == 1)
+				return;
+		}
+	}
 	uint64_t one = 1;
 	WEFT__TSAN_RELEASE(&w->efd);
 	/* Cannot fail short of a bad fd: the counter saturates far away. */

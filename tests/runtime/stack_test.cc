@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * stack_test.cc - guarded stacks: an overflow is reported with the task's
- * id, name and stack size; the mprotect fallback (WEFT_STACK_GUARD=mprotect)
+ * id, name and stack size, and any other crash in a task with its name and
+ * a backtrace; the mprotect fallback (WEFT_STACK_GUARD=mprotect)
  * still guards and costs one extra mapping per stack, where
  * MADV_GUARD_INSTALL costs none; per-spawn stack sizes are honoured.
  */
@@ -122,6 +123,33 @@ TEST(StackDeathTest, MprotectFallbackCostsTwoMappingsPerStack)
 #endif
 	EXPECT_EXIT(maps_per_stack("mprotect", 1.9, 2.1), testing::ExitedWithCode(0),
 		    "guard=0 maps_per_stack");
+}
+
+void crash_in_task()
+{
+	struct weft_opts o = {};
+	o.workers = 1;
+	weft_main(
+		[](void *) -> intptr_t {
+			struct weft_spawn_opts so = {};
+			so.name = "clumsy";
+			struct weft_task *t = weft_spawn(
+				[](void *) -> intptr_t {
+					volatile int *volatile p = nullptr;
+					return *p;
+				},
+				nullptr, &so);
+			return weft_join(t, nullptr);
+		},
+		nullptr, &o);
+}
+
+TEST(StackDeathTest, CrashInATaskNamesItAndPrintsABacktrace)
+{
+	GTEST_FLAG_SET(death_test_style, "threadsafe");
+	EXPECT_DEATH(crash_in_task(),
+		     "weft: Segmentation fault at address \\(nil\\) in task [0-9]+ \"clumsy\"; "
+		     "backtrace:");
 }
 
 TEST(StackTest, PerSpawnStackSizeIsHonoured)
