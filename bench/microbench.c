@@ -5,7 +5,9 @@
  *
  *   weft-microbench NAME [-n N] [-w WORKERS] [--no-spin]
  *
- * NAME: switch, yield, spawn, pingpong, pingpong-cross, forkjoin, parked.
+ * NAME: switch, yield, spawn, pingpong, pingpong-cross, pingpong-cross-spin,
+ * forkjoin, parked, inject (ns from an outside spawn to the task's start
+ * while the worker is busy with yielding tasks).
  * The last line printed is ns_per_op=<value> (bytes_per_task=<value> for
  * parked); the exit status is non-zero on failure.  The CPU affinity the
  * process was started with is respected (workers are not pinned unless
@@ -148,6 +150,40 @@ static intptr_t blocked(void *arg)
 	return 0;
 }
 
+/* inject: how long a task spawned from outside waits for a worker that is
+ * busy with a yielding task: the cost WEFT__GLOBAL_INTERVAL trades. */
+static _Atomic bool stop_spinning;
+
+static intptr_t spinner(void *arg)
+{
+	(void)arg;
+	while (!atomic_load_explicit(&stop_spinning, memory_order_relaxed))
+		weft_yield();
+	return 0;
+}
+
+static intptr_t started_at(void *arg)
+{
+	return (intptr_t)(weft_now() - *(uint64_t *)arg);
+}
+
+static double bench_inject(struct weft_rt *rt, uint64_t n)
+{
+	struct weft_task *s = weft_rt_spawn(rt, spinner, NULL, NULL);
+	struct weft_task *s2 = weft_rt_spawn(rt, spinner, NULL, NULL);
+	uint64_t total = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t t0 = weft_now();
+		intptr_t wait = 0;
+		weft_block_on(weft_rt_spawn(rt, started_at, &t0, NULL), &wait);
+		total += (uint64_t)wait;
+	}
+	atomic_store(&stop_spinning, true);
+	weft_block_on(s, NULL);
+	weft_block_on(s2, NULL);
+	return (double)total / (double)n;
+}
+
 static long rss_bytes(void)
 {
 	FILE *f = fopen("/proc/self/statm", "r");
@@ -247,7 +283,8 @@ static intptr_t bench_main(void *arg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: weft-microbench switch|yield|spawn|pingpong|pingpong-cross|"
-			"pingpong-cross-spin|forkjoin|parked [-n N] [-w WORKERS] [--no-spin]\n");
+			"pingpong-cross-spin|forkjoin|parked|inject [-n N] [-w WORKERS] "
+			"[--no-spin]\n");
 	exit(2);
 }
 
@@ -276,7 +313,7 @@ int main(int argc, char **argv)
 		} defaults[] = {{"switch", 20000000}, {"yield", 5000000}, {"spawn", 1000000},
 				{"pingpong", 2000000}, {"pingpong-cross", 500000},
 				{"pingpong-cross-spin", 2000000},
-				{"forkjoin", 3}, {"parked", 100000}};
+				{"forkjoin", 3}, {"parked", 100000}, {"inject", 20000}};
 		for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
 			if (strcmp(bench_name, defaults[i].name) == 0)
 				n_ops = defaults[i].n;
@@ -301,7 +338,13 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		intptr_t r = -1;
-		rc = weft_rt_run(rt, bench_main, NULL, &r);
+		if (strcmp(bench_name, "inject") == 0) {
+			result = bench_inject(rt, n_ops);
+			rc = 0;
+			r = 0;
+		} else {
+			rc = weft_rt_run(rt, bench_main, NULL, &r);
+		}
 		struct weft_rt_stats st;
 		weft_rt_stats(rt, &st);
 		weft_rt_shutdown(rt, 0);

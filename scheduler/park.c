@@ -15,10 +15,11 @@
  * The eventfd counter makes an early unpark stick: written before the worker
  * sleeps, it completes the read at once.  Threads that are not workers can
  * use it too.  A worker can instead post a completion straight into the
- * sleeper's ring with IORING_OP_MSG_RING; published measurements disagree on
- * which is cheaper, so WEFT_WAKE=msgring selects it for worker-to-worker
- * wake-ups and docs/benchmarks.md records what we measured.  The eventfd is
- * the default.
+ * sleeper's ring with IORING_OP_MSG_RING.  Published measurements disagree on
+ * which is cheaper; here MSG_RING woke a sleeping worker in about 60% of the
+ * eventfd's time (docs/benchmarks.md), so workers wake workers that way and
+ * the eventfd serves threads that have no ring.  WEFT_WAKE=eventfd selects
+ * the eventfd for everything, for comparison.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -40,7 +41,7 @@ static bool use_msg_ring(void)
 	int m = atomic_load_explicit(&wake_mode, memory_order_relaxed);
 	if (m < 0) {
 		const char *e = getenv("WEFT_WAKE");
-		m = e && strcmp(e, "msgring") == 0;
+		m = !(e && strcmp(e, "eventfd") == 0);
 		atomic_store_explicit(&wake_mode, m, memory_order_relaxed);
 	}
 	return m;
