@@ -132,7 +132,7 @@ struct weft_rt_stats {
 	uint64_t parks;    /* times a worker went to sleep in its ring */
 	uint64_t wakeups;  /* times a worker was woken by another thread */
 	uint64_t switches; /* task switches */
-	uint64_t live;     /* tasks spawned and not yet finished */
+	uint64_t live;     /* tasks spawned whose handle is not yet released */
 };
 WEFT_API void weft_rt_stats(const struct weft_rt *rt, struct weft_rt_stats *out);
 

@@ -112,6 +112,46 @@ struct weft_task *weft__task_alloc(struct weft_rt *rt, struct weft__worker *w)
 	return t;
 }
 
+/*
+ * Counting live tasks and numbering them must not make every spawn touch a
+ * cache line shared by all workers: with two workers forking and joining,
+ * that line's ping-pong cost more than the rest of a spawn.  So each worker
+ * keeps its own live count (its sum over workers, plus rt->live for threads
+ * that are not workers, is the total; only the sum means anything, as a task
+ * may start on one worker and end on another) and takes ids in blocks.
+ */
+static void live_add(struct weft_rt *rt, struct weft__worker *w, int64_t d)
+{
+	if (w && w->rt == rt)
+		atomic_store_explicit(&w->n_live,
+				      atomic_load_explicit(&w->n_live, memory_order_relaxed) + d,
+				      memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(&rt->live, d, memory_order_relaxed);
+}
+
+#define ID_BLOCK 1024
+
+static uint64_t next_id(struct weft_rt *rt, struct weft__worker *w)
+{
+	if (!w || w->rt != rt)
+		return atomic_fetch_add_explicit(&rt->next_id, 1, memory_order_relaxed) + 1;
+	if (w->id_next == w->id_end) {
+		w->id_next = atomic_fetch_add_explicit(&rt->next_id, ID_BLOCK,
+						       memory_order_relaxed) + 1;
+		w->id_end = w->id_next + ID_BLOCK;
+	}
+	return w->id_next++;
+}
+
+int64_t weft__tasks_live(const struct weft_rt *rt)
+{
+	int64_t n = atomic_load_explicit(&rt->live, memory_order_relaxed);
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		n += atomic_load_explicit(&rt->workers[i]->n_live, memory_order_relaxed);
+	return n;
+}
+
 static void cache_task(struct weft_rt *rt, struct weft__worker *w, struct weft_task *t)
 {
 	if (!w || w->rt != rt) {
@@ -140,7 +180,7 @@ void weft__task_free(struct weft__worker *w, struct weft_task *t)
 {
 	struct weft_rt *rt = t->rt;
 	atomic_store_explicit(&t->live, 0, memory_order_release);
-	atomic_fetch_sub_explicit(&rt->live, 1, memory_order_relaxed);
+	live_add(rt, w, -1);
 	cache_task(rt, w, t);
 }
 
@@ -185,14 +225,14 @@ struct weft_task *weft__task_new(struct weft_rt *rt, struct weft__worker *w, wef
 	t->group = NULL;
 	t->rt = rt;
 	t->worker = w;
-	t->id = atomic_fetch_add_explicit(&rt->next_id, 1, memory_order_relaxed) + 1;
+	t->id = next_id(rt, w);
 	if (opts && opts->name) {
 		strncpy(t->name, opts->name, sizeof(t->name) - 1);
 		t->name[sizeof(t->name) - 1] = 0;
 	} else {
 		t->name[0] = 0;
 	}
-	atomic_fetch_add_explicit(&rt->live, 1, memory_order_relaxed);
+	live_add(rt, w, 1);
 	/* Release: a shutdown walk that sees live == 1 sees an initialised task. */
 	atomic_store_explicit(&t->live, 1, memory_order_release);
 	if (w)
@@ -470,14 +510,22 @@ int weft_scope_end(struct weft_scope *s)
 
 /* ---- Shutdown support ---------------------------------------------------------- */
 
-void weft__tasks_cancel_all(struct weft_rt *rt)
+/* Cancels every task that has not finished; returns how many there were. */
+uint64_t weft__tasks_cancel_all(struct weft_rt *rt)
 {
+	uint64_t n = 0;
 	pthread_mutex_lock(&rt->slab_lock);
 	for (struct weft__slab *s = rt->slabs; s; s = s->next)
-		for (int i = 0; i < BATCH; i++)
-			if (atomic_load_explicit(&s->tasks[i].live, memory_order_acquire))
-				weft__task_cancel(&s->tasks[i]);
+		for (int i = 0; i < BATCH; i++) {
+			struct weft_task *t = &s->tasks[i];
+			if (atomic_load_explicit(&t->live, memory_order_acquire) &&
+			    !(atomic_load_explicit(&t->done, memory_order_acquire) & WEFT__DONE)) {
+				weft__task_cancel(t);
+				n++;
+			}
+		}
 	pthread_mutex_unlock(&rt->slab_lock);
+	return n;
 }
 
 void weft__tasks_report_live(struct weft_rt *rt)

@@ -67,6 +67,8 @@ struct weft__worker {
 	struct weft_task *free_cur, *free_full; /* free task objects, task.c */
 	unsigned n_free_cur;
 	struct weft__timers timers;
+	_Atomic int64_t n_live;        /* spawned minus freed here (task.c) */
+	uint64_t id_next, id_end;      /* this worker's block of task ids */
 
 	/* The ring and parking (park.c), owner only but for `sleeping`. */
 	struct io_uring ring;
@@ -172,7 +174,8 @@ void weft__task_complete(struct weft__worker *w, struct weft_task *t);
 struct weft_task *weft__task_new(struct weft_rt *rt, struct weft__worker *w, weft_fn fn,
 				 void *arg, const struct weft_spawn_opts *opts);
 bool weft__task_prepare(struct weft__worker *w, struct weft_task *t);
-void weft__tasks_cancel_all(struct weft_rt *rt);
+uint64_t weft__tasks_cancel_all(struct weft_rt *rt);
+int64_t weft__tasks_live(const struct weft_rt *rt);
 void weft__tasks_report_live(struct weft_rt *rt);
 void weft__tasks_free_all(struct weft_rt *rt);
 

@@ -13,7 +13,7 @@
  *      cancelled (weft__task_new);
  *   2. every live task is cancelled (the slab walk of task.c, repeated so
  *      tasks spawned meanwhile are caught);
- *   3. wait until no task is live or the timeout passes; name the
+ *   3. wait until no task is unfinished or the timeout passes; name the
  *      stragglers;
  *   4. workers leave their loops and are joined: after this no thread runs
  *      weft code, so
@@ -372,7 +372,7 @@ void weft_rt_stats(const struct weft_rt *rt, struct weft_rt_stats *out)
 		out->wakeups += atomic_load_explicit(&w->n_wakeups, memory_order_relaxed);
 		out->switches += atomic_load_explicit(&w->n_switches, memory_order_relaxed);
 	}
-	int64_t live = atomic_load_explicit(&rt->live, memory_order_relaxed);
+	int64_t live = weft__tasks_live(rt);
 	out->live = live > 0 ? (uint64_t)live : 0;
 }
 
@@ -394,8 +394,10 @@ int weft_rt_shutdown(struct weft_rt *rt, uint64_t timeout_ns)
 	atomic_store_explicit(&rt->stopping, true, memory_order_release);
 	uint64_t deadline = weft_now() + (timeout_ns ? timeout_ns : rt->shutdown_ns);
 	for (;;) {
-		weft__tasks_cancel_all(rt);
-		if (atomic_load_explicit(&rt->live, memory_order_acquire) <= 0)
+		/* The walk is the authority on what still runs: handles that
+		 * were never joined keep finished tasks' objects, not their
+		 * stacks, and do not hold shutdown up. */
+		if (weft__tasks_cancel_all(rt) == 0)
 			break;
 		if (weft_now() >= deadline) {
 			weft__tasks_report_live(rt);
