@@ -226,7 +226,7 @@ static intptr_t bench_main(void *arg)
 		free(ts);
 		result = per_op(t0, t1, n);
 	} else if (strncmp(bench_name, "pingpong", 8) == 0) {
-		/* pingpong: both tasks on worker 0.  pingpong-cross: pinned to
+		/* pingpong: two tasks placed by the runtime.  pingpong-cross: pinned to
 		 * workers 0 and 1, each side parking its worker while it waits.
 		 * pingpong-cross-spin: the same, but each side polls with
 		 * try-operations and yields instead of parking. */
@@ -243,8 +243,8 @@ static intptr_t bench_main(void *arg)
 					      .worker = 0};
 		struct weft_spawn_opts on1 = on0;
 		on1.worker = cross ? 1 : 0;
-		struct weft_task *a = weft_spawn(pinger, &p, &on0);
-		struct weft_task *b = weft_spawn(ponger, &p, &on1);
+		struct weft_task *a = weft_spawn(pinger, &p, cross ? &on0 : NULL);
+		struct weft_task *b = weft_spawn(ponger, &p, cross ? &on1 : NULL);
 		intptr_t ns = 0;
 		if (weft_join(a, &ns) < 0 || weft_join(b, NULL) < 0 || ns <= 0)
 			return -EIO;

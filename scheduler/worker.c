@@ -81,18 +81,26 @@ static void push_inbox(struct weft__worker *home, struct weft_task *t)
  * and goes to the LIFO slot; a spawned task goes to the deque. */
 static void push_local(struct weft__worker *w, struct weft_task *t, bool lifo)
 {
-	if (t->pinned || t->start_home) {
+	/* Tasks bound to a worker (pinned, or not yet started on the one they
+	 * were spawned onto) never enter a stealable deque. */
+	bool bound = t->pinned || t->start_home;
+	if (bound && t->home != w) {
 		push_inbox(t->home, t);
 		return;
 	}
 	if (lifo) {
+		/* The LIFO slot is never stolen from: fine for bound tasks. */
 		struct weft_task *old = w->lifo;
 		w->lifo = t;
 		if (!old)
 			return;
 		t = old;
+		bound = t->pinned || t->start_home;
 	}
-	push_deque(w, t);
+	if (bound)
+		push_inbox(w, t);
+	else
+		push_deque(w, t);
 }
 
 void weft__enqueue(struct weft_rt *rt, struct weft_task *t, bool lifo)
