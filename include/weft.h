@@ -258,8 +258,9 @@ struct weft_group;
 WEFT_API struct weft_group *weft_group_new(unsigned flags);
 
 /*
- * Spawns fn(arg) into g on the calling worker.  Returns 0, -ENOMEM, or
- * -ECANCELED when g was cancelled (nothing is spawned).  Task only.
+ * Spawns fn(arg) into g on the calling worker.  Returns 0 or -ENOMEM.  A
+ * child spawned into a cancelled group starts cancelled: it fails at its
+ * first suspension point.  Task only.
  */
 WEFT_API int weft_group_spawn(struct weft_group *g, weft_fn fn, void *arg,
 			      const struct weft_spawn_opts *opts);

@@ -144,6 +144,14 @@ static uint64_t next_id(struct weft_rt *rt, struct weft__worker *w)
 	return w->id_next++;
 }
 
+uint64_t weft__tasks_spawned(const struct weft_rt *rt)
+{
+	uint64_t n = atomic_load_explicit(&rt->outside_spawned, memory_order_acquire);
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		n += atomic_load_explicit(&rt->workers[i]->n_spawned, memory_order_acquire);
+	return n;
+}
+
 int64_t weft__tasks_live(const struct weft_rt *rt)
 {
 	int64_t n = atomic_load_explicit(&rt->live, memory_order_relaxed);
@@ -235,8 +243,14 @@ struct weft_task *weft__task_new(struct weft_rt *rt, struct weft__worker *w, wef
 	live_add(rt, w, 1);
 	/* Release: a shutdown walk that sees live == 1 sees an initialised task. */
 	atomic_store_explicit(&t->live, 1, memory_order_release);
-	if (w)
-		weft__stat_inc(&w->n_spawned);
+	/* Release, after `live`: shutdown reads the spawn count (acquire)
+	 * around its walk to know the walk missed no task (rt.c). */
+	if (w && w->rt == rt)
+		atomic_store_explicit(&w->n_spawned,
+				      atomic_load_explicit(&w->n_spawned, memory_order_relaxed) + 1,
+				      memory_order_release);
+	else
+		atomic_fetch_add_explicit(&rt->outside_spawned, 1, memory_order_release);
 	return t;
 }
 
@@ -360,9 +374,13 @@ int weft_join(struct weft_task *t, intptr_t *result)
 		t->joiner_token = w.token;
 		st = atomic_fetch_or_explicit(&t->done, WEFT__JOINER, memory_order_acq_rel);
 		if (st & WEFT__DONE) {
-			/* Finished meanwhile; nobody will claim our wait. */
+			/* Finished meanwhile: the finisher will not wake us.  End
+			 * our wait ourselves; if a canceller claimed it first, it
+			 * has readied us, and we must park once to absorb that
+			 * ready (its result no longer matters: the join is done). */
 			atomic_fetch_and_explicit(&t->done, ~WEFT__JOINER, memory_order_relaxed);
-			weft__wait_claim(&w);
+			if (!weft__wait_claim(&w))
+				(void)weft__wait_park(self, &w, WEFT_NEVER, 0);
 		} else {
 			rc = weft__wait_park(self, &w, WEFT_NEVER, 0);
 			if (rc < 0) {

@@ -77,6 +77,7 @@ struct weft__worker {
 	bool efd_armed;
 	_Atomic bool sleeping;         /* in idle.c's sleeper set */
 	bool searching;
+	bool msg_ring;                 /* this ring can send IORING_OP_MSG_RING */
 
 	uint64_t rng;
 	pthread_t thread;
@@ -117,6 +118,7 @@ struct weft_rt {
 	struct weft_task *spare_batches; /* full batches of free task objects */
 	struct weft_task *spare_tasks;   /* loose ones, for non-worker threads */
 	_Atomic uint64_t next_id;
+	_Atomic uint64_t outside_spawned; /* spawns by non-worker threads */
 	_Atomic int64_t live;
 	_Atomic bool stopping;         /* shutdown: no new outside spawns */
 	_Atomic bool exit_workers;     /* workers leave their loops */
@@ -176,6 +178,7 @@ struct weft_task *weft__task_new(struct weft_rt *rt, struct weft__worker *w, wef
 bool weft__task_prepare(struct weft__worker *w, struct weft_task *t);
 uint64_t weft__tasks_cancel_all(struct weft_rt *rt);
 int64_t weft__tasks_live(const struct weft_rt *rt);
+uint64_t weft__tasks_spawned(const struct weft_rt *rt);
 void weft__tasks_report_live(struct weft_rt *rt);
 void weft__tasks_free_all(struct weft_rt *rt);
 

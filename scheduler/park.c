@@ -33,6 +33,10 @@
 #define RING_ENTRIES 256
 #define TAG_WAKE 1ull /* the eventfd read completed */
 #define TAG_MSG 2ull  /* another worker's IORING_OP_MSG_RING */
+#define TAG_MSG_FAILED 3ull /* on the sender's ring: our MSG_RING failed; the
+			     * target worker's address is in the high bits */
+
+static void weft__unpark_efd(struct weft__worker *w);
 
 static _Atomic int wake_mode = -1; /* -1 unknown, 0 eventfd, 1 msg_ring */
 
@@ -77,6 +81,13 @@ int weft__park_init(struct weft__worker *w)
 		return rc;
 	}
 	w->efd_armed = false;
+	/* MSG_RING (5.18) with CQE_SKIP_SUCCESS (5.17): probe, since the ring
+	 * setup falls back to older kernels. */
+	struct io_uring_probe *probe = io_uring_get_probe_ring(&w->ring);
+	w->msg_ring = probe && io_uring_opcode_supported(probe, IORING_OP_MSG_RING) &&
+		      (w->ring.features & IORING_FEAT_CQE_SKIP);
+	if (probe)
+		io_uring_free_probe(probe);
 	return 0;
 }
 
@@ -94,6 +105,12 @@ static void reap(struct weft__worker *w)
 	io_uring_for_each_cqe(&w->ring, head, cqe)
 	{
 		n++;
+		if ((cqe->user_data & 7) == TAG_MSG_FAILED) {
+			/* Only failures post here (CQE_SKIP_SUCCESS): wake the
+			 * target the other way. */
+			weft__unpark_efd((struct weft__worker *)(uintptr_t)(cqe->user_data & ~7ull));
+			continue;
+		}
 		if (cqe->user_data == TAG_WAKE || cqe->user_data == TAG_MSG) {
 			if (cqe->user_data == TAG_WAKE)
 				w->efd_armed = false;
@@ -130,17 +147,24 @@ void weft__park(struct weft__worker *w, uint64_t timeout_ns)
 void weft__unpark(struct weft__worker *w)
 {
 	struct weft__worker *me;
-	if (use_msg_ring() && (me = weft__worker_here()) && me->rt == w->rt && me != w) {
+	if (use_msg_ring() && (me = weft__worker_here()) && me->rt == w->rt && me != w &&
+	    me->msg_ring) {
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&me->ring);
 		if (sqe) {
-			/* Our own ring only carries the message: skip its CQE. */
+			/* Our own ring hears of it only if it fails (see reap). */
 			io_uring_prep_msg_ring(sqe, w->ring.ring_fd, 0, TAG_MSG, 0);
+			io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)w | TAG_MSG_FAILED);
 			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 			WEFT__TSAN_RELEASE(&w->efd);
 			if (io_uring_submit(&me->ring) == 1)
 				return;
 		}
 	}
+	weft__unpark_efd(w);
+}
+
+static void weft__unpark_efd(struct weft__worker *w)
+{
 	uint64_t one = 1;
 	WEFT__TSAN_RELEASE(&w->efd);
 	/* Cannot fail short of a bad fd: the counter saturates far away. */

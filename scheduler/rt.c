@@ -397,7 +397,12 @@ int weft_rt_shutdown(struct weft_rt *rt, uint64_t timeout_ns)
 		/* The walk is the authority on what still runs: handles that
 		 * were never joined keep finished tasks' objects, not their
 		 * stacks, and do not hold shutdown up. */
-		if (weft__tasks_cancel_all(rt) == 0)
+		uint64_t before = weft__tasks_spawned(rt);
+		uint64_t running = weft__tasks_cancel_all(rt);
+		/* The walk is no snapshot: a task it passed may have spawned
+		 * one into a slot it had already seen free.  A walk that found
+		 * none counts only if no spawn happened meanwhile. */
+		if (running == 0 && weft__tasks_spawned(rt) == before)
 			break;
 		if (weft_now() >= deadline) {
 			weft__tasks_report_live(rt);

@@ -274,4 +274,41 @@ TEST(TaskTest, ShutdownNamesTasksThatDoNotFinish)
 	EXPECT_NE(err.find("\"stubborn\" did not finish"), std::string::npos) << err;
 }
 
+/* Shutdown's walk over the task slabs is no snapshot: a task it has passed
+ * may spawn another into a slot it saw free.  A chain of tasks, each
+ * spawning the next on the other worker and returning, must still run to
+ * its end before shutdown returns 0. */
+struct chain {
+	std::atomic<int> left;
+	std::atomic<bool> finished;
+};
+
+intptr_t chain_step(void *arg)
+{
+	auto *c = static_cast<struct chain *>(arg);
+	if (c->left.fetch_sub(1) <= 1) {
+		c->finished = true;
+		return 0;
+	}
+	struct weft_spawn_opts so = {};
+	so.flags = WEFT_SPAWN_ON;
+	so.worker = (unsigned)c->left.load();
+	weft_detach(weft_spawn(chain_step, c, &so));
+	return 0;
+}
+
+TEST(TaskTest, ShutdownWaitsForTasksSpawnedDuringItsWalk)
+{
+	struct weft_opts o = {};
+	o.workers = 2;
+	struct weft_rt *rt;
+	ASSERT_EQ(weft_rt_new(&rt, &o), 0);
+	static struct chain c;
+	c.left = WEFT_TEST_SCALE(1000000);
+	c.finished = false;
+	weft_detach(weft_rt_spawn(rt, chain_step, &c, nullptr));
+	EXPECT_EQ(weft_rt_shutdown(rt, 60 * WEFT_SEC), 0);
+	EXPECT_TRUE(c.finished.load()) << c.left.load() << " steps never ran";
+}
+
 } // namespace
