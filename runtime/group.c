@@ -6,12 +6,12 @@
  * then cancels them and keeps waiting, shielded).  So no child outlives the
  * scope that spawned it, and a failure is never silently dropped.
  *
- * g->lock guards everything in the group: the list of running children
+ * g->q.lock guards everything in the group: the list of running children
  * (linked through t->gprev/gnext, so cancelling them all needs no
- * allocation), the counters and the first failure.  A child unlinks itself in
- * weft__group_child_done, called by the finisher before the task's DONE bit
- * is set; while linked, a child's task object is alive, which is what makes
- * the cancel walk safe.
+ * allocation), the counters and the first failure.  A finished child is
+ * unlinked in weft__group_child_done, which its finisher calls before the
+ * task's DONE bit is set; while linked, a child's task object is alive, which
+ * is what makes the cancel walk safe.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -72,7 +72,7 @@ int weft_group_spawn(struct weft_group *g, weft_fn fn, void *arg,
 	t->group = g;
 	weft__spin_lock(&g->q.lock);
 	if (g->cancelled) {
-		/* Start it cancelled rather than not at all: its object and stack
+		/* Start it cancelled rather than not at all: its object
 		 * are made, and it ends at its first suspension point. */
 		weft__task_cancel(t);
 	}

@@ -25,7 +25,7 @@ struct weft__worker;
 /* t->run: where a task is as far as schedulers care (runtime/wait.c). */
 enum {
 	WEFT__RUNNING = 0,  /* on a CPU, or queued to be */
-	WEFT__PARKED = 1,   /* switched out, waiting for weft__task_ready */
+	WEFT__PARKED = 1,   /* switched out, waiting for weft__wait_ready */
 	WEFT__NOTIFIED = 2, /* readied before it finished switching out */
 };
 
@@ -54,7 +54,6 @@ struct weft_task {
 	uint8_t after;               /* WEFT__AFTER_*, read by finish_switch */
 	uint8_t pinned;
 	uint8_t start_home;          /* first run goes to `home` (WEFT_SPAWN_ON) */
-	uint16_t lifo_ok;
 	int wake_result;             /* written by the waker that claimed */
 	uint64_t deadline;           /* absolute, WEFT_NEVER when unset */
 	struct weft_task *next;      /* queue / free-list link */
@@ -69,9 +68,8 @@ struct weft_task {
 	struct weft_task *joiner;    /* valid while WEFT__JOINER */
 	uint64_t joiner_token;
 	uint64_t id;
-	uint64_t run_since;          /* when it last got the CPU, for stall checks */
 	struct weft_rt *rt;
-	struct weft__worker *home;   /* the worker of a pinned task */
+	struct weft__worker *home;   /* pinned: its worker; WEFT_SPAWN_ON: where it starts */
 	struct weft_group *group;    /* the group it belongs to, or NULL */
 	struct weft_task *gprev, *gnext; /* group's list of running children */
 	char name[32];

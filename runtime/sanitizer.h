@@ -7,7 +7,8 @@
  * is before each switch (__sanitizer_start_switch_fiber) and that we arrived
  * after it (__sanitizer_finish_switch_fiber), TSan which fiber runs next
  * (__tsan_switch_to_fiber), and Valgrind which ranges are stacks.  In normal
- * builds all of it compiles to nothing and weft__ctx_switch is one call.
+ * builds all of it compiles to nothing and weft__ctx_switch is one jump into
+ * weft__switch (weft__switch_jmp).
  */
 #ifndef WEFT_RUNTIME_SANITIZER_H
 #define WEFT_RUNTIME_SANITIZER_H
@@ -99,7 +100,7 @@ weft__switch_jmp(void **save_sp, void *next_sp, void *arg)
 #ifdef __AVX512F__
 			   , "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22",
 			   "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29",
-			   "xmm30", "xmm31", "k1", "k2", "k3", "k4", "k5", "k6", "k7"
+			   "xmm30", "xmm31", "k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"
 #endif
 	);
 	return ret;

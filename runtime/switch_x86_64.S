@@ -5,7 +5,7 @@
  * A suspended context is nothing but its stack pointer: everything else it
  * needs is pushed on its own stack, in this order (high to low address):
  *
- *     return address      <- where weft__switch was called from
+ *     resume address      <- pushed by weft__switch_jmp (or a call)
  *     rbp rbx r12 r13 r14 r15
  *     mxcsr (4 bytes), x87 control word (2 bytes), 2 bytes unused
  *                         <- the saved stack pointer points here
@@ -14,11 +14,10 @@
  * bits of MXCSR and the x87 control word (rounding mode, exception masks), so
  * a task that changes its rounding mode must not change its neighbours'.
  * Everything else is caller-saved: the C compiler already spilled whatever it
- * needed before calling weft__switch, which is why a switch costs a handful
- * of moves.  Every other architecture provides the same three symbols in its
- * own switch_<arch>.S with the same symbols (weft__switch, weft__ctx_make,
- * weft__ctx_trampoline, weft__fp_ctl_read); weft__ctx_make builds the frame
- * described above.
+ * needed before entering weft__switch, which is why a switch costs a
+ * handful of moves.  Every other architecture provides the same four symbols
+ * (weft__switch, weft__ctx_make, weft__ctx_trampoline, weft__fp_ctl_read) in
+ * its own switch_<arch>.S; weft__ctx_make builds the frame described above.
  */
 
 	.text

@@ -71,9 +71,9 @@ bool weft__wake_token(struct weft_task *t, uint64_t token, int result)
 	for (;;) {
 		if ((old >> WEFT__WAKE_SHIFT) != token || !(old & WEFT__WAKE_ARMED))
 			return false;
-		/* Acquire: what the task wrote before parking (its waiter
-		 * record) is visible to the winner; pairs with nothing stronger
-		 * than the arm, which the primitive's lock already ordered. */
+		/* Acquire, pairing with the release of the arm: the winner sees
+		 * what the task did before arming (its read of the previous
+		 * wait's result, so our write of wake_result cannot race it). */
 		if (atomic_compare_exchange_weak_explicit(&t->wake, &old,
 							  old & ~WEFT__WAKE_ARMED,
 							  memory_order_acquire,

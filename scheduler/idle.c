@@ -22,7 +22,8 @@
  *     come with more that nobody is looking for (weft__idle_stop_search).
  *  4. A worker that goes to sleep first registers as a sleeper with a
  *     seq_cst RMW of idle_state, then looks at every queue once more
- *     (recheck); if it finds anything it calls notify.  Between 1 and 4
+ *     (recheck); if it finds anything it takes itself off the sleeper list
+ *     again (weft__idle_wake) and goes back to look.  Between 1 and 4
  *     there is a store->load pair on each side (queue then idle_state;
  *     idle_state then queue), each separated by a seq_cst fence or RMW, so
  *     at least one side sees the other: no lost wake-up.

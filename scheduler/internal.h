@@ -86,11 +86,6 @@ struct weft__worker {
 
 	/* Statistics: written by the owner (relaxed), read by anyone. */
 	_Atomic uint64_t n_spawned, n_steals, n_parks, n_wakeups, n_switches;
-
-	/* The stall watchdog reads these from another thread. */
-	_Atomic(struct weft_task *) watch_task;
-	_Atomic uint64_t watch_since;
-	bool watch_warned;
 };
 
 struct weft__slab;
@@ -137,7 +132,9 @@ void *weft__worker_main(void *w);
 void weft__schedule(struct weft_task *self);
 /* Queues a runnable task: on this thread's worker if it belongs to rt (the
  * LIFO slot if lifo, for a task just woken; else the deque), otherwise
- * through the injection queue; a pinned task always goes to its home. */
+ * through the injection queue.  A task bound to a worker (pinned, or spawned
+ * with WEFT_SPAWN_ON and not yet started) goes to that worker: its LIFO slot
+ * when woken there, else its inbox. */
 void weft__enqueue(struct weft_rt *rt, struct weft_task *t, bool lifo);
 void weft__finish_switch(struct weft__worker *w, struct weft_task *prev);
 

@@ -17,7 +17,8 @@
  *   2. the LIFO slot: the task woken last, run at once for message-passing
  *      latency, at most WEFT__LIFO_MAX times in a row if the deque has work;
  *   3. the deque's owner end (LIFO: spawned children run depth-first);
- *   4. the yield list, then the pinned inbox;
+ *   4. the yield list, then the inbox (tasks bound to this worker: pinned,
+ *      or spawned with WEFT_SPAWN_ON and not yet started);
  * and from the loop only: the injection queue, due timers, then stealing
  * half of a random victim's deque.
  *
