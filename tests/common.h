@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 
@@ -67,6 +68,22 @@ inline intptr_t join(struct weft_task *t)
 	intptr_t r = -1;
 	EXPECT_EQ(weft_join(t, &r), 0);
 	return r;
+}
+
+
+/*
+ * Spawns f pinned to this worker and returns once it has parked.  f must
+ * count itself in `arrived` just before its blocking call.  A pinned task
+ * runs only on our worker, where we wait in the yield list: so when we see
+ * the count and run again, f has run up to its park.
+ */
+inline struct weft_task *go_and_let_park(std::atomic<int> &arrived, std::function<intptr_t()> f)
+{
+	int want = arrived.load() + 1;
+	struct weft_task *t = go(std::move(f), WEFT_SPAWN_PINNED);
+	while (arrived.load() < want)
+		weft_yield();
+	return t;
 }
 
 #endif
