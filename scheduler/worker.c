@@ -12,8 +12,8 @@
  *
  * Where the next task comes from, in order (next_local):
  *   1. every WEFT__GLOBAL_INTERVAL ticks: the injection queue, then the
- *      timers, then the yield list, so none of them starves behind a busy
- *      local queue;
+ *      timers, then the yield list and the inbox, so none of them starves
+ *      behind a busy local queue;
  *   2. the LIFO slot: the task woken last, run at once for message-passing
  *      latency, at most WEFT__LIFO_MAX times in a row if the deque has work;
  *   3. the deque's owner end (LIFO: spawned children run depth-first);
@@ -125,12 +125,11 @@ static struct weft_task *next_local(struct weft__worker *w)
 	/* A countdown rather than tick % interval: no division per switch. */
 	if (--w->tick == 0) {
 		w->tick = WEFT__GLOBAL_INTERVAL;
-		if (weft__tqueue_len(&w->rt->inject) &&
-		    (t = weft__tqueue_pop(&w->rt->inject)))
+		if ((t = weft__tqueue_pop(&w->rt->inject)))
 			return t;
 		if (w->timers.n)
 			weft__timers_fire(&w->timers, weft_now());
-		if ((t = weft__tlist_pop(&w->yielded)))
+		if ((t = weft__tlist_pop(&w->yielded)) || (t = weft__tqueue_pop(&w->inbox)))
 			return t;
 	}
 	if (w->lifo) {
