@@ -42,7 +42,9 @@
 #include "runtime/sanitizer.h"
 #include "scheduler/internal.h"
 
-static __thread struct weft__worker *tls_worker;
+/* initial-exec: a plain %fs-relative load even in the shared library, where
+ * the default model would call __tls_get_addr on every access. */
+static __thread struct weft__worker *tls_worker __attribute__((tls_model("initial-exec")));
 
 __attribute__((noinline)) struct weft__worker *weft__worker_here(void)
 {
@@ -133,7 +135,15 @@ static struct weft_task *next_local(struct weft__worker *w)
 			return t;
 	}
 	if (w->lifo) {
-		if (w->lifo_runs < WEFT__LIFO_MAX || weft__deque_size(&w->deque) == 0) {
+		/* Past the cap, the deque gets a turn if it has work; if not,
+		 * the count starts over, so the deque is looked at once per
+		 * WEFT__LIFO_MAX runs rather than on every one. */
+		bool take = w->lifo_runs < WEFT__LIFO_MAX;
+		if (!take && weft__deque_size(&w->deque) == 0) {
+			take = true;
+			w->lifo_runs = 0;
+		}
+		if (take) {
 			t = w->lifo;
 			w->lifo = NULL;
 			w->lifo_runs++;
