@@ -124,6 +124,9 @@ struct weft_rt {
 	pthread_cond_t watch_cond;
 };
 
+/* rt.c: the CPU count a cgroup v2 cpu.max file allows, 0 for no limit. */
+unsigned weft__cpu_max_file(const char *path);
+
 /* worker.c */
 struct weft__worker *weft__worker_here(void); /* this thread's worker or NULL */
 void *weft__worker_main(void *w);

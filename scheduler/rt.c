@@ -42,7 +42,7 @@
 /* ---- How many workers ------------------------------------------------------ */
 
 /* ceil(quota / period) of one cpu.max file, or 0 when unlimited/unreadable. */
-static unsigned cpu_max_file(const char *path)
+unsigned weft__cpu_max_file(const char *path)
 {
 	FILE *f = fopen(path, "re");
 	if (!f)
@@ -77,7 +77,7 @@ static unsigned cgroup_cpu_limit(void)
 		for (;;) {
 			snprintf(path, sizeof(path), "/sys/fs/cgroup%s/cpu.max",
 				 strcmp(rel, "/") == 0 ? "" : rel);
-			unsigned n = cpu_max_file(path);
+			unsigned n = weft__cpu_max_file(path);
 			if (n && (!best || n < best))
 				best = n;
 			char *slash = strrchr(rel, '/');
