@@ -149,7 +149,7 @@ enum {
 };
 
 struct weft_spawn_opts {
-	const char *name;  /* copied, at most 31 bytes kept; NULL: unnamed */
+	const char *name;  /* copied, at most 15 bytes kept; NULL: unnamed */
 	size_t stack_size; /* 0: the runtime's default */
 	unsigned flags;    /* WEFT_SPAWN_* */
 	unsigned worker;   /* with WEFT_SPAWN_ON: which worker */

@@ -59,9 +59,10 @@ uint64_t weft_now(void)
  */
 static struct weft_task *new_slab(struct weft_rt *rt)
 {
-	struct weft__slab *s = calloc(1, sizeof(*s));
+	struct weft__slab *s = aligned_alloc(64, sizeof(*s));
 	if (!s)
 		return NULL;
+	memset(s, 0, sizeof(*s));
 	s->next = rt->slabs;
 	rt->slabs = s;
 	for (int i = 0; i < BATCH - 1; i++)
@@ -227,7 +228,8 @@ struct weft_task *weft__task_new(struct weft_rt *rt, struct weft__worker *w, wef
 	t->arg = arg;
 	t->result = 0;
 	t->stack = NULL;
-	t->stack_size = opts && opts->stack_size ? opts->stack_size : rt->stack_size;
+	size_t ss = opts && opts->stack_size ? opts->stack_size : rt->stack_size;
+	t->stack_size = ss > UINT32_MAX ? UINT32_MAX : (uint32_t)ss;
 	t->ctx.sp = NULL;
 	t->joiner = NULL;
 	t->group = NULL;

@@ -13,6 +13,8 @@
  *   ARMED   a wait with this token is parked or about to park, unclaimed.
  *   CANCEL  cancellation was requested (sticky: never cleared).
  *   SHIELD  cancellation is not reported now (weft_scope_shield).
+ *   IO      an I/O wait: only its completion claims it; a canceller asks the
+ *           owning ring to cancel the operation instead (io/io.c).
  *
  * The run word, t->run: RUNNING, PARKED, NOTIFIED (runtime/internal.h).
  *
@@ -37,9 +39,10 @@
 #include <errno.h>
 
 #include "runtime/internal.h"
+#include "io/internal.h"
 #include "scheduler/internal.h"
 
-int weft__wait_arm(struct weft_task *self, struct weft__wait *w)
+static int arm(struct weft_task *self, struct weft__wait *w, uint64_t kind)
 {
 	uint64_t old = atomic_load_explicit(&self->wake, memory_order_relaxed);
 	if (self->deadline != WEFT_NEVER && weft_now() >= self->deadline)
@@ -48,7 +51,7 @@ int weft__wait_arm(struct weft_task *self, struct weft__wait *w)
 		if ((old & WEFT__WAKE_CANCEL) && !(old & WEFT__WAKE_SHIELD))
 			return -ECANCELED;
 		uint64_t tok = (old >> WEFT__WAKE_SHIFT) + 1;
-		uint64_t new = tok << WEFT__WAKE_SHIFT | WEFT__WAKE_ARMED |
+		uint64_t new = tok << WEFT__WAKE_SHIFT | WEFT__WAKE_ARMED | kind |
 			       (old & (WEFT__WAKE_CANCEL | WEFT__WAKE_SHIELD));
 		/* Invariant 2 needs no ordering (one word, RMWs only), but a
 		 * canceller that claims this wait writes t->wake_result: release
@@ -63,6 +66,16 @@ int weft__wait_arm(struct weft_task *self, struct weft__wait *w)
 			return 0;
 		}
 	}
+}
+
+int weft__wait_arm(struct weft_task *self, struct weft__wait *w)
+{
+	return arm(self, w, 0);
+}
+
+int weft__wait_arm_io(struct weft_task *self, struct weft__wait *w)
+{
+	return arm(self, w, WEFT__WAKE_IO);
 }
 
 bool weft__wake_token(struct weft_task *t, uint64_t token, int result)
@@ -137,7 +150,11 @@ void weft__task_cancel(struct weft_task *t)
 {
 	/* Acq_rel: totally ordered with the task's arm (invariant 2). */
 	uint64_t old = atomic_fetch_or_explicit(&t->wake, WEFT__WAKE_CANCEL, memory_order_acq_rel);
-	if ((old & WEFT__WAKE_ARMED) && !(old & WEFT__WAKE_SHIELD))
+	if (!(old & WEFT__WAKE_ARMED) || (old & WEFT__WAKE_SHIELD))
+		return;
+	if (old & WEFT__WAKE_IO)
+		weft__io_cancel_request(t); /* the ring cancels, the CQE wakes */
+	else
 		weft__wake_token(t, old >> WEFT__WAKE_SHIFT, -ECANCELED);
 }
 

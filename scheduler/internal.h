@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "io/internal.h"
 #include "io/timer.h"
 #include "runtime/internal.h"
 #include "scheduler/deque.h"
@@ -78,6 +79,8 @@ struct weft__worker {
 	_Atomic bool sleeping;         /* in idle.c's sleeper set */
 	bool searching;
 	bool msg_ring;                 /* this ring can send IORING_OP_MSG_RING */
+	unsigned io_inflight;          /* our tasks' operations on this ring */
+	struct weft__cancelq io_cancels; /* cancels other threads asked of us */
 
 	uint64_t rng;
 	pthread_t thread;
@@ -168,6 +171,7 @@ int weft__park_init(struct weft__worker *w);
 void weft__park_fini(struct weft__worker *w);
 void weft__park(struct weft__worker *w, uint64_t timeout_ns);
 void weft__unpark(struct weft__worker *w);
+void weft__park_reap(struct weft__worker *w);
 
 /* task.c */
 struct weft_task *weft__task_alloc(struct weft_rt *rt, struct weft__worker *w);

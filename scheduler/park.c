@@ -31,10 +31,6 @@
 #include "scheduler/internal.h"
 
 #define RING_ENTRIES 256
-#define TAG_WAKE 1ull /* the eventfd read completed */
-#define TAG_MSG 2ull  /* another worker's IORING_OP_MSG_RING */
-#define TAG_MSG_FAILED 3ull /* on the sender's ring: our MSG_RING failed; the
-			     * target worker's address is in the high bits */
 
 static void weft__unpark_efd(struct weft__worker *w);
 
@@ -97,37 +93,65 @@ void weft__park_fini(struct weft__worker *w)
 	close(w->efd);
 }
 
-/* Reaps every completion ready in the ring. */
-static void reap(struct weft__worker *w)
+/*
+ * Reaps every completion ready in the ring.  Each batch is copied out and
+ * consumed before it is acted on: waking a task may send a MSG_RING from
+ * this very ring, or run the I/O path, and neither should see a half-read
+ * CQ.
+ */
+void weft__park_reap(struct weft__worker *w)
 {
-	struct io_uring_cqe *cqe;
-	unsigned head, n = 0;
-	io_uring_for_each_cqe(&w->ring, head, cqe)
-	{
-		n++;
-		if ((cqe->user_data & 7) == TAG_MSG_FAILED) {
-			/* Only failures post here (CQE_SKIP_SUCCESS): wake the
-			 * target the other way. */
-			weft__unpark_efd((struct weft__worker *)(uintptr_t)(cqe->user_data & ~7ull));
-			continue;
+	for (;;) {
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+		struct {
+			uint64_t data;
+			int res;
+		} batch[64];
+		io_uring_for_each_cqe(&w->ring, head, cqe)
+		{
+			batch[n].data = cqe->user_data;
+			batch[n].res = cqe->res;
+			if (++n == 64)
+				break;
 		}
-		if (cqe->user_data == TAG_WAKE || cqe->user_data == TAG_MSG) {
-			if (cqe->user_data == TAG_WAKE)
+		if (!n)
+			return;
+		io_uring_cq_advance(&w->ring, n);
+		for (unsigned i = 0; i < n; i++) {
+			uint64_t ud = batch[i].data;
+			switch (ud & WEFT__TAG_MASK) {
+			case WEFT__TAG_WAKE:
 				w->efd_armed = false;
-			WEFT__TSAN_ACQUIRE(&w->efd);
-			weft__stat_inc(&w->n_wakeups);
+				/* fall through */
+			case WEFT__TAG_MSG:
+				WEFT__TSAN_ACQUIRE(&w->efd);
+				weft__stat_inc(&w->n_wakeups);
+				break;
+			case WEFT__TAG_MSG_FAILED:
+				/* Only failures post here (CQE_SKIP_SUCCESS): wake
+				 * the target the other way. */
+				weft__unpark_efd((struct weft__worker *)(uintptr_t)(ud & ~WEFT__TAG_MASK));
+				break;
+			case WEFT__TAG_IO:
+				weft__io_complete(w, ud, batch[i].res);
+				break;
+			default: /* WEFT__TAG_IGNORE */
+				break;
+			}
 		}
 	}
-	io_uring_cq_advance(&w->ring, n);
 }
 
 void weft__park(struct weft__worker *w, uint64_t timeout_ns)
 {
+	/* Cancels asked of us go to the kernel with this wait. */
+	weft__io_process_cancels(w);
 	if (!w->efd_armed) {
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
 		if (sqe) {
 			io_uring_prep_read(sqe, w->efd, &w->efd_buf, sizeof(w->efd_buf), 0);
-			io_uring_sqe_set_data64(sqe, TAG_WAKE);
+			io_uring_sqe_set_data64(sqe, WEFT__TAG_WAKE);
 			w->efd_armed = true;
 		}
 	}
@@ -141,7 +165,7 @@ void weft__park(struct weft__worker *w, uint64_t timeout_ns)
 	 * be a bug in how we use the ring, and the loop simply comes back. */
 	io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1,
 					 timeout_ns == WEFT_NEVER ? NULL : &ts, NULL);
-	reap(w);
+	weft__park_reap(w);
 }
 
 void weft__unpark(struct weft__worker *w)
@@ -152,8 +176,8 @@ void weft__unpark(struct weft__worker *w)
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&me->ring);
 		if (sqe) {
 			/* Our own ring hears of it only if it fails (see reap). */
-			io_uring_prep_msg_ring(sqe, w->ring.ring_fd, 0, TAG_MSG, 0);
-			io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)w | TAG_MSG_FAILED);
+			io_uring_prep_msg_ring(sqe, w->ring.ring_fd, 0, WEFT__TAG_MSG, 0);
+			io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)w | WEFT__TAG_MSG_FAILED);
 			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 			WEFT__TSAN_RELEASE(&w->efd);
 			if (io_uring_submit(&me->ring) == 1)

@@ -131,6 +131,11 @@ static struct weft_task *next_local(struct weft__worker *w)
 			return t;
 		if (w->timers.n)
 			weft__timers_fire(&w->timers, weft_now());
+		/* A submission point: a busy worker's SQEs and completions wait
+		 * at most one interval. */
+		if (w->io_inflight || io_uring_sq_ready(&w->ring) ||
+		    atomic_load_explicit(&w->io_cancels.n, memory_order_relaxed))
+			weft__io_poll(w);
 		if ((t = weft__tlist_pop(&w->yielded)) || (t = weft__tqueue_pop(&w->inbox)))
 			return t;
 	}
@@ -317,7 +322,15 @@ static void worker_loop(struct weft__worker *w)
 	struct weft_rt *rt = w->rt;
 	while (!atomic_load_explicit(&rt->exit_workers, memory_order_acquire)) {
 		struct weft_task *t = find_work(w);
-		if (!t)
+		if (!t) {
+			/* Out of ready tasks: the end of a scheduling round, so
+			 * hand the kernel what it has been given. */
+			weft__io_poll(w);
+			t = find_work(w);
+		}
+		/* With operations in flight their completions come through
+		 * the ring, which parking waits on: no point polling. */
+		if (!t && !w->io_inflight)
 			t = spin_for_work(w);
 		if (w->searching)
 			weft__idle_stop_search(rt, w, t != NULL);

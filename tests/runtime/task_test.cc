@@ -49,11 +49,10 @@ TEST(TaskTest, NamesAndIdsAreKept)
 {
 	run_in_weft(1, [] {
 		struct weft_spawn_opts so = {};
-		so.name = "a-rather-long-task-name-that-is-cut-at-31-bytes";
+		so.name = "a-long-name-cut-at-15-bytes";
 		struct weft_task *t = weft_spawn(
 			[](void *) -> intptr_t {
-				EXPECT_STREQ(weft_task_name(weft_self()),
-					     "a-rather-long-task-name-that-is");
+				EXPECT_STREQ(weft_task_name(weft_self()), "a-long-name-cut");
 				return (intptr_t)weft_task_id(weft_self());
 			},
 			nullptr, &so);

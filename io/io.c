@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: MIT
+/*
+ * io.c - the I/O path: a task prepares an operation on the ring of the
+ * worker it runs on, parks, and is woken by the operation's completion.
+ *
+ * Per-ring, single issuer: only a worker's own thread submits to its ring,
+ * so an operation belongs to the worker it was issued on (op->owner) even if
+ * its task is woken, stolen and resumed elsewhere.  The protocol, on top of
+ * the wait protocol of runtime/wait.c:
+ *
+ *  1. The task records its operation (t->io_op, t->io_owner), then arms a
+ *     wait with the IO flag (weft__wait_arm_io): a wait only the operation's
+ *     completion may claim.  SQEs are flushed to the kernel at the worker's
+ *     submission points (weft__io_poll every global interval, and parking).
+ *  2. The completion is reaped on the owner (weft__io_complete): it stores
+ *     the result in the operation record and claims the wait.  Nothing else
+ *     can, so the record, on the task's stack, is written before the task
+ *     can run again, and never after.
+ *  3. A deadline is a linked IORING_OP_LINK_TIMEOUT: when it fires first, the
+ *     kernel cancels the operation and its completion says -ECANCELED, which
+ *     the task reports as -ETIMEDOUT.
+ *  4. weft_cancel, seeing an armed IO wait, does not claim it: it queues the
+ *     task on the owner (weft__io_cancel_request) and wakes that worker,
+ *     which issues IORING_OP_ASYNC_CANCEL on its own ring
+ *     (weft__io_process_cancels).  The operation then completes, with
+ *     -ECANCELED or with its result if it won the race, and step 2 applies.
+ *     Because cancellation is sticky, the owner need not know which wait
+ *     the request was for: any IO wait of that task, unshielded, is to be
+ *     cancelled.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "io/internal.h"
+#include "scheduler/internal.h"
+#include "weft.h"
+#include "weft/io.h"
+
+/* An operation in flight; lives on the task's stack until its completion. */
+struct weft__io_op {
+	struct weft__wait w;
+	struct weft__worker *owner;
+	int res;
+	struct __kernel_timespec deadline; /* the link timeout, absolute */
+};
+
+static struct io_uring_sqe *get_sqe(struct weft__worker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+	while (!sqe) {
+		/* Full SQ: hand it to the kernel and take a fresh entry. */
+		io_uring_submit(&w->ring);
+		sqe = io_uring_get_sqe(&w->ring);
+	}
+	return sqe;
+}
+
+/* Arms the wait for op; returns 0, or -ECANCELED / -ETIMEDOUT before any
+ * SQE is taken. */
+static int io_begin(struct weft_task *self, struct weft__io_op *op)
+{
+	op->owner = self->worker;
+	op->res = 0;
+	self->io_op = op;
+	self->io_owner = op->owner;
+	return weft__wait_arm_io(self, &op->w);
+}
+
+/* Tags sqe as op's, links the deadline if one is in force, parks until the
+ * completion and returns the result. */
+static int io_end(struct weft_task *self, struct weft__io_op *op, struct io_uring_sqe *sqe)
+{
+	struct weft__worker *w = op->owner;
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | WEFT__TAG_IO);
+	uint64_t dl = self->deadline;
+	if (dl != WEFT_NEVER) {
+		sqe->flags |= IOSQE_IO_LINK;
+		op->deadline.tv_sec = (long long)(dl / WEFT_SEC);
+		op->deadline.tv_nsec = (long long)(dl % WEFT_SEC);
+		struct io_uring_sqe *t = get_sqe(w);
+		io_uring_prep_link_timeout(t, &op->deadline, IORING_TIMEOUT_ABS);
+		io_uring_sqe_set_data64(t, WEFT__TAG_IGNORE);
+	}
+	w->io_inflight++;
+	self->after = WEFT__AFTER_PARK;
+	weft__schedule(self);
+	int res = op->res;
+	if (res == -ECANCELED) {
+		/* Cancelled by us, or by the linked timeout. */
+		uint64_t word = atomic_load_explicit(&self->wake, memory_order_relaxed);
+		bool cancelled = (word & WEFT__WAKE_CANCEL) && !(word & WEFT__WAKE_SHIELD);
+		if (!cancelled && dl != WEFT_NEVER && weft_now() >= dl)
+			res = -ETIMEDOUT;
+	}
+	return res;
+}
+
+void weft__io_complete(struct weft__worker *w, uint64_t user_data, int res)
+{
+	struct weft__io_op *op = (struct weft__io_op *)(uintptr_t)(user_data & ~7ull);
+	w->io_inflight--;
+	op->res = res;
+	/* After this claim op may be gone (its task may run and return). */
+	weft__wake_token(op->w.task, op->w.token, 0);
+}
+
+void weft__io_cancel_request(struct weft_task *t)
+{
+	/* The caller's RMW of t->wake (acquire) saw the wait armed, and the
+	 * task recorded io_owner before arming (release): it is the owner of
+	 * that wait's operation, or of a later one. */
+	struct weft__worker *owner = t->io_owner;
+	if (atomic_exchange_explicit(&t->io_cancel_queued, true, memory_order_acq_rel))
+		return; /* already queued somewhere: that visit will do */
+	weft__cancelq_push(&owner->io_cancels, t);
+	if (owner != weft__worker_here())
+		weft__unpark(owner);
+}
+
+void weft__io_process_cancels(struct weft__worker *w)
+{
+	struct weft_task *t;
+	while ((t = weft__cancelq_pop(&w->io_cancels))) {
+		atomic_store_explicit(&t->io_cancel_queued, false, memory_order_release);
+		uint64_t word = atomic_load_explicit(&t->wake, memory_order_acquire);
+		if (!(word & WEFT__WAKE_ARMED) || !(word & WEFT__WAKE_IO) ||
+		    (word & WEFT__WAKE_SHIELD))
+			continue; /* finished meanwhile, or not to be cancelled now */
+		if (t->io_owner != w) {
+			/* It moved on to an operation on another ring. */
+			weft__io_cancel_request(t);
+			continue;
+		}
+		struct io_uring_sqe *sqe = get_sqe(w);
+		io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)t->io_op | WEFT__TAG_IO, 0);
+		io_uring_sqe_set_data64(sqe, WEFT__TAG_IGNORE);
+		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	}
+}
+
+void weft__cancelq_push(struct weft__cancelq *q, struct weft_task *t)
+{
+	weft__spin_lock(&q->lock);
+	t->cnext = NULL;
+	if (q->tail)
+		q->tail->cnext = t;
+	else
+		q->head = t;
+	q->tail = t;
+	atomic_fetch_add_explicit(&q->n, 1, memory_order_relaxed);
+	weft__spin_unlock(&q->lock);
+}
+
+struct weft_task *weft__cancelq_pop(struct weft__cancelq *q)
+{
+	if (!atomic_load_explicit(&q->n, memory_order_relaxed))
+		return NULL;
+	weft__spin_lock(&q->lock);
+	struct weft_task *t = q->head;
+	if (t) {
+		q->head = t->cnext;
+		if (!q->head)
+			q->tail = NULL;
+		atomic_fetch_sub_explicit(&q->n, 1, memory_order_relaxed);
+	}
+	weft__spin_unlock(&q->lock);
+	return t;
+}
+
+void weft__io_poll(struct weft__worker *w)
+{
+	weft__io_process_cancels(w);
+	if (w->io_inflight) {
+		/* DEFER_TASKRUN delivers completions only when we enter the
+		 * kernel asking for them. */
+		io_uring_submit_and_get_events(&w->ring);
+		weft__park_reap(w);
+	} else if (io_uring_sq_ready(&w->ring)) {
+		io_uring_submit(&w->ring);
+	}
+}
+
+/* ---- Operations --------------------------------------------------------------- */
+
+#define IO_OP(prep)                                                  \
+	do {                                                         \
+		struct weft_task *self = weft__current();           \
+		struct weft__io_op op;                               \
+		int rc = io_begin(self, &op);                        \
+		if (rc < 0)                                          \
+			return rc;                                   \
+		struct io_uring_sqe *sqe = get_sqe(op.owner);       \
+		prep;                                                \
+		return io_end(self, &op, sqe);                       \
+	} while (0)
+
+ssize_t weft_read(int fd, void *buf, size_t len)
+{
+	IO_OP(io_uring_prep_read(sqe, fd, buf, (unsigned)len, (uint64_t)-1));
+}
+
+ssize_t weft_write(int fd, const void *buf, size_t len)
+{
+	IO_OP(io_uring_prep_write(sqe, fd, buf, (unsigned)len, (uint64_t)-1));
+}
+
+ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
+{
+	IO_OP(io_uring_prep_recv(sqe, fd, buf, len, flags));
+}
+
+ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
+{
+	IO_OP(io_uring_prep_send(sqe, fd, buf, len, flags));
+}
+
+int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+	IO_OP(io_uring_prep_accept(sqe, fd, addr, addrlen, flags));
+}
+
+int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
+{
+	IO_OP(io_uring_prep_connect(sqe, fd, addr, addrlen));
+}
+
+int weft_close(int fd)
+{
+	/* Shielded, without deadline: see the header. */
+	struct weft_scope s;
+	weft_scope_shield(&s, WEFT_NEVER);
+	struct weft_task *self = weft__current();
+	struct weft__io_op op;
+	int rc = io_begin(self, &op);
+	if (rc == 0) {
+		struct io_uring_sqe *sqe = get_sqe(op.owner);
+		io_uring_prep_close(sqe, fd);
+		rc = io_end(self, &op, sqe);
+	}
+	weft_scope_end(&s);
+	return rc;
+}

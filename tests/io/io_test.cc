@@ -1,0 +1,239 @@
+// SPDX-License-Identifier: MIT
+/*
+ * io_test.cc - the I/O path: operations succeed and fail as their system
+ * calls would (bytes, EOF, -ECONNREFUSED), a deadline bounds a blocked
+ * operation with -ETIMEDOUT, a cancellation from another worker reaches a
+ * blocked recv or accept as -ECANCELED, and a recv that completed is never
+ * reported as cancelled (no byte is lost).
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "common.h"
+#include "weft/io.h"
+
+namespace {
+
+struct pair {
+	int a, b;
+};
+
+pair socket_pair()
+{
+	int fds[2];
+	EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+	return {fds[0], fds[1]};
+}
+
+/* A listening loopback socket on a free port. */
+int listener(struct sockaddr_in *addr)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	memset(addr, 0, sizeof(*addr));
+	addr->sin_family = AF_INET;
+	addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof(*addr);
+	EXPECT_EQ(bind(fd, (struct sockaddr *)addr, sizeof(*addr)), 0);
+	EXPECT_EQ(listen(fd, 64), 0);
+	EXPECT_EQ(getsockname(fd, (struct sockaddr *)addr, &len), 0);
+	return fd;
+}
+
+TEST(IoTest, SendAndRecvCarryTheBytes)
+{
+	pair p = socket_pair();
+	run_in_weft(2, [&] {
+		EXPECT_EQ(weft_send(p.a, "hello", 5, 0), 5);
+		char buf[16] = {};
+		EXPECT_EQ(weft_recv(p.b, buf, sizeof(buf), 0), 5);
+		EXPECT_STREQ(buf, "hello");
+		EXPECT_EQ(weft_write(p.b, "back", 4), 4);
+		EXPECT_EQ(weft_read(p.a, buf, 4), 4);
+		EXPECT_EQ(memcmp(buf, "back", 4), 0);
+		return (intptr_t)0;
+	});
+	close(p.a);
+	close(p.b);
+}
+
+TEST(IoTest, RecvReturnsZeroAtEndOfStream)
+{
+	pair p = socket_pair();
+	run_in_weft(1, [&] {
+		EXPECT_EQ(weft_close(p.a), 0);
+		char buf[4];
+		EXPECT_EQ(weft_recv(p.b, buf, sizeof(buf), 0), 0);
+		EXPECT_EQ(weft_close(p.a), -EBADF) << "closed twice";
+		return (intptr_t)0;
+	});
+	close(p.b);
+}
+
+TEST(IoTest, ConnectToAClosedPortIsRefused)
+{
+	struct sockaddr_in addr;
+	int l = listener(&addr);
+	close(l); /* the port is now free and nobody listens */
+	run_in_weft(1, [&] {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		EXPECT_EQ(weft_connect(fd, (struct sockaddr *)&addr, sizeof(addr)), -ECONNREFUSED);
+		weft_close(fd);
+		return (intptr_t)0;
+	});
+}
+
+TEST(IoTest, AcceptConnectAndEchoOverLoopback)
+{
+	struct sockaddr_in addr;
+	static int l;
+	static struct sockaddr_in a;
+	l = listener(&addr);
+	a = addr;
+	run_in_weft(2, [] {
+		struct weft_task *server = weft_spawn(
+			[](void *) -> intptr_t {
+				int c = weft_accept(l, nullptr, nullptr, SOCK_CLOEXEC);
+				if (c < 0)
+					return c;
+				char buf[64];
+				ssize_t n;
+				while ((n = weft_recv(c, buf, sizeof(buf), 0)) > 0)
+					if (weft_send(c, buf, (size_t)n, 0) != n)
+						return -EIO;
+				weft_close(c);
+				return n;
+			},
+			nullptr, nullptr);
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		EXPECT_EQ(weft_connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+		for (int i = 0; i < 100; i++) {
+			char out[32], in[32] = {};
+			int n = snprintf(out, sizeof(out), "message %d", i);
+			EXPECT_EQ(weft_send(fd, out, (size_t)n, 0), n);
+			EXPECT_EQ(weft_recv(fd, in, (size_t)n, MSG_WAITALL), n);
+			EXPECT_EQ(memcmp(in, out, (size_t)n), 0);
+		}
+		shutdown(fd, SHUT_WR);
+		intptr_t r = -1;
+		EXPECT_EQ(weft_join(server, &r), 0);
+		EXPECT_EQ(r, 0) << "server saw end of stream";
+		weft_close(fd);
+		return (intptr_t)0;
+	});
+	close(l);
+}
+
+TEST(IoTest, DeadlineBoundsABlockedRecv)
+{
+	pair p = socket_pair();
+	run_in_weft(1, [&] {
+		char buf[4];
+		struct weft_scope s;
+		uint64_t t0 = weft_now();
+		weft_scope_deadline(&s, 20 * WEFT_MSEC);
+		EXPECT_EQ(weft_recv(p.b, buf, sizeof(buf), 0), -ETIMEDOUT);
+		EXPECT_EQ(weft_scope_end(&s), 1);
+		uint64_t dt = weft_now() - t0;
+		EXPECT_GE(dt, 20 * WEFT_MSEC);
+		EXPECT_LT(dt, 2 * WEFT_SEC);
+		/* The socket still works afterwards. */
+		EXPECT_EQ(weft_send(p.a, "x", 1, 0), 1);
+		EXPECT_EQ(weft_recv(p.b, buf, sizeof(buf), 0), 1);
+		return (intptr_t)0;
+	});
+	close(p.a);
+	close(p.b);
+}
+
+TEST(IoTest, CancelFromAnotherWorkerReachesABlockedRecvAndAccept)
+{
+	pair p = socket_pair();
+	struct sockaddr_in addr;
+	static int l, fd;
+	l = listener(&addr);
+	fd = p.b;
+	run_in_weft(2, [] {
+		/* Both block on worker 0; the canceller runs on worker 1. */
+		struct weft_spawn_opts on0 = {}, on1 = {};
+		on0.flags = on1.flags = WEFT_SPAWN_ON | WEFT_SPAWN_PINNED;
+		on1.worker = 1;
+		struct weft_task *r = weft_spawn(
+			[](void *) -> intptr_t {
+				char buf[4];
+				return weft_recv(fd, buf, sizeof(buf), 0);
+			},
+			nullptr, &on0);
+		struct weft_task *a = weft_spawn(
+			[](void *) -> intptr_t { return weft_accept(l, nullptr, nullptr, 0); },
+			nullptr, &on0);
+		static struct weft_task *victims[2];
+		victims[0] = r;
+		victims[1] = a;
+		struct weft_task *c = weft_spawn(
+			[](void *) -> intptr_t {
+				weft_sleep(20 * WEFT_MSEC); /* let them block */
+				weft_cancel(victims[0]);
+				weft_cancel(victims[1]);
+				return 0;
+			},
+			nullptr, &on1);
+		intptr_t rr = 0, ra = 0;
+		EXPECT_EQ(weft_join(r, &rr), 0);
+		EXPECT_EQ(weft_join(a, &ra), 0);
+		EXPECT_EQ(weft_join(c, nullptr), 0);
+		EXPECT_EQ(rr, -ECANCELED);
+		EXPECT_EQ(ra, -ECANCELED);
+		return (intptr_t)0;
+	});
+	close(l);
+	close(p.a);
+	close(p.b);
+}
+
+/* A byte sent while the receiver is being cancelled is either returned by
+ * the recv (rc 1) or still in the socket afterwards: never lost. */
+TEST(IoTest, CompletedRecvIsNeverReportedCancelled)
+{
+	const int rounds = WEFT_TEST_SCALE(2000);
+	pair p = socket_pair();
+	static int rx;
+	rx = p.b;
+	run_in_weft(2, [&] {
+		int got = 0, cancelled = 0;
+		for (int i = 0; i < rounds; i++) {
+			struct weft_task *t = weft_spawn(
+				[](void *) -> intptr_t {
+					char c;
+					return weft_recv(rx, &c, 1, 0);
+				},
+				nullptr, nullptr);
+			if (i % 3)
+				weft_yield(); /* vary who is first */
+			EXPECT_EQ(send(p.a, "z", 1, 0), 1);
+			weft_cancel(t);
+			intptr_t r = 0;
+			EXPECT_EQ(weft_join(t, &r), 0);
+			if (r == 1) {
+				got++;
+			} else {
+				EXPECT_EQ(r, -ECANCELED);
+				cancelled++;
+				char c;
+				/* The byte must still be there. */
+				EXPECT_EQ(recv(rx, &c, 1, MSG_DONTWAIT), 1) << "round " << i;
+			}
+		}
+		EXPECT_EQ(got + cancelled, rounds);
+		return (intptr_t)0;
+	});
+	close(p.a);
+	close(p.b);
+}
+
+} // namespace
