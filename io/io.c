@@ -204,6 +204,26 @@ ssize_t weft_write(int fd, const void *buf, size_t len)
 	IO_OP(io_uring_prep_write(sqe, fd, buf, (unsigned)len, (uint64_t)-1));
 }
 
+ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	IO_OP(io_uring_prep_readv(sqe, fd, iov, (unsigned)iovcnt, (uint64_t)-1));
+}
+
+ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	IO_OP(io_uring_prep_writev(sqe, fd, iov, (unsigned)iovcnt, (uint64_t)-1));
+}
+
+ssize_t weft_pread(int fd, void *buf, size_t len, off_t offset)
+{
+	IO_OP(io_uring_prep_read(sqe, fd, buf, (unsigned)len, (uint64_t)offset));
+}
+
+ssize_t weft_pwrite(int fd, const void *buf, size_t len, off_t offset)
+{
+	IO_OP(io_uring_prep_write(sqe, fd, buf, (unsigned)len, (uint64_t)offset));
+}
+
 ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
 {
 	IO_OP(io_uring_prep_recv(sqe, fd, buf, len, flags));
@@ -212,6 +232,47 @@ ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
 ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
 {
 	IO_OP(io_uring_prep_send(sqe, fd, buf, len, flags));
+}
+
+ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	IO_OP(io_uring_prep_recvmsg(sqe, fd, msg, (unsigned)flags));
+}
+
+ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	IO_OP(io_uring_prep_sendmsg(sqe, fd, msg, (unsigned)flags));
+}
+
+int weft_shutdown(int fd, int how)
+{
+	IO_OP(io_uring_prep_shutdown(sqe, fd, how));
+}
+
+int weft_openat(int dirfd, const char *path, int flags, mode_t mode)
+{
+	IO_OP(io_uring_prep_openat(sqe, dirfd, path, flags, mode));
+}
+
+int weft_statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *buf)
+{
+	IO_OP(io_uring_prep_statx(sqe, dirfd, path, flags, mask, buf));
+}
+
+int weft_fsync(int fd, int datasync)
+{
+	IO_OP(io_uring_prep_fsync(sqe, fd, datasync ? IORING_FSYNC_DATASYNC : 0));
+}
+
+ssize_t weft_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size_t len,
+		    unsigned flags)
+{
+	IO_OP(io_uring_prep_splice(sqe, fd_in, off_in, fd_out, off_out, (unsigned)len, flags));
+}
+
+int weft_poll(int fd, unsigned mask)
+{
+	IO_OP(io_uring_prep_poll_add(sqe, fd, mask));
 }
 
 int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)

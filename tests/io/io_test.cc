@@ -4,16 +4,20 @@
  * calls would (bytes, EOF, -ECONNREFUSED), a deadline bounds a blocked
  * operation with -ETIMEDOUT, a cancellation from another worker reaches a
  * blocked recv or accept as -ECANCELED, and a recv that completed is never
- * reported as cancelled (no byte is lost).
+ * reported as cancelled (no byte is lost).  File, vectored, message,
+ * splice and poll operations each do what their system call does.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstring>
+#include <string>
 
 #include "common.h"
 #include "weft/io.h"
@@ -230,6 +234,97 @@ TEST(IoTest, CompletedRecvIsNeverReportedCancelled)
 			}
 		}
 		EXPECT_EQ(got + cancelled, rounds);
+		return (intptr_t)0;
+	});
+	close(p.a);
+	close(p.b);
+}
+
+TEST(IoTest, FileOperationsDoWhatTheirSyscallsDo)
+{
+	char dir[] = "/tmp/weft-io-XXXXXX";
+	ASSERT_NE(mkdtemp(dir), nullptr);
+	static std::string path;
+	path = std::string(dir) + "/f";
+	run_in_weft(1, [] {
+		int fd = weft_openat(AT_FDCWD, path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+		EXPECT_GE(fd, 0);
+		EXPECT_EQ(weft_pwrite(fd, "0123456789", 10, 0), 10);
+		EXPECT_EQ(weft_pwrite(fd, "abc", 3, 20), 3);
+		EXPECT_EQ(weft_fsync(fd, 0), 0);
+		EXPECT_EQ(weft_fsync(fd, 1), 0);
+		struct statx st;
+		EXPECT_EQ(weft_statx(AT_FDCWD, path.c_str(), 0, STATX_SIZE, &st), 0);
+		EXPECT_EQ(st.stx_size, 23u);
+		char buf[8] = {};
+		EXPECT_EQ(weft_pread(fd, buf, 4, 3), 4);
+		EXPECT_EQ(memcmp(buf, "3456", 4), 0);
+		/* readv/writev use and advance the file position. */
+		char x[2] = {}, y[3] = {};
+		struct iovec rv[2] = {{x, 2}, {y, 3}};
+		EXPECT_EQ(weft_readv(fd, rv, 2), 5);
+		EXPECT_EQ(memcmp(x, "01", 2), 0);
+		EXPECT_EQ(memcmp(y, "234", 3), 0);
+		struct iovec wv[2] = {{(void *)"XY", 2}, {(void *)"Z", 1}};
+		EXPECT_EQ(weft_writev(fd, wv, 2), 3);
+		EXPECT_EQ(weft_pread(fd, buf, 3, 5), 3);
+		EXPECT_EQ(memcmp(buf, "XYZ", 3), 0);
+		EXPECT_EQ(weft_close(fd), 0);
+		EXPECT_EQ(weft_openat(AT_FDCWD, "/nonexistent/x", O_RDONLY, 0), -ENOENT);
+		EXPECT_EQ(weft_statx(AT_FDCWD, "/nonexistent/x", 0, STATX_SIZE, &st), -ENOENT);
+		return (intptr_t)0;
+	});
+	unlink(path.c_str());
+	rmdir(dir);
+}
+
+TEST(IoTest, MessagesSpliceShutdownAndPoll)
+{
+	pair p = socket_pair();
+	static pair q;
+	q = p;
+	run_in_weft(2, [] {
+		/* sendmsg / recvmsg with two iovecs. */
+		struct iovec out[2] = {{(void *)"he", 2}, {(void *)"llo", 3}};
+		struct msghdr m = {};
+		m.msg_iov = out;
+		m.msg_iovlen = 2;
+		EXPECT_EQ(weft_sendmsg(q.a, &m, 0), 5);
+		char buf[8] = {};
+		struct iovec in = {buf, sizeof(buf)};
+		struct msghdr r = {};
+		r.msg_iov = &in;
+		r.msg_iovlen = 1;
+		EXPECT_EQ(weft_recvmsg(q.b, &r, 0), 5);
+		EXPECT_STREQ(buf, "hello");
+
+		/* splice: pipe -> socket. */
+		int pfd[2];
+		EXPECT_EQ(pipe(pfd), 0);
+		EXPECT_EQ(write(pfd[1], "spliced", 7), 7);
+		EXPECT_EQ(weft_splice(pfd[0], -1, q.a, -1, 7, 0), 7);
+		memset(buf, 0, sizeof(buf));
+		EXPECT_EQ(weft_recv(q.b, buf, 7, MSG_WAITALL), 7);
+		EXPECT_STREQ(buf, "spliced");
+		close(pfd[0]);
+		close(pfd[1]);
+
+		/* poll waits until another task makes the socket readable. */
+		struct weft_task *w = weft_spawn(
+			[](void *) -> intptr_t {
+				weft_sleep(5 * WEFT_MSEC);
+				return weft_send(q.a, "!", 1, 0);
+			},
+			nullptr, nullptr);
+		int ev = weft_poll(q.b, POLLIN);
+		EXPECT_TRUE(ev & POLLIN) << ev;
+		EXPECT_EQ(weft_join(w, nullptr), 0);
+		EXPECT_EQ(weft_recv(q.b, buf, 1, 0), 1);
+
+		/* shutdown: the peer reads end of stream. */
+		EXPECT_EQ(weft_shutdown(q.a, SHUT_WR), 0);
+		EXPECT_EQ(weft_recv(q.b, buf, 1, 0), 0);
+		EXPECT_EQ(weft_shutdown(-1, SHUT_WR), -EBADF);
 		return (intptr_t)0;
 	});
 	close(p.a);
