@@ -14,9 +14,10 @@
  *    is in force.  An operation that completed before the cancellation or
  *    deadline took effect returns its result, never -ECANCELED/-ETIMEDOUT.
  *    The suspension points are: weft_yield, weft_sleep, weft_join,
- *    weft_group_wait, and the blocking calls of <weft/sync.h>.  A timed
- *    suspension (a deadline in force, or weft_sleep) may also return
- *    -ENOMEM when its timer cannot be stored.
+ *    weft_group_wait, the blocking calls of <weft/sync.h>, and the I/O calls
+ *    of <weft/io.h>.  A timed suspension outside <weft/io.h> (a deadline in
+ *    force, or weft_sleep) may also return -ENOMEM when its timer cannot be
+ *    stored.
  *  - Cancellation is cooperative: a task that never reaches a suspension
  *    point cannot be stopped, and shutdown waits for it.
  *  - Tasks migrate between threads at suspension points.  Do not keep the

@@ -10,8 +10,10 @@
  *
  *  1. The task records its operation (t->io_op, t->io_owner), then arms a
  *     wait with the IO flag (weft__wait_arm_io): a wait only the operation's
- *     completion may claim.  SQEs are flushed to the kernel at the worker's
- *     submission points (weft__io_poll every global interval, and parking).
+ *     completion may claim.  SQEs reach the kernel at the worker's
+ *     submission points: the end of each scheduling round and every global
+ *     interval while there is anything to do (weft__io_poll), parking, and a
+ *     full SQ (get_sqe).
  *  2. The completion is reaped on the owner (weft__io_complete): it stores
  *     the result in the operation record and claims the wait.  Nothing else
  *     can, so the record, on the task's stack, is written before the task
@@ -59,6 +61,12 @@ static struct io_uring_sqe *get_sqe(struct weft__worker *w)
  * SQE is taken. */
 static int io_begin(struct weft_task *self, struct weft__io_op *op)
 {
+	/* An operation and its link timeout must reach the kernel in one
+	 * submission: make room for both now, so get_sqe cannot submit the
+	 * first alone in between. */
+	struct io_uring *ring = &self->worker->ring;
+	if (io_uring_sq_space_left(ring) < (self->deadline != WEFT_NEVER ? 2u : 1u))
+		io_uring_submit(ring);
 	op->owner = self->worker;
 	op->res = 0;
 	self->io_op = op;

@@ -4,7 +4,7 @@
  * the wait protocol, shared by runtime/, scheduler/ and io/.
  *
  * The wait protocol (runtime/wait.c) is the one way a task parks and is
- * woken; sync primitives, join, sleep and (later) I/O are built on it.  Its
+ * woken; sync primitives, join, sleep and I/O (io/io.c) are built on it.  Its
  * invariants are written at the top of wait.c.
  */
 #ifndef WEFT_RUNTIME_INTERNAL_H

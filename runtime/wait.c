@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * wait.c - how a task parks and how it is woken: the one protocol under
- * every blocking call (sync primitives, join, sleep, and later I/O).
+ * every blocking call (sync primitives, join, sleep, and I/O).
  *
  * A task can be woken by several parties at once: the primitive it waits on
  * (a sender, an unlock), its timer, and a canceller on any thread.  Exactly
@@ -25,7 +25,8 @@
  *     canceller) fails without side effects.
  *  2. arm and cancel are both read-modify-writes of the wait word, so they are
  *     totally ordered: either arm sees CANCEL and does not park, or cancel
- *     sees ARMED and claims.  No fence is needed for that.
+ *     sees ARMED and claims it (an I/O wait: has its ring cancel the
+ *     operation, whose completion then claims).  No fence is needed.
  *  3. The claimer, and only it, writes t->wake_result and then calls
  *     weft__wait_ready exactly once.
  *  4. ready exchanges run to NOTIFIED.  If it was PARKED, the task is fully

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * park.c - a worker sleeps inside its own io_uring wait, so one mechanism
- * serves new work, timers and (later) I/O completions alike.
+ * serves new work, timers and I/O completions alike.
  *
  * Each worker owns a ring created on its own thread with SINGLE_ISSUER and
  * DEFER_TASKRUN where the kernel has them (flags fall back one by one).  To
