@@ -4,13 +4,15 @@
  * calls would (bytes, EOF, -ECONNREFUSED), a deadline bounds a blocked
  * operation with -ETIMEDOUT, a cancellation from another worker reaches a
  * blocked recv or accept as -ECANCELED, and a recv that completed is never
- * reported as cancelled (no byte is lost).  File, vectored, message,
+ * reported as cancelled (no byte is lost); accept with a full descriptor
+ * table reports -EMFILE and recovers.  File, vectored, message,
  * splice and poll operations each do what their system call does.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -238,6 +240,38 @@ TEST(IoTest, CompletedRecvIsNeverReportedCancelled)
 	});
 	close(p.a);
 	close(p.b);
+}
+
+/* With the descriptor table full, accept reports -EMFILE and nothing else
+ * happens; once a descriptor is free the same connection is accepted. */
+TEST(IoTest, AcceptWithAFullDescriptorTableReportsEMFILEAndRecovers)
+{
+	struct sockaddr_in addr;
+	static int l;
+	l = listener(&addr);
+	int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ASSERT_EQ(connect(c, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	run_in_weft(1, [] {
+		struct rlimit saved, tight;
+		EXPECT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+		/* The lowest free descriptor is N: descriptors 0..N-1 are all
+		 * in use, so a limit of N leaves the table full. */
+		int probe = dup(0);
+		close(probe);
+		tight = saved;
+		tight.rlim_cur = (rlim_t)probe;
+		EXPECT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+		EXPECT_EQ(dup(0), -1) << "the table is not full";
+		EXPECT_EQ(weft_accept(l, nullptr, nullptr, SOCK_CLOEXEC), -EMFILE);
+		EXPECT_EQ(weft_accept(l, nullptr, nullptr, SOCK_CLOEXEC), -EMFILE);
+		EXPECT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+		int fd = weft_accept(l, nullptr, nullptr, SOCK_CLOEXEC);
+		EXPECT_GE(fd, 0);
+		weft_close(fd);
+		return (intptr_t)0;
+	});
+	close(c);
+	close(l);
 }
 
 TEST(IoTest, FileOperationsDoWhatTheirSyscallsDo)
