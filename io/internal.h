@@ -33,6 +33,10 @@ struct weft__cancelq {
 void weft__cancelq_push(struct weft__cancelq *q, struct weft_task *t);
 struct weft_task *weft__cancelq_pop(struct weft__cancelq *q);
 
+/* Whether w's ring supports an io_uring opcode (probed at setup). */
+#define weft__io_supported(w, opcode) \
+	(((w)->io_ops[(opcode) / 64] >> ((opcode) % 64)) & 1)
+
 /* The owner reaped the completion of a WEFT__TAG_IO operation. */
 void weft__io_complete(struct weft__worker *w, uint64_t user_data, int res);
 /* weft_cancel found t armed in an IO wait: have its ring cancel it. */

@@ -190,9 +190,13 @@ void weft__io_poll(struct weft__worker *w)
 
 /* ---- Operations --------------------------------------------------------------- */
 
-#define IO_OP(prep)                                                  \
+/* One operation: opcode names it for the probe made at ring setup, prep
+ * fills the SQE. */
+#define IO_OP(opcode, prep)                                          \
 	do {                                                         \
 		struct weft_task *self = weft__current();           \
+		if (!weft__io_supported(self->worker, opcode))       \
+			return -EOPNOTSUPP;                          \
 		struct weft__io_op op;                               \
 		int rc = io_begin(self, &op);                        \
 		if (rc < 0)                                          \
@@ -204,93 +208,93 @@ void weft__io_poll(struct weft__worker *w)
 
 ssize_t weft_read(int fd, void *buf, size_t len)
 {
-	IO_OP(io_uring_prep_read(sqe, fd, buf, (unsigned)len, (uint64_t)-1));
+	IO_OP(IORING_OP_READ, io_uring_prep_read(sqe, fd, buf, (unsigned)len, (uint64_t)-1));
 }
 
 ssize_t weft_write(int fd, const void *buf, size_t len)
 {
-	IO_OP(io_uring_prep_write(sqe, fd, buf, (unsigned)len, (uint64_t)-1));
+	IO_OP(IORING_OP_WRITE, io_uring_prep_write(sqe, fd, buf, (unsigned)len, (uint64_t)-1));
 }
 
 ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt)
 {
-	IO_OP(io_uring_prep_readv(sqe, fd, iov, (unsigned)iovcnt, (uint64_t)-1));
+	IO_OP(IORING_OP_READV, io_uring_prep_readv(sqe, fd, iov, (unsigned)iovcnt, (uint64_t)-1));
 }
 
 ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt)
 {
-	IO_OP(io_uring_prep_writev(sqe, fd, iov, (unsigned)iovcnt, (uint64_t)-1));
+	IO_OP(IORING_OP_WRITEV, io_uring_prep_writev(sqe, fd, iov, (unsigned)iovcnt, (uint64_t)-1));
 }
 
 ssize_t weft_pread(int fd, void *buf, size_t len, off_t offset)
 {
-	IO_OP(io_uring_prep_read(sqe, fd, buf, (unsigned)len, (uint64_t)offset));
+	IO_OP(IORING_OP_READ, io_uring_prep_read(sqe, fd, buf, (unsigned)len, (uint64_t)offset));
 }
 
 ssize_t weft_pwrite(int fd, const void *buf, size_t len, off_t offset)
 {
-	IO_OP(io_uring_prep_write(sqe, fd, buf, (unsigned)len, (uint64_t)offset));
+	IO_OP(IORING_OP_WRITE, io_uring_prep_write(sqe, fd, buf, (unsigned)len, (uint64_t)offset));
 }
 
 ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
 {
-	IO_OP(io_uring_prep_recv(sqe, fd, buf, len, flags));
+	IO_OP(IORING_OP_RECV, io_uring_prep_recv(sqe, fd, buf, len, flags));
 }
 
 ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
 {
-	IO_OP(io_uring_prep_send(sqe, fd, buf, len, flags));
+	IO_OP(IORING_OP_SEND, io_uring_prep_send(sqe, fd, buf, len, flags));
 }
 
 ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags)
 {
-	IO_OP(io_uring_prep_recvmsg(sqe, fd, msg, (unsigned)flags));
+	IO_OP(IORING_OP_RECVMSG, io_uring_prep_recvmsg(sqe, fd, msg, (unsigned)flags));
 }
 
 ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	IO_OP(io_uring_prep_sendmsg(sqe, fd, msg, (unsigned)flags));
+	IO_OP(IORING_OP_SENDMSG, io_uring_prep_sendmsg(sqe, fd, msg, (unsigned)flags));
 }
 
 int weft_shutdown(int fd, int how)
 {
-	IO_OP(io_uring_prep_shutdown(sqe, fd, how));
+	IO_OP(IORING_OP_SHUTDOWN, io_uring_prep_shutdown(sqe, fd, how));
 }
 
 int weft_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
-	IO_OP(io_uring_prep_openat(sqe, dirfd, path, flags, mode));
+	IO_OP(IORING_OP_OPENAT, io_uring_prep_openat(sqe, dirfd, path, flags, mode));
 }
 
 int weft_statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *buf)
 {
-	IO_OP(io_uring_prep_statx(sqe, dirfd, path, flags, mask, buf));
+	IO_OP(IORING_OP_STATX, io_uring_prep_statx(sqe, dirfd, path, flags, mask, buf));
 }
 
 int weft_fsync(int fd, int datasync)
 {
-	IO_OP(io_uring_prep_fsync(sqe, fd, datasync ? IORING_FSYNC_DATASYNC : 0));
+	IO_OP(IORING_OP_FSYNC, io_uring_prep_fsync(sqe, fd, datasync ? IORING_FSYNC_DATASYNC : 0));
 }
 
 ssize_t weft_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size_t len,
 		    unsigned flags)
 {
-	IO_OP(io_uring_prep_splice(sqe, fd_in, off_in, fd_out, off_out, (unsigned)len, flags));
+	IO_OP(IORING_OP_SPLICE, io_uring_prep_splice(sqe, fd_in, off_in, fd_out, off_out, (unsigned)len, flags));
 }
 
 int weft_poll(int fd, unsigned mask)
 {
-	IO_OP(io_uring_prep_poll_add(sqe, fd, mask));
+	IO_OP(IORING_OP_POLL_ADD, io_uring_prep_poll_add(sqe, fd, mask));
 }
 
 int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 {
-	IO_OP(io_uring_prep_accept(sqe, fd, addr, addrlen, flags));
+	IO_OP(IORING_OP_ACCEPT, io_uring_prep_accept(sqe, fd, addr, addrlen, flags));
 }
 
 int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
 {
-	IO_OP(io_uring_prep_connect(sqe, fd, addr, addrlen));
+	IO_OP(IORING_OP_CONNECT, io_uring_prep_connect(sqe, fd, addr, addrlen));
 }
 
 int weft_close(int fd)
@@ -300,7 +304,8 @@ int weft_close(int fd)
 	weft_scope_shield(&s, WEFT_NEVER);
 	struct weft_task *self = weft__current();
 	struct weft__io_op op;
-	int rc = io_begin(self, &op);
+	int rc = weft__io_supported(self->worker, IORING_OP_CLOSE) ? io_begin(self, &op)
+								     : -EOPNOTSUPP;
 	if (rc == 0) {
 		struct io_uring_sqe *sqe = get_sqe(op.owner);
 		io_uring_prep_close(sqe, fd);

@@ -80,6 +80,7 @@ struct weft__worker {
 	bool searching;
 	bool msg_ring;                 /* this ring can send IORING_OP_MSG_RING */
 	unsigned io_inflight;          /* our tasks' operations on this ring */
+	uint64_t io_ops[4];            /* opcodes the ring supports (probed) */
 	struct weft__cancelq io_cancels; /* cancels other threads asked of us */
 
 	uint64_t rng;

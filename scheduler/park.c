@@ -77,10 +77,16 @@ int weft__park_init(struct weft__worker *w)
 		return rc;
 	}
 	w->efd_armed = false;
-	/* MSG_RING (5.18) with CQE_SKIP_SUCCESS (5.17): probe, since the ring
-	 * setup falls back to older kernels. */
+	/* Which operations this kernel has (the I/O path answers -EOPNOTSUPP
+	 * for the others), among them MSG_RING (5.18) with CQE_SKIP_SUCCESS
+	 * (5.17) for wake-ups: the ring setup falls back to older kernels. */
 	struct io_uring_probe *probe = io_uring_get_probe_ring(&w->ring);
-	w->msg_ring = probe && io_uring_opcode_supported(probe, IORING_OP_MSG_RING) &&
+	for (int op = 0; op < IORING_OP_LAST && op < 256; op++)
+		/* No probe (it can fail for want of memory): let the kernel
+		 * answer for each operation instead. */
+		if (!probe || io_uring_opcode_supported(probe, op))
+			w->io_ops[op / 64] |= 1ull << (op % 64);
+	w->msg_ring = probe && weft__io_supported(w, IORING_OP_MSG_RING) &&
 		      (w->ring.features & IORING_FEAT_CQE_SKIP);
 	if (probe)
 		io_uring_free_probe(probe);

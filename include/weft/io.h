@@ -11,6 +11,8 @@
  *    -ETIMEDOUT;
  *  - weft_cancel cancels the operation on its ring (from any thread) and the
  *    call returns -ECANCELED.
+ * Every call returns -EOPNOTSUPP, doing nothing, when the kernel's io_uring
+ * lacks the operation (probed once per ring).
  * In both cases the call returns only after the operation's own completion
  * has arrived, so buffers (often on the task's stack) are never written
  * after it returns; and an operation that completed first returns its
