@@ -117,9 +117,11 @@ WEFT_API int weft_rt_run(struct weft_rt *rt, weft_fn fn, void *arg, intptr_t *re
  * them clean up until timeout_ns (0: the runtime's shutdown_timeout_ns), names
  * on stderr each task that is still alive then, stops the workers and frees
  * everything the runtime owns, including those tasks' stacks.  Returns 0, or
- * -ETIMEDOUT when tasks had to be abandoned.  Any non-worker thread; no other
- * thread may be inside a call on rt or its tasks (weft_future_resolve,
- * weft_cancel, ...) once shutdown starts, and rt is invalid afterwards.
+ * -ETIMEDOUT when tasks had to be abandoned.  Any non-worker thread.  A
+ * thread that woke one of rt's tasks (weft_future_resolve, weft_cancel, ...)
+ * may still be finishing that call: shutdown waits for it.  Calls that start
+ * after shutdown has begun are the caller's error, and rt is invalid once it
+ * returns.
  */
 WEFT_API int weft_rt_shutdown(struct weft_rt *rt, uint64_t timeout_ns);
 

@@ -69,8 +69,11 @@ static int io_begin(struct weft_task *self, struct weft__io_op *op)
 		io_uring_submit(ring);
 	op->owner = self->worker;
 	op->res = 0;
-	self->io_op = op;
-	self->io_owner = op->owner;
+	/* Relaxed: the arm's release publishes them to a canceller that sees
+	 * this wait armed; one that read them for an older wait of ours may
+	 * see these, which is harmless (cancellation is sticky). */
+	atomic_store_explicit(&self->io_op, op, memory_order_relaxed);
+	atomic_store_explicit(&self->io_owner, op->owner, memory_order_relaxed);
 	return weft__wait_arm_io(self, &op->w);
 }
 
@@ -117,12 +120,18 @@ void weft__io_cancel_request(struct weft_task *t)
 	/* The caller's RMW of t->wake (acquire) saw the wait armed, and the
 	 * task recorded io_owner before arming (release): it is the owner of
 	 * that wait's operation, or of a later one. */
-	struct weft__worker *owner = t->io_owner;
+	struct weft__worker *owner = atomic_load_explicit(&t->io_owner, memory_order_relaxed);
 	if (atomic_exchange_explicit(&t->io_cancel_queued, true, memory_order_acq_rel))
 		return; /* already queued somewhere: that visit will do */
+	struct weft__worker *here = weft__worker_here();
+	bool outside = !here || here->rt != owner->rt;
+	if (outside)
+		weft__outside_enter(owner->rt);
 	weft__cancelq_push(&owner->io_cancels, t);
-	if (owner != weft__worker_here())
+	if (owner != here)
 		weft__unpark(owner);
+	if (outside)
+		weft__outside_leave(owner->rt);
 }
 
 void weft__io_process_cancels(struct weft__worker *w)
@@ -134,13 +143,14 @@ void weft__io_process_cancels(struct weft__worker *w)
 		if (!(word & WEFT__WAKE_ARMED) || !(word & WEFT__WAKE_IO) ||
 		    (word & WEFT__WAKE_SHIELD))
 			continue; /* finished meanwhile, or not to be cancelled now */
-		if (t->io_owner != w) {
+		if (atomic_load_explicit(&t->io_owner, memory_order_relaxed) != w) {
 			/* It moved on to an operation on another ring. */
 			weft__io_cancel_request(t);
 			continue;
 		}
 		struct io_uring_sqe *sqe = get_sqe(w);
-		io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)t->io_op | WEFT__TAG_IO, 0);
+		void *op = atomic_load_explicit(&t->io_op, memory_order_relaxed);
+		io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | WEFT__TAG_IO, 0);
 		io_uring_sqe_set_data64(sqe, WEFT__TAG_IGNORE);
 		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 	}

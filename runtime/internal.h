@@ -90,8 +90,8 @@ struct weft_task {
 	struct weft_group *group;    /* the group it belongs to, or NULL */
 	/* The I/O wait in progress (io/io.c): its operation record and the
 	 * worker whose ring carries it; written before the wait is armed. */
-	void *io_op;
-	struct weft__worker *io_owner;
+	_Atomic(void *) io_op;
+	_Atomic(struct weft__worker *) io_owner;
 	struct weft_task *cnext;     /* cancel-queue link */
 	char name[16];               /* as thread names: 15 bytes and a NUL */
 } __attribute__((aligned(64)));

@@ -120,6 +120,7 @@ struct weft_rt {
 	_Atomic uint64_t outside_spawned; /* spawns by non-worker threads */
 	_Atomic int64_t live;
 	_Atomic bool stopping;         /* shutdown: no new outside spawns */
+	_Atomic uint64_t outside;      /* threads outside the runtime inside it */
 	_Atomic bool exit_workers;     /* workers leave their loops */
 
 	pthread_t watchdog;
@@ -144,6 +145,25 @@ void weft__schedule(struct weft_task *self);
  * when woken there, else its inbox. */
 void weft__enqueue(struct weft_rt *rt, struct weft_task *t, bool lifo);
 void weft__finish_switch(struct weft__worker *w, struct weft_task *prev);
+
+/*
+ * A thread that is not one of rt's workers (a resolve from a plain thread, a
+ * signal handler's thread cancelling a task) may wake a task that then runs,
+ * finishes, and lets the program shut rt down while the waking thread is
+ * still writing an eventfd of rt's.  Such threads bracket their time inside
+ * rt with these, and shutdown waits for the count to reach zero before it
+ * frees anything.  The increment comes before the task can run (before it
+ * is queued), so the count cannot read zero too early.
+ */
+static inline void weft__outside_enter(struct weft_rt *rt)
+{
+	atomic_fetch_add_explicit(&rt->outside, 1, memory_order_acquire);
+}
+static inline void weft__outside_leave(struct weft_rt *rt)
+{
+	/* Release: our last use of rt comes before shutdown frees it. */
+	atomic_fetch_sub_explicit(&rt->outside, 1, memory_order_release);
+}
 
 /* inject.c */
 void weft__tqueue_push(struct weft__tqueue *q, struct weft_task *t);

@@ -17,7 +17,9 @@
  *      stragglers;
  *   4. workers leave their loops and are joined: after this no thread runs
  *      weft code, so
- *   5. abandoned tasks' stacks, the slabs, rings and queues are freed.
+ *   5. once no thread outside the runtime is still inside it (waking a
+ *      task from a plain thread, weft__outside_enter), abandoned tasks'
+ *      stacks, the slabs, rings and queues are freed.
  * Step 5 is safe only after 4: a straggler is suspended, and nothing can
  * resume it once no worker runs.
  */
@@ -415,6 +417,10 @@ int weft_rt_shutdown(struct weft_rt *rt, uint64_t timeout_ns)
 	weft__idle_wake_all(rt);
 	for (unsigned i = 0; i < rt->nworkers; i++)
 		pthread_join(rt->workers[i]->thread, NULL);
+	/* No thread outside the runtime may still be inside it (see
+	 * weft__outside_enter); acquire pairs with their leave. */
+	while (atomic_load_explicit(&rt->outside, memory_order_acquire))
+		sched_yield();
 	if (rt->watchdog_started) {
 		pthread_mutex_lock(&rt->watch_lock);
 		pthread_cond_signal(&rt->watch_cond);

@@ -111,11 +111,15 @@ void weft__enqueue(struct weft_rt *rt, struct weft_task *t, bool lifo)
 	struct weft__worker *w = weft__worker_here();
 	if (w && w->rt == rt) {
 		push_local(w, t, lifo);
-	} else if (t->pinned || t->start_home) {
-		push_inbox(t->home, t);
 	} else {
-		weft__tqueue_push(&rt->inject, t);
-		weft__idle_notify(rt);
+		weft__outside_enter(rt);
+		if (t->pinned || t->start_home) {
+			push_inbox(t->home, t);
+		} else {
+			weft__tqueue_push(&rt->inject, t);
+			weft__idle_notify(rt);
+		}
+		weft__outside_leave(rt);
 	}
 }
 
