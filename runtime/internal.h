@@ -111,7 +111,8 @@ struct weft_task *weft__current(void);
  *
  * A waker with a pointer to w does weft__wait_claim(w); only if that returns
  * true may it hand over its data (into w->data) and call
- * weft__wait_ready(w->task, result).  weft__wake does both with no data.
+ * weft__wait_ready(w->task, result).  weft__wake_token does both, with no
+ * data, for a waker that holds only (task, token): a timer, a canceller.
  */
 struct weft__wait {
 	struct weft_task *task;
@@ -139,7 +140,6 @@ bool weft__wait_claim(const struct weft__wait *w);
 /* Makes a claimed task runnable with result; any thread. */
 void weft__wait_ready(struct weft_task *t, int result);
 /* Claim + ready.  Returns whether this call woke it. */
-bool weft__wake(const struct weft__wait *w, int result);
 bool weft__wake_token(struct weft_task *t, uint64_t token, int result);
 /* group.c: a group's child has finished (called before its DONE bit). */
 void weft__group_child_done(struct weft_task *t);

@@ -81,7 +81,7 @@ static struct weft_task *take_batch(struct weft_rt *rt)
 	return new_slab(rt);
 }
 
-struct weft_task *weft__task_alloc(struct weft_rt *rt, struct weft__worker *w)
+static struct weft_task *task_alloc(struct weft_rt *rt, struct weft__worker *w)
 {
 	struct weft_task *t;
 	if (w && w->rt == rt) {
@@ -200,7 +200,7 @@ static _Noreturn void task_start(void *prev, void *arg);
 struct weft_task *weft__task_new(struct weft_rt *rt, struct weft__worker *w, weft_fn fn,
 				 void *arg, const struct weft_spawn_opts *opts)
 {
-	struct weft_task *t = weft__task_alloc(rt, w);
+	struct weft_task *t = task_alloc(rt, w);
 	if (!t)
 		return NULL;
 	/* Keep the wait word's token counting up across reuses of the object:
@@ -568,13 +568,12 @@ void weft__tasks_report_live(struct weft_rt *rt)
  * every slab. */
 void weft__tasks_free_all(struct weft_rt *rt)
 {
-	struct weft__stack_pool none = {0};
 	for (struct weft__slab *s = rt->slabs, *n; s; s = n) {
 		n = s->next;
 		for (int i = 0; i < BATCH; i++) {
 			struct weft_task *t = &s->tasks[i];
 			if (atomic_load_explicit(&t->live, memory_order_relaxed) && t->stack) {
-				weft__stack_put(&none, t->stack);
+				weft__stack_put(NULL, t->stack);
 				weft__ctx_release(&t->ctx);
 			}
 		}

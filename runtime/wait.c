@@ -113,11 +113,6 @@ bool weft__wait_claim(const struct weft__wait *w)
 	}
 }
 
-bool weft__wake(const struct weft__wait *w, int result)
-{
-	return weft__wake_token(w->task, w->token, result);
-}
-
 void weft__wait_ready(struct weft_task *t, int result)
 {
 	t->wake_result = result;

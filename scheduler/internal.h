@@ -195,7 +195,6 @@ void weft__unpark(struct weft__worker *w);
 void weft__park_reap(struct weft__worker *w);
 
 /* task.c */
-struct weft_task *weft__task_alloc(struct weft_rt *rt, struct weft__worker *w);
 void weft__task_free(struct weft__worker *w, struct weft_task *t);
 void weft__task_complete(struct weft__worker *w, struct weft_task *t);
 struct weft_task *weft__task_new(struct weft_rt *rt, struct weft__worker *w, weft_fn fn,
