@@ -132,6 +132,7 @@ METRICS = [
     ("cpu_us", "srv us/op", True),
     ("srv_util", "srv cpu", True),
     ("cli_util", "cli cpu", True),
+    ("fair", "fair", False),
 ]
 
 
@@ -376,6 +377,9 @@ def measure_echo(row, case, args, bins, tmpdir):
             "cpu_us": srv_s / msgs * 1e6 if msgs else None,
             "srv_util": srv_s / secs if secs else None,
             "cli_util": cli_s / secs if secs else None,
+            # Fewest / most messages of one connection: 1.0 is even service.
+            "fair": (int(kv["conn_min"]) / int(kv["conn_max"])
+                     if int(kv.get("conn_max", 0)) else None),
         })
     finally:
         finish(row, srv)
@@ -501,6 +505,7 @@ def measure_http(row, case, args, bins, tmpdir):
             "cpu_us": srv_s / reqs * 1e6 if reqs else None,
             "srv_util": srv_s / (t1 - t0),
             "cli_util": None,
+            "fair": None,
         })
     finally:
         finish(row, srv)
@@ -583,8 +588,10 @@ def text_report(meta, cases, goal_list):
           f"measured; servers on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}")
     print("per s = messages (echo) or requests (http) per second; latency "
           "percentiles are medians over runs;")
-    print("srv us/op = server utime+stime per message/request (µs); srv cpu, "
-          "cli cpu = share of one core")
+    print("srv us/op = server utime+stime per message/request (us); srv cpu, "
+          "cli cpu = share of one core;")
+    print("fair = messages of the least served connection / of the most "
+          "served one (1.00: even)")
     print()
     print("commands (one run of each server):")
     for c in cases:
@@ -593,8 +600,8 @@ def text_report(meta, cases, goal_list):
                 print(f"  {c.name}: {r.cmdline}")
     print()
     head = ["case", "server", "per s (min-max)", "p50 us", "p99 us",
-            "p99.9 us", "srv us/op (min-max)", "srv cpu", "cli cpu"]
-    widths = [9, 16, 26, 9, 9, 9, 21, 7, 7]
+            "p99.9 us", "srv us/op (min-max)", "srv cpu", "cli cpu", "fair"]
+    widths = [9, 16, 26, 9, 9, 9, 21, 7, 7, 5]
     line = "  ".join(h.ljust(w) if i < 2 else h.rjust(w)
                      for i, (h, w) in enumerate(zip(head, widths)))
     print(line)
@@ -620,7 +627,8 @@ def text_report(meta, cases, goal_list):
                 return fmt(m["median"], unit) if m else "-"
 
             vals = [rng("rate"), one("p50_us"), one("p99_us"), one("p999_us"),
-                    rng("cpu_us"), one("srv_util", "%"), one("cli_util", "%")]
+                    rng("cpu_us"), one("srv_util", "%"), one("cli_util", "%"),
+                    one("fair")]
             print("  ".join(cells + [v.rjust(w) for v, w in
                                      zip(vals, widths[2:])]))
             for wmsg in sorted(set(r.warnings)):

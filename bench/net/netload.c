@@ -11,11 +11,14 @@
  * program prints one line (the last on stdout), read by netbench.py:
  *
  *   conns= size= secs= msgs= msgs_per_s= p50_us= p99_us= p999_us= max_us=
- *   errors= server_ticks= client_ticks= clk_tck=
+ *   errors= server_ticks= client_ticks= clk_tck= conn_min= conn_max=
  *
  * server_ticks is utime+stime of process PID (-p; all its threads) from
  * /proc/PID/stat, read at the first and the last instant of the measured
  * window, in clock ticks; client_ticks is the same for this process.
+ * conn_min and conn_max are the fewest and most messages one connection
+ * completed in the window: far apart, the server serves connections
+ * unfairly (which also shows as a long latency tail).
  *
  * Why io_uring: one core must push as many messages as it can, so nothing
  * here costs a system call per message.  Every send of a loop iteration goes
@@ -110,6 +113,7 @@ struct conn {
 	uint32_t got;     /* bytes of the current echo received so far */
 	uint64_t seq;     /* sequence number of the message in flight */
 	uint64_t sent_ns; /* when its send was submitted */
+	uint64_t done;    /* messages completed in the window */
 	unsigned char *tx; /* the message in flight: the echo must equal it */
 };
 
@@ -203,6 +207,7 @@ static void complete(struct io_uring_cqe *cqe, uint64_t now)
 			else if ((c->got += (unsigned)res) == msg_size) {
 				hist_add(now - c->sent_ns);
 				msgs++;
+				c->done++;
 				send_next(c);
 			}
 		}
@@ -382,6 +387,8 @@ int main(int argc, char **argv)
 			memset(hist, 0, sizeof(hist));
 			hist_n = hist_max = 0;
 			msgs = 0;
+			for (unsigned i = 0; i < nconns; i++)
+				conns[i].done = 0;
 			srv0 = pid ? cpu_ticks(pid) : 0;
 			cli0 = cpu_ticks(0);
 			t0 = now_ns();
@@ -403,14 +410,20 @@ int main(int argc, char **argv)
 	}
 
 	double secs = (double)(t1 - t0) / 1e9;
+	uint64_t cmin = UINT64_MAX, cmax = 0;
+	for (unsigned i = 0; i < nconns; i++) {
+		cmin = conns[i].done < cmin ? conns[i].done : cmin;
+		cmax = conns[i].done > cmax ? conns[i].done : cmax;
+	}
 	long long server_ticks = pid && srv0 >= 0 && srv1 >= 0 ? srv1 - srv0 : -1;
 	printf("conns=%u size=%u secs=%.3f msgs=%llu msgs_per_s=%.1f p50_us=%.2f "
 	       "p99_us=%.2f p999_us=%.2f max_us=%.2f errors=%llu server_ticks=%lld "
-	       "client_ticks=%lld clk_tck=%ld\n",
+	       "client_ticks=%lld clk_tck=%ld conn_min=%llu conn_max=%llu\n",
 	       nconns, msg_size, secs, (unsigned long long)msgs,
 	       secs > 0 ? (double)msgs / secs : 0.0, hist_pct_us(50), hist_pct_us(99),
 	       hist_pct_us(99.9), (double)hist_max / 1000.0, (unsigned long long)errors,
-	       server_ticks, cli1 - cli0, sysconf(_SC_CLK_TCK));
+	       server_ticks, cli1 - cli0, sysconf(_SC_CLK_TCK), (unsigned long long)cmin,
+	       (unsigned long long)cmax);
 	fflush(stdout);
 	return errors ? 1 : 0;
 }
