@@ -14,10 +14,10 @@
  *    is in force.  An operation that completed before the cancellation or
  *    deadline took effect returns its result, never -ECANCELED/-ETIMEDOUT.
  *    The suspension points are: weft_yield, weft_sleep, weft_join,
- *    weft_group_wait, the blocking calls of <weft/sync.h>, and the I/O calls
- *    of <weft/io.h>.  A timed suspension outside <weft/io.h> (a deadline in
- *    force, or weft_sleep) may also return -ENOMEM when its timer cannot be
- *    stored.
+ *    weft_group_wait, weft_spawn_blocking, the blocking calls of
+ *    <weft/sync.h>, and the I/O calls of <weft/io.h> and <weft/net.h>.  A
+ *    timed suspension outside <weft/io.h> (a deadline in force, or
+ *    weft_sleep) may also return -ENOMEM when its timer cannot be stored.
  *  - Cancellation is cooperative: a task that never reaches a suspension
  *    point cannot be stopped, and shutdown waits for it.
  *  - Tasks migrate between threads at suspension points.  Do not keep the
@@ -71,6 +71,12 @@ struct weft_opts {
 	 * 0: 50 us; WEFT_NEVER: never poll, sleep at once (tests use this to
 	 * exercise the sleep/wake path). */
 	uint64_t idle_spin_ns;
+	/* Most threads the blocking pool (weft_spawn_blocking) runs at once;
+	 * 0: 64.  Threads start as jobs arrive; further jobs queue. */
+	unsigned blocking_threads;
+	/* How long a blocking-pool thread waits for a job before it exits;
+	 * 0: 10 s. */
+	uint64_t blocking_idle_ns;
 };
 
 /*
@@ -218,6 +224,38 @@ WEFT_API int weft_sleep(uint64_t ns);
 
 /* CLOCK_MONOTONIC in nanoseconds.  Any thread. */
 WEFT_API uint64_t weft_now(void);
+
+/* ---- Blocking work -------------------------------------------------------- */
+
+/*
+ * Runs fn(arg) on a thread of the runtime's blocking pool while the calling
+ * task parks (its worker runs other tasks meanwhile), and stores fn's return
+ * value in *result (if not NULL).  For calls that would hold a worker:
+ * getaddrinfo, file systems io_uring cannot drive, libraries without an
+ * asynchronous API.  The pool starts threads as jobs arrive, up to
+ * weft_opts.blocking_threads; later jobs wait in a FIFO queue for a free
+ * thread.  A thread idle for weft_opts.blocking_idle_ns exits.
+ *
+ * fn runs on a plain thread, not in a task: it may call only the "any
+ * thread" functions of weft (weft_future_resolve, weft_rt_spawn, ...).
+ *
+ * Cancellation and the deadline reach the call only while the job is still
+ * queued: it is then withdrawn, fn never runs, and the call returns
+ * -ECANCELED / -ETIMEDOUT.  fn itself cannot be interrupted: once it has
+ * started, the call waits for it to return (that wait is shielded and has
+ * no deadline) and returns 0 with its result, and the next suspension point
+ * reports the cancellation or deadline.  So arg may point into the caller's
+ * stack, and whatever fn acquires (a descriptor, memory) reaches the caller.
+ *
+ * Shutdown waits for the functions that are running, however long they
+ * take, as it waits for a task that never suspends.
+ *
+ * Returns 0 with *result set; or, fn not having run: -ECANCELED,
+ * -ETIMEDOUT, -ENOMEM (the deadline's timer could not be stored), or
+ * -EAGAIN (the pool has no thread and could not start one).  Task only; a
+ * suspension point.
+ */
+WEFT_API int weft_spawn_blocking(weft_fn fn, void *arg, intptr_t *result);
 
 /* ---- Deadlines and shields ------------------------------------------------ */
 

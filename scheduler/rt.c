@@ -18,7 +18,8 @@
  *   4. workers leave their loops and are joined: after this no thread runs
  *      weft code, so
  *   5. once no thread outside the runtime is still inside it (waking a
- *      task from a plain thread, weft__outside_enter), abandoned tasks'
+ *      task from a plain thread, weft__outside_enter), the blocking pool's
+ *      threads are joined (runtime/blocking.c), then abandoned tasks'
  *      stacks, the slabs, rings and queues are freed.
  * Step 5 is safe only after 4: a straggler is suspended, and nothing can
  * resume it once no worker runs.
@@ -34,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/blocking.h"
 #include "scheduler/internal.h"
 
 #define DEFAULT_STACK (64 * 1024)
@@ -171,6 +173,9 @@ static void *watchdog_main(void *arg)
 
 static void free_rt(struct weft_rt *rt)
 {
+	/* First: a blocking-pool thread finishing its function still wakes
+	 * the task that waits for it, through the rings and queues below. */
+	weft__blocking_fini(rt);
 	if (rt->workers) {
 		for (unsigned i = 0; i < rt->nworkers; i++) {
 			struct weft__worker *w = rt->workers[i];
@@ -283,6 +288,8 @@ int weft_rt_new(struct weft_rt **out, const struct weft_opts *opts)
 	rt->workers = calloc(n, sizeof(*rt->workers));
 	rt->sleepers = calloc(n, sizeof(*rt->sleepers));
 	if (!rt->workers || !rt->sleepers)
+		goto nomem;
+	if (weft__blocking_init(rt, o.blocking_threads, o.blocking_idle_ns) < 0)
 		goto nomem;
 	for (unsigned i = 0; i < n; i++) {
 		struct weft__worker *w = aligned_alloc(64, (sizeof(*w) + 63) & ~(size_t)63);
