@@ -278,23 +278,29 @@ static int scan(struct weft_http1_parser *p, const char *buf, size_t len, bool r
 			lim = len;
 		const char *lf = from < lim ? memchr(buf + from, '\n', lim - from) : NULL;
 		if (!lf) {
-			if (capped)
+			/* Two limits may be known broken: this line has
+			 * max_line + 2 bytes and no LF, or len > max_head
+			 * with no blank line.  Name the one that a shorter
+			 * buffer would have shown first, so the error does
+			 * not depend on how the bytes were split. */
+			size_t line_at = pos + p->max_line + 2, head_at = (size_t)p->max_head + 1;
+			if (capped && line_at <= head_at)
 				return pos == p->start && request
 					       ? fail(p, -EMSGSIZE, 414, "request line too long")
 					       : fail(p, -EMSGSIZE, 431, "header line too long");
-			/* No blank line in buf[0, len): the head would be
-			 * longer than len. */
-			if (len > p->max_head)
+			if (len >= head_at)
 				return fail(p, -EMSGSIZE, 431, "header section too large");
 			p->pos = (uint32_t)pos;
 			p->seen = (uint32_t)len;
 			return -EAGAIN;
 		}
 		size_t i = (size_t)(lf - buf);
-		if (i == pos || buf[i - 1] != '\r')
-			return BAD(p, "bare LF");
+		/* Before the bare-LF check, for the same reason: a shorter
+		 * buffer would have failed on the head's size. */
 		if (i + 1 > p->max_head)
 			return fail(p, -EMSGSIZE, 431, "header section too large");
+		if (i == pos || buf[i - 1] != '\r')
+			return BAD(p, "bare LF");
 		if (i - 1 == pos) {
 			if (pos != p->start)
 				return (int)(i + 1);

@@ -240,9 +240,11 @@ WEFT_API void weft_http1_body_init(struct weft_http1_body *b, enum weft_http1_fr
  *             missing CRLF after the data, a malformed trailer line);
  *  -EMSGSIZE  a chunk-size or trailer line, or the trailer section, is
  *             longer than the limits.
- * After an error every call returns it again.  Trailer fields are checked
- * and skipped: they are in the consumed bytes, not in *data.  An
- * UNTIL_CLOSE body never ends here: see weft_http1_body_eof.
+ * On an error, *consumed stops short of the bad byte and *data holds the
+ * payload before it; every later call returns the error again, consuming
+ * nothing.  Trailer fields are checked and skipped: they are in the
+ * consumed bytes, not in *data.  An UNTIL_CLOSE body never ends here: see
+ * weft_http1_body_eof.
  */
 WEFT_API int weft_http1_body_decode(struct weft_http1_body *b, const char *buf, size_t len,
 				    size_t *consumed, struct weft_http1_slice *data);
