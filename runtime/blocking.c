@@ -343,19 +343,16 @@ static int run_job(struct job *j, intptr_t *result, bool *kept)
 	}
 	pthread_mutex_unlock(&p->lock);
 
-	if (start) {
-		pthread_t th;
-		int e = pthread_create(&th, NULL, thread_main, p);
-		if (e == 0) {
-			/* Joined through the zombie chain (invariant 6). */
-		} else {
-			pthread_mutex_lock(&p->lock);
-			p->threads--;
-			if (p->threads == 0)
-				fail_queued(p, -e); /* our own job included */
-			else
-				pthread_mutex_unlock(&p->lock); /* they will run it */
-		}
+	/* A thread that starts is joined through the zombie chain (invariant
+	 * 6), so its handle is not kept. */
+	pthread_t th;
+	if (start && pthread_create(&th, NULL, thread_main, p) != 0) {
+		pthread_mutex_lock(&p->lock);
+		p->threads--;
+		if (p->threads == 0)
+			fail_queued(p, -EAGAIN); /* our own job included */
+		else
+			pthread_mutex_unlock(&p->lock); /* they will run it */
 	}
 
 	rc = weft__wait_park(self, &w, WEFT_NEVER, 0);

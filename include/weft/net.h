@@ -227,10 +227,11 @@ WEFT_API ssize_t weft_udp_recv_from(int fd, void *buf, size_t len, struct weft_a
 
 /* ---- Buffered reader -----------------------------------------------------------
  * Reads a stream socket through a buffer, for line- and delimiter-framed
- * protocols.  Bytes stay in the reader until a call hands them out whole: a
- * read_until or read_line that fails (-ETIMEDOUT, -ECANCELED, -EMSGSIZE)
- * consumes nothing, so it can be retried, or the bytes taken another way.
- * One task at a time per reader.  The reader never closes fd. */
+ * protocols.  read_until and read_line hand a record out whole or not at
+ * all: when they fail (-ETIMEDOUT, -ECANCELED, -EMSGSIZE) the bytes stay in
+ * the reader, so the call can be retried or the bytes taken another way.
+ * read and read_exact hand out what they got.  One task at a time per
+ * reader.  The reader never closes fd. */
 struct weft_reader;
 
 /* A reader of fd with a buffer of capacity bytes (0: 16 KiB), grown when a

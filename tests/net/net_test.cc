@@ -734,7 +734,9 @@ TEST_F(SockTest, IPv4AndIPv6ListenersShareOnePort)
 		EXPECT_EQ(on, 1);
 
 		const std::pair<const char *, int> cases[] = {{"127.0.0.1", l4}, {"[::1]", l6}};
-		for (auto [host, l] : cases) {
+		for (const auto &cs : cases) {
+			const char *host = cs.first;
+			int l = cs.second;
 			std::string s = std::string(host) + ":" + std::to_string(port);
 			struct weft_task *acc = go([l] {
 				struct weft_addr peer;
