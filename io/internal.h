@@ -8,10 +8,13 @@
 #define WEFT_IO_INTERNAL_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct weft_task;
 struct weft__worker;
+struct io_uring_sqe;
+struct io_uring_buf_ring;
 
 /* A CQE's user_data: its low 3 bits say what it belongs to; with
  * WEFT__TAG_MSG_FAILED and WEFT__TAG_IO the rest is a pointer. */
@@ -20,6 +23,7 @@ struct weft__worker;
 #define WEFT__TAG_MSG_FAILED 3ull /* our MSG_RING to that worker failed */
 #define WEFT__TAG_IO 4ull         /* a task's operation (io.c) */
 #define WEFT__TAG_IGNORE 5ull     /* link timeouts, async cancels */
+#define WEFT__TAG_WATCH 6ull      /* a watched connection's receive (watch.c) */
 #define WEFT__TAG_MASK 7ull
 
 /* Tasks whose I/O another thread asked the owner to cancel, linked through
@@ -30,6 +34,22 @@ struct weft__cancelq {
 	struct weft_task *head, *tail;
 };
 
+/* A worker's provided-buffer ring for watched connections (watch.c). */
+struct weft__watch;
+struct weft__bufs {
+	struct io_uring_buf_ring *ring; /* NULL until the first weft_watch */
+	char *mem;
+	int setup_rc;                   /* a failed setup, not retried */
+	unsigned held;                  /* buffers out of the ring, owner only */
+	struct weft__watch *starved;    /* receives that found the ring empty */
+	_Atomic unsigned nstarved;
+	/* Buffers freed on other workers, for the owner to put back. */
+	uint32_t lock;
+	uint16_t *ret;
+	unsigned nret;
+	_Atomic bool has_ret;
+};
+
 void weft__cancelq_push(struct weft__cancelq *q, struct weft_task *t);
 struct weft_task *weft__cancelq_pop(struct weft__cancelq *q);
 
@@ -37,8 +57,34 @@ struct weft_task *weft__cancelq_pop(struct weft__cancelq *q);
 #define weft__io_supported(w, opcode) \
 	(((w)->io_ops[(opcode) / 64] >> ((opcode) % 64)) & 1)
 
-/* The owner reaped the completion of a WEFT__TAG_IO operation. */
-void weft__io_complete(struct weft__worker *w, uint64_t user_data, int res);
+/* The owner reaped a completion of a WEFT__TAG_IO operation; flags are the
+ * CQE's (IORING_CQE_F_MORE: a multishot operation goes on). */
+void weft__io_complete(struct weft__worker *w, uint64_t user_data, int res, unsigned flags);
+
+/*
+ * Runs a multishot operation for the calling task: prep(sqe, arg) fills the
+ * SQE, each completion flagged IORING_CQE_F_MORE is handed to more(arg, res)
+ * on the owner's thread (outside any task: it must not suspend), and the
+ * call returns the final completion's result (which may itself be a
+ * success).  *key is set, for the duration of the call, to what
+ * weft__io_cancel_key needs to stop the operation.  Honours the task's
+ * cancellation like any operation; no deadline is linked.  Task only.
+ */
+int weft__io_multishot(void (*prep)(struct io_uring_sqe *sqe, void *arg),
+		       void (*more)(void *arg, int res), void *arg, uint64_t *key);
+/* Asks the ring of w, the caller's own worker, to cancel the operation
+ * whose key weft__io_multishot published. */
+void weft__io_cancel_key(struct weft__worker *w, uint64_t key);
+/* A free SQE of w's ring, submitting the full queue first if need be. */
+struct io_uring_sqe *weft__io_sqe(struct weft__worker *w);
+
+/* watch.c: a completion tagged WEFT__TAG_WATCH; the worker's watches when
+ * it shuts down. */
+void weft__watch_complete(struct weft__worker *w, uint64_t user_data, int res, unsigned flags);
+void weft__watch_fini(struct weft__worker *w);
+/* The submission point's share of watch.c: buffers handed back by other
+ * threads return to the ring, and starved receives are re-armed. */
+void weft__watch_poll(struct weft__worker *w);
 /* weft_cancel found t armed in an IO wait: have its ring cancel it. */
 void weft__io_cancel_request(struct weft_task *t);
 /* The owner issues the cancels queued for it. */

@@ -44,9 +44,12 @@ struct weft__io_op {
 	struct weft__worker *owner;
 	int res;
 	struct __kernel_timespec deadline; /* the link timeout, absolute */
+	/* Multishot only: completions that say more will follow. */
+	void (*more)(void *arg, int res);
+	void *more_arg;
 };
 
-static struct io_uring_sqe *get_sqe(struct weft__worker *w)
+struct io_uring_sqe *weft__io_sqe(struct weft__worker *w)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
 	while (!sqe) {
@@ -69,6 +72,7 @@ static int io_begin(struct weft_task *self, struct weft__io_op *op)
 		io_uring_submit(ring);
 	op->owner = self->worker;
 	op->res = 0;
+	op->more = NULL;
 	/* Relaxed: the arm's release publishes them to a canceller that sees
 	 * this wait armed; one that read them for an older wait of ours may
 	 * see these, which is harmless (cancellation is sticky). */
@@ -88,7 +92,7 @@ static int io_end(struct weft_task *self, struct weft__io_op *op, struct io_urin
 		sqe->flags |= IOSQE_IO_LINK;
 		op->deadline.tv_sec = (long long)(dl / WEFT_SEC);
 		op->deadline.tv_nsec = (long long)(dl % WEFT_SEC);
-		struct io_uring_sqe *t = get_sqe(w);
+		struct io_uring_sqe *t = weft__io_sqe(w);
 		io_uring_prep_link_timeout(t, &op->deadline, IORING_TIMEOUT_ABS);
 		io_uring_sqe_set_data64(t, WEFT__TAG_IGNORE);
 	}
@@ -106,9 +110,15 @@ static int io_end(struct weft_task *self, struct weft__io_op *op, struct io_urin
 	return res;
 }
 
-void weft__io_complete(struct weft__worker *w, uint64_t user_data, int res)
+void weft__io_complete(struct weft__worker *w, uint64_t user_data, int res, unsigned flags)
 {
 	struct weft__io_op *op = (struct weft__io_op *)(uintptr_t)(user_data & ~7ull);
+	if (flags & IORING_CQE_F_MORE) {
+		/* A multishot operation's intermediate result: the task stays
+		 * parked, op stays valid. */
+		op->more(op->more_arg, res);
+		return;
+	}
 	w->io_inflight--;
 	op->res = res;
 	/* After this claim op may be gone (its task may run and return). */
@@ -148,11 +158,8 @@ void weft__io_process_cancels(struct weft__worker *w)
 			weft__io_cancel_request(t);
 			continue;
 		}
-		struct io_uring_sqe *sqe = get_sqe(w);
 		void *op = atomic_load_explicit(&t->io_op, memory_order_relaxed);
-		io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | WEFT__TAG_IO, 0);
-		io_uring_sqe_set_data64(sqe, WEFT__TAG_IGNORE);
-		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+		weft__io_cancel_key(w, (uint64_t)(uintptr_t)op | WEFT__TAG_IO);
 	}
 }
 
@@ -188,6 +195,7 @@ struct weft_task *weft__cancelq_pop(struct weft__cancelq *q)
 void weft__io_poll(struct weft__worker *w)
 {
 	weft__io_process_cancels(w);
+	weft__watch_poll(w);
 	if (w->io_inflight) {
 		/* DEFER_TASKRUN delivers completions only when we enter the
 		 * kernel asking for them. */
@@ -196,6 +204,36 @@ void weft__io_poll(struct weft__worker *w)
 	} else if (io_uring_sq_ready(&w->ring)) {
 		io_uring_submit(&w->ring);
 	}
+}
+
+int weft__io_multishot(void (*prep)(struct io_uring_sqe *sqe, void *arg),
+		       void (*more)(void *arg, int res), void *arg, uint64_t *key)
+{
+	struct weft_task *self = weft__current();
+	struct weft__io_op op;
+	int rc = io_begin(self, &op);
+	if (rc < 0)
+		return rc;
+	op.more = more;
+	op.more_arg = arg;
+	*key = (uint64_t)(uintptr_t)&op | WEFT__TAG_IO;
+	/* No deadline: a multishot operation runs until stopped. */
+	uint64_t dl = self->deadline;
+	self->deadline = WEFT_NEVER;
+	struct io_uring_sqe *sqe = weft__io_sqe(op.owner);
+	prep(sqe, arg);
+	rc = io_end(self, &op, sqe);
+	self->deadline = dl;
+	*key = 0;
+	return rc;
+}
+
+void weft__io_cancel_key(struct weft__worker *w, uint64_t key)
+{
+	struct io_uring_sqe *sqe = weft__io_sqe(w);
+	io_uring_prep_cancel64(sqe, key, 0);
+	io_uring_sqe_set_data64(sqe, WEFT__TAG_IGNORE);
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
 /* ---- Operations --------------------------------------------------------------- */
@@ -211,7 +249,7 @@ void weft__io_poll(struct weft__worker *w)
 		int rc = io_begin(self, &op);                        \
 		if (rc < 0)                                          \
 			return rc;                                   \
-		struct io_uring_sqe *sqe = get_sqe(op.owner);       \
+		struct io_uring_sqe *sqe = weft__io_sqe(op.owner);       \
 		prep;                                                \
 		return io_end(self, &op, sqe);                       \
 	} while (0)
@@ -317,7 +355,7 @@ int weft_close(int fd)
 	int rc = weft__io_supported(self->worker, IORING_OP_CLOSE) ? io_begin(self, &op)
 								     : -EOPNOTSUPP;
 	if (rc == 0) {
-		struct io_uring_sqe *sqe = get_sqe(op.owner);
+		struct io_uring_sqe *sqe = weft__io_sqe(op.owner);
 		io_uring_prep_close(sqe, fd);
 		rc = io_end(self, &op, sqe);
 	}

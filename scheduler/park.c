@@ -113,11 +113,13 @@ void weft__park_reap(struct weft__worker *w)
 		struct {
 			uint64_t data;
 			int res;
+			unsigned flags;
 		} batch[64];
 		io_uring_for_each_cqe(&w->ring, head, cqe)
 		{
 			batch[n].data = cqe->user_data;
 			batch[n].res = cqe->res;
+			batch[n].flags = cqe->flags;
 			if (++n == 64)
 				break;
 		}
@@ -140,7 +142,10 @@ void weft__park_reap(struct weft__worker *w)
 				weft__unpark_efd((struct weft__worker *)(uintptr_t)(ud & ~WEFT__TAG_MASK));
 				break;
 			case WEFT__TAG_IO:
-				weft__io_complete(w, ud, batch[i].res);
+				weft__io_complete(w, ud, batch[i].res, batch[i].flags);
+				break;
+			case WEFT__TAG_WATCH:
+				weft__watch_complete(w, ud, batch[i].res, batch[i].flags);
 				break;
 			default: /* WEFT__TAG_IGNORE */
 				break;

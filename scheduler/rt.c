@@ -181,8 +181,12 @@ static void free_rt(struct weft_rt *rt)
 			struct weft__worker *w = rt->workers[i];
 			if (!w)
 				continue;
-			if (w->thread_started && w->start_rc == 0)
+			if (w->thread_started && w->start_rc == 0) {
+				/* The ring first: its exit ends the receives
+				 * that write into the watch buffers. */
 				weft__park_fini(w);
+				weft__watch_fini(w);
+			}
 			weft__deque_destroy(&w->deque);
 			weft__timers_free(&w->timers);
 			weft__stack_pool_drain(&w->stacks);

@@ -22,6 +22,7 @@
 #define WEFT_IO_H
 
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -89,6 +90,70 @@ WEFT_API int weft_poll(int fd, unsigned mask);
 /* close(2): 0 or -errno.  Not cancellable and not bounded by the deadline:
  * a close that did not happen would leak the descriptor. */
 WEFT_API int weft_close(int fd);
+
+/* ---- Listeners -------------------------------------------------------------- */
+
+/*
+ * A listener accepts on a listening socket with one multishot accept on the
+ * ring of the worker that opened it, and queues the connections (up to 128;
+ * past that the kernel's backlog holds them) for any task to take.  When
+ * the process runs out of descriptors (EMFILE, ENFILE) or memory it stops
+ * accepting and retries after 1 ms, doubling up to 1 s, so a full fd table
+ * neither spins a core nor loses the listener.  Needs Linux 5.19.
+ */
+struct weft_listener;
+
+/* Starts accepting on fd, which stays the caller's (close it after
+ * weft_listener_close).  Task only.  Returns 0 with *l set, -EINVAL (fd < 0),
+ * -ENOMEM, or -EOPNOTSUPP (no accept in this io_uring). */
+WEFT_API int weft_listener_open(int fd, struct weft_listener **l);
+/* Takes the next connection: a descriptor (SOCK_CLOEXEC), or -ECANCELED /
+ * -ETIMEDOUT, or once the listener has stopped -EBADF (closed) or the error
+ * that stopped it (e.g. -EINVAL: fd is not listening).  Task only;
+ * suspension point. */
+WEFT_API int weft_listener_accept(struct weft_listener *l);
+/* Stops accepting and waits until the multishot operation has ended; tasks
+ * waiting in weft_listener_accept get -EBADF, connections nobody took are
+ * closed.  No new weft_listener_accept may start on l.  Returns 0, or the
+ * error that had stopped the listener before.  Task only; not cancellable. */
+WEFT_API int weft_listener_close(struct weft_listener *l);
+
+/* ---- Signals ------------------------------------------------------------------ */
+
+/*
+ * Waits until one of the signals in set is pending and takes it: returns
+ * its number, or -ECANCELED / -ETIMEDOUT, or -errno from signalfd(2).  The
+ * signals must be blocked in every thread that is not a weft worker
+ * (workers block them all), e.g. with pthread_sigmask in main before the
+ * runtime starts; otherwise they are delivered as usual and never seen
+ * here.  Task only; suspension point.
+ */
+WEFT_API int weft_signal_wait(const sigset_t *set);
+
+/* ---- Connections that wait without a task ---------------------------------- */
+
+/*
+ * What a watch runs, in a new task, once its connection has something to
+ * say: n > 0 bytes at data (valid until the function returns), 0 for the
+ * peer's end of stream, or a negative errno (-ETIMEDOUT when the watch's
+ * timeout passed first, -ECONNRESET, ...).  The function owns fd again: it
+ * serves the connection, then either closes it or hands it back to waiting
+ * with weft_watch.
+ */
+typedef void (*weft_watch_fn)(int fd, const void *data, ssize_t n, void *arg);
+
+/*
+ * Hands fd, a connected stream socket, to the runtime until bytes arrive or
+ * timeout_ns (relative; WEFT_NEVER for none) passes, then runs fn(fd, ...,
+ * arg) in a new detached task.  Meanwhile the connection holds no task, no
+ * stack and no buffer: the bytes land in a buffer of the worker's shared
+ * ring (4 KiB each) only when they come.  If the runtime shuts down first,
+ * fd is closed and fn never runs; so is it if no task can be made when the
+ * bytes come (out of memory).  Task only; does not suspend.
+ * Returns 0, -EINVAL (fd < 0 or fn NULL), -ENOMEM, or -EOPNOTSUPP (a kernel
+ * without provided-buffer rings, before 5.19).
+ */
+WEFT_API int weft_watch(int fd, uint64_t timeout_ns, weft_watch_fn fn, void *arg);
 
 #ifdef __cplusplus
 }

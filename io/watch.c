@@ -1,0 +1,281 @@
+// SPDX-License-Identifier: MIT
+/*
+ * watch.c - connections that wait without a task.
+ *
+ * A server with ten thousand idle keep-alive connections should not hold
+ * ten thousand stacks, nor ten thousand receive buffers.  weft_watch hands a
+ * descriptor to the runtime: it arms one receive on the calling worker's
+ * ring with IOSQE_BUFFER_SELECT, and the kernel picks a buffer from the
+ * worker's provided-buffer ring only when bytes arrive.  Until then the
+ * connection costs a small record (struct weft__watch) and the kernel's
+ * poll entry.  The completion starts a task that runs the user's function
+ * with the bytes; the buffer goes back to the ring when that function
+ * returns.  To wait again, the function calls weft_watch once more.
+ *
+ * The buffer ring (struct weft__bufs) is per worker, made on the worker's
+ * first weft_watch, mapped and registered by hand: liburing 2.3 has no
+ * io_uring_setup_buf_ring.  Only the owner touches it.  A buffer freed on
+ * another worker (the task was stolen) is handed back through a locked
+ * list that the owner drains at its submission points (weft__watch_poll).
+ *
+ * Receives are single-shot.  A multishot receive would keep delivering into
+ * buffers while the started task runs, so the bytes would need a queue per
+ * connection; one receive per wait keeps the record at a few dozen bytes
+ * and lets the connection move to whichever worker runs its task.  A
+ * receive that finds the ring empty fails with -ENOBUFS: the watch waits on
+ * the owner's starved list and is re-armed when buffers come back, never in
+ * a loop on an empty ring.
+ *
+ * Invariants:
+ *  1. A record is on its owner's `armed` list exactly while its receive is
+ *     in the kernel, and then counts in owner->io_inflight (so a busy worker
+ *     reaps it within an interval, as any operation).
+ *  2. A record is either armed, starved, or owned by the task running its
+ *     function: nothing else frees it.
+ *  3. A buffer id is in the ring, or held by exactly one record, or on the
+ *     owner's return list: each id returns once.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "io/internal.h"
+#include "scheduler/internal.h"
+#include "weft.h"
+#include "weft/io.h"
+
+/* 256 buffers of 4 KiB per worker that watches: 1 MiB of address space,
+ * resident only once touched by the kernel. */
+#define NBUFS 256u
+#define BUFSZ 4096u
+#define BGID 0
+
+struct weft__watch {
+	struct weft__watch *prev, *next; /* owner's armed or starved list */
+	struct weft__worker *owner;      /* whose ring the receive is on */
+	weft_watch_fn fn;
+	void *arg;
+	int fd;
+	int res;                         /* the receive's result */
+	uint64_t timeout;                /* ns, WEFT_NEVER for none */
+	struct __kernel_timespec ts;     /* the link timeout, relative */
+	int bid;                         /* buffer held, or -1 */
+};
+
+static void list_add(struct weft__watch **head, struct weft__watch *x)
+{
+	x->prev = NULL;
+	x->next = *head;
+	if (*head)
+		(*head)->prev = x;
+	*head = x;
+}
+
+static void list_del(struct weft__watch **head, struct weft__watch *x)
+{
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		*head = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+}
+
+static int bufs_init(struct weft__worker *w)
+{
+	struct weft__bufs *b = &w->bufs;
+	if (b->ring)
+		return 0;
+	if (b->setup_rc)
+		return b->setup_rc;
+	size_t ring_bytes = NBUFS * sizeof(struct io_uring_buf);
+	void *ring = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			  -1, 0);
+	void *mem = mmap(NULL, (size_t)NBUFS * BUFSZ, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint16_t *ret = malloc(NBUFS * sizeof(*ret));
+	int rc = 0;
+	if (ring == MAP_FAILED || mem == MAP_FAILED || !ret) {
+		rc = -ENOMEM;
+	} else {
+		struct io_uring_buf_reg reg = {
+			.ring_addr = (uint64_t)(uintptr_t)ring,
+			.ring_entries = NBUFS,
+			.bgid = BGID,
+		};
+		rc = io_uring_register_buf_ring(&w->ring, &reg, 0);
+	}
+	if (rc < 0) {
+		if (ring != MAP_FAILED)
+			munmap(ring, ring_bytes);
+		if (mem != MAP_FAILED)
+			munmap(mem, (size_t)NBUFS * BUFSZ);
+		free(ret);
+		/* -EINVAL: a kernel before 5.19.  Remembered: not retried. */
+		b->setup_rc = rc;
+		return rc;
+	}
+	b->ring = ring;
+	b->mem = mem;
+	b->ret = ret;
+	io_uring_buf_ring_init(b->ring);
+	for (unsigned i = 0; i < NBUFS; i++)
+		io_uring_buf_ring_add(b->ring, b->mem + (size_t)i * BUFSZ, BUFSZ, (uint16_t)i,
+				      io_uring_buf_ring_mask(NBUFS), (int)i);
+	io_uring_buf_ring_advance(b->ring, NBUFS);
+	return 0;
+}
+
+/* Owner only: buffer bid is free again. */
+static void buf_put(struct weft__bufs *b, unsigned bid)
+{
+	io_uring_buf_ring_add(b->ring, b->mem + (size_t)bid * BUFSZ, BUFSZ, (uint16_t)bid,
+			      io_uring_buf_ring_mask(NBUFS), 0);
+	io_uring_buf_ring_advance(b->ring, 1);
+	b->held--;
+}
+
+/* Owner only: hands x's receive to the ring (invariant 1). */
+static void arm(struct weft__worker *w, struct weft__watch *x)
+{
+	bool linked = x->timeout != WEFT_NEVER;
+	if (io_uring_sq_space_left(&w->ring) < (linked ? 2u : 1u))
+		io_uring_submit(&w->ring);
+	struct io_uring_sqe *sqe = weft__io_sqe(w);
+	io_uring_prep_recv(sqe, x->fd, NULL, BUFSZ, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = BGID;
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)x | WEFT__TAG_WATCH);
+	if (linked) {
+		sqe->flags |= IOSQE_IO_LINK;
+		x->ts.tv_sec = (long long)(x->timeout / WEFT_SEC);
+		x->ts.tv_nsec = (long long)(x->timeout % WEFT_SEC);
+		struct io_uring_sqe *t = weft__io_sqe(w);
+		io_uring_prep_link_timeout(t, &x->ts, 0);
+		io_uring_sqe_set_data64(t, WEFT__TAG_IGNORE);
+	}
+	list_add(&w->watches, x);
+	w->io_inflight++;
+}
+
+int weft_watch(int fd, uint64_t timeout_ns, weft_watch_fn fn, void *arg)
+{
+	struct weft_task *self = weft__current();
+	struct weft__worker *w = self->worker;
+	if (fd < 0 || !fn)
+		return -EINVAL;
+	if (!weft__io_supported(w, IORING_OP_RECV))
+		return -EOPNOTSUPP;
+	int rc = bufs_init(w);
+	if (rc < 0)
+		return rc == -EINVAL ? -EOPNOTSUPP : rc;
+	struct weft__watch *x = malloc(sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	*x = (struct weft__watch){
+		.owner = w, .fn = fn, .arg = arg, .fd = fd, .timeout = timeout_ns, .bid = -1,
+	};
+	arm(w, x);
+	return 0;
+}
+
+/* The task that runs a watch's function once its receive completed. */
+static intptr_t watch_run(void *arg)
+{
+	struct weft__watch *x = arg;
+	const void *data = x->bid >= 0 ? x->owner->bufs.mem + (size_t)x->bid * BUFSZ : NULL;
+	x->fn(x->fd, data, x->res, x->arg);
+	if (x->bid >= 0) {
+		struct weft__worker *here = weft__current()->worker, *o = x->owner;
+		if (here == o) {
+			buf_put(&o->bufs, (unsigned)x->bid);
+		} else {
+			/* Not our ring: the owner puts it back (invariant 3). */
+			weft__spin_lock(&o->bufs.lock);
+			o->bufs.ret[o->bufs.nret++] = (uint16_t)x->bid;
+			atomic_store_explicit(&o->bufs.has_ret, true, memory_order_relaxed);
+			weft__spin_unlock(&o->bufs.lock);
+			if (atomic_load_explicit(&o->bufs.nstarved, memory_order_relaxed))
+				weft__unpark(o); /* a starved watch waits for it */
+		}
+	}
+	free(x);
+	return 0;
+}
+
+void weft__watch_complete(struct weft__worker *w, uint64_t user_data, int res, unsigned flags)
+{
+	struct weft__watch *x = (struct weft__watch *)(uintptr_t)(user_data & ~WEFT__TAG_MASK);
+	list_del(&w->watches, x);
+	w->io_inflight--;
+	if (res == -ENOBUFS) {
+		/* No buffer when bytes came: wait for one (see the top). */
+		list_add(&w->bufs.starved, x);
+		atomic_fetch_add_explicit(&w->bufs.nstarved, 1, memory_order_relaxed);
+		return;
+	}
+	if (res == -ECANCELED && x->timeout != WEFT_NEVER)
+		res = -ETIMEDOUT; /* the linked timeout fired */
+	x->res = res;
+	x->bid = (flags & IORING_CQE_F_BUFFER) ? (int)(flags >> IORING_CQE_BUFFER_SHIFT) : -1;
+	if (x->bid >= 0)
+		w->bufs.held++;
+	struct weft_task *t = weft__task_new(w->rt, w, watch_run, x, NULL);
+	if (!t) {
+		/* Out of memory for a task: the connection is dropped, the
+		 * process goes on. */
+		if (x->bid >= 0)
+			buf_put(&w->bufs, (unsigned)x->bid);
+		close(x->fd);
+		free(x);
+		return;
+	}
+	weft__enqueue(w->rt, t, true);
+	weft_detach(t);
+}
+
+void weft__watch_poll(struct weft__worker *w)
+{
+	struct weft__bufs *b = &w->bufs;
+	if (atomic_load_explicit(&b->has_ret, memory_order_relaxed)) {
+		weft__spin_lock(&b->lock);
+		for (unsigned i = 0; i < b->nret; i++)
+			buf_put(b, b->ret[i]);
+		b->nret = 0;
+		atomic_store_explicit(&b->has_ret, false, memory_order_relaxed);
+		weft__spin_unlock(&b->lock);
+	}
+	/* Re-arm the starved once the ring has a buffer: not before, or an
+	 * empty ring would be polled in a loop. */
+	if (b->starved && b->held < NBUFS) {
+		struct weft__watch *x;
+		while ((x = b->starved)) {
+			list_del(&b->starved, x);
+			atomic_fetch_sub_explicit(&b->nstarved, 1, memory_order_relaxed);
+			arm(w, x);
+		}
+	}
+}
+
+void weft__watch_fini(struct weft__worker *w)
+{
+	/* The ring is gone: its receives with it.  Drop what waited. */
+	struct weft__watch *lists[2] = {w->watches, w->bufs.starved};
+	for (int i = 0; i < 2; i++) {
+		struct weft__watch *x = lists[i], *next;
+		for (; x; x = next) {
+			next = x->next;
+			close(x->fd);
+			free(x);
+		}
+	}
+	w->watches = w->bufs.starved = NULL;
+	struct weft__bufs *b = &w->bufs;
+	if (b->ring) {
+		munmap(b->ring, NBUFS * sizeof(struct io_uring_buf));
+		munmap(b->mem, (size_t)NBUFS * BUFSZ);
+		free(b->ret);
+		b->ring = NULL;
+	}
+}

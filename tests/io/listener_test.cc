@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: MIT
+/*
+ * listener_test.cc - the multishot-accept listener: every connection is
+ * handed out exactly once, also past the queue's capacity (the pause and
+ * re-arm path); a full descriptor table makes it back off without spinning
+ * and it recovers by itself; close wakes waiting takers with -EBADF; a
+ * socket that is not listening stops it with the kernel's error.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <set>
+#include <vector>
+
+#include "common.h"
+#include "weft/io.h"
+
+namespace {
+
+int listen_loopback(struct sockaddr_in *addr, int backlog)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	memset(addr, 0, sizeof(*addr));
+	addr->sin_family = AF_INET;
+	addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof(*addr);
+	EXPECT_EQ(bind(fd, (struct sockaddr *)addr, sizeof(*addr)), 0);
+	EXPECT_EQ(listen(fd, backlog), 0);
+	EXPECT_EQ(getsockname(fd, (struct sockaddr *)addr, &len), 0);
+	return fd;
+}
+
+int dial(const struct sockaddr_in *addr)
+{
+	int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	EXPECT_EQ(connect(c, (const struct sockaddr *)addr, sizeof(*addr)), 0);
+	return c;
+}
+
+/* Which client a server-side socket belongs to: the client's local port. */
+int peer_port(int fd)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+	EXPECT_EQ(getpeername(fd, (struct sockaddr *)&a, &len), 0);
+	return ntohs(a.sin_port);
+}
+
+int local_port(int fd)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+	EXPECT_EQ(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	return ntohs(a.sin_port);
+}
+
+uint64_t process_cpu_ns()
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+TEST(ListenerTest, EveryConnectionIsHandedOutOnceAlsoPastTheQueue)
+{
+	/* 400 connections made before anyone takes one: more than the
+	 * listener's queue (128), so it must pause and re-arm. */
+	const int n = 400;
+	struct sockaddr_in addr;
+	int lfd = listen_loopback(&addr, 1024);
+	std::vector<int> clients;
+	std::set<int> ports;
+	run_in_weft(2, [&] {
+		struct weft_listener *l;
+		EXPECT_EQ(weft_listener_open(lfd, &l), 0);
+		for (int i = 0; i < n; i++) {
+			clients.push_back(dial(&addr));
+			ports.insert(local_port(clients.back()));
+		}
+		/* Let the acceptor fill its queue and pause. */
+		weft_sleep(50 * WEFT_MSEC);
+		std::set<int> seen;
+		for (int i = 0; i < n; i++) {
+			int fd = weft_listener_accept(l);
+			EXPECT_GE(fd, 0);
+			if (fd < 0)
+				break;
+			EXPECT_TRUE(seen.insert(peer_port(fd)).second) << "handed out twice";
+			close(fd);
+		}
+		EXPECT_EQ(seen, ports);
+		EXPECT_EQ(weft_listener_close(l), 0);
+		return (intptr_t)0;
+	});
+	for (int c : clients)
+		close(c);
+	close(lfd);
+}
+
+TEST(ListenerTest, TakersOnEveryWorkerShareTheConnections)
+{
+	const int n = 200, takers = 8;
+	struct sockaddr_in addr;
+	int lfd = listen_loopback(&addr, 256);
+	std::atomic<int> taken{0};
+	run_in_weft(2, [&] {
+		struct weft_listener *l;
+		EXPECT_EQ(weft_listener_open(lfd, &l), 0);
+		std::vector<struct weft_task *> ts;
+		for (int i = 0; i < takers; i++)
+			ts.push_back(go([&] {
+				int fd;
+				while ((fd = weft_listener_accept(l)) >= 0) {
+					taken++;
+					close(fd);
+				}
+				EXPECT_EQ(fd, -EBADF);
+				return (intptr_t)0;
+			}));
+		std::vector<int> clients;
+		for (int i = 0; i < n; i++)
+			clients.push_back(dial(&addr));
+		while (taken.load() < n)
+			weft_sleep(WEFT_MSEC);
+		/* Takers still waiting are woken by the close. */
+		EXPECT_EQ(weft_listener_close(l), 0);
+		for (auto *t : ts)
+			EXPECT_EQ(weft_join(t, nullptr), 0);
+		for (int c : clients)
+			close(c);
+		return (intptr_t)0;
+	});
+	EXPECT_EQ(taken.load(), n);
+	close(lfd);
+}
+
+TEST(ListenerTest, AFullDescriptorTableBacksOffWithoutSpinningAndRecovers)
+{
+	struct sockaddr_in addr;
+	static int lfd;
+	lfd = listen_loopback(&addr, 64);
+	int c1 = dial(&addr), c2 = dial(&addr);
+	run_in_weft(1, [] {
+		struct rlimit saved, tight;
+		EXPECT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+		int probe = dup(0);
+		close(probe);
+		tight = saved;
+		tight.rlim_cur = (rlim_t)probe;
+		EXPECT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+		struct weft_listener *l;
+		EXPECT_EQ(weft_listener_open(lfd, &l), 0);
+		/* 300 ms with two connections pending and no descriptor to
+		 * give them: the acceptor must sleep, not retry in a loop. */
+		uint64_t cpu0 = process_cpu_ns();
+		weft_sleep(300 * WEFT_MSEC);
+		uint64_t cpu = process_cpu_ns() - cpu0;
+		EXPECT_LT(cpu, 100 * WEFT_MSEC) << "the listener spins on EMFILE";
+		EXPECT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+		/* It recovers by itself, within its longest back-off. */
+		struct weft_scope s;
+		weft_scope_deadline(&s, 5 * WEFT_SEC);
+		int a = weft_listener_accept(l), b = weft_listener_accept(l);
+		weft_scope_end(&s);
+		EXPECT_GE(a, 0);
+		EXPECT_GE(b, 0);
+		close(a);
+		close(b);
+		EXPECT_EQ(weft_listener_close(l), 0);
+		return (intptr_t)0;
+	});
+	close(c1);
+	close(c2);
+	close(lfd);
+}
+
+TEST(ListenerTest, ASocketThatIsNotListeningStopsItWithTheKernelsError)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	run_in_weft(1, [&] {
+		struct weft_listener *l;
+		EXPECT_EQ(weft_listener_open(fd, &l), 0);
+		EXPECT_EQ(weft_listener_accept(l), -EINVAL);
+		EXPECT_EQ(weft_listener_close(l), -EINVAL);
+		return (intptr_t)0;
+	});
+	close(fd);
+}
+
+TEST(ListenerTest, AcceptHonoursDeadlineAndCancellation)
+{
+	struct sockaddr_in addr;
+	int lfd = listen_loopback(&addr, 16);
+	run_in_weft(2, [&] {
+		struct weft_listener *l;
+		EXPECT_EQ(weft_listener_open(lfd, &l), 0);
+		struct weft_scope s;
+		weft_scope_deadline(&s, 20 * WEFT_MSEC);
+		EXPECT_EQ(weft_listener_accept(l), -ETIMEDOUT);
+		weft_scope_end(&s);
+		struct weft_task *t = go([&] { return (intptr_t)weft_listener_accept(l); });
+		weft_sleep(10 * WEFT_MSEC);
+		weft_cancel(t);
+		intptr_t r;
+		EXPECT_EQ(weft_join(t, &r), 0);
+		EXPECT_EQ(r, -ECANCELED);
+		/* The listener itself goes on. */
+		int c = dial(&addr);
+		int fd = weft_listener_accept(l);
+		EXPECT_GE(fd, 0);
+		close(fd);
+		close(c);
+		EXPECT_EQ(weft_listener_close(l), 0);
+		return (intptr_t)0;
+	});
+	close(lfd);
+}
+
+} // namespace
