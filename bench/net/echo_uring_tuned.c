@@ -19,8 +19,9 @@
  * is re-armed.  Every SQE and every returned buffer of a loop iteration goes
  * to the kernel in one io_uring_submit_and_wait.
  *
- * A connection is freed once the peer has closed (or an error) and neither
- * its recv nor a send is still in flight.  SIGTERM's default action ends
+ * A connection is freed once neither its recv nor a send is in flight and
+ * either an error ended it or the peer has shut down its side and every
+ * byte received before that has been echoed.  SIGTERM's default action ends
  * the program (it holds nothing to flush).
  */
 #include <errno.h>
@@ -44,7 +45,8 @@ struct chunk {
 
 struct conn {
 	int fd;
-	int closing;       /* peer closed or error: stop once idle */
+	int eof;           /* the peer shut down its side: echo what is queued */
+	int closing;       /* an error: drop the queue, stop once idle */
 	int recv_armed;    /* a multishot recv is in flight */
 	int sending;       /* q[qhead] is being sent */
 	unsigned qhead, qlen, qcap;
@@ -90,11 +92,12 @@ static void send_head(struct conn *c)
 	c->sending = 1;
 }
 
-/* Frees c if it is closing and nothing of it is in flight.  Buffers still
- * queued go back to the ring. */
+/* Frees c once nothing of it is in flight and it has failed, or the peer
+ * has shut down and every byte received has been echoed.  Buffers still
+ * queued (after an error) go back to the ring. */
 static void maybe_free(struct conn *c)
 {
-	if (!c->closing || c->recv_armed || c->sending)
+	if (c->recv_armed || c->sending || !(c->closing || (c->eof && !c->qlen)))
 		return;
 	for (unsigned i = 0; i < c->qlen; i++)
 		nb_bufring_put(&bufs, c->q[(c->qhead + i) % c->qcap].bid);
@@ -110,7 +113,7 @@ static void on_recv(struct conn *c, struct io_uring_cqe *cqe)
 		c->recv_armed = 0;
 	if (res > 0) {
 		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-		if (c->closing) {
+		if (c->closing || c->eof) {
 			nb_bufring_put(&bufs, bid);
 		} else {
 			if (c->qlen == c->qcap) {
@@ -132,10 +135,12 @@ static void on_recv(struct conn *c, struct io_uring_cqe *cqe)
 			if (!c->sending)
 				send_head(c);
 		}
+	} else if (res == 0) {
+		c->eof = 1;
 	} else if (res != -ENOBUFS) {
-		c->closing = 1; /* 0: the peer closed; else an error */
+		c->closing = 1;
 	}
-	if (!c->recv_armed && !c->closing)
+	if (!c->recv_armed && !c->closing && !c->eof)
 		arm_recv(c); /* ended by -ENOBUFS or by the kernel */
 	maybe_free(c);
 }

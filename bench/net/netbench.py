@@ -43,6 +43,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -381,6 +382,73 @@ def measure_echo(row, case, args, bins, tmpdir):
             "fair": (int(kv["conn_min"]) / int(kv["conn_max"])
                      if int(kv.get("conn_max", 0)) else None),
         })
+    finally:
+        finish(row, srv)
+
+
+BULK_BYTES = 8 << 20
+
+
+def check_bulk_echo(port):
+    """None if BULK_BYTES written in one go and read back slowly come back
+    intact, else what went wrong.  The slow reader fills the server's send
+    buffer, so its sends come up short: this is the check that a server
+    finishes a short send rather than dropping the rest."""
+    data = os.urandom(BULK_BYTES)
+    got = bytearray()
+    errs = []
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    except OSError as e:
+        return f"connect failed: {e}"
+
+    def writer():
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            errs.append(f"send: {e}")
+
+    th = threading.Thread(target=writer, daemon=True)
+    th.start()
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+            time.sleep(0.0002)
+    except OSError as e:
+        errs.append(f"recv: {e}")
+    th.join(5)
+    s.close()
+    if bytes(got) == data:
+        return None
+    if data.startswith(bytes(got)):
+        why = f"connection ended after {len(got)} of {len(data)} bytes"
+    else:
+        why = f"echoed bytes differ from those sent ({len(got)} received)"
+    return why + (f" ({errs[0]})" if errs else "")
+
+
+def check_echo_server(row, tmpdir):
+    """The bulk check on a fresh start of row's server; a failure becomes a
+    note under the row, not a failed measurement."""
+    try:
+        srv = Running(row.server, tmpdir)
+    except OSError as e:
+        row.error = f"could not start: {e}"
+        return
+    try:
+        why = srv.wait_listening()
+        if why:
+            row.error = why
+            return
+        why = check_bulk_echo(srv.port)
+        if why:
+            row.warnings.append(f"short-send check ({BULK_BYTES >> 20} MiB "
+                                f"through a slow reader) failed: {why}")
+            log(f"    {row.warnings[-1]}")
     finally:
         finish(row, srv)
 
@@ -826,6 +894,18 @@ def main():
             f.write(WRK_SCRIPT)
     date = datetime.datetime.now(datetime.timezone.utc)
     try:
+        # Correctness first: each echo server once, on its own start.
+        echo_case = next((c for c in cases if c.kind == "echo"), None)
+        for r in echo_case.rows if echo_case else []:
+            if not r.skipped:
+                log(f"check: {r.server.label}: short sends")
+                check_echo_server(r, tmpdir)
+                # Every echo case's row of this server shares the verdict.
+                for c in cases:
+                    if c.kind == "echo" and c is not echo_case:
+                        row = c.row(r.server.key)
+                        row.warnings += r.warnings
+                        row.error = row.error or r.error
         for run in range(1, args.runs + 1):
             log(f"run {run}/{args.runs}")
             for c in cases:
