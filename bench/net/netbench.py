@@ -16,6 +16,10 @@ rows alike.
         driver reads /proc/PID/stat just before and just after the measured
         wrk run.
 
+Before the first run each echo server is started once and 8 MiB are pushed
+through it by a slow reader, so that its sends come up short; a server that
+loses data there gets a note under its rows.
+
 On two cores the client saturates its core before a good server does, so
 the figure that compares servers is server CPU time per message (request);
 throughput and latency show that no server falls behind.  Prints medians
