@@ -288,7 +288,7 @@ int weft_future_await(struct weft_future *f, intptr_t *value)
 		rc = block(&f->q);
 	else
 		weft__spin_unlock(&f->q.lock);
-	if (rc == 0)
+	if (rc == 0 && value)
 		*value = f->value;
 	return rc;
 }

@@ -136,8 +136,8 @@ WEFT_API void weft_future_free(struct weft_future *f);
 /* Stores value and wakes every awaiting task.  Returns 0, or -EALREADY if
  * already resolved (value dropped).  Any thread; never blocks. */
 WEFT_API int weft_future_resolve(struct weft_future *f, intptr_t value);
-/* Waits for the value: 0 with *value set, or -ECANCELED / -ETIMEDOUT.
- * Task only. */
+/* Waits for the value: 0 with *value set (value may be NULL), or
+ * -ECANCELED / -ETIMEDOUT.  Task only. */
 WEFT_API int weft_future_await(struct weft_future *f, intptr_t *value);
 /* 0 with *value set, or -EAGAIN while unresolved.  Any thread. */
 WEFT_API int weft_future_poll(struct weft_future *f, intptr_t *value);

@@ -6,10 +6,12 @@
  * blocked recv or accept as -ECANCELED, and a recv that completed is never
  * reported as cancelled (no byte is lost); accept with a full descriptor
  * table reports -EMFILE and recovers.  File, vectored, message,
- * splice and poll operations each do what their system call does.
+ * splice and poll operations each do what their system call does; a task
+ * waits for a signal through weft_signal_wait.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <thread>
 #include <cstring>
 #include <string>
 
@@ -363,6 +366,30 @@ TEST(IoTest, MessagesSpliceShutdownAndPoll)
 	});
 	close(p.a);
 	close(p.b);
+}
+
+
+TEST(IoTest, SignalWaitTakesAPendingSignal)
+{
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &set, &old), 0);
+	run_in_weft(2, [&] {
+		std::thread killer([] {
+			usleep(10000);
+			kill(getpid(), SIGUSR1);
+		});
+		EXPECT_EQ(weft_signal_wait(&set), SIGUSR1);
+		killer.join();
+		/* Bounded and cancellable like any wait. */
+		struct weft_scope s;
+		weft_scope_deadline(&s, 10 * WEFT_MSEC);
+		EXPECT_EQ(weft_signal_wait(&set), -ETIMEDOUT);
+		weft_scope_end(&s);
+		return (intptr_t)0;
+	});
+	ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &old, nullptr), 0);
 }
 
 } // namespace

@@ -1,2 +1,213 @@
 // SPDX-License-Identifier: MIT
-#include <gtest/gtest.h>
+/*
+ * watch_test.cc - connections that wait without a task: the bytes start a
+ * task with them, the task can wait again, end of stream and the timeout
+ * arrive as values, more ready connections than buffers are all served
+ * (the -ENOBUFS path), buffers freed on another worker come back, and a
+ * shutdown closes the connections still waiting.
+ */
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "common.h"
+#include "weft/io.h"
+#include "weft/sync.h"
+
+namespace {
+
+struct pair {
+	int a, b;
+};
+
+pair socket_pair()
+{
+	int fds[2];
+	EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+	return {fds[0], fds[1]};
+}
+
+struct seen {
+	std::string bytes;
+	ssize_t n = 1;
+	uint64_t at = 0;
+	struct weft_future *done = weft_future_new();
+	~seen() { weft_future_free(done); }
+};
+
+void record(int fd, const void *data, ssize_t n, void *arg)
+{
+	auto *s = static_cast<seen *>(arg);
+	s->n = n;
+	s->at = weft_now();
+	if (n > 0)
+		s->bytes.assign(static_cast<const char *>(data), (size_t)n);
+	close(fd);
+	weft_future_resolve(s->done, 0);
+}
+
+TEST(WatchTest, BytesStartATaskWithThem)
+{
+	pair p = socket_pair();
+	seen s;
+	run_in_weft(2, [&] {
+		EXPECT_EQ(weft_watch(p.b, WEFT_NEVER, record, &s), 0);
+		weft_sleep(5 * WEFT_MSEC);
+		EXPECT_EQ(s.n, 1) << "ran before any byte came";
+		EXPECT_EQ(write(p.a, "ping", 4), 4);
+		EXPECT_EQ(weft_future_await(s.done, nullptr), 0);
+		EXPECT_EQ(s.n, 4);
+		EXPECT_EQ(s.bytes, "ping");
+		return (intptr_t)0;
+	});
+	close(p.a);
+}
+
+TEST(WatchTest, EndOfStreamAndTimeoutArriveAsValues)
+{
+	pair p = socket_pair(), q = socket_pair();
+	seen eof, late;
+	run_in_weft(1, [&] {
+		EXPECT_EQ(weft_watch(p.b, WEFT_NEVER, record, &eof), 0);
+		uint64_t t0 = weft_now();
+		EXPECT_EQ(weft_watch(q.b, 20 * WEFT_MSEC, record, &late), 0);
+		close(p.a);
+		EXPECT_EQ(weft_future_await(eof.done, nullptr), 0);
+		EXPECT_EQ(eof.n, 0);
+		EXPECT_EQ(weft_future_await(late.done, nullptr), 0);
+		EXPECT_EQ(late.n, -ETIMEDOUT);
+		EXPECT_GE(late.at - t0, 20 * WEFT_MSEC) << "timed out early";
+		return (intptr_t)0;
+	});
+	close(q.a);
+}
+
+/* An echo that waits without a task between messages. */
+struct echo_state {
+	std::atomic<int> served{0};
+	struct weft_future *closed = weft_future_new();
+	~echo_state() { weft_future_free(closed); }
+};
+
+void echo(int fd, const void *data, ssize_t n, void *arg)
+{
+	auto *st = static_cast<echo_state *>(arg);
+	if (n <= 0) {
+		close(fd);
+		weft_future_resolve(st->closed, n);
+		return;
+	}
+	EXPECT_EQ(weft_send(fd, data, (size_t)n, 0), n);
+	st->served++;
+	EXPECT_EQ(weft_watch(fd, WEFT_NEVER, echo, st), 0);
+}
+
+TEST(WatchTest, TheTaskHandsTheConnectionBackToWaiting)
+{
+	pair p = socket_pair();
+	echo_state st;
+	run_in_weft(2, [&] {
+		EXPECT_EQ(weft_watch(p.b, WEFT_NEVER, echo, &st), 0);
+		for (int i = 0; i < 200; i++) {
+			char msg[32], back[32];
+			int len = snprintf(msg, sizeof(msg), "message %d", i);
+			EXPECT_EQ(weft_send(p.a, msg, (size_t)len, 0), len);
+			EXPECT_EQ(weft_recv(p.a, back, (size_t)len, MSG_WAITALL), len);
+			EXPECT_EQ(memcmp(msg, back, (size_t)len), 0);
+		}
+		weft_shutdown(p.a, SHUT_WR);
+		intptr_t r;
+		EXPECT_EQ(weft_future_await(st.closed, &r), 0);
+		EXPECT_EQ(r, 0);
+		return (intptr_t)0;
+	});
+	EXPECT_EQ(st.served.load(), 200);
+	close(p.a);
+}
+
+/* More connections with bytes ready than the worker has buffers (256):
+ * the functions hold their buffers until every connection has been
+ * counted, so the last ones must wait for -ENOBUFS re-arms. */
+struct crowd {
+	std::atomic<int> started{0};
+	std::atomic<int> bad{0};
+	struct weft_sem gate;
+	struct weft_wg done;
+};
+
+void hold(int fd, const void *data, ssize_t n, void *arg)
+{
+	auto *c = static_cast<crowd *>(arg);
+	/* Each client wrote one byte: a function of its peer's number. */
+	if (n != 1)
+		c->bad++;
+	else if (*static_cast<const unsigned char *>(data) != (unsigned char)(fd ^ 0x5a))
+		c->bad++;
+	c->started++;
+	weft_sem_acquire(&c->gate);
+	weft_sem_release(&c->gate);
+	close(fd);
+	weft_wg_done(&c->done);
+}
+
+TEST(WatchTest, MoreReadyConnectionsThanBuffersAreAllServed)
+{
+	const int n = 600;
+	std::vector<pair> ps;
+	for (int i = 0; i < n; i++)
+		ps.push_back(socket_pair());
+	crowd c;
+	weft_sem_init(&c.gate, 0);
+	weft_wg_init(&c.done);
+	run_in_weft(2, [&] {
+		weft_wg_add(&c.done, n);
+		for (auto &p : ps)
+			EXPECT_EQ(weft_watch(p.b, WEFT_NEVER, hold, &c), 0);
+		for (auto &p : ps) {
+			unsigned char b = (unsigned char)(p.b ^ 0x5a);
+			EXPECT_EQ(write(p.a, &b, 1), 1);
+		}
+		/* Only as many functions can hold bytes as there are buffers. */
+		uint64_t until = weft_now() + 5 * WEFT_SEC;
+		while (c.started.load() < 256 && weft_now() < until)
+			weft_sleep(WEFT_MSEC);
+		weft_sleep(20 * WEFT_MSEC);
+		EXPECT_LE(c.started.load(), 256) << "more buffers out than the ring has";
+		weft_sem_release(&c.gate);
+		EXPECT_EQ(weft_wg_wait(&c.done), 0);
+		return (intptr_t)0;
+	});
+	EXPECT_EQ(c.started.load(), n);
+	EXPECT_EQ(c.bad.load(), 0);
+	for (auto &p : ps)
+		close(p.a);
+}
+
+TEST(WatchTest, ShutdownClosesTheConnectionsStillWaiting)
+{
+	pair p = socket_pair();
+	seen s;
+	run_in_weft(1, [&] {
+		EXPECT_EQ(weft_watch(p.b, WEFT_NEVER, record, &s), 0);
+		return (intptr_t)0;
+	});
+	EXPECT_EQ(s.n, 1) << "the function ran";
+	errno = 0;
+	EXPECT_EQ(fcntl(p.b, F_GETFD), -1) << "still open";
+	EXPECT_EQ(errno, EBADF);
+	close(p.a);
+}
+
+TEST(WatchTest, BadArgumentsAreRejected)
+{
+	run_in_weft(1, [&] {
+		EXPECT_EQ(weft_watch(-1, WEFT_NEVER, record, nullptr), -EINVAL);
+		EXPECT_EQ(weft_watch(0, WEFT_NEVER, nullptr, nullptr), -EINVAL);
+		return (intptr_t)0;
+	});
+}
+
+} // namespace
