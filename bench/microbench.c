@@ -3,16 +3,29 @@
  * microbench.c - weft-microbench: one microbenchmark of the runtime core,
  * run alone, for bench/compare.py and any outside harness.
  *
- *   weft-microbench NAME [-n N] [-w WORKERS] [--no-spin]
+ *   weft-microbench NAME [-n N] [-w WORKERS] [--no-spin] [--pending P]
  *
  * NAME: switch, yield, spawn, pingpong, pingpong-cross, pingpong-cross-spin,
  * forkjoin, parked, inject (ns from an outside spawn to the task's start
- * while the worker is busy with yielding tasks).
+ * while the worker is busy with yielding tasks), and the timer cases:
+ *   timers          add + fire of one timer with N pending, on io/timer.c
+ *                   alone (no runtime): stand-in task objects, a virtual
+ *                   clock, expiries uniform in [1, 100] ms ahead;
+ *   sleep-lateness  N tasks each sleep 10 times for a random [1, 100] ms;
+ *                   how late each sleep returns, as percentiles;
+ *   scope           a deadline scope entered and left, nothing inside;
+ *   pingpong-deadline  pingpong with every receive inside a 1 s deadline
+ *                   scope that does not expire: the recv-with-timeout that
+ *                   completes in time, whose timer is left behind stale.
+ * --pending P first parks P tasks in a 1 hour sleep (P pending timers) and
+ * cancels them at the end; sleep-lateness and pingpong-deadline take it.
  * The last line printed is ns_per_op=<value> (bytes_per_task=<value> for
- * parked); the exit status is non-zero on failure.  The CPU affinity the
- * process was started with is respected (workers are not pinned unless
- * WEFT_PIN=1).  --no-spin makes idle workers sleep at once instead of
- * polling first, so every cross-worker hand-off pays for a wake-up.
+ * parked, p99_ns=<value> for sleep-lateness, whose line before it gives
+ * p50_ns, p999_ns and max_ns too); the exit status is non-zero on failure.
+ * The CPU affinity the process was started with is respected (workers are
+ * not pinned unless WEFT_PIN=1).  --no-spin makes idle workers sleep at once
+ * instead of polling first, so every cross-worker hand-off pays for a
+ * wake-up.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -20,12 +33,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "io/timer.h"
 #include "runtime/internal.h"
 #include "weft.h"
 
-static uint64_t n_ops;
+static uint64_t n_ops, n_pending;
 static double result;
 static _Atomic uint64_t n_blocked;
 
@@ -85,6 +100,8 @@ struct pp {
 	struct weft_chan *a, *b;
 	uint64_t n;
 	bool spin;
+	bool deadline;   /* each receive inside a 1 s deadline scope */
+	uint64_t max_rt; /* the slowest round trip, ns (pinger) */
 };
 
 static int send(struct pp *p, struct weft_chan *ch, uint64_t *v)
@@ -99,6 +116,13 @@ static int send(struct pp *p, struct weft_chan *ch, uint64_t *v)
 
 static int recv(struct pp *p, struct weft_chan *ch, uint64_t *v)
 {
+	if (p->deadline) {
+		struct weft_scope s;
+		weft_scope_deadline(&s, WEFT_SEC);
+		int rc = weft_chan_recv(ch, v);
+		weft_scope_end(&s);
+		return rc;
+	}
 	if (!p->spin)
 		return weft_chan_recv(ch, v);
 	int rc;
@@ -122,10 +146,19 @@ static intptr_t pinger(void *arg)
 {
 	struct pp *p = arg;
 	uint64_t v = 0;
-	uint64_t t0 = weft_now();
-	for (uint64_t i = 0; i < p->n; i++)
+	uint64_t t0 = weft_now(), prev = t0;
+	for (uint64_t i = 0; i < p->n; i++) {
 		if (send(p, p->a, &v) < 0 || recv(p, p->b, &v) < 0)
 			return -1;
+		if (p->deadline) {
+			/* Only here: the clock read would weigh on the
+			 * plain pingpong rows. */
+			uint64_t now = weft_now();
+			if (now - prev > p->max_rt)
+				p->max_rt = now - prev;
+			prev = now;
+		}
+	}
 	return (intptr_t)(weft_now() - t0);
 }
 
@@ -184,6 +217,232 @@ static double bench_inject(struct weft_rt *rt, uint64_t n)
 	return (double)total / (double)n;
 }
 
+/* ---- timers ------------------------------------------------------------------ */
+
+/* xorshift64: cheap, and the same sequence on every run. */
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static uint64_t cpu_ns(clockid_t clock)
+{
+	struct timespec ts;
+	clock_gettime(clock, &ts);
+	return (uint64_t)ts.tv_sec * WEFT_SEC + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+	return cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+}
+
+static uint64_t process_cpu_ns(void)
+{
+	return cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
+}
+
+static uint64_t rand_ms_1_100(uint64_t *s)
+{
+	return WEFT_MSEC + rnd(s) % (99 * WEFT_MSEC + 1);
+}
+
+/*
+ * timers: the timer structure alone, in its steady state with n entries
+ * pending.  Stand-in task objects sit in one wait each (armed, never
+ * parked, so a fire claims the wait and readies nothing); each step moves
+ * a virtual clock to the earliest expiry, fires it, re-arms that task and
+ * adds its next timer 1-100 ms ahead.  Keys carry the task's index in their
+ * low bits, so they are distinct and each fire wakes exactly the entry
+ * peeked.  One step is one add plus one fire, touching one random task
+ * object as a real wake-up does.
+ */
+static int bench_timers(uint64_t n, uint64_t steps)
+{
+	unsigned bits = 1;
+	while ((1ull << bits) < n)
+		bits++;
+	struct weft_task *ft = aligned_alloc(64, n * sizeof(*ft));
+	if (!ft)
+		return -ENOMEM;
+	memset(ft, 0, n * sizeof(*ft));
+	for (uint64_t i = 0; i < n; i++)
+		atomic_store_explicit(&ft[i].wake, 1ull << WEFT__WAKE_SHIFT | WEFT__WAKE_ARMED,
+				      memory_order_relaxed);
+	struct weft__timers ts = {0};
+	uint64_t seed = 0x9e3779b97f4a7c15ull, vnow = 1ull << 30;
+	/* Filled in a scattered task order, as tasks park in no particular
+	 * order. */
+	uint64_t t0 = weft_now();
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t k = (i * 2654435761ull) % n;
+		if (weft__timers_add(&ts, (vnow + rand_ms_1_100(&seed)) << bits | k, &ft[k], 1, 0) < 0)
+			return -ENOMEM;
+	}
+	uint64_t t1 = weft_now(), c1 = thread_cpu_ns();
+	for (uint64_t i = 0; i < steps; i++) {
+		const struct weft__timer *e = weft__timers_peek(&ts);
+		uint64_t when = e->when, token = e->token;
+		struct weft_task *t = e->task;
+		if (weft__timers_fire(&ts, when) != 1)
+			return -EIO;
+		vnow = when >> bits;
+		atomic_store_explicit(&t->run, WEFT__RUNNING, memory_order_relaxed);
+		atomic_store_explicit(&t->wake, (token + 1) << WEFT__WAKE_SHIFT | WEFT__WAKE_ARMED,
+				      memory_order_relaxed);
+		if (weft__timers_add(&ts, (vnow + rand_ms_1_100(&seed)) << bits | (uint64_t)(t - ft),
+				     t, token + 1, 0) < 0)
+			return -ENOMEM;
+	}
+	uint64_t t2 = weft_now(), c2 = thread_cpu_ns();
+	/* CPU time beside wall time: on a shared machine the wall clock also
+	 * counts the time others had the CPU. */
+	printf("pending=%" PRIu64 " fill_ns_per_add=%.2f cpu_ns_per_op=%.2f\n", n,
+	       per_op(t0, t1, n), per_op(c1, c2, steps));
+	weft__timers_free(&ts);
+	free(ft);
+	result = per_op(t1, t2, steps);
+	return 0;
+}
+
+/* --pending: tasks parked in a long sleep, each one pending timer. */
+static _Atomic uint64_t n_asleep;
+
+static intptr_t long_sleeper(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add_explicit(&n_asleep, 1, memory_order_relaxed);
+	return weft_sleep(3600 * WEFT_SEC) == -ECANCELED ? 0 : -EIO;
+}
+
+static struct weft_task **park_sleepers(uint64_t p)
+{
+	struct weft_task **ts = malloc((p ? p : 1) * sizeof(*ts));
+	if (!ts)
+		return NULL;
+	for (uint64_t i = 0; i < p; i++)
+		if (!(ts[i] = weft_spawn(long_sleeper, NULL, NULL)))
+			return NULL;
+	while (atomic_load_explicit(&n_asleep, memory_order_relaxed) < p)
+		weft_sleep(WEFT_MSEC);
+	return ts;
+}
+
+static int wake_sleepers(struct weft_task **ts, uint64_t p)
+{
+	int rc = 0;
+	for (uint64_t i = 0; i < p; i++)
+		weft_cancel(ts[i]);
+	for (uint64_t i = 0; i < p; i++) {
+		intptr_t r = 0;
+		if (weft_join(ts[i], &r) < 0 || r < 0)
+			rc = -EIO;
+	}
+	free(ts);
+	return rc;
+}
+
+/* sleep-lateness: each task sleeps LATE_ROUNDS times and records, for each
+ * sleep, how long after its due time it returned.  The tasks start together
+ * from a gate and stay until every one is done, so no stack is mapped or
+ * unmapped (task start and exit) while sleeps are being timed. */
+#define LATE_ROUNDS 10
+
+struct late_shared {
+	uint32_t *samples;        /* ns late, saturating at ~4.3 s */
+	struct weft_future *go, *end;
+	struct weft_wg ready, done;
+};
+
+struct late {
+	struct late_shared *sh;
+	uint64_t i; /* the task's index */
+};
+
+static intptr_t late_sleeper(void *arg)
+{
+	struct late *l = arg;
+	struct late_shared *sh = l->sh;
+	uint64_t seed = 0x2545f4914f6cdd1dull ^ (l->i + 1) * 0x9e3779b97f4a7c15ull;
+	intptr_t v;
+	weft_wg_done(&sh->ready);
+	if (weft_future_await(sh->go, &v) < 0)
+		return -EIO;
+	for (int r = 0; r < LATE_ROUNDS; r++) {
+		uint64_t d = rand_ms_1_100(&seed);
+		uint64_t due = weft_now() + d;
+		if (weft_sleep(d) < 0)
+			return -EIO;
+		uint64_t late = weft_now() - due;
+		sh->samples[l->i * LATE_ROUNDS + (uint64_t)r] = late > UINT32_MAX ? UINT32_MAX
+									   : (uint32_t)late;
+	}
+	weft_wg_done(&sh->done);
+	return weft_future_await(sh->end, &v) < 0 ? -EIO : 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return (x > y) - (x < y);
+}
+
+static int bench_lateness(uint64_t n)
+{
+	uint64_t ns = n * LATE_ROUNDS;
+	struct late_shared sh = {.samples = calloc(ns, sizeof(uint32_t)),
+				 .go = weft_future_new(), .end = weft_future_new()};
+	struct late *ls = calloc(n, sizeof(*ls));
+	struct weft_task **ts = calloc(n, sizeof(*ts));
+	if (!sh.samples || !sh.go || !sh.end || !ls || !ts)
+		return -ENOMEM;
+	weft_wg_init(&sh.ready);
+	weft_wg_init(&sh.done);
+	weft_wg_add(&sh.ready, (int64_t)n);
+	weft_wg_add(&sh.done, (int64_t)n);
+	struct weft_task **bg = park_sleepers(n_pending);
+	if (!bg)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < n; i++) {
+		ls[i] = (struct late){&sh, i};
+		if (!(ts[i] = weft_spawn(late_sleeper, &ls[i], NULL)))
+			return -ENOMEM;
+	}
+	int rc = weft_wg_wait(&sh.ready);
+	uint64_t t0 = weft_now(), c0 = process_cpu_ns();
+	weft_future_resolve(sh.go, 0);
+	if (rc == 0)
+		rc = weft_wg_wait(&sh.done);
+	uint64_t t1 = weft_now(), c1 = process_cpu_ns();
+	weft_future_resolve(sh.end, 0);
+	for (uint64_t i = 0; i < n; i++) {
+		intptr_t r = 0;
+		if (weft_join(ts[i], &r) < 0 || r < 0)
+			rc = -EIO;
+	}
+	if (wake_sleepers(bg, n_pending) < 0)
+		rc = -EIO;
+	uint32_t *smp = sh.samples;
+	qsort(smp, ns, sizeof(*smp), cmp_u32);
+	/* CPU time of every thread: the sleeps' own cost, and idle polling
+	 * (idle_spin_ns) between them. */
+	printf("pending=%" PRIu64 " sleepers=%" PRIu64 " sleeps=%" PRIu64
+	       " wall_s=%.2f cpu_ns_per_sleep=%.0f\n",
+	       n_pending, n, ns, (double)(t1 - t0) / 1e9, per_op(c0, c1, ns));
+	printf("p50_ns=%" PRIu32 " p99_ns=%" PRIu32 " p999_ns=%" PRIu32 " max_ns=%" PRIu32 "\n",
+	       smp[ns / 2], smp[ns * 99 / 100], smp[ns * 999 / 1000], smp[ns - 1]);
+	result = smp[ns * 99 / 100];
+	free(smp);
+	weft_future_free(sh.go);
+	weft_future_free(sh.end);
+	free(ls);
+	free(ts);
+	return rc;
+}
+
 static long rss_bytes(void)
 {
 	FILE *f = fopen("/proc/self/statm", "r");
@@ -225,14 +484,31 @@ static intptr_t bench_main(void *arg)
 		}
 		free(ts);
 		result = per_op(t0, t1, n);
+	} else if (strcmp(bench_name, "sleep-lateness") == 0) {
+		return bench_lateness(n);
+	} else if (strcmp(bench_name, "scope") == 0) {
+		struct weft_scope s;
+		t0 = weft_now();
+		for (uint64_t i = 0; i < n; i++) {
+			weft_scope_deadline(&s, WEFT_SEC);
+			if (weft_scope_end(&s))
+				return -EIO;
+		}
+		t1 = weft_now();
+		result = per_op(t0, t1, n);
 	} else if (strncmp(bench_name, "pingpong", 8) == 0) {
 		/* pingpong: two tasks placed by the runtime.  pingpong-cross: pinned to
 		 * workers 0 and 1, each side parking its worker while it waits.
 		 * pingpong-cross-spin: the same, but each side polls with
-		 * try-operations and yields instead of parking. */
-		bool cross = strcmp(bench_name, "pingpong") != 0;
+		 * try-operations and yields instead of parking.  pingpong-deadline:
+		 * pingpong with every receive in a deadline scope. */
+		bool deadline = strcmp(bench_name, "pingpong-deadline") == 0;
+		bool cross = strcmp(bench_name, "pingpong") != 0 && !deadline;
 		struct pp p = {weft_chan_new(8, 0), weft_chan_new(8, 0), n,
-			       strcmp(bench_name, "pingpong-cross-spin") == 0};
+			       strcmp(bench_name, "pingpong-cross-spin") == 0, deadline, 0};
+		struct weft_task **bg = deadline ? park_sleepers(n_pending) : NULL;
+		if (deadline && !bg)
+			return -ENOMEM;
 		if (p.spin) {
 			weft_chan_free(p.a);
 			weft_chan_free(p.b);
@@ -250,6 +526,14 @@ static intptr_t bench_main(void *arg)
 			return -EIO;
 		weft_chan_free(p.a);
 		weft_chan_free(p.b);
+		if (deadline) {
+			const struct weft__timers *tm = weft__timers_here();
+			printf("pending=%" PRIu64 " max_round_trip_ns=%" PRIu64 " timers_left=%zu"
+			       " sweeps=%" PRIu64 "\n",
+			       n_pending, p.max_rt, tm->n, tm->n_sweeps);
+			if (wake_sleepers(bg, n_pending) < 0)
+				return -EIO;
+		}
 		result = (double)ns / (double)(2 * n);
 	} else if (strcmp(bench_name, "forkjoin") == 0) {
 		t0 = weft_now();
@@ -283,8 +567,8 @@ static intptr_t bench_main(void *arg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: weft-microbench switch|yield|spawn|pingpong|pingpong-cross|"
-			"pingpong-cross-spin|forkjoin|parked|inject [-n N] [-w WORKERS] "
-			"[--no-spin]\n");
+			"pingpong-cross-spin|forkjoin|parked|inject|timers|sleep-lateness|scope|"
+			"pingpong-deadline [-n N] [-w WORKERS] [--no-spin] [--pending P]\n");
 	exit(2);
 }
 
@@ -303,6 +587,8 @@ int main(int argc, char **argv)
 			workers = (unsigned)strtoul(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--no-spin") == 0)
 			no_spin = true;
+		else if (strcmp(argv[i], "--pending") == 0 && i + 1 < argc)
+			n_pending = strtoull(argv[++i], NULL, 10);
 		else
 			usage();
 	}
@@ -313,7 +599,9 @@ int main(int argc, char **argv)
 		} defaults[] = {{"switch", 20000000}, {"yield", 5000000}, {"spawn", 1000000},
 				{"pingpong", 2000000}, {"pingpong-cross", 500000},
 				{"pingpong-cross-spin", 2000000},
-				{"forkjoin", 3}, {"parked", 100000}, {"inject", 20000}};
+				{"forkjoin", 3}, {"parked", 100000}, {"inject", 20000},
+				{"timers", 1000000}, {"sleep-lateness", 10000},
+				{"scope", 20000000}, {"pingpong-deadline", 2000000}};
 		for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
 			if (strcmp(bench_name, defaults[i].name) == 0)
 				n_ops = defaults[i].n;
@@ -323,6 +611,13 @@ int main(int argc, char **argv)
 	if (strcmp(bench_name, "switch") == 0) {
 		if (bench_switch(n_ops) < 0)
 			return 1;
+	} else if (strcmp(bench_name, "timers") == 0) {
+		/* Steps: twice the pending count, at least 2 million. */
+		int rc = bench_timers(n_ops, n_ops > 1000000 ? 2 * n_ops : 2000000);
+		if (rc < 0) {
+			fprintf(stderr, "weft-microbench: timers failed: %s\n", strerror(-rc));
+			return 1;
+		}
 	} else {
 		const char *pin = getenv("WEFT_PIN");
 		/* Benchmarks hold a worker on purpose (the spawn loop): no stall
@@ -360,6 +655,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(bench_name, "parked") == 0)
 		printf("bytes_per_task=%.1f\n", result);
+	else if (strcmp(bench_name, "sleep-lateness") == 0)
+		printf("p99_ns=%.0f\n", result);
 	else
 		printf("ns_per_op=%.2f\n", result);
 	return 0;

@@ -16,13 +16,16 @@
  * ones and re-heapifies: O(n), paid for by the n insertions since the last
  * one, the same bargain Go's timer heaps make.
  *
- * Invariant: heap[i].when >= heap[(i-1)/2].when for every i > 0.
+ * Invariant: heap[i].when >= heap[(i-1)/2].when for every i > 0
+ * (weft__timers_check).
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "io/timer.h"
 #include "runtime/internal.h"
+#include "scheduler/internal.h"
 
 #define SWEEP_MIN 1024
 
@@ -74,6 +77,8 @@ static void sweep(struct weft__timers *ts)
 	for (size_t i = 0; i < ts->n; i++)
 		if (entry_live(&ts->heap[i]))
 			ts->heap[j++] = ts->heap[i];
+	ts->n_stale += ts->n - j;
+	ts->n_sweeps++;
 	ts->n = j;
 	for (size_t i = ts->n / 2; i-- > 0;)
 		sift_down(ts->heap, ts->n, i);
@@ -95,12 +100,18 @@ int weft__timers_add(struct weft__timers *ts, uint64_t when, struct weft_task *t
 	}
 	ts->heap[ts->n] = (struct weft__timer){when, t, token, result};
 	sift_up(ts->heap, ts->n++);
+	ts->n_added++;
 	return 0;
 }
 
 uint64_t weft__timers_next(const struct weft__timers *ts)
 {
 	return ts->n ? ts->heap[0].when : WEFT_NEVER;
+}
+
+const struct weft__timer *weft__timers_peek(const struct weft__timers *ts)
+{
+	return ts->n ? &ts->heap[0] : NULL;
 }
 
 unsigned weft__timers_fire(struct weft__timers *ts, uint64_t now)
@@ -111,13 +122,44 @@ unsigned weft__timers_fire(struct weft__timers *ts, uint64_t now)
 		ts->heap[0] = ts->heap[--ts->n];
 		if (ts->n)
 			sift_down(ts->heap, ts->n, 0);
-		woke += weft__wake_token(e.task, e.token, e.result);
+		if (weft__wake_token(e.task, e.token, e.result))
+			woke++;
+		else
+			ts->n_stale++;
 	}
+	ts->n_fired += woke;
 	return woke;
 }
 
 void weft__timers_free(struct weft__timers *ts)
 {
 	free(ts->heap);
-	*ts = (struct weft__timers){0};
+	memset(ts, 0, sizeof(*ts));
+}
+
+bool weft__timers_check(const struct weft__timers *ts)
+{
+	if (ts->n > ts->cap)
+		return false;
+	for (size_t i = 1; i < ts->n; i++)
+		if (before(&ts->heap[i], &ts->heap[(i - 1) / 2]))
+			return false;
+	return true;
+}
+
+const struct weft__timers *weft__timers_here(void)
+{
+	struct weft__worker *w = weft__worker_here();
+	return w ? &w->timers : NULL;
+}
+
+int weft__sleep_until(uint64_t when)
+{
+	struct weft_task *self = weft__current();
+	struct weft__wait w;
+	int rc = weft__wait_arm(self, &w);
+	if (rc < 0)
+		return rc;
+	/* WEFT_NEVER would mean "no timer": the latest time that is one. */
+	return weft__wait_park(self, &w, when == WEFT_NEVER ? WEFT_NEVER - 1 : when, 0);
 }
