@@ -733,7 +733,8 @@ static int parse_request(struct weft_http1_parser *p, const char *buf, size_t st
 		h->content_length = f.length;
 	}
 	h->flags = keep_alive(h->minor, &f);
-	if (f.upgrade_opt && f.upgrade_hdr)
+	/* RFC 9110 7.8: an Upgrade in an HTTP/1.0 request is ignored. */
+	if (f.upgrade_opt && f.upgrade_hdr && h->minor == 1)
 		h->flags |= WEFT_HTTP1_UPGRADE;
 	if (f.expect_continue && h->minor == 1)
 		h->flags |= WEFT_HTTP1_CONTINUE;

@@ -89,8 +89,8 @@ enum {
 	 * "Connection: close", or HTTP/1.0 with "Connection: keep-alive";
 	 * never with UNTIL_CLOSE framing, a 101 or a tunnel. */
 	WEFT_HTTP1_KEEP_ALIVE = 1u << 0,
-	/* A request with an Upgrade header and the "upgrade" connection
-	 * option, or a 101 (Switching Protocols) response. */
+	/* An HTTP/1.1 request with an Upgrade header and the "upgrade"
+	 * connection option, or a 101 (Switching Protocols) response. */
 	WEFT_HTTP1_UPGRADE = 1u << 1,
 	/* An HTTP/1.1 request with "Expect: 100-continue". */
 	WEFT_HTTP1_CONTINUE = 1u << 2,

@@ -241,6 +241,8 @@ TEST(Http1Request, UpgradeNeedsTheOptionAndTheHeader)
 	EXPECT_EQ(r.flags, (unsigned)(WEFT_HTTP1_KEEP_ALIVE | WEFT_HTTP1_UPGRADE));
 	EXPECT_EQ(parse(get("Upgrade: websocket\r\n")).flags, (unsigned)WEFT_HTTP1_KEEP_ALIVE);
 	EXPECT_EQ(parse(get("Connection: upgrade\r\n")).flags, (unsigned)WEFT_HTTP1_KEEP_ALIVE);
+	EXPECT_EQ(parse("GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n").flags,
+		  0u);
 }
 
 TEST(Http1Request, ExpectContinueIsFlagged)
@@ -668,6 +670,30 @@ TEST(Http1Split, ByteAtATimeGivesTheWholeResult)
 		n++;
 	EXPECT_EQ(rc, -EMSGSIZE);
 	EXPECT_EQ(n, 18u);
+}
+
+TEST(Http1Split, ByteAtATimeOverALargeHeadStaysLinear)
+{
+	/* 60 KiB of fields fed a byte at a time: each call looks only at the
+	 * new byte, so this is 60 K short calls, not 1.8 G byte visits (a
+	 * quadratic scan would make this test take seconds). */
+	string m = "GET / HTTP/1.1\r\nHost: h\r\n";
+	unsigned fields = 1;
+	for (; m.size() < 60000; fields++)
+		m += "X-Field: " + string(50, 'v') + "\r\n";
+	m += "\r\n";
+	weft_http1_header hdrs[1200];
+	weft_http1_parser p;
+	weft_http1_parser_init(&p, nullptr, hdrs, 1200);
+	weft_http1_head h;
+	int rc = -EAGAIN;
+	size_t n = 0;
+	while (rc == -EAGAIN && n < m.size())
+		rc = weft_http1_parse_request(&p, m.data(), ++n, &h);
+	EXPECT_EQ(rc, (int)m.size());
+	EXPECT_EQ(weft_http1_find(&h, "x-field", 7, 0), 1);
+	EXPECT_EQ(h.nheaders, fields);
+	EXPECT_EQ(S(h.headers[h.nheaders - 1].value), string(50, 'v'));
 }
 
 /* ---- Bodies ----------------------------------------------------------------------- */
