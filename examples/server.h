@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: MIT
+/*
+ * server.h - what the example servers share: `NAME HOST:PORT` on the
+ * command line, a listening socket, a weft_listener on it, and a clean
+ * stop on SIGTERM or SIGINT.  Each example supplies its accept loop.
+ *
+ * The stop signals are blocked before the runtime starts, so no thread
+ * takes them the default way; the main task waits for them with
+ * weft_signal_wait like any other event, then cancels the accept loop,
+ * whose task group (or shutdown) ends the connections.
+ */
+#ifndef WEFT_EXAMPLES_SERVER_H
+#define WEFT_EXAMPLES_SERVER_H
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <weft.h>
+#include <weft/io.h>
+#include <weft/net.h>
+
+struct server {
+	int lfd;
+	weft_fn accept_loop; /* called with the struct weft_listener * */
+};
+
+static void stop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+}
+
+static intptr_t server_run(void *arg)
+{
+	struct server *s = arg;
+	struct weft_listener *l;
+	int rc = weft_listener_open(s->lfd, &l);
+	if (rc < 0)
+		return rc;
+	struct weft_task *loop = weft_spawn(s->accept_loop, l, NULL);
+	sigset_t stop;
+	stop_signals(&stop);
+	weft_signal_wait(&stop);
+	weft_cancel(loop);
+	intptr_t result = 0;
+	weft_join(loop, &result);
+	weft_listener_close(l);
+	return result == -ECANCELED ? 0 : result;
+}
+
+/* The whole of main: returns the process's exit status. */
+static int server_main(int argc, char **argv, const char *name, weft_fn accept_loop)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s HOST:PORT\n", name);
+		return 2;
+	}
+	struct weft_addr a;
+	if (weft_addr_parse(&a, argv[1]) < 0) {
+		fprintf(stderr, "%s: %s: expected HOST:PORT with a numeric host\n", name, argv[1]);
+		return 2;
+	}
+	struct weft_listen_opts lo = {.backlog = 4096};
+	struct server s = {.lfd = weft_sock_listen(&a, &lo), .accept_loop = accept_loop};
+	if (s.lfd < 0) {
+		fprintf(stderr, "%s: %s: %s\n", name, argv[1], strerror(-s.lfd));
+		return 1;
+	}
+	sigset_t stop;
+	stop_signals(&stop);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	char where[WEFT_ADDR_STRLEN];
+	if (weft_sock_local_addr(s.lfd, &a) == 0 && weft_addr_format(&a, where, sizeof(where)) > 0)
+		fprintf(stderr, "%s: listening on %s\n", name, where);
+	intptr_t rc = weft_main(server_run, &s, NULL);
+	close(s.lfd);
+	if (rc < 0) {
+		fprintf(stderr, "%s: %s\n", name, strerror((int)-rc));
+		return 1;
+	}
+	return 0;
+}
+
+#endif
