@@ -5,6 +5,8 @@
  * connections; http_hello answers keep-alive, pipelined and split requests
  * and refuses a malformed one with 400; both close every connection and
  * exit 0 on SIGTERM, and refuse bad arguments with a message and status 2.
+ * The crawler fetches every page of a small site served by the test once,
+ * never more than its bound at a time.
  * The programs' directory comes from meson (WEFT_EXAMPLES_DIR).
  */
 #include <arpa/inet.h>
@@ -14,7 +16,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -190,6 +196,146 @@ TEST(ExamplesTest, HttpHelloAnswersKeepAlivePipelinedAndSplitRequests)
 	EXPECT_EQ(r.rfind("HTTP/1.1 400 ", 0), 0u) << r;
 	close(bad);
 	stop_and_check(c, fds);
+}
+
+/*
+ * A small site for the crawler: /index.html and pages /p/0.html ..
+ * /p/{N-1}.html, linked in every form a page may use (absolute, relative,
+ * dot segments, fragments, the full URL), plus links it must not follow
+ * (another host, another scheme) and one to a page that does not exist.
+ * Odd pages are sent chunked.  Every response waits 2 ms, so that fetches
+ * overlap; the site records each path asked for and the most connections
+ * open at once.
+ */
+struct site {
+	static constexpr int pages = 60;
+	int lfd = -1, port = 0;
+	std::mutex lock;
+	std::map<std::string, int> asked;
+	int open = 0, max_open = 0;
+	std::thread acceptor;
+	std::vector<std::thread> conns;
+
+	std::string page(const std::string &path)
+	{
+		int i;
+		if (path == "/index.html")
+			return "<a href=\"/p/0.html\">start</a> <a href=\"mailto:x@y.z\">mail</a>"
+			       "<a href=\"https://127.0.0.1/\">tls</a>";
+		if (sscanf(path.c_str(), "/p/%d.html", &i) != 1 || i < 0 || i >= pages)
+			return "";
+		int a = (i + 1) % pages, b = (i * 7 + 3) % pages, d = (i * 13 + 5) % pages;
+		std::string s = "<html><a href=\"" + std::to_string(a) + ".html\">next</a>";
+		s += "<a href=\"../p/./" + std::to_string(b) + ".html#top\">b</a>";
+		s += "<a href=\"http://127.0.0.1:" + std::to_string(port) + "/p/" + std::to_string(d) +
+		     ".html\">d</a>";
+		s += "<a href=\"http://other.invalid/p/1.html\">elsewhere</a>";
+		s += "<a href=\"//other.invalid/x\">elsewhere</a>";
+		if (i == 17)
+			s += "<a href=\"/missing.html\">broken</a>";
+		return s + "</html>";
+	}
+
+	void handle(int fd)
+	{
+		std::string req;
+		char buf[4096];
+		while (req.find("\r\n\r\n") == std::string::npos) {
+			ssize_t n = recv(fd, buf, sizeof(buf), 0);
+			if (n <= 0)
+				break;
+			req.append(buf, (size_t)n);
+		}
+		std::string path = req.substr(4, req.find(' ', 4) - 4);
+		{
+			std::lock_guard<std::mutex> g(lock);
+			asked[path]++;
+			max_open = std::max(max_open, ++open);
+		}
+		usleep(2000);
+		std::string body = page(path), resp;
+		int i = 0;
+		if (body.empty()) {
+			resp = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+		} else if (sscanf(path.c_str(), "/p/%d.html", &i) == 1 && i % 2) {
+			char size[16];
+			snprintf(size, sizeof(size), "%zx", body.size() - 10);
+			resp = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			       std::string(size) + ";ext=1\r\n" + body.substr(0, body.size() - 10) +
+			       "\r\na\r\n" + body.substr(body.size() - 10) + "\r\n0\r\n\r\n";
+		} else {
+			resp = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) +
+			       "\r\n\r\n" + body;
+		}
+		{
+			std::lock_guard<std::mutex> g(lock);
+			open--;
+		}
+		send(fd, resp.data(), resp.size(), MSG_NOSIGNAL);
+		close(fd);
+	}
+
+	void start()
+	{
+		struct sockaddr_in a = {};
+		a.sin_family = AF_INET;
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		socklen_t len = sizeof(a);
+		lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		ASSERT_EQ(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+		ASSERT_EQ(listen(lfd, 128), 0);
+		ASSERT_EQ(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+		port = ntohs(a.sin_port);
+		acceptor = std::thread([this] {
+			int fd;
+			while ((fd = accept(lfd, nullptr, nullptr)) >= 0)
+				conns.emplace_back([this, fd] { handle(fd); });
+		});
+	}
+
+	void stop()
+	{
+		shutdown(lfd, SHUT_RDWR);
+		acceptor.join();
+		for (auto &t : conns)
+			t.join();
+		close(lfd);
+	}
+};
+
+TEST(ExamplesTest, CrawlerFetchesEveryPageOnceWithBoundedConcurrency)
+{
+	NEED_EXAMPLES();
+	site s;
+	s.start();
+	std::string url = "http://127.0.0.1:" + std::to_string(s.port) + "/index.html";
+	std::string cmd = std::string(getenv("WEFT_EXAMPLES_DIR")) + "/crawler " + url + " 3";
+	FILE *out = popen(cmd.c_str(), "r");
+	ASSERT_NE(out, nullptr);
+	std::string text;
+	char buf[4096];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof(buf), out)) > 0)
+		text.append(buf, n);
+	int st = pclose(out);
+	s.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << text;
+	/* Every page, the index and the broken link: each asked for once. */
+	EXPECT_EQ(s.asked.size(), (size_t)site::pages + 2);
+	for (auto &kv : s.asked)
+		EXPECT_EQ(kv.second, 1) << kv.first;
+	for (int i = 0; i < site::pages; i++) {
+		std::string p = "/p/" + std::to_string(i) + ".html";
+		EXPECT_EQ(s.asked.count(p), 1u) << p;
+		EXPECT_NE(text.find("200 " + p + " " + std::to_string(s.page(p).size()) + "\n"),
+			  std::string::npos)
+			<< p << " missing or of the wrong size in:\n"
+			<< text;
+	}
+	EXPECT_NE(text.find("404 /missing.html 0\n"), std::string::npos) << text;
+	EXPECT_NE(text.find("crawled 62 pages"), std::string::npos) << text;
+	EXPECT_LE(s.max_open, 3) << "more fetches at once than allowed";
+	EXPECT_GE(s.max_open, 2) << "the fetches never overlapped";
 }
 
 TEST(ExamplesTest, BadArgumentsAreRefusedWithAMessage)
