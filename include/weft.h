@@ -92,7 +92,11 @@ WEFT_API intptr_t weft_main(weft_fn fn, void *arg, const struct weft_opts *opts)
 /*
  * Starts a runtime with its worker threads and stores it in *rt.  opts may be
  * NULL.  Returns 0, -ENOMEM, -EINVAL (a malformed WEFT_WORKERS), -EAGAIN
- * (threads) or the error of io_uring_queue_init.  Any thread.
+ * (threads) or the error of io_uring_queue_init.  When io_uring cannot be
+ * set up, a line on stderr also says why in words: -EPERM, a seccomp profile
+ * (Docker's default) or sysctl kernel.io_uring_disabled; -ENOMEM, the
+ * locked-memory limit of kernels before 5.12; -ENOSYS, no io_uring in the
+ * kernel.  Any thread.
  */
 WEFT_API int weft_rt_new(struct weft_rt **rt, const struct weft_opts *opts);
 

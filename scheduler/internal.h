@@ -195,6 +195,8 @@ void weft__park_fini(struct weft__worker *w);
 void weft__park(struct weft__worker *w, uint64_t timeout_ns);
 void weft__unpark(struct weft__worker *w);
 void weft__park_reap(struct weft__worker *w);
+/* Tells on stderr, in words, why io_uring setup failed with rc. */
+void weft__ring_explain(int rc);
 
 /* task.c */
 void weft__task_free(struct weft__worker *w, struct weft_task *t);

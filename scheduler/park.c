@@ -22,6 +22,7 @@
  * the eventfd for everything, for comparison.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -63,6 +64,50 @@ static int ring_init(struct io_uring *ring)
 			return rc;
 	}
 	return rc;
+}
+
+void weft__ring_explain(int rc)
+{
+	const char *why;
+	char buf[256];
+	switch (rc) {
+	case -EPERM: {
+		/* Which of the two: the sysctl says if it is set. */
+		int disabled = 0;
+		FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "r");
+		if (f) {
+			if (fscanf(f, "%d", &disabled) != 1)
+				disabled = 0;
+			fclose(f);
+		}
+		if (disabled) {
+			snprintf(buf, sizeof(buf),
+				 "io_uring is disabled by sysctl kernel.io_uring_disabled=%d%s", disabled,
+				 disabled == 1 ? " (only members of kernel.io_uring_group may use it)" : "");
+			why = buf;
+		} else {
+			why = "io_uring is not permitted here: a seccomp profile blocks it "
+			      "(Docker's default profile does; allow io_uring_setup, io_uring_enter "
+			      "and io_uring_register)";
+		}
+		break;
+	}
+	case -ENOMEM:
+		why = "no memory for the ring: kernels before 5.12 charge it to the locked-memory "
+		      "limit, so raise RLIMIT_MEMLOCK (ulimit -l)";
+		break;
+	case -ENOSYS:
+		why = "this kernel has no io_uring (Linux 5.1 or later built with CONFIG_IO_URING)";
+		break;
+	case -EMFILE:
+	case -ENFILE:
+		why = "out of file descriptors for the ring";
+		break;
+	default:
+		why = "unexpected error";
+		break;
+	}
+	fprintf(stderr, "weft: cannot set up io_uring (%s): %s\n", strerror(-rc), why);
 }
 
 int weft__park_init(struct weft__worker *w)

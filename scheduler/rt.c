@@ -346,8 +346,10 @@ int weft_rt_new(struct weft_rt **out, const struct weft_opts *opts)
 	while (g.ready < started)
 		pthread_cond_wait(&g.cond, &g.lock);
 	for (unsigned i = 0; i < started; i++)
-		if (rt->workers[i]->start_rc < 0 && rc == 0)
+		if (rt->workers[i]->start_rc < 0 && rc == 0) {
 			rc = rt->workers[i]->start_rc;
+			weft__ring_explain(rc);
+		}
 	g.state = rc < 0 ? -1 : 1;
 	pthread_cond_broadcast(&g.cond);
 	while (g.left < started) /* g lives on this stack */

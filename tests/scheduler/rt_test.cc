@@ -5,9 +5,18 @@
  *    a malformed one), and reads cgroup v2 cpu.max quotas as a container
  *    sets them;
  *  - pin_workers gives each worker one CPU;
- *  - a task that holds its worker past stall_warn_ns is named on stderr.
+ *  - a task that holds its worker past stall_warn_ns is named on stderr;
+ *  - when io_uring cannot be set up (a seccomp filter makes it fail as
+ *    Docker's profile or an old kernel would), the error comes back and a
+ *    line on stderr says why in words.
  */
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -102,6 +111,59 @@ TEST(RtTest, StallWarningNamesTheTask)
 	std::string err = testing::internal::GetCapturedStderr();
 	EXPECT_NE(err.find("held by task"), std::string::npos) << err;
 	EXPECT_NE(err.find("\"hog\""), std::string::npos) << err;
+}
+
+/* In a child whose io_uring_setup fails with err (as a seccomp profile or
+ * a kernel without io_uring makes it), weft_rt_new's result and stderr. */
+std::string setup_failure(int err, int *rc)
+{
+	int p[2];
+	EXPECT_EQ(pipe(p), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(p[1], 2);
+		struct sock_filter f[] = {
+			BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+			BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
+			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		};
+		struct sock_fprog prog = {(unsigned short)(sizeof(f) / sizeof(f[0])), f};
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+			_exit(255);
+		struct weft_rt *rt;
+		struct weft_opts o = {};
+		o.workers = 1;
+		_exit(-weft_rt_new(&rt, &o));
+	}
+	close(p[1]);
+	std::string out;
+	char buf[512];
+	ssize_t n;
+	while ((n = read(p[0], buf, sizeof(buf))) > 0)
+		out.append(buf, (size_t)n);
+	close(p[0]);
+	int st;
+	waitpid(pid, &st, 0);
+	*rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return out;
+}
+
+TEST(RtTest, AFailedRingSetupIsExplainedInWords)
+{
+	int rc;
+	std::string why = setup_failure(EPERM, &rc);
+	EXPECT_EQ(rc, EPERM);
+	EXPECT_NE(why.find("weft: cannot set up io_uring"), std::string::npos) << why;
+	EXPECT_TRUE(why.find("seccomp") != std::string::npos ||
+		    why.find("kernel.io_uring_disabled") != std::string::npos)
+		<< why;
+	why = setup_failure(ENOSYS, &rc);
+	EXPECT_EQ(rc, ENOSYS);
+	EXPECT_NE(why.find("no io_uring"), std::string::npos) << why;
+	why = setup_failure(ENOMEM, &rc);
+	EXPECT_EQ(rc, ENOMEM);
+	EXPECT_NE(why.find("RLIMIT_MEMLOCK"), std::string::npos) << why;
 }
 
 } // namespace
