@@ -58,6 +58,7 @@
  */
 #include "weft/http1.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <string.h>
@@ -319,6 +320,10 @@ static int fail(struct weft_http1_parser *p, int err, int status, const char *wh
  * with p's offsets advanced, or an error.  Invariants P1-P3 hold on return. */
 static int scan(struct weft_http1_parser *p, const char *buf, size_t len, bool request)
 {
+	/* P1, and P3's precondition: the caller's buffer still holds the
+	 * bytes scanned so far. */
+	assert(p->start <= p->pos && p->pos <= p->seen);
+	assert(p->seen <= len);
 	size_t pos = p->pos;
 	size_t i = p->seen > pos ? p->seen : pos;
 	/* Where a limit is known broken: the current line has max_line + 2
@@ -555,6 +560,7 @@ static int field_lines(struct weft_http1_parser *p, const char *q, const char *e
 			if (q[1] != '\n')
 				return BAD(p, "bare CR");
 			/* By scan(), the first empty line ends the head. */
+			assert(q + 2 == e);
 			break;
 		}
 		const char *name = q;
