@@ -96,7 +96,7 @@ static bool work_visible(struct weft_rt *rt, struct weft__worker *self)
 		return true;
 	for (unsigned i = 0; i < rt->nworkers; i++) {
 		struct weft__worker *v = rt->workers[i];
-		if (v != self && weft__deque_size(&v->deque) > 0)
+		if (v != self && (weft__deque_size(&v->deque) > 0 || weft__tqueue_len(&v->ioq)))
 			return true;
 	}
 	return false;
@@ -112,7 +112,7 @@ bool weft__idle_sleep(struct weft_rt *rt, struct weft__worker *w)
 	pthread_mutex_unlock(&rt->idle_lock);
 	atomic_thread_fence(memory_order_seq_cst);
 	if (work_visible(rt, w) || weft__deque_size(&w->deque) > 0 || w->lifo ||
-	    weft__tqueue_len(&w->inbox)) {
+	    weft__tqueue_len(&w->inbox) || weft__tqueue_len(&w->ioq)) {
 		weft__idle_wake(rt, w);
 		return false;
 	}

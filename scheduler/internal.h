@@ -90,6 +90,13 @@ struct weft__worker {
 	bool thread_started;
 	int start_rc;                  /* the worker's ring setup result */
 
+	/* Tasks woken by the events this worker dispatches in batches (the
+	 * completions it reaps, the timers it fires), in the order of those
+	 * events: FIFO, so no connection's turn, no earlier timer, is
+	 * overtaken by a later one; thieves take from it too.  `batch_wake` is
+	 * set while such a batch is dispatched. */
+	struct weft__tqueue ioq;
+	bool batch_wake;
 	/* Statistics: written by the owner (relaxed), read by anyone. */
 	_Atomic uint64_t n_spawned, n_steals, n_parks, n_wakeups, n_switches;
 };

@@ -171,6 +171,8 @@ void weft__park_reap(struct weft__worker *w)
 		if (!n)
 			return;
 		io_uring_cq_advance(&w->ring, n);
+		/* Tasks woken from here queue FIFO on w->ioq (worker.c). */
+		w->batch_wake = true;
 		for (unsigned i = 0; i < n; i++) {
 			uint64_t ud = batch[i].data;
 			switch (ud & WEFT__TAG_MASK) {
@@ -196,6 +198,7 @@ void weft__park_reap(struct weft__worker *w)
 				break;
 			}
 		}
+		w->batch_wake = false;
 	}
 }
 

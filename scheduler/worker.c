@@ -12,15 +12,21 @@
  *
  * Where the next task comes from, in order (next_local):
  *   1. every WEFT__GLOBAL_INTERVAL ticks: the injection queue, then the
- *      timers, then the yield list and the inbox, so none of them starves
- *      behind a busy local queue;
+ *      timers, the completions, the I/O queue, the yield list and the
+ *      inbox, so none of them starves behind a busy local queue;
  *   2. the LIFO slot: the task woken last, run at once for message-passing
  *      latency, at most WEFT__LIFO_MAX times in a row if the deque has work;
  *   3. the deque's owner end (LIFO: spawned children run depth-first);
- *   4. the yield list, then the inbox (tasks bound to this worker: pinned,
+ *   4. the I/O queue: tasks woken by the completions this worker reaped
+ *      and the timers it fired, oldest first.  These come in batches, and
+ *      a LIFO order would let each batch overtake the tasks of the one
+ *      before (under load the same connections would be served again and
+ *      again while others wait) and run two timers due together in the
+ *      wrong order;
+ *   5. the yield list, then the inbox (tasks bound to this worker: pinned,
  *      or spawned with WEFT_SPAWN_ON and not yet started);
  * and from the loop only: the injection queue, due timers, then stealing
- * half of a random victim's deque.
+ * half of a random victim's deque, or of its I/O queue.
  *
  * After every switch the context that resumes calls weft__finish_switch on
  * the task that left (its `after` field): commit a park, queue a yield, or
@@ -91,6 +97,14 @@ static void push_local(struct weft__worker *w, struct weft_task *t, bool lifo)
 		push_inbox(t->home, t);
 		return;
 	}
+	if (lifo && w->batch_wake && !bound) {
+		/* Woken by a completion or a timer: behind those woken
+		 * before it. */
+		weft__tqueue_push(&w->ioq, t);
+		if (w->rt->nworkers > 1)
+			weft__idle_notify(w->rt);
+		return;
+	}
 	if (lifo) {
 		/* The LIFO slot is never stolen from: fine for bound tasks. */
 		struct weft_task *old = w->lifo;
@@ -123,6 +137,16 @@ void weft__enqueue(struct weft_rt *rt, struct weft_task *t, bool lifo)
 	}
 }
 
+/* Wakes the tasks whose timers are due, onto the I/O queue in deadline
+ * order; returns how many. */
+static unsigned fire_timers(struct weft__worker *w)
+{
+	w->batch_wake = true;
+	unsigned n = weft__timers_fire(&w->timers, weft_now());
+	w->batch_wake = false;
+	return n;
+}
+
 /* The next task from this worker's own queues, or NULL.  Runs on task stacks
  * too, so it never blocks. */
 static struct weft_task *next_local(struct weft__worker *w)
@@ -134,13 +158,14 @@ static struct weft_task *next_local(struct weft__worker *w)
 		if ((t = weft__tqueue_pop(&w->rt->inject)))
 			return t;
 		if (w->timers.n)
-			weft__timers_fire(&w->timers, weft_now());
+			fire_timers(w);
 		/* A submission point: a busy worker's SQEs and completions wait
 		 * at most one interval. */
 		if (w->io_inflight || io_uring_sq_ready(&w->ring) ||
 		    atomic_load_explicit(&w->io_cancels.n, memory_order_relaxed))
 			weft__io_poll(w);
-		if ((t = weft__tlist_pop(&w->yielded)) || (t = weft__tqueue_pop(&w->inbox)))
+		if ((t = weft__tqueue_pop(&w->ioq)) || (t = weft__tlist_pop(&w->yielded)) ||
+		    (t = weft__tqueue_pop(&w->inbox)))
 			return t;
 	}
 	if (w->lifo) {
@@ -162,13 +187,31 @@ static struct weft_task *next_local(struct weft__worker *w)
 	w->lifo_runs = 0;
 	if ((t = weft__deque_pop(&w->deque)))
 		return t;
+	if ((t = weft__tqueue_pop(&w->ioq)))
+		return t;
 	if ((t = weft__tlist_pop(&w->yielded)))
 		return t;
 	return weft__tqueue_pop(&w->inbox);
 }
 
-/* Steals half of one victim's deque; returns one task to run and keeps the
- * rest in our deque. */
+/* Steals half of one victim's I/O queue (see the top); returns one task to
+ * run and keeps the rest in our deque. */
+static struct weft_task *steal_ioq(struct weft__worker *w, struct weft__worker *v)
+{
+	uint64_t want = (weft__tqueue_len(&v->ioq) + 1) / 2;
+	struct weft_task *first = NULL, *x;
+	while (want-- > 0 && (x = weft__tqueue_pop(&v->ioq))) {
+		weft__stat_inc(&w->n_steals);
+		if (!first)
+			first = x;
+		else if (weft__deque_push(&w->deque, x) < 0)
+			weft__tqueue_push(&w->rt->inject, x);
+	}
+	return first;
+}
+
+/* Steals half of one victim's deque, or else of its I/O queue; returns one
+ * task to run and keeps the rest in our deque. */
 static struct weft_task *steal_work(struct weft__worker *w)
 {
 	struct weft_rt *rt = w->rt;
@@ -200,7 +243,7 @@ static struct weft_task *steal_work(struct weft__worker *w)
 			else if (weft__deque_push(&w->deque, x) < 0)
 				weft__tqueue_push(&rt->inject, x);
 		}
-		if (first)
+		if (first || (first = steal_ioq(w, v)))
 			return first;
 	}
 	return NULL;
@@ -283,7 +326,7 @@ static struct weft_task *find_work(struct weft__worker *w)
 		return t;
 	if ((t = weft__tqueue_pop(&w->rt->inject)))
 		return t;
-	if (w->timers.n && weft__timers_fire(&w->timers, weft_now()) && (t = next_local(w)))
+	if (w->timers.n && fire_timers(w) && (t = next_local(w)))
 		return t;
 	if (w->rt->nworkers > 1 && weft__idle_start_search(w->rt, w))
 		return steal_work(w);
@@ -294,7 +337,7 @@ static struct weft_task *find_work(struct weft__worker *w)
 static bool local_work(struct weft__worker *w)
 {
 	return w->lifo || weft__tqueue_len(&w->inbox) ||
-	       weft__deque_size(&w->deque) > 0 ||
+	       weft__deque_size(&w->deque) > 0 || weft__tqueue_len(&w->ioq) ||
 	       weft__tqueue_len(&w->rt->inject);
 }
 
