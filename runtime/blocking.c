@@ -48,10 +48,7 @@
  * section is a few loads and stores, and nobody parks or switches inside one.
  * Pool threads inherit the creating worker's signal mask, which blocks every
  * asynchronous signal (scheduler/rt.c): signals stay the application's.
- *
- * weft_rt has no field for the pool, so pools sit in a small registry keyed by
- * runtime; a lookup is a mutex and a list walk, negligible next to the thread
- * hand-off it precedes.
+
  */
 #include <assert.h>
 #include <errno.h>
@@ -62,6 +59,7 @@
 
 #include "runtime/blocking.h"
 #include "runtime/internal.h"
+#include "scheduler/internal.h"
 
 #define DEFAULT_MAX_THREADS 64
 #define DEFAULT_IDLE_NS (10 * WEFT_SEC)
@@ -82,9 +80,8 @@ struct job {
 	bool abandoned;       /* detachable, RUNNING, waiter gone: ours to free */
 };
 
-struct pool {
+struct weft__blocking {
 	struct weft_rt *rt;
-	struct pool *next;    /* registry link, under registry_lock */
 	unsigned max;
 	uint64_t idle_ns;
 
@@ -98,22 +95,14 @@ struct pool {
 	pthread_t zombie;     /* the last thread to leave, not yet joined */
 };
 
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct pool *registry;
-
-static struct pool *pool_of(struct weft_rt *rt)
+static struct weft__blocking *pool_of(struct weft_rt *rt)
 {
-	pthread_mutex_lock(&registry_lock);
-	struct pool *p = registry;
-	while (p && p->rt != rt)
-		p = p->next;
-	pthread_mutex_unlock(&registry_lock);
-	return p;
+	return rt->blocking;
 }
 
 /* ---- The queue (lock held) ------------------------------------------------- */
 
-static void push(struct pool *p, struct job *j)
+static void push(struct weft__blocking *p, struct job *j)
 {
 	j->next = NULL;
 	if (p->tail)
@@ -123,7 +112,7 @@ static void push(struct pool *p, struct job *j)
 	p->tail = j;
 }
 
-static struct job *pop(struct pool *p)
+static struct job *pop(struct weft__blocking *p)
 {
 	struct job *j = p->head;
 	if (j) {
@@ -136,7 +125,7 @@ static struct job *pop(struct pool *p)
 
 /* Unlinks a QUEUED job.  Linear, but the queue is only as long as the jobs
  * beyond the pool's thread count. */
-static void unlink_job(struct pool *p, struct job *j)
+static void unlink_job(struct weft__blocking *p, struct job *j)
 {
 	struct job *prev = NULL;
 	for (struct job *c = p->head; c; prev = c, c = c->next) {
@@ -156,7 +145,7 @@ static void unlink_job(struct pool *p, struct job *j)
 
 /* fn has returned: publish the result and wake the waiter, or, if the waiter
  * walked away from a detachable job, free it.  Lock held on entry and exit. */
-static void finish(struct pool *p, struct job *j, intptr_t result)
+static void finish(struct weft__blocking *p, struct job *j, intptr_t result)
 {
 	j->result = result;
 	j->state = JOB_DONE;
@@ -191,7 +180,7 @@ static struct timespec after(uint64_t ns)
 
 static void *thread_main(void *arg)
 {
-	struct pool *p = arg;
+	struct weft__blocking *p = arg;
 	pthread_setname_np(pthread_self(), "weft-blocking");
 	pthread_mutex_lock(&p->lock);
 	struct timespec until = after(p->idle_ns);
@@ -236,7 +225,7 @@ static void *thread_main(void *arg)
  * Lock held on entry, released on return.  As weft__waitq_wake_all, claim
  * under the lock and ready after it, reading each link before its job's
  * waiter can run (and return, taking the job with its stack). */
-static void fail_queued(struct pool *p, int err)
+static void fail_queued(struct weft__blocking *p, int err)
 {
 	struct job *claimed = NULL, *j;
 	while ((j = pop(p))) {
@@ -273,7 +262,7 @@ static int outcome(struct job *j, intptr_t *result)
  * deadline's timer could not be stored) before the job's end woke us.
  * *kept is cleared when a detachable job was left to the pool.
  */
-static int interrupted(struct pool *p, struct job *j, struct weft_task *self, int rc,
+static int interrupted(struct weft__blocking *p, struct job *j, struct weft_task *self, int rc,
 		       intptr_t *result, bool *kept)
 {
 	pthread_mutex_lock(&p->lock);
@@ -320,7 +309,7 @@ static int interrupted(struct pool *p, struct job *j, struct weft_task *self, in
 static int run_job(struct job *j, intptr_t *result, bool *kept)
 {
 	struct weft_task *self = weft__current();
-	struct pool *p = pool_of(self->rt);
+	struct weft__blocking *p = pool_of(self->rt);
 	if (!p)
 		return -ESHUTDOWN; /* unreachable: the pool outlives every task */
 	struct weft__wait w;
@@ -394,7 +383,7 @@ int weft__spawn_blocking_detachable(weft_fn fn, void *arg,
 
 int weft__blocking_init(struct weft_rt *rt, unsigned max_threads, uint64_t idle_ns)
 {
-	struct pool *p = calloc(1, sizeof(*p));
+	struct weft__blocking *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
 	p->rt = rt;
@@ -407,23 +396,14 @@ int weft__blocking_init(struct weft_rt *rt, unsigned max_threads, uint64_t idle_
 	pthread_cond_init(&p->work, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&p->gone, NULL);
-	pthread_mutex_lock(&registry_lock);
-	p->next = registry;
-	registry = p;
-	pthread_mutex_unlock(&registry_lock);
+	rt->blocking = p;
 	return 0;
 }
 
 void weft__blocking_fini(struct weft_rt *rt)
 {
-	pthread_mutex_lock(&registry_lock);
-	struct pool **pp = &registry;
-	while (*pp && (*pp)->rt != rt)
-		pp = &(*pp)->next;
-	struct pool *p = *pp;
-	if (p)
-		*pp = p->next;
-	pthread_mutex_unlock(&registry_lock);
+	struct weft__blocking *p = pool_of(rt);
+	rt->blocking = NULL;
 	if (!p)
 		return;
 
@@ -449,7 +429,7 @@ void weft__blocking_fini(struct weft_rt *rt)
 
 unsigned weft__blocking_threads(struct weft_rt *rt)
 {
-	struct pool *p = pool_of(rt);
+	struct weft__blocking *p = pool_of(rt);
 	if (!p)
 		return 0;
 	pthread_mutex_lock(&p->lock);

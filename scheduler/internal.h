@@ -102,6 +102,7 @@ struct weft__worker {
 };
 
 struct weft__slab;
+struct weft__blocking;
 
 struct weft_rt {
 	unsigned nworkers;
@@ -132,6 +133,7 @@ struct weft_rt {
 	_Atomic uint64_t outside;      /* threads outside the runtime inside it */
 	_Atomic bool exit_workers;     /* workers leave their loops */
 
+	struct weft__blocking *blocking; /* weft_spawn_blocking's pool */
 	pthread_t watchdog;
 	bool watchdog_started;
 	pthread_mutex_t watch_lock;
