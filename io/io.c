@@ -13,7 +13,7 @@
  *     completion may claim.  SQEs reach the kernel at the worker's
  *     submission points: the end of each scheduling round and every global
  *     interval while there is anything to do (weft__io_poll), parking, and a
- *     full SQ (get_sqe).
+ *     full SQ (weft__io_sqe).
  *  2. The completion is reaped on the owner (weft__io_complete): it stores
  *     the result in the operation record and claims the wait.  Nothing else
  *     can, so the record, on the task's stack, is written before the task
@@ -65,7 +65,7 @@ struct io_uring_sqe *weft__io_sqe(struct weft__worker *w)
 static int io_begin(struct weft_task *self, struct weft__io_op *op)
 {
 	/* An operation and its link timeout must reach the kernel in one
-	 * submission: make room for both now, so get_sqe cannot submit the
+	 * submission: make room for both now, so weft__io_sqe cannot submit the
 	 * first alone in between. */
 	struct io_uring *ring = &self->worker->ring;
 	if (io_uring_sq_space_left(ring) < (self->deadline != WEFT_NEVER ? 2u : 1u))
