@@ -154,50 +154,54 @@ static bool ieq_any(const char *a, const char *b, size_t n)
 }
 
 /* ---- Fast scans ------------------------------------------------------------
- * Field values and targets are most of a head's bytes.  These skip 16 bytes
- * at a time while all of them are plainly acceptable, and return at the
- * first byte that may not be (or when fewer than 16 bytes are left before
- * e); the caller's table loop then decides that byte and finishes the run.
- * They only ever move q forward over bytes the table loop would also pass,
- * so the result is the same without SSE2. */
+ * Field values and targets are most of a head's bytes.  skip() passes
+ * 16 of them at a time while all are plainly acceptable and returns the
+ * first that may not be; the caller's table loop then decides that byte
+ * and finishes the run.  skip() only moves q over bytes the table loop
+ * would also pass, so without SSE2 (q returned as is) the result is the
+ * same.  Every kind counts CR as a stop, and every head ends in CR LF CR
+ * LF, so a run always stops inside the head. */
+enum {
+	K_FIELD, /* 0x20-0x7e, 0x80-0xff: field content but HTAB */
+	K_VCHAR, /* 0x21-0x7e: the request-target's bytes */
+};
 
-/* Skips bytes in 0x20-0x7e and 0x80-0xff: field content but HTAB. */
-static inline const char *skip_field(const char *q, const char *e)
-{
 #ifdef __SSE2__
-	const __m128i ctl = _mm_set1_epi8(0x1f), del = _mm_set1_epi8(0x7f);
-	while (e - q >= 16) {
-		__m128i v = _mm_loadu_si128((const __m128i *)q);
+/* A bit per byte of v that kind does not pass. */
+static inline unsigned stops(__m128i v, int kind)
+{
+	__m128i bad;
+	if (kind == K_FIELD) {
 		/* min(v, 0x1f) == v: an unsigned v <= 0x1f */
-		__m128i bad = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v),
-					   _mm_cmpeq_epi8(v, del));
-		unsigned m = (unsigned)_mm_movemask_epi8(bad);
-		if (m)
-			return q + __builtin_ctz(m);
-		q += 16;
+		bad = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v),
+				   _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f)));
+	} else {
+		bad = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x20)), v),
+				   _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(0x7f)), v));
 	}
-#else
-	(void)e;
-#endif
-	return q;
+	return (unsigned)_mm_movemask_epi8(bad);
 }
+#endif
 
-/* Skips bytes in 0x21-0x7e: VCHAR, the request-target's bytes. */
-static inline const char *skip_vchar(const char *q, const char *e)
+/* Skips bytes of the given kind from q, within the head [lo, e). */
+static inline const char *skip(const char *q, const char *lo, const char *e, int kind)
 {
 #ifdef __SSE2__
-	const __m128i sp = _mm_set1_epi8(0x20), del = _mm_set1_epi8(0x7f);
 	while (e - q >= 16) {
-		__m128i v = _mm_loadu_si128((const __m128i *)q);
-		__m128i bad = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, sp), v),
-					   _mm_cmpeq_epi8(_mm_max_epu8(v, del), v));
-		unsigned m = (unsigned)_mm_movemask_epi8(bad);
+		unsigned m = stops(_mm_loadu_si128((const __m128i *)q), kind);
 		if (m)
 			return q + __builtin_ctz(m);
 		q += 16;
 	}
+	/* Under 16 bytes left: look at the head's last 16, which overlap
+	 * what was passed, and drop the lanes before q. */
+	if (q < e && e - lo >= 16) {
+		unsigned m = stops(_mm_loadu_si128((const __m128i *)(e - 16)), kind) >> (16 - (e - q));
+		if (m)
+			return q + __builtin_ctz(m);
+	}
 #else
-	(void)e;
+	(void)lo, (void)e, (void)kind;
 #endif
 	return q;
 }
@@ -487,6 +491,15 @@ static int transfer_encoding(const char *v, size_t n, struct fields *f)
 
 static void connection(const char *v, size_t n, struct fields *f)
 {
+	/* Nearly always a single option: skip the list walk. */
+	if (IEQ(v, n, "keep-alive")) {
+		f->keep_alive = true;
+		return;
+	}
+	if (IEQ(v, n, "close")) {
+		f->close = true;
+		return;
+	}
 	struct weft_http1_slice el;
 	size_t pos = 0;
 	while (next_elem(v, n, &pos, &el)) {
@@ -549,10 +562,10 @@ static int special(const char *name, size_t nlen, const char *v, size_t vlen, st
 }
 
 /* Parses the field lines from q, the start of the line after the start
- * line, through the blank line that ends the head at e.  Fills h's
+ * line, through the blank line that ends the head [lo, e).  Fills h's
  * headers. */
-static int field_lines(struct weft_http1_parser *p, const char *q, const char *e,
-		       struct weft_http1_head *h, struct fields *f)
+static int field_lines(struct weft_http1_parser *p, const char *lo, const char *q,
+		       const char *e, struct weft_http1_head *h, struct fields *f)
 {
 	unsigned n = 0;
 	for (;;) {
@@ -580,7 +593,7 @@ static int field_lines(struct weft_http1_parser *p, const char *q, const char *e
 		while (ows(*q))
 			q++;
 		const char *v = q;
-		q = skip_field(q, e);
+		q = skip(q, lo, e, K_FIELD);
 		while (is(*q, C_FIELD))
 			q++;
 		/* Every line ends in CR LF, and CR is not a field byte, so the
@@ -690,7 +703,7 @@ static int parse_request(struct weft_http1_parser *p, const char *buf, size_t st
 	h->method.len = (size_t)(q - s);
 	h->method_id = method_id(s, h->method.len);
 	s = ++q;
-	q = skip_vchar(q, e);
+	q = skip(q, buf + start, e, K_VCHAR);
 	while (is(*q, C_TARGET))
 		q++;
 	if (q == s || *q != ' ')
@@ -708,7 +721,7 @@ static int parse_request(struct weft_http1_parser *p, const char *buf, size_t st
 	q += 10;
 
 	struct fields f = {0};
-	rc = field_lines(p, q, e, h, &f);
+	rc = field_lines(p, buf + start, q, e, h, &f);
 	if (rc < 0)
 		return rc;
 
@@ -769,7 +782,7 @@ static int parse_response(struct weft_http1_parser *p, const char *buf, size_t e
 	h->reason.len = 0;
 	if (*q == ' ') {
 		const char *r = ++q;
-		q = skip_field(q, e);
+		q = skip(q, buf, e, K_FIELD);
 		while (is(*q, C_FIELD))
 			q++;
 		h->reason.ptr = r;
@@ -780,7 +793,7 @@ static int parse_response(struct weft_http1_parser *p, const char *buf, size_t e
 	q += 2;
 
 	struct fields f = {0};
-	rc = field_lines(p, q, e, h, &f);
+	rc = field_lines(p, buf, q, e, h, &f);
 	if (rc < 0)
 		return rc;
 
