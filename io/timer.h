@@ -27,12 +27,17 @@ struct weft__timer {
 	int result;             /* handed to the task: 0 or -ETIMEDOUT */
 };
 
+/* No sweep for stale entries starts below this many entries. */
+#define WEFT__TIMERS_SWEEP_MIN 1024
+
 /* All zero is a valid empty set of timers.  Fields are private to timer.c;
  * tests and benchmarks read n, cap and the counters. */
 struct weft__timers {
 	struct weft__timer *heap; /* binary min-heap on `when` */
 	size_t n, cap;
-	size_t sweep_at;        /* size at which stale entries are swept out */
+	size_t sweep_at;        /* a sweep starts when n reaches it (0: SWEEP_MIN) */
+	size_t sweep_pos;       /* the sweep's cursor */
+	bool sweeping;          /* a sweep is under way */
 	/* Counters, written by the owner only; read by tests and benchmarks
 	 * on the owner's thread. */
 	uint64_t n_added;       /* entries added */
