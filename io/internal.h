@@ -43,6 +43,10 @@ struct weft__bufs {
 	unsigned held;                  /* buffers out of the ring, owner only */
 	struct weft__watch *starved;    /* receives that found the ring empty */
 	_Atomic unsigned nstarved;
+	/* Watches with a timeout, and their sweeper (watch.c); owner only. */
+	unsigned ntimed;
+	uint64_t sweep_every;
+	bool sweeping;
 	/* Buffers freed on other workers, for the owner to put back. */
 	uint32_t lock;
 	uint16_t *ret;

@@ -3,8 +3,9 @@
  * watch_test.cc - connections that wait without a task: the bytes start a
  * task with them, the task can wait again, end of stream and the timeout
  * arrive as values, more ready connections than buffers are all served
- * (the -ENOBUFS path), buffers freed on another worker come back, and a
- * shutdown closes the connections still waiting.
+ * (the -ENOBUFS path), buffers freed on another worker come back, many
+ * idle timeouts fire neither early nor much late while bytes that come in
+ * time beat theirs, and a shutdown closes the connections still waiting.
  */
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -82,6 +83,38 @@ TEST(WatchTest, EndOfStreamAndTimeoutArriveAsValues)
 		EXPECT_GE(late.at - t0, 20 * WEFT_MSEC) << "timed out early";
 		return (intptr_t)0;
 	});
+	close(q.a);
+}
+
+TEST(WatchTest, ManyTimeoutsFireOnTimeAndBytesBeatTheirTimeout)
+{
+	const int n = 200;
+	std::vector<pair> ps;
+	for (int i = 0; i < n; i++)
+		ps.push_back(socket_pair());
+	std::vector<seen> late(n);
+	seen early;
+	pair q = socket_pair();
+	run_in_weft(2, [&] {
+		uint64_t t0 = weft_now();
+		for (int i = 0; i < n; i++)
+			EXPECT_EQ(weft_watch(ps[i].b, (uint64_t)(20 + i % 40) * WEFT_MSEC, record, &late[i]), 0);
+		EXPECT_EQ(weft_watch(q.b, 10 * WEFT_SEC, record, &early), 0);
+		EXPECT_EQ(write(q.a, "x", 1), 1);
+		EXPECT_EQ(weft_future_await(early.done, nullptr), 0);
+		EXPECT_EQ(early.n, 1) << "bytes that came in time are delivered";
+		for (int i = 0; i < n; i++) {
+			EXPECT_EQ(weft_future_await(late[i].done, nullptr), 0);
+			EXPECT_EQ(late[i].n, -ETIMEDOUT);
+			uint64_t after = late[i].at - t0, want = (uint64_t)(20 + i % 40) * WEFT_MSEC;
+			EXPECT_GE(after, want) << "timed out early";
+			/* A quarter late at most, with room for a loaded machine. */
+			EXPECT_LE(after, want + want / 4 + 200 * WEFT_MSEC) << "timed out very late";
+		}
+		return (intptr_t)0;
+	});
+	for (auto &p : ps)
+		close(p.a);
 	close(q.a);
 }
 
