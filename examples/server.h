@@ -5,9 +5,10 @@
  * stop on SIGTERM or SIGINT.  Each example supplies its accept loop.
  *
  * The stop signals are blocked before the runtime starts, so no thread
- * takes them the default way; the main task waits for them with
- * weft_signal_wait like any other event, then cancels the accept loop,
- * whose task group (or shutdown) ends the connections.
+ * takes them the default way; a task waits for them with weft_signal_wait
+ * like any other event, then cancels the accept loop, whose task group (or
+ * shutdown) ends the connections.  The main task waits for the accept loop,
+ * so a listener that fails ends the program too, with its error.
  */
 #ifndef WEFT_EXAMPLES_SERVER_H
 #define WEFT_EXAMPLES_SERVER_H
@@ -34,6 +35,16 @@ static void stop_signals(sigset_t *set)
 	sigaddset(set, SIGINT);
 }
 
+/* Cancels the task it is given once a stop signal arrives. */
+static intptr_t stop_on_signal(void *loop)
+{
+	sigset_t stop;
+	stop_signals(&stop);
+	if (weft_signal_wait(&stop) > 0)
+		weft_cancel(loop);
+	return 0;
+}
+
 static intptr_t server_run(void *arg)
 {
 	struct server *s = arg;
@@ -41,13 +52,17 @@ static intptr_t server_run(void *arg)
 	int rc = weft_listener_open(s->lfd, &l);
 	if (rc < 0)
 		return rc;
+	/* The main task waits for the accept loop, not for the signal: the
+	 * loop may also end on its own (the listener failed). */
 	struct weft_task *loop = weft_spawn(s->accept_loop, l, NULL);
-	sigset_t stop;
-	stop_signals(&stop);
-	weft_signal_wait(&stop);
-	weft_cancel(loop);
-	intptr_t result = 0;
-	weft_join(loop, &result);
+	struct weft_task *watcher = loop ? weft_spawn(stop_on_signal, loop, NULL) : NULL;
+	intptr_t result = -ENOMEM;
+	if (loop)
+		weft_join(loop, &result);
+	if (watcher) {
+		weft_cancel(watcher);
+		weft_join(watcher, NULL);
+	}
 	weft_listener_close(l);
 	return result == -ECANCELED ? 0 : result;
 }

@@ -37,6 +37,10 @@ extern "C" {
 #define WEFT_API __attribute__((visibility("default")))
 #endif
 
+/* glibc declares struct statx only under _GNU_SOURCE; the header must not
+ * depend on the includer's feature macros. */
+struct statx;
+
 /* read(2) / write(2) at the file's current position: bytes or -errno. */
 WEFT_API ssize_t weft_read(int fd, void *buf, size_t len);
 WEFT_API ssize_t weft_write(int fd, const void *buf, size_t len);
@@ -146,8 +150,8 @@ typedef void (*weft_watch_fn)(int fd, const void *data, ssize_t n, void *arg);
  * Hands fd, a connected stream socket, to the runtime until bytes arrive or
  * timeout_ns (relative; WEFT_NEVER for none) passes, then runs fn(fd, ...,
  * arg) in a new detached task.  The timeout is an idle timeout, checked
- * every quarter of itself (10 ms to 1 s): it fires no sooner than
- * timeout_ns and at most a quarter of it (or 10 ms) later.  Meanwhile the connection holds no task, no
+ * every quarter of itself, but at least every 1 s and at most every 10 ms:
+ * it fires no sooner than timeout_ns and at most that interval later.  Meanwhile the connection holds no task, no
  * stack and no buffer: the bytes land in a buffer of the worker's shared
  * ring (4 KiB each) only when they come.  If the runtime shuts down first,
  * fd is closed and fn never runs; so is it if no task can be made when the
