@@ -25,34 +25,10 @@
 #include <string>
 
 #include "common.h"
+#include "sockets.h"
 #include "weft/io.h"
 
 namespace {
-
-struct pair {
-	int a, b;
-};
-
-pair socket_pair()
-{
-	int fds[2];
-	EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-	return {fds[0], fds[1]};
-}
-
-/* A listening loopback socket on a free port. */
-int listener(struct sockaddr_in *addr)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	memset(addr, 0, sizeof(*addr));
-	addr->sin_family = AF_INET;
-	addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof(*addr);
-	EXPECT_EQ(bind(fd, (struct sockaddr *)addr, sizeof(*addr)), 0);
-	EXPECT_EQ(listen(fd, 64), 0);
-	EXPECT_EQ(getsockname(fd, (struct sockaddr *)addr, &len), 0);
-	return fd;
-}
 
 TEST(IoTest, SendAndRecvCarryTheBytes)
 {
@@ -87,7 +63,7 @@ TEST(IoTest, RecvReturnsZeroAtEndOfStream)
 TEST(IoTest, ConnectToAClosedPortIsRefused)
 {
 	struct sockaddr_in addr;
-	int l = listener(&addr);
+	int l = listen_loopback(&addr);
 	close(l); /* the port is now free and nobody listens */
 	run_in_weft(1, [&] {
 		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -102,7 +78,7 @@ TEST(IoTest, AcceptConnectAndEchoOverLoopback)
 	struct sockaddr_in addr;
 	static int l;
 	static struct sockaddr_in a;
-	l = listener(&addr);
+	l = listen_loopback(&addr);
 	a = addr;
 	run_in_weft(2, [] {
 		struct weft_task *server = weft_spawn(
@@ -165,7 +141,7 @@ TEST(IoTest, CancelFromAnotherWorkerReachesABlockedRecvAndAccept)
 	pair p = socket_pair();
 	struct sockaddr_in addr;
 	static int l, fd;
-	l = listener(&addr);
+	l = listen_loopback(&addr);
 	fd = p.b;
 	run_in_weft(2, [] {
 		/* Both block on worker 0; the canceller runs on worker 1. */
@@ -251,20 +227,11 @@ TEST(IoTest, AcceptWithAFullDescriptorTableReportsEMFILEAndRecovers)
 {
 	struct sockaddr_in addr;
 	static int l;
-	l = listener(&addr);
+	l = listen_loopback(&addr);
 	int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	ASSERT_EQ(connect(c, (struct sockaddr *)&addr, sizeof(addr)), 0);
 	run_in_weft(1, [] {
-		struct rlimit saved, tight;
-		EXPECT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
-		/* The lowest free descriptor is N: descriptors 0..N-1 are all
-		 * in use, so a limit of N leaves the table full. */
-		int probe = dup(0);
-		close(probe);
-		tight = saved;
-		tight.rlim_cur = (rlim_t)probe;
-		EXPECT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
-		EXPECT_EQ(dup(0), -1) << "the table is not full";
+		struct rlimit saved = fill_fd_table();
 		EXPECT_EQ(weft_accept(l, nullptr, nullptr, SOCK_CLOEXEC), -EMFILE);
 		EXPECT_EQ(weft_accept(l, nullptr, nullptr, SOCK_CLOEXEC), -EMFILE);
 		EXPECT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);

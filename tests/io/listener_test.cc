@@ -18,22 +18,10 @@
 #include <vector>
 
 #include "common.h"
+#include "sockets.h"
 #include "weft/io.h"
 
 namespace {
-
-int listen_loopback(struct sockaddr_in *addr, int backlog)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	memset(addr, 0, sizeof(*addr));
-	addr->sin_family = AF_INET;
-	addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof(*addr);
-	EXPECT_EQ(bind(fd, (struct sockaddr *)addr, sizeof(*addr)), 0);
-	EXPECT_EQ(listen(fd, backlog), 0);
-	EXPECT_EQ(getsockname(fd, (struct sockaddr *)addr, &len), 0);
-	return fd;
-}
 
 int dial(const struct sockaddr_in *addr)
 {
@@ -146,13 +134,7 @@ TEST(ListenerTest, AFullDescriptorTableBacksOffWithoutSpinningAndRecovers)
 	lfd = listen_loopback(&addr, 64);
 	int c1 = dial(&addr), c2 = dial(&addr);
 	run_in_weft(1, [] {
-		struct rlimit saved, tight;
-		EXPECT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
-		int probe = dup(0);
-		close(probe);
-		tight = saved;
-		tight.rlim_cur = (rlim_t)probe;
-		EXPECT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+		struct rlimit saved = fill_fd_table();
 		struct weft_listener *l;
 		EXPECT_EQ(weft_listener_open(lfd, &l), 0);
 		/* 300 ms with two connections pending and no descriptor to

@@ -15,21 +15,11 @@
 #include <vector>
 
 #include "common.h"
+#include "sockets.h"
 #include "weft/io.h"
 #include "weft/sync.h"
 
 namespace {
-
-struct pair {
-	int a, b;
-};
-
-pair socket_pair()
-{
-	int fds[2];
-	EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-	return {fds[0], fds[1]};
-}
 
 struct seen {
 	std::string bytes;
