@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * timer.c - per-worker timers for weft_sleep and for the deadlines of waits
- * outside io/io.c: a binary min-heap with lazy deletion, swept incrementally.
+ * outside io/io.c: a binary min-heap with lazy deletion and sweeps.
  * The wait protocol it wakes through is in runtime/wait.c; the worker loop
  * fires it (scheduler/worker.c) and sleeps until its earliest entry
  * (scheduler/park.c).  docs/internals.md, "Timers and deadlines", walks
@@ -16,16 +16,25 @@
  * are never returned to the allocator while the runtime lives (task.c).
  *
  * The sweep.  Stale entries must not pile up when many short waits carry
- * long deadlines.  Once the heap has doubled since the last sweep ended, a
- * sweep starts: each add then looks at SWEEP_STEP entries from a cursor and
- * removes the stale ones in place, until the cursor reaches the end.  So the
- * O(n) work is the same as sweeping all at once (paid for by the n adds
- * since the last sweep), but no single add pays more than SWEEP_STEP looks
- * and removals: a one-shot sweep of two million entries stalled its worker
- * for about 100 ms.  An entry that a sift moves from ahead of the cursor to
- * behind it escapes this sweep and is met by the next; that is a few entries
- * per sift path, so the heap still stays within a small multiple of its live
- * entries (tests/io/timer_test.cc checks the bound).
+ * long deadlines, so once the heap has doubled since the last sweep, a sweep
+ * drops the stale ones and rebuilds the heap: O(n), paid for by the n adds
+ * since the last one, the bargain Go's timer heaps make too.  Its cost is
+ * one cache miss per entry on the entry's task object, overlapped by
+ * prefetching.  It stalls the worker while it runs: about 25 ms for two
+ * million entries, a million of them live, on the test machine.  A sweep
+ * spread over the adds (a cursor, four looks per add, stale entries removed
+ * in place) was tried and measured worse: removing an entry from the middle
+ * sifts another down through the cold lower levels, which cost more per
+ * entry than the sweep it replaced, and the heap it lets grow meanwhile
+ * needed a bigger array.  Marking stale entries a few per add and compacting
+ * at once would roughly halve the stall (the rebuild is about a third of it);
+ * not done yet.
+ *
+ * Memory.  The array doubles when full and is halved, after a fire and after
+ * a sweep, while under a quarter full, so a burst of timers gives its memory
+ * back once it has fired.  Arrays of BIG_BYTES and more are mapped by hand
+ * and resized with mremap, which moves pages instead of copying them:
+ * growing a 64 MB array with realloc stalled the worker for over 20 ms.
  *
  * Why a binary heap.  At a million entries, adding and firing one timer
  * costs ~450 ns here, nearly all of it cache misses: on the lower levels of
@@ -35,25 +44,24 @@
  * one line measured the same within this machine's noise, and a throwaway
  * hierarchical timing wheel, faster at 100,000 entries, was no faster at a
  * million and fires late by up to a slot or rescans slots to be exact.  So
- * the simplest of them stays (docs/benchmarks.md, 2026-11-21).
+ * the simplest of them stays.
  *
  * Invariants:
  *  1. heap[i].when >= heap[(i - 1) / 2].when for 0 < i < n
  *     (weft__timers_check).
  *  2. n <= cap.  cap is 0 (no array) or a power of two >= MIN_CAP.  After a
- *     fire that popped anything and at the end of a sweep the array is
- *     halved while under a quarter full (down to MIN_CAP; should the smaller
- *     array be refused, the larger stays), so a burst of timers gives its
- *     memory back once it has fired.
- *  3. While `sweeping`, every entry the sweep has not looked at sits at an
- *     index >= sweep_pos, except those sifts have moved behind the cursor
- *     (see above).  Fires may leave sweep_pos > n; the next step then ends
- *     the sweep.  An all-zero struct is a valid empty one (sweep_at 0 reads
- *     as WEFT__TIMERS_SWEEP_MIN), so a worker needs no init call.
+ *     fire that popped anything and after a sweep, n >= cap / 4 or cap ==
+ *     MIN_CAP, unless the smaller array was refused.
+ *  3. mapped == (cap * sizeof(entry) >= BIG_BYTES): heap is then an mmap
+ *     of exactly cap entries, else malloc'd (NULL when cap is 0).  A
+ *     refused resize changes nothing.
+ *  4. An all-zero struct is a valid empty one (sweep_at 0 reads as
+ *     WEFT__TIMERS_SWEEP_MIN), so a worker needs no init call.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "io/timer.h"
 #include "runtime/internal.h"
@@ -61,9 +69,10 @@
 
 #define PARENT(i) (((i) - 1) / 2)
 #define MIN_CAP 64
-/* Entries a sweep looks at per add: the sweep of n entries ends within
- * n / SWEEP_STEP adds, so the heap grows at most by a quarter meanwhile. */
-#define SWEEP_STEP 4
+/* Arrays this big are mapped by hand, to grow and shrink with mremap. */
+#define BIG_BYTES (1u << 20)
+/* How far ahead of its look the sweep prefetches a task's wait word. */
+#define PREFETCH 16
 
 static inline bool before(const struct weft__timer *a, const struct weft__timer *b)
 {
@@ -104,10 +113,36 @@ static void sift_down(struct weft__timer *h, size_t n, size_t i)
  * (nothing changed). */
 static int resize(struct weft__timers *ts, size_t cap)
 {
-	struct weft__timer *h = realloc(ts->heap, cap * sizeof(*h));
-	if (!h)
+	size_t old_bytes = ts->cap * sizeof(*ts->heap), bytes = cap * sizeof(*ts->heap);
+	void *p;
+	if (bytes >= BIG_BYTES) {
+		/* mremap moves the pages, not the bytes: growing a big array
+		 * costs no copy, and its new pages fault in one at a time as
+		 * the heap reaches them. */
+		if (ts->mapped)
+			p = mremap(ts->heap, old_bytes, bytes, MREMAP_MAYMOVE);
+		else
+			p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+				 -1, 0);
+		if (p == MAP_FAILED)
+			return -ENOMEM;
+		if (!ts->mapped) {
+			if (ts->n)
+				memcpy(p, ts->heap, ts->n * sizeof(*ts->heap));
+			free(ts->heap);
+		}
+		ts->mapped = true;
+	} else if (ts->mapped) {
+		/* Shrinking below the line: n < cap / 4, a small copy. */
+		if (!(p = malloc(bytes)))
+			return -ENOMEM;
+		memcpy(p, ts->heap, ts->n * sizeof(*ts->heap));
+		munmap(ts->heap, old_bytes);
+		ts->mapped = false;
+	} else if (!(p = realloc(ts->heap, bytes))) {
 		return -ENOMEM;
-	ts->heap = h;
+	}
+	ts->heap = p;
 	ts->cap = cap;
 	return 0;
 }
@@ -135,51 +170,33 @@ static bool entry_live(const struct weft__timer *e)
 	return (w >> WEFT__WAKE_SHIFT) == e->token && (w & WEFT__WAKE_ARMED);
 }
 
-/* Removes heap[i], keeping invariant 1. */
-static void remove_at(struct weft__timers *ts, size_t i)
+/* Drops every stale entry and restores the heap (Floyd's bottom-up build). */
+static void sweep(struct weft__timers *ts)
 {
 	struct weft__timer *h = ts->heap;
-	size_t last = --ts->n;
-	if (i == last)
-		return;
-	h[i] = h[last];
-	if (i > 0 && before(&h[i], &h[PARENT(i)]))
-		sift_up(h, i);
-	else
-		sift_down(h, ts->n, i);
-}
-
-/* One slice of a sweep: up to SWEEP_STEP looks from the cursor. */
-static void sweep_step(struct weft__timers *ts)
-{
-	for (int k = 0; k < SWEEP_STEP; k++) {
-		if (ts->sweep_pos >= ts->n) {
-			ts->sweeping = false;
-			ts->sweep_at = 2 * ts->n > WEFT__TIMERS_SWEEP_MIN ? 2 * ts->n
-									 : WEFT__TIMERS_SWEEP_MIN;
-			maybe_shrink(ts);
-			return;
-		}
-		if (entry_live(&ts->heap[ts->sweep_pos])) {
-			ts->sweep_pos++;
-		} else {
-			/* Whatever moves into the slot is looked at next. */
-			remove_at(ts, ts->sweep_pos);
-			ts->n_stale++;
-		}
+	size_t j = 0, n = ts->n;
+	for (size_t i = 0; i < n; i++) {
+		/* Each look misses the cache on a task object: ask for the one
+		 * PREFETCH entries ahead now, so that several are in flight. */
+		if (i + PREFETCH < n)
+			__builtin_prefetch(&h[i + PREFETCH].task->wake);
+		if (entry_live(&h[i]))
+			h[j++] = h[i];
 	}
+	ts->n_stale += n - j;
+	ts->n_sweeps++;
+	ts->n = j;
+	for (size_t i = j / 2; i-- > 0;)
+		sift_down(h, j, i);
+	ts->sweep_at = 2 * j > WEFT__TIMERS_SWEEP_MIN ? 2 * j : WEFT__TIMERS_SWEEP_MIN;
+	maybe_shrink(ts);
 }
 
 int weft__timers_add(struct weft__timers *ts, uint64_t when, struct weft_task *t,
 		     uint64_t token, int result)
 {
-	if (!ts->sweeping && ts->n >= (ts->sweep_at ? ts->sweep_at : WEFT__TIMERS_SWEEP_MIN)) {
-		ts->sweeping = true;
-		ts->sweep_pos = 0;
-		ts->n_sweeps++;
-	}
-	if (ts->sweeping)
-		sweep_step(ts);
+	if (ts->n >= (ts->sweep_at ? ts->sweep_at : WEFT__TIMERS_SWEEP_MIN))
+		sweep(ts);
 	if (ts->n == ts->cap && resize(ts, ts->cap ? 2 * ts->cap : MIN_CAP) < 0)
 		return -ENOMEM;
 	ts->heap[ts->n] = (struct weft__timer){when, t, token, result};
@@ -204,10 +221,11 @@ unsigned weft__timers_fire(struct weft__timers *ts, uint64_t now)
 	size_t popped = 0;
 	while (ts->n && ts->heap[0].when <= now) {
 		struct weft__timer e = ts->heap[0];
-		remove_at(ts, 0);
+		ts->heap[0] = ts->heap[--ts->n];
+		if (ts->n)
+			sift_down(ts->heap, ts->n, 0);
 		popped++;
-		/* A copy: remove_at has given its slot to another entry.
-		 * Waking only queues the task; nothing here re-enters ts. */
+		/* Waking only queues the task; nothing here re-enters ts. */
 		if (weft__wake_token(e.task, e.token, e.result))
 			woke++;
 	}
@@ -220,13 +238,18 @@ unsigned weft__timers_fire(struct weft__timers *ts, uint64_t now)
 
 void weft__timers_free(struct weft__timers *ts)
 {
-	free(ts->heap);
+	if (ts->mapped)
+		munmap(ts->heap, ts->cap * sizeof(*ts->heap));
+	else
+		free(ts->heap);
 	memset(ts, 0, sizeof(*ts));
 }
 
 bool weft__timers_check(const struct weft__timers *ts)
 {
 	if (ts->n > ts->cap || (ts->cap && (ts->cap < MIN_CAP || (ts->cap & (ts->cap - 1)))))
+		return false;
+	if (ts->mapped != (ts->cap * sizeof(*ts->heap) >= BIG_BYTES))
 		return false;
 	for (size_t i = 1; i < ts->n; i++)
 		if (before(&ts->heap[i], &ts->heap[PARENT(i)]))

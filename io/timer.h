@@ -27,7 +27,7 @@ struct weft__timer {
 	int result;             /* handed to the task: 0 or -ETIMEDOUT */
 };
 
-/* No sweep for stale entries starts below this many entries. */
+/* No sweep for stale entries runs below this many entries. */
 #define WEFT__TIMERS_SWEEP_MIN 1024
 
 /* All zero is a valid empty set of timers.  Fields are private to timer.c;
@@ -35,9 +35,8 @@ struct weft__timer {
 struct weft__timers {
 	struct weft__timer *heap; /* binary min-heap on `when` */
 	size_t n, cap;
-	size_t sweep_at;        /* a sweep starts when n reaches it (0: SWEEP_MIN) */
-	size_t sweep_pos;       /* the sweep's cursor */
-	bool sweeping;          /* a sweep is under way */
+	size_t sweep_at;        /* a sweep runs when n reaches it (0: SWEEP_MIN) */
+	bool mapped;            /* heap is an mmap of cap entries, not malloc'd */
 	/* Counters, written by the owner only; read by tests and benchmarks
 	 * on the owner's thread. */
 	uint64_t n_added;       /* entries added */
@@ -46,7 +45,9 @@ struct weft__timers {
 	uint64_t n_sweeps;      /* sweeps run */
 };
 
-/* Adds a timer.  Returns 0 or -ENOMEM (nothing added). */
+/* Adds a timer; may first sweep out the stale entries (O(n), once the
+ * heap has doubled since the last sweep).  Returns 0 or -ENOMEM (nothing
+ * added). */
 int weft__timers_add(struct weft__timers *ts, uint64_t when, struct weft_task *t,
 		     uint64_t token, int result);
 /* The earliest expiry, or WEFT_NEVER.  No failure path. */
@@ -54,7 +55,9 @@ uint64_t weft__timers_next(const struct weft__timers *ts);
 /* The entry with the earliest expiry (live or stale), or NULL when empty.
  * Valid until the next call that changes ts. */
 const struct weft__timer *weft__timers_peek(const struct weft__timers *ts);
-/* Wakes every task whose timer is due at `now`; returns how many it woke. */
+/* Wakes every task whose timer is due at `now`, earliest first, claiming
+ * them all before returning; returns how many it woke (stale entries wake
+ * nobody).  No failure path. */
 unsigned weft__timers_fire(struct weft__timers *ts, uint64_t now);
 /* Frees the entries; ts is all zero (empty, reusable) afterwards. */
 void weft__timers_free(struct weft__timers *ts);

@@ -348,10 +348,12 @@ TEST(TimerTest, ManyPendingSleepsAllCompleteAndMemoryIsReleased)
 			weft_sleep(WEFT_MSEC);
 		const struct weft__timers *tm = weft__timers_here();
 		peak_pending = tm->n;
+		EXPECT_TRUE(weft__timers_check(tm));
 		rss_peak = rss_bytes();
 		for (auto t : ts)
 			EXPECT_EQ(join(t), 0);
 		cap_after = tm->cap;
+		EXPECT_TRUE(weft__timers_check(tm));
 		rss_after = rss_bytes();
 		weft_future_free(m.go);
 		return 0;
