@@ -39,7 +39,8 @@ CPUS = {1: "1", 2: "0,1"}
 class Row:
     """One line of a case: a program, its arguments and how to pin it."""
 
-    def __init__(self, key, label, peer, argv, workers, unit, env=None):
+    def __init__(self, key, label, peer, argv, workers, unit, env=None,
+                 extras=()):
         self.key = key          # stable JSON key
         self.label = label      # table text
         self.peer = peer        # None for weft, else "boost", "ucontext", "go"
@@ -47,8 +48,10 @@ class Row:
         self.workers = workers
         self.unit = unit        # expected key of the last stdout line
         self.env = env or {}
+        self.extras = extras    # more key=value figures to keep, per run
         self.samples = []
         self.steals = []
+        self.extra = {k: [] for k in extras}
         self.error = None       # set once a run fails; later runs are skipped
         self.skipped = None     # reason a peer could not be built
         self.binary = None
@@ -64,14 +67,72 @@ class Row:
             self.cmdline = shlex.join(env + self.command())
 
 
-def weft(name, workers, n, unit="ns_per_op"):
-    return Row("weft", f"weft -w{workers}", None,
-               [name, "-n", str(n), "-w", str(workers)], workers, unit)
+def weft(name, workers, n, unit="ns_per_op", args=(), extras=(), key="weft",
+         label=""):
+    return Row(key, f"weft -w{workers}{label}", None,
+               [name, "-n", str(n), "-w", str(workers)] + list(args), workers,
+               unit, extras=extras)
 
 
-def gorow(name, procs, n, unit="ns_per_op"):
-    return Row("go", f"go P={procs}", "go", [name, "-n", str(n)], procs, unit,
-               {"GOMAXPROCS": str(procs)})
+def gorow(name, procs, n, unit="ns_per_op", args=(), extras=()):
+    return Row("go", f"go P={procs}", "go",
+               [name, "-n", str(n)] + list(args), procs, unit,
+               {"GOMAXPROCS": str(procs)}, extras)
+
+
+# The timer cases (`--only timers` selects them all).  Lateness rows report
+# p99 as their figure and p50, p99.9 and max beside it; --pending P parks P
+# more sleepers (an hour long) first, so the heap holds P timers.  The rows
+# with a million pending take ~20 s a run (a million task stacks to map and
+# unmap), so they run only when named (--only, or --heavy).
+LATENESS = ("p50_ns", "p999_ns", "max_ns")
+
+
+def pending(p):
+    return ["--pending", str(p)] if p else []
+
+
+def go_pending(p):
+    return ["-pending", str(p)] if p else []
+
+
+TIMER_CASES = [
+    ("timers-100k", "timer add + fire, 100,000 pending (io/timer.c alone)", [
+        weft("timers", 1, 100_000, extras=("cpu_ns_per_op",)),
+    ]),
+    ("timers-1m", "timer add + fire, 1,000,000 pending (io/timer.c alone)", [
+        weft("timers", 1, 1_000_000, extras=("cpu_ns_per_op",)),
+    ]),
+] + [
+    (f"sleep-lateness{suffix}",
+     f"10,000 tasks x 10 sleeps of 1-100 ms{title}: p99 ns late", [
+         weft("sleep-lateness", 1, 10_000, "p99_ns", pending(p), LATENESS),
+         gorow("sleep-lateness", 1, 10_000, "p99_ns", go_pending(p), LATENESS),
+     ])
+    for suffix, title, p in [("", "", 0),
+                             ("-100k", ", 100,000 more pending", 100_000),
+                             ("-1m", ", 1,000,000 more pending", 1_000_000)]
+] + [
+    ("scope", "deadline scope entered and left, nothing inside (Go: "
+     "context.WithTimeout + cancel)", [
+         weft("scope", 1, 20_000_000),
+         gorow("scope", 1, 2_000_000),
+     ]),
+    ("pingpong-deadline", "channel handoff, 1 worker, each receive under a "
+     "1 s timeout that does not expire, one-way", [
+         weft("pingpong-deadline", 1, 2_000_000, extras=("max_round_trip_ns",)),
+         # The baseline the timeouts add to: its ratio reads "without/with".
+         weft("pingpong", 1, 2_000_000, key="weft-no-timeout",
+              label=", no timeout"),
+         gorow("pingpong-deadline", 1, 2_000_000),
+     ]),
+    ("pingpong-deadline-1m", "the same with 1,000,000 sleepers pending", [
+        weft("pingpong-deadline", 1, 2_000_000, args=pending(1_000_000),
+             extras=("max_round_trip_ns",)),
+        gorow("pingpong-deadline", 1, 2_000_000, args=go_pending(1_000_000)),
+    ]),
+]
+HEAVY = {"sleep-lateness-1m", "pingpong-deadline-1m"}
 
 
 # N per program: chosen so one run takes about 0.2-1 s on the 2-core target.
@@ -128,7 +189,7 @@ CASES = [
         weft("parked", 1, 100_000, "bytes_per_task"),
         gorow("parked", 1, 100_000, "bytes_per_task"),
     ]),
-]
+] + TIMER_CASES
 
 
 def log(msg):
@@ -226,6 +287,14 @@ def run_once(row):
               if tok.startswith("steals=")]
     if steals:
         row.steals.append(int(steals[-1].partition("=")[2]))
+    for key in row.extras:
+        found = [tok.partition("=")[2] for ln in lines for tok in ln.split()
+                 if tok.startswith(key + "=")]
+        try:
+            row.extra[key].append(float(found[-1]))
+        except (IndexError, ValueError):
+            row.error = f"no {key}=<float> in the output"
+            return
 
 
 def summary(row):
@@ -312,7 +381,7 @@ def text_report(meta, cases, goal_list):
                 print("  " + row.cmdline)
     print()
     head = ("case", "row", "unit", "median", "min", "max", "ratio")
-    widths = (15, 18, 14, 12, 12, 12, 8)
+    widths = (20, 18, 14, 12, 12, 12, 8)
     line = "  ".join(h.ljust(w) if i < 3 else h.rjust(w)
                      for i, (h, w) in enumerate(zip(head, widths)))
     print(line)
@@ -334,9 +403,13 @@ def text_report(meta, cases, goal_list):
             print("  ".join(c.ljust(w) if j < 3 else c.rjust(w)
                             for j, (c, w) in enumerate(zip(cells, widths))))
             if row.steals:
-                print(f"{'':15}  {row.label}: steals per run, median "
+                print(f"{'':20}  {row.label}: steals per run, median "
                       f"{statistics.median(row.steals):.0f}")
-        print(f"{'':15}  ({title})")
+            if row.extras:
+                print(f"{'':20}  {row.label}: " + ", ".join(
+                    f"{k} {fmt(statistics.median(v))}"
+                    for k, v in row.extra.items() if v) + " (medians)")
+        print(f"{'':20}  ({title})")
     for key, value in meta["derived"].items():
         print(f"{key} (forkjoin median w1/w2): {value:.2f}x")
     print()
@@ -375,6 +448,8 @@ def json_report(meta, cases, goal_list):
             }
             if row.steals:
                 entry["steals"] = row.steals
+            for key, values in row.extra.items():
+                entry[key] = values
             out_rows[row.key] = entry
         doc["cases"][name] = {"title": title, "rows": out_rows}
     doc["goals"] = [{"goal": t, "value": v, "target": g,
@@ -408,20 +483,32 @@ def main():
                     help="print one JSON object instead of the table")
     ap.add_argument("--only", metavar="CASE[,CASE]",
                     help="cases to run: " + ", ".join(names) +
-                    " (spawn and forkjoin select both worker counts)")
+                    " (spawn and forkjoin select both worker counts; "
+                    "timers selects every timer case)")
+    ap.add_argument("--heavy", action="store_true",
+                    help="also run the slow cases, left out unless named: " +
+                    ", ".join(sorted(HEAVY)))
     args = ap.parse_args()
     if args.runs < 1:
         ap.error("--runs must be >= 1")
 
-    cases = CASES
+    timer_names = {c[0] for c in TIMER_CASES}
+
+    def selects(w, n):
+        return (n == w or n.startswith(w + "-w") or
+                (w == "timers" and n in timer_names))
+
+    cases = [c for c in CASES if args.heavy or c[0] not in HEAVY]
     if args.only:
         wanted = [w.strip() for w in args.only.split(",") if w.strip()]
         for w in wanted:
-            if not any(n == w or n.startswith(w + "-w") for n in names):
+            if not any(selects(w, n) for n in names):
                 ap.error(f"unknown case {w!r}; known: {', '.join(names)}")
+        # A heavy case named outright runs; "timers" alone leaves them out
+        # unless --heavy.
         cases = [c for c in CASES
-                 if any(c[0] == w or c[0].startswith(w + "-w")
-                        for w in wanted)]
+                 if any(selects(w, c[0]) for w in wanted) and
+                 (c[0] not in HEAVY or args.heavy or c[0] in wanted)]
 
     weft_bin = os.path.join(args.build_dir, "bench", "weft-microbench")
     if not os.access(weft_bin, os.X_OK):
