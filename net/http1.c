@@ -43,7 +43,8 @@
  *       a control character;
  *  5.1  a field name that is not a token, whitespace before the colon;
  *  5.2  obs-fold (a field line that starts with whitespace);
- *  5.5  a control character (NUL, CR, LF, DEL...) in a field value;
+ *  5    a control character (NUL, CR, LF, DEL...) in a field value (RFC
+ *       9110 5.5);
  *  6.1  Transfer-Encoding in an HTTP/1.0 message, chunked applied twice or
  *       with parameters, a request whose final coding is not chunked, an
  *       empty or malformed coding list;
@@ -55,6 +56,14 @@
  *  limits: a line longer than max_line, a head or trailer section longer
  *       than max_head (-EMSGSIZE), more fields than the header array holds
  *       (-E2BIG).
+ *
+ * Accepted on purpose: empty lines before a request line (2.2 asks a
+ * server to ignore them); a status line with no space after the code when
+ * there is no reason phrase (common, and it cannot change the framing);
+ * Content-Length repeated with one value; transfer codings other than
+ * chunked (the caller decides whether it can decode them, or answers 501).
+ * The target and Host are checked by character class and form, not against
+ * the whole URI grammar.
  */
 #include "weft/http1.h"
 

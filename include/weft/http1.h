@@ -29,9 +29,9 @@
  * how many it consumed, which of them are payload, and when the message
  * ends, so that the bytes after it are left for the next message.
  *
- * Strictness: anything RFC 9112 lets a recipient reject is rejected, and
- * framing that could be read two ways is an error, never a guess (see
- * net/http1.c for the list).  Lines end in CRLF only.
+ * Strictness: what RFC 9112 says to reject is rejected, and framing that
+ * could be read two ways is an error, never a guess; net/http1.c lists the
+ * rules and the few leniencies.  Lines end in CRLF only.
  */
 #ifndef WEFT_HTTP1_H
 #define WEFT_HTTP1_H
