@@ -1,0 +1,4 @@
+// SPDX-License-Identifier: MIT
+#include <gtest/gtest.h>
+#include "config.h"
+TEST(ProxyConfigTest, Stub) {}
