@@ -364,8 +364,13 @@ static int parse_address(struct parser *p, const char *label, const char *v, boo
 			return fail(p, "%s: \"%s\" has port 0", label, v);
 		return 0;
 	}
+	if (strpbrk(v, " \t"))
+		return fail(p, "%s: \"%s\" holds more than an address (one address a line)", label,
+			    v);
+	if (strncmp(v, "unix:", 5) == 0)
+		return fail(p, "%s: \"%s\" is not an address (%s)", label, v, forms);
 	const char *colon = strrchr(v, ':');
-	if (strncmp(v, "unix:", 5) != 0 && v[0] != '[' && colon && memchr(v, ':', (size_t)(colon - v)))
+	if (v[0] != '[' && colon && memchr(v, ':', (size_t)(colon - v)))
 		return fail(p, "%s: \"%s\": put IPv6 addresses in brackets, as in [::1]:80", label, v);
 	if (colon && colon > v && v[0] != '[' && valid_host(v, (size_t)(colon - v))) {
 		const char *port = colon + 1;
