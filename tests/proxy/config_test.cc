@@ -680,6 +680,8 @@ TEST(ProxyConfigTest, EachErrorKindNamesFileAndLine)
 		 "cfg:7: unknown key \"timeout_connect\" in [backend app]"},
 		{"unknown key close to server", WithBackend("servr = 1.2.3.4:5"),
 		 "cfg:7: unknown key \"servr\" in [backend app] (did you mean server NAME?)"},
+		{"no suggestion from another section", WithFrontend("balanse = source"),
+		 "cfg:4: unknown key \"balanse\" in [frontend web]"},
 		{"keys are case-sensitive", WithFrontend("Listen = 127.0.0.1:1"),
 		 "cfg:4: unknown key \"Listen\" in [frontend web] (did you mean listen?)"},
 		{"backend key in frontend", WithFrontend("balance = leastconn"),

@@ -25,6 +25,7 @@
  * (missing listen, backend or servers; unknown backends; repeated listen
  * addresses) run afterwards in finish(), and report the earliest line.
  */
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -927,7 +928,9 @@ static void apply_defaults(struct parser *p, enum sect s, void *obj)
 		const struct key *k = &keys[i];
 		if (!(k->sections & (1u << s)) || !k->dflt)
 			continue;
-		k->set(p, k, obj, k->dflt);
+		int rc = k->set(p, k, obj, k->dflt);
+		assert(rc == 0 || rc == -ENOMEM); /* a default that does not parse is a bug */
+		(void)rc;
 		if (k->line_off != NO_LINE)
 			*(int *)((char *)obj + k->line_off) = p->line;
 	}
@@ -1222,6 +1225,8 @@ static int on_pair(void *user, const char *section, const char *name, const char
 		const char *best = NULL;
 		size_t bd = 3;
 		for (size_t i = 0; i < NKEYS; i++) {
+			if (!(keys[i].sections & (1u << p->sect)))
+				continue; /* suggest only what may be written here */
 			size_t d = distance(key, keys[i].name);
 			if (d < bd) {
 				bd = d;
