@@ -426,6 +426,15 @@ TEST(ProxyProtoV2, TlvsAndChecksumByteExact)
 		  -EINVAL);
 	char line[] = "PROXY UNKNOWN\r\n";
 	EXPECT_EQ(proxy_proto_v2_add_tlv(line, sizeof(line), 15, 1, "h2", 2), -EINVAL);
+	EXPECT_EQ(proxy_proto_v2_add_crc32c(line, sizeof(line), 15), -EINVAL);
+	/* ...nor a header whose family, length or TLVs are not right. */
+	for (const string &h : {v2head(0x21, 0x13, 0), v2head(0x21, 0x11, 11) + string(11, 'a'),
+				v2head(0x21, 0x00, 2) + "ab"}) {
+		char hb[64];
+		memcpy(hb, h.data(), h.size());
+		EXPECT_EQ(proxy_proto_v2_add_crc32c(hb, sizeof(hb), h.size()), -EINVAL);
+		EXPECT_EQ(string(hb, h.size()), h);
+	}
 	EXPECT_EQ(memcmp(again, buf, (size_t)n), 0);
 }
 
