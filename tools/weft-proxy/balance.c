@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: MIT
+/*
+ * balance.c - choosing a server: smooth weighted round robin, least
+ * connections, random of two, source hash.
+ *
+ * Smooth weighted round robin (as nginx does it): each pick adds every
+ * eligible server's weight to its `current`, takes the server with the
+ * largest, and subtracts the total from it.  Weights 5, 1, 1 give
+ * a a b a c a a rather than a a a a a b c: the heavy server's turns are
+ * spread out.  That state is shared, so it is kept under the backend's
+ * lock, held for a few dozen instructions and never across a suspension.
+ * The other modes read atomics only.
+ *
+ * Least connections and random-of-two compare active/weight without a
+ * division: a.active * b.weight < b.active * a.weight.
+ *
+ * Passive health: PASSIVE_FALL connect failures in a row take a server out
+ * for PASSIVE_DOWN_NS; the next pick after that tries it again.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <weft.h>
+
+#include "balance.h"
+
+int balance_init(struct pbackend *pb, const struct proxy_backend *b)
+{
+	memset(pb, 0, sizeof(*pb));
+	pb->cfg = b;
+	pb->n = b->nservers;
+	pb->servers = calloc(b->nservers, sizeof(*pb->servers));
+	if (!pb->servers)
+		return -ENOMEM;
+	pthread_mutex_init(&pb->lock, NULL);
+	atomic_init(&pb->rng, 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)pb);
+	for (size_t i = 0; i < b->nservers; i++) {
+		struct pserver *s = &pb->servers[i];
+		s->cfg = &b->servers[i];
+		if (!s->cfg->resolve) {
+			s->addr = s->cfg->addr;
+			continue;
+		}
+		int rc = weft_addr_resolve(s->cfg->address, &s->addr, 1);
+		if (rc < 0) {
+			balance_fini(pb);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+void balance_fini(struct pbackend *pb)
+{
+	free(pb->servers);
+	pb->servers = NULL;
+	pthread_mutex_destroy(&pb->lock);
+}
+
+static bool eligible(const struct pserver *s, struct pserver *const *tried, size_t ntried,
+		     uint64_t now, bool *busy)
+{
+	for (size_t i = 0; i < ntried; i++)
+		if (tried[i] == s)
+			return false;
+	if (atomic_load_explicit(&s->down_until, memory_order_relaxed) > now)
+		return false;
+	uint32_t max = s->cfg->max_connections;
+	if (max && atomic_load_explicit(&s->active, memory_order_relaxed) >= max) {
+		*busy = true;
+		return false;
+	}
+	return true;
+}
+
+/* Whether a is less loaded than b, relative to their weights. */
+static bool lighter(const struct pserver *a, const struct pserver *b)
+{
+	uint64_t la = (uint64_t)atomic_load_explicit(&a->active, memory_order_relaxed) * b->cfg->weight;
+	uint64_t lb = (uint64_t)atomic_load_explicit(&b->active, memory_order_relaxed) * a->cfg->weight;
+	return la < lb;
+}
+
+static uint64_t next_random(struct pbackend *pb)
+{
+	/* splitmix64 over an atomic counter: no lock, good enough spread. */
+	uint64_t z = atomic_fetch_add_explicit(&pb->rng, 0x9e3779b97f4a7c15ull, memory_order_relaxed);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static uint64_t addr_hash(const struct weft_addr *a)
+{
+	const unsigned char *p;
+	size_t n;
+	if (a->sa.sa_family == AF_INET) {
+		p = (const unsigned char *)&a->in.sin_addr;
+		n = sizeof(a->in.sin_addr);
+	} else if (a->sa.sa_family == AF_INET6) {
+		p = (const unsigned char *)&a->in6.sin6_addr;
+		n = sizeof(a->in6.sin6_addr);
+	} else {
+		return 0; /* unix clients all hash alike */
+	}
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 1099511628211ull;
+	return h;
+}
+
+/* One pass over the servers of one kind (backups or not). */
+static struct pserver *pick_among(struct pbackend *pb, bool backups, const struct weft_addr *client,
+				  struct pserver *const *tried, size_t ntried, uint64_t now, bool *busy)
+{
+	struct pserver *best = NULL;
+	switch (pb->cfg->balance) {
+	case PROXY_BALANCE_ROUNDROBIN: {
+		int64_t total = 0;
+		pthread_mutex_lock(&pb->lock);
+		for (size_t i = 0; i < pb->n; i++) {
+			struct pserver *s = &pb->servers[i];
+			if (s->cfg->backup != backups || !eligible(s, tried, ntried, now, busy))
+				continue;
+			s->current += s->cfg->weight;
+			total += s->cfg->weight;
+			if (!best || s->current > best->current)
+				best = s;
+		}
+		if (best)
+			best->current -= total;
+		pthread_mutex_unlock(&pb->lock);
+		break;
+	}
+	case PROXY_BALANCE_LEASTCONN:
+		for (size_t i = 0; i < pb->n; i++) {
+			struct pserver *s = &pb->servers[i];
+			if (s->cfg->backup == backups && eligible(s, tried, ntried, now, busy) &&
+			    (!best || lighter(s, best)))
+				best = s;
+		}
+		break;
+	case PROXY_BALANCE_RANDOM2:
+	case PROXY_BALANCE_SOURCE: {
+		/* Weighted draw among the eligible: r in [0, total weight). */
+		uint64_t total = 0;
+		for (size_t i = 0; i < pb->n; i++) {
+			struct pserver *s = &pb->servers[i];
+			if (s->cfg->backup == backups && eligible(s, tried, ntried, now, busy))
+				total += s->cfg->weight;
+		}
+		if (!total)
+			break;
+		bool source = pb->cfg->balance == PROXY_BALANCE_SOURCE;
+		for (int draw = 0; draw < (source ? 1 : 2); draw++) {
+			uint64_t r = (source ? addr_hash(client) : next_random(pb)) % total;
+			for (size_t i = 0; i < pb->n; i++) {
+				struct pserver *s = &pb->servers[i];
+				bool ignored = false;
+				if (s->cfg->backup != backups || !eligible(s, tried, ntried, now, &ignored))
+					continue;
+				if (r < s->cfg->weight) {
+					if (!best || lighter(s, best))
+						best = s;
+					break;
+				}
+				r -= s->cfg->weight;
+			}
+		}
+		break;
+	}
+	}
+	return best;
+}
+
+struct pserver *balance_pick(struct pbackend *pb, const struct weft_addr *client,
+			     struct pserver *const *tried, size_t ntried, int *why)
+{
+	uint64_t now = weft_now();
+	bool busy = false;
+	struct pserver *s = pick_among(pb, false, client, tried, ntried, now, &busy);
+	if (!s && !busy)
+		s = pick_among(pb, true, client, tried, ntried, now, &busy);
+	if (!s) {
+		*why = busy ? -EBUSY : -EHOSTDOWN;
+		return NULL;
+	}
+	atomic_fetch_add_explicit(&s->active, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->total, 1, memory_order_relaxed);
+	return s;
+}
+
+void balance_done(struct pserver *s)
+{
+	atomic_fetch_sub_explicit(&s->active, 1, memory_order_relaxed);
+}
+
+void balance_connect_result(struct pserver *s, bool ok)
+{
+	if (ok) {
+		atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
+		return;
+	}
+	atomic_fetch_add_explicit(&s->connect_errors, 1, memory_order_relaxed);
+	if (atomic_fetch_add_explicit(&s->fails, 1, memory_order_relaxed) + 1 >= PASSIVE_FALL) {
+		atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
+		atomic_store_explicit(&s->down_until, weft_now() + PASSIVE_DOWN_NS,
+				      memory_order_relaxed);
+	}
+}

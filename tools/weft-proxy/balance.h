@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: MIT
+/*
+ * balance.h - a backend's servers at run time, and the choice of one for a
+ * new connection.
+ */
+#ifndef WEFT_PROXY_BALANCE_H
+#define WEFT_PROXY_BALANCE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <weft/net.h>
+
+#include "config.h"
+
+/* Passive health: this many connect failures in a row take a server out
+ * of rotation for PASSIVE_DOWN_NS, after which it is tried again. */
+#define PASSIVE_FALL 3
+#define PASSIVE_DOWN_NS (2 * WEFT_SEC)
+
+struct pserver {
+	const struct proxy_server *cfg;
+	struct weft_addr addr;        /* where to connect */
+	_Atomic uint32_t active;      /* connections through it now */
+	_Atomic uint32_t fails;       /* connect failures in a row */
+	_Atomic uint64_t down_until;  /* weft_now() before which it is skipped */
+	int64_t current;              /* smooth round robin, under the lock */
+	_Atomic uint64_t total, connect_errors;
+};
+
+struct pbackend {
+	const struct proxy_backend *cfg;
+	struct pserver *servers;
+	size_t n;
+	pthread_mutex_t lock;         /* round robin state; never held across a suspension */
+	_Atomic uint64_t rng;
+	_Atomic uint32_t queued;      /* connections waiting for a server slot */
+};
+
+/* The servers of b, resolved or parsed; 0 or -errno (host names are
+ * looked up with weft_addr_resolve: task only). */
+int balance_init(struct pbackend *pb, const struct proxy_backend *b);
+void balance_fini(struct pbackend *pb);
+
+/*
+ * Picks a server for a connection from client, none of tried[0, ntried):
+ * the eligible ones are up and below their own max_connections; backups
+ * only when no other server is eligible.  Counts the connection in the
+ * server's active count.  Returns the server, or NULL with *why set:
+ * -EBUSY (servers are up but all at their limit: worth waiting), or
+ * -EHOSTDOWN (no server to try).  Any thread; never suspends.
+ */
+struct pserver *balance_pick(struct pbackend *pb, const struct weft_addr *client,
+			     struct pserver *const *tried, size_t ntried, int *why);
+
+/* A connection through s ended (or its connect failed: ok false). */
+void balance_done(struct pserver *s);
+void balance_connect_result(struct pserver *s, bool ok);
+
+#endif

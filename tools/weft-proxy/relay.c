@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: MIT
+/*
+ * relay.c - the proxy's data path: two directions, each waiting in
+ * weft_watch, forwarding with weft_sock_send_all.
+ *
+ * Direction d reads side d (0 the client, 1 the server) and writes side
+ * 1 - d.  It waits in weft_watch on its source; the bytes start a task
+ * (forward) that sends them on, drains what else is ready without waiting
+ * (only when the watch's buffer came back full: a request-response
+ * exchange costs no extra system call), and watches again.  While the
+ * send waits for the destination to take the bytes, the source is not
+ * read: back-pressure reaches the sender through TCP, and the proxy holds
+ * at most one buffer per direction.
+ *
+ * TCP semantics are kept end to end:
+ *  - end of stream from one side becomes shutdown(SHUT_WR) on the other,
+ *    and the other direction goes on until its own end of stream;
+ *  - a reset (or any error) on one side becomes a reset on the other
+ *    (SO_LINGER 0 before close), so the peer learns the connection
+ *    failed rather than ended;
+ *  - bytes are forwarded in order, each once, by one direction's single
+ *    task at a time.
+ *
+ * Timeouts: the idle timeout counts from the last byte either way
+ * (`last`), so each direction's watch, on expiry, checks whether the
+ * other direction was busy and, if so, waits again for the rest.  After
+ * one side's end of stream the remaining direction waits at most
+ * half_closed_timeout.
+ *
+ * Lifetime: each direction holds a reference while it runs; the last one
+ * to stop closes both sockets and calls opts.done.  A direction that fails
+ * aborts the relay: it shuts both sockets down, which ends the other
+ * direction's watch (its receive completes with end of stream) so that it
+ * stops too.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <weft.h>
+#include <weft/io.h>
+#include <weft/net.h>
+
+#include "relay.h"
+
+#define DRAIN_BUF 16384
+
+struct side {
+	struct relay *r;
+	int d; /* reads fd[d], writes fd[1 - d] */
+};
+
+struct relay {
+	int fd[2];
+	struct side side[2];
+	struct relay_opts o;
+	uint64_t start;
+	_Atomic uint64_t last;     /* weft_now() of the last byte either way */
+	_Atomic uint64_t bytes[2];
+	_Atomic unsigned refs;
+	_Atomic unsigned eof;      /* bit d: side d ended its stream */
+	_Atomic int end;           /* the first reason to end, or -1 */
+};
+
+const char *relay_end_name(enum relay_end e)
+{
+	switch (e) {
+	case RELAY_CLOSED: return "closed";
+	case RELAY_CLIENT_RESET: return "client_reset";
+	case RELAY_SERVER_RESET: return "server_reset";
+	case RELAY_IDLE_TIMEOUT: return "idle_timeout";
+	case RELAY_HALF_CLOSED_TIMEOUT: return "half_closed_timeout";
+	}
+	return "?";
+}
+
+static void on_bytes(int fd, const void *data, ssize_t n, void *arg);
+
+/* Records the first reason to end; later ones do not replace it. */
+static void set_end(struct relay *r, enum relay_end e)
+{
+	int none = -1;
+	atomic_compare_exchange_strong(&r->end, &none, (int)e);
+}
+
+/* Ends the relay now: resets side `reset` (-1: none) and shuts the other
+ * down, so that both directions' waits end. */
+static void abort_relay(struct relay *r, enum relay_end e, int reset)
+{
+	set_end(r, e);
+	for (int i = 0; i < 2; i++) {
+		if (i != reset) {
+			shutdown(r->fd[i], SHUT_RDWR);
+			continue;
+		}
+		/* No FIN on the side to reset: SHUT_RD only wakes our own
+		 * receive, and the close with a zero linger sends the RST. */
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
+		setsockopt(r->fd[i], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		shutdown(r->fd[i], SHUT_RD);
+	}
+}
+
+/* Direction s stops; the last one out closes everything. */
+static void stop(struct side *s)
+{
+	struct relay *r = s->r;
+	if (atomic_fetch_sub(&r->refs, 1) != 1)
+		return;
+	int end = atomic_load(&r->end);
+	weft_close(r->fd[0]);
+	weft_close(r->fd[1]);
+	uint64_t bytes[2] = {atomic_load(&r->bytes[0]), atomic_load(&r->bytes[1])};
+	if (r->o.done)
+		r->o.done(r->o.arg, end < 0 ? RELAY_CLOSED : (enum relay_end)end, bytes,
+			  weft_now() - r->start);
+	free(r);
+}
+
+/* How long direction s may wait now, or 0 when its time is up. */
+static uint64_t wait_budget(struct side *s, enum relay_end *why)
+{
+	struct relay *r = s->r;
+	uint64_t now = weft_now();
+	if (atomic_load(&r->eof)) {
+		*why = RELAY_HALF_CLOSED_TIMEOUT;
+		return r->o.half_closed_timeout;
+	}
+	*why = RELAY_IDLE_TIMEOUT;
+	if (r->o.idle_timeout == WEFT_NEVER)
+		return WEFT_NEVER;
+	uint64_t since = now - atomic_load(&r->last);
+	return since >= r->o.idle_timeout ? 0 : r->o.idle_timeout - since;
+}
+
+/* Watches side s's source again, or stops s if that cannot be. */
+static void rewatch(struct side *s)
+{
+	enum relay_end why;
+	uint64_t budget = wait_budget(s, &why);
+	if (budget == 0) {
+		abort_relay(s->r, why, -1);
+		stop(s);
+		return;
+	}
+	if (weft_watch(s->r->fd[s->d], budget, on_bytes, s) < 0) {
+		abort_relay(s->r, RELAY_CLIENT_RESET + s->d, 1 - s->d);
+		stop(s);
+	}
+}
+
+/* Sends n bytes on to the destination; false when the relay must end. */
+static bool forward(struct side *s, const void *data, size_t n)
+{
+	struct relay *r = s->r;
+	int to = 1 - s->d;
+	/* A destination that takes nothing for the idle timeout is as idle
+	 * as a quiet one. */
+	struct weft_scope sc;
+	weft_scope_deadline(&sc, r->o.idle_timeout);
+	ssize_t rc = weft_sock_send_all(r->fd[to], data, n, NULL);
+	weft_scope_end(&sc);
+	if (rc < 0) {
+		if (rc == -ETIMEDOUT)
+			abort_relay(r, RELAY_IDLE_TIMEOUT, -1);
+		else /* the destination failed: it is the one that reset */
+			abort_relay(r, RELAY_CLIENT_RESET + to, s->d);
+		return false;
+	}
+	atomic_fetch_add(&r->bytes[s->d], n);
+	atomic_store(&r->last, weft_now());
+	return true;
+}
+
+static void on_bytes(int fd, const void *data, ssize_t n, void *arg)
+{
+	struct side *s = arg;
+	struct relay *r = s->r;
+	if (atomic_load(&r->end) >= 0) {
+		stop(s); /* the other direction aborted the relay */
+		return;
+	}
+	if (n == 0) {
+		/* End of stream from our source: pass it on. */
+		shutdown(r->fd[1 - s->d], SHUT_WR);
+		unsigned eof = atomic_fetch_or(&r->eof, 1u << s->d) | 1u << s->d;
+		if (eof == 3)
+			set_end(r, RELAY_CLOSED);
+		stop(s);
+		return;
+	}
+	if (n < 0) {
+		if (n == -ETIMEDOUT) {
+			rewatch(s); /* the other direction may have been busy */
+			return;
+		}
+		abort_relay(r, RELAY_CLIENT_RESET + s->d, 1 - s->d);
+		stop(s);
+		return;
+	}
+	if (!forward(s, data, (size_t)n)) {
+		stop(s);
+		return;
+	}
+	if ((size_t)n >= 4096) {
+		/* The buffer came back full: more is probably waiting.  Take
+		 * it without waiting, so a bulk transfer is not a watch per
+		 * 4 KiB. */
+		char buf[DRAIN_BUF];
+		ssize_t m;
+		while ((m = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+			if (!forward(s, buf, (size_t)m)) {
+				stop(s);
+				return;
+			}
+		if (m == 0) {
+			on_bytes(fd, NULL, 0, arg);
+			return;
+		}
+		if (errno != EAGAIN && errno != EWOULDBLOCK) {
+			abort_relay(r, RELAY_CLIENT_RESET + s->d, 1 - s->d);
+			stop(s);
+			return;
+		}
+	}
+	rewatch(s);
+}
+
+int relay_start(int client, int server, const struct relay_opts *opts)
+{
+	struct relay *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->fd[0] = client;
+	r->fd[1] = server;
+	r->o = *opts;
+	r->start = weft_now();
+	atomic_init(&r->last, r->start);
+	atomic_init(&r->refs, 2);
+	atomic_init(&r->end, -1);
+	for (int d = 0; d < 2; d++)
+		r->side[d] = (struct side){.r = r, .d = d};
+	int rc = weft_watch(client, r->o.idle_timeout, on_bytes, &r->side[0]);
+	if (rc < 0) {
+		free(r);
+		return rc;
+	}
+	rc = weft_watch(server, r->o.idle_timeout, on_bytes, &r->side[1]);
+	if (rc < 0) {
+		/* The client's watch is armed: end it through the relay. */
+		abort_relay(r, RELAY_SERVER_RESET, 0);
+		struct side *s = &r->side[1];
+		stop(s);
+		return 0;
+	}
+	return 0;
+}

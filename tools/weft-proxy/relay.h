@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: MIT
+/*
+ * relay.h - moving bytes both ways between a client and a server socket.
+ *
+ * A relay owns two connected sockets and forwards what either side sends
+ * to the other until both sides have finished.  Neither direction holds a
+ * task while it waits: each waits in weft_watch, so an idle proxied
+ * connection costs its two sockets and a few hundred bytes.
+ */
+#ifndef WEFT_PROXY_RELAY_H
+#define WEFT_PROXY_RELAY_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct relay;
+
+/* How a relay ended, for the access log and the metrics. */
+enum relay_end {
+	RELAY_CLOSED,       /* both sides finished with FIN */
+	RELAY_CLIENT_RESET, /* the client reset (or failed); the server got a reset */
+	RELAY_SERVER_RESET, /* the server reset (or failed); the client got a reset */
+	RELAY_IDLE_TIMEOUT, /* no byte either way for idle_timeout */
+	RELAY_HALF_CLOSED_TIMEOUT, /* one side finished and the other went quiet */
+};
+
+const char *relay_end_name(enum relay_end e);
+
+struct relay_opts {
+	uint64_t idle_timeout;        /* ns: no byte either way; WEFT_NEVER for none */
+	uint64_t half_closed_timeout; /* ns: after one side's FIN */
+	/* Called once, from a task, when both sockets are closed: bytes[0]
+	 * went client to server, bytes[1] server to client. */
+	void (*done)(void *arg, enum relay_end end, const uint64_t bytes[2], uint64_t duration_ns);
+	void *arg;
+};
+
+/*
+ * Starts relaying between client and server, which the relay now owns
+ * (both are closed when it ends).  Task only; does not suspend.  Returns 0,
+ * or -ENOMEM / -EOPNOTSUPP (from weft_watch), the sockets then still the
+ * caller's.
+ */
+int relay_start(int client, int server, const struct relay_opts *opts);
+
+#endif
