@@ -28,7 +28,9 @@
  * line of key=value pairs on stdout; errors go to stderr.  Exit status 0
  * when every connection ended as it should, 1 otherwise, 2 on bad usage.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
