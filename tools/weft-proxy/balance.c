@@ -15,7 +15,9 @@
  * division: a.active * b.weight < b.active * a.weight.
  *
  * Passive health: PASSIVE_FALL connect failures in a row take a server out
- * for PASSIVE_DOWN_NS; the next pick after that tries it again.
+ * for PASSIVE_DOWN_NS; the next pick after that tries it again.  Active
+ * health: a server its checks hold down (health.c clears phealth.up) is
+ * skipped until they bring it up; with checks off, up stays true.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -38,6 +40,9 @@ int balance_init(struct pbackend *pb, const struct proxy_backend *b)
 	for (size_t i = 0; i < b->nservers; i++) {
 		struct pserver *s = &pb->servers[i];
 		s->cfg = &b->servers[i];
+		s->backend = b;
+		/* Servers start up (health.c says why); with checks off they stay up. */
+		atomic_init(&s->health.up, true);
 		if (!s->cfg->resolve) {
 			s->addr = s->cfg->addr;
 			continue;
@@ -64,6 +69,9 @@ static bool eligible(const struct pserver *s, struct pserver *const *tried, size
 	for (size_t i = 0; i < ntried; i++)
 		if (tried[i] == s)
 			return false;
+	/* Relaxed: the verdict is a flag on its own (struct phealth). */
+	if (!atomic_load_explicit(&s->health.up, memory_order_relaxed))
+		return false;
 	if (atomic_load_explicit(&s->down_until, memory_order_relaxed) > now)
 		return false;
 	uint32_t max = s->cfg->max_connections;

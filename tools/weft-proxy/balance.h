@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * balance.h - a backend's servers at run time, and the choice of one for a
- * new connection.
+ * new connection.  A server is chosen only while it is up by its active
+ * checks (health.c, whose API health.h brings in below) and not taken out
+ * by passive marking (connect failures, here).  The two are kept apart: a
+ * check never clears a passive mark, nor a connect a check's verdict.
  */
 #ifndef WEFT_PROXY_BALANCE_H
 #define WEFT_PROXY_BALANCE_H
@@ -20,14 +23,34 @@
 #define PASSIVE_FALL 3
 #define PASSIVE_DOWN_NS (2 * WEFT_SEC)
 
+/*
+ * Active health of one server.  Writer: the server's checker task
+ * (health.c) only.  Readers: balance_pick (up) and health_server_state
+ * (metrics), on any thread.  Every field is on its own, nothing is
+ * published through it, so every access is relaxed: a reader needs only a
+ * value that was stored.
+ */
+struct phealth {
+	_Atomic bool up;              /* the checks' verdict; true with checks off */
+	_Atomic uint32_t streak;      /* results in a row against the verdict */
+	_Atomic uint64_t checks;      /* checks finished */
+	_Atomic uint64_t failed;      /* of which failed */
+	_Atomic uint64_t changes;     /* up/down transitions */
+	_Atomic uint64_t changed_at;  /* weft_now() of the last one; 0: none */
+	_Atomic int last_error;       /* last check: 0 passed, -errno, or HTTP status */
+	_Atomic int last_step;        /* enum health_step of a failed last check */
+};
+
 struct pserver {
 	const struct proxy_server *cfg;
+	const struct proxy_backend *backend;
 	struct weft_addr addr;        /* where to connect */
 	_Atomic uint32_t active;      /* connections through it now */
 	_Atomic uint32_t fails;       /* connect failures in a row */
 	_Atomic uint64_t down_until;  /* weft_now() before which it is skipped */
 	int64_t current;              /* smooth round robin, under the lock */
 	_Atomic uint64_t total, connect_errors;
+	struct phealth health;        /* active checks: health.c */
 };
 
 struct pbackend {
@@ -46,7 +69,8 @@ void balance_fini(struct pbackend *pb);
 
 /*
  * Picks a server for a connection from client, none of tried[0, ntried):
- * the eligible ones are up and below their own max_connections; backups
+ * the eligible ones are up (by their checks, and not passively marked
+ * down) and below their own max_connections; backups
  * only when no other server is eligible.  Counts the connection in the
  * server's active count.  Returns the server, or NULL with *why set:
  * -EBUSY (servers are up but all at their limit: worth waiting), or
@@ -58,5 +82,9 @@ struct pserver *balance_pick(struct pbackend *pb, const struct weft_addr *client
 /* A connection through s ended (or its connect failed: ok false). */
 void balance_done(struct pserver *s);
 void balance_connect_result(struct pserver *s, bool ok);
+
+/* The checks of these servers (health_start, health_server_state): every
+ * user of balance.h, the daemon and its metrics, needs them too. */
+#include "health.h"
 
 #endif
