@@ -264,6 +264,9 @@ static intptr_t run(void *arg)
 				cfg->backends[i].line, cfg->backends[i].name, strerror(-rc));
 			return rc;
 		}
+	/* Active checks (health.c); they end when the runtime shuts down. */
+	if ((rc = health_start(P.backs, cfg->nbackends)) < 0)
+		return rc;
 	for (size_t i = 0; i < cfg->nfrontends; i++) {
 		struct frontend *f = &P.fronts[i];
 		f->backend = &P.backs[f->cfg->backend_index];
