@@ -19,14 +19,25 @@
  *     max_connections make it wait up to queue_timeout (at most
  *     queue_size waiting per backend) for a slot.
  *  3. With send_proxy, the PROXY header goes to the server first.
+ *     With accept_proxy, the session first reads the client's PROXY
+ *     header (read_proxy_header), takes the client's address from it,
+ *     and sends the bytes that came after it to the server first.
  *  4. relay.c takes both sockets; the task ends.  From then on an idle
  *     connection holds no task and no buffer.
+ *  5. When it ends (relay_done, or end_early before a relay), the
+ *     counters of stats.h take its bytes and the access log its line.
+ *
+ * Observability: counters (stats.h) are relaxed atomics bumped here;
+ * admin.c serves them at /metrics and /stats when `admin` is set;
+ * accesslog.c writes the lines from a thread of its own, never blocking a
+ * worker.  The line format and the series are in docs/proxy.md.
  *
  * SIGTERM or SIGINT: the listeners stop, established connections get up
  * to drain_timeout to finish, then the runtime's shutdown closes the rest
  * and the program exits 0.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,6 +45,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <weft.h>
@@ -41,12 +53,19 @@
 #include <weft/net.h>
 #include <weft/sync.h>
 
+#include "accesslog.h"
+#include "admin.h"
 #include "balance.h"
 #include "config.h"
 #include "proxy_proto.h"
 #include "relay.h"
+#include "stats.h"
 
 #define VERSION "0.1.0"
+
+/* accept_proxy: the longest wait for a whole PROXY header (or the
+ * frontend's idle_timeout when that is shorter). */
+#define PROXY_HEADER_TIMEOUT (5 * WEFT_SEC)
 
 struct frontend {
 	const struct proxy_frontend *cfg;
@@ -55,6 +74,7 @@ struct frontend {
 	struct weft_listener **listeners;
 	struct weft_task **loops;
 	struct weft_sem slots;      /* per-frontend max_connections */
+	struct frontend_stats *st;  /* P.fstats[this frontend] */
 };
 
 struct proxy {
@@ -66,6 +86,18 @@ struct proxy {
 	struct weft_cond qcond;
 	_Atomic uint64_t active;    /* established or connecting */
 	_Atomic uint64_t total, refused;
+	/* Observability: counters indexed as cfg's frontends and backends
+	 * (sstats[b][i]: server i of backend b), the access log (NULL when
+	 * off), the admin listener (-1 when off) and what it shows. */
+	struct frontend_stats *fstats;
+	struct backend_stats *bstats;
+	struct server_stats **sstats;
+	struct accesslog *log;
+	int admin_fd;
+	struct weft_task *admin_loop;
+	_Atomic int draining;
+	struct weft_rt *rt;
+	struct admin_view view;
 };
 
 static struct proxy P;
@@ -74,7 +106,11 @@ struct session {
 	struct frontend *f;
 	int client;
 	struct pserver *server;
-	struct weft_addr peer;
+	struct weft_addr peer;      /* the client: the socket's peer, or the PROXY header's source */
+	struct weft_addr real;      /* the socket's peer (a load balancer, with accept_proxy) */
+	struct weft_addr dst;       /* from the PROXY header; len 0: the socket's local address */
+	uint64_t start;             /* weft_now() at accept */
+	uint64_t early;             /* bytes after the PROXY header, sent before the relay */
 };
 
 static void release(struct session *s)
@@ -83,15 +119,107 @@ static void release(struct session *s)
 		weft_sem_release(&s->f->slots);
 	weft_sem_release(&P.slots);
 	atomic_fetch_sub(&P.active, 1);
+	STAT_SUB(s->f->st->active, 1);
 	free(s);
+}
+
+/* Appends a to the line at *p (room left *room) as a JSON string, or null. */
+static void log_addr(char **p, size_t *room, const char *key, const struct weft_addr *a)
+{
+	char text[WEFT_ADDR_STRLEN];
+	int n;
+	if (a->len == 0 || weft_addr_format(a, text, sizeof(text)) < 0) {
+		n = snprintf(*p, *room, ",\"%s\":null", key);
+	} else {
+		/* Addresses are printable; only a unix path may hold a quote
+		 * or a backslash, which are escaped. */
+		char esc[2 * WEFT_ADDR_STRLEN], *e = esc;
+		for (const char *c = text; *c; c++) {
+			if (*c == '"' || *c == '\\')
+				*e++ = '\\';
+			*e++ = (unsigned char)*c < 0x20 ? '?' : *c;
+		}
+		*e = 0;
+		n = snprintf(*p, *room, ",\"%s\":\"%s\"", key, esc);
+	}
+	if (n > 0 && (size_t)n < *room) {
+		*p += n;
+		*room -= (size_t)n;
+	}
+}
+
+/*
+ * The access log line of a connection that ended now (how: a relay_end
+ * name or one of end_early's words), as docs/proxy.md describes it:
+ * {"time":..,"client":..,"frontend":..,"backend":..,"server":..,
+ *  "bytes_in":..,"bytes_out":..,"duration_ms":..,"end":..}.  Never blocks:
+ * a line the log cannot take is dropped and counted.
+ */
+static void log_line(const struct session *s, const char *how, uint64_t in, uint64_t out)
+{
+	if (!P.log)
+		return;
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	char line[ACCESSLOG_LINE_MAX], *p = line;
+	size_t room = sizeof(line);
+	size_t n = strftime(p, room, "{\"time\":\"%Y-%m-%dT%H:%M:%S", &tm);
+	p += n;
+	room -= n;
+	int k = snprintf(p, room, ".%03ldZ\"", ts.tv_nsec / 1000000);
+	p += k;
+	room -= (size_t)k;
+	log_addr(&p, &room, "client", &s->peer);
+	if (s->f->cfg->accept_proxy)
+		log_addr(&p, &room, "peer", &s->real);
+	k = snprintf(p, room, ",\"frontend\":\"%s\",\"backend\":\"%s\",\"server\":", s->f->cfg->name,
+		     s->f->backend->cfg->name);
+	if (k > 0 && (size_t)k < room) {
+		p += k;
+		room -= (size_t)k;
+	}
+	k = s->server ? snprintf(p, room, "\"%s\"", s->server->cfg->name) : snprintf(p, room, "null");
+	if (k > 0 && (size_t)k < room) {
+		p += k;
+		room -= (size_t)k;
+	}
+	k = snprintf(p, room, ",\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,\"end\":\"%s\"}\n",
+		     (unsigned long long)in, (unsigned long long)out,
+		     (double)(weft_now() - s->start) / 1e6, how);
+	if (k < 0 || (size_t)k >= room)
+		return; /* cannot happen: names and addresses are bounded */
+	p += k;
+	accesslog_push(P.log, line, (size_t)(p - line));
+}
+
+/* A connection that ends before its relay starts: counted, logged,
+ * closed (with a reset when reset), its slots released. */
+static void end_early(struct session *s, const char *how, bool reset)
+{
+	if (reset) {
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
+		setsockopt(s->client, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	weft_close(s->client);
+	log_line(s, how, s->early, 0);
+	release(s);
 }
 
 static void relay_done(void *arg, enum relay_end end, const uint64_t bytes[2], uint64_t ns)
 {
 	struct session *s = arg;
-	(void)end;
-	(void)bytes;
 	(void)ns;
+	uint64_t in = bytes[0] + s->early, out = bytes[1];
+	struct pbackend *pb = s->f->backend;
+	struct server_stats *ss = &P.sstats[pb - P.backs][s->server - pb->servers];
+	/* Relaxed: independent counters (stats.h). */
+	STAT_ADD(s->f->st->bytes_in, in);
+	STAT_ADD(s->f->st->bytes_out, out);
+	STAT_ADD(ss->bytes_in, in);
+	STAT_ADD(ss->bytes_out, out);
+	log_line(s, relay_end_name(end), in, out);
 	balance_done(s->server);
 	/* A slot freed: a connection waiting for this server may go. */
 	weft_mutex_lock(&P.qlock);
@@ -133,25 +261,95 @@ static int wait_for_slot(struct pbackend *pb, uint64_t deadline)
 	return rc;
 }
 
+/*
+ * accept_proxy: reads the client's PROXY header into buf[0, cap) within
+ * PROXY_HEADER_TIMEOUT (or the frontend's idle_timeout when shorter) and
+ * takes the client's address from it (LOCAL, UNKNOWN and UNSPEC keep the
+ * socket's peer).  Returns the header's length, with *len the bytes
+ * received (those past the header are the client's first bytes, for the
+ * server), or a word for the access log's "end" through *how and -1:
+ * a malformed header, a timeout, or a client that left first.
+ */
+static ssize_t read_proxy_header(struct session *s, char *buf, size_t cap, size_t *len,
+				 const char **how)
+{
+	uint64_t budget = PROXY_HEADER_TIMEOUT;
+	if (s->f->cfg->idle_timeout_ns && s->f->cfg->idle_timeout_ns < budget)
+		budget = s->f->cfg->idle_timeout_ns;
+	struct weft_scope sc;
+	weft_scope_deadline(&sc, budget);
+	struct proxy_proto_info info;
+	int n = -EAGAIN;
+	*len = 0;
+	while (n == -EAGAIN && *len < cap) {
+		ssize_t got = weft_recv(s->client, buf + *len, cap - *len, 0);
+		if (got <= 0) {
+			n = got == 0 ? -EPIPE : (int)got;
+			break;
+		}
+		*len += (size_t)got;
+		n = proxy_proto_parse(buf, *len, &info);
+	}
+	weft_scope_end(&sc);
+	if (n > 0) {
+		if (info.command == PROXY_PROTO_PROXY && info.src.len > 0) {
+			s->peer = info.src;
+			s->dst = info.dst;
+		}
+		return n;
+	}
+	if (n == -ETIMEDOUT) {
+		STAT_ADD(s->f->st->proxy_timeouts, 1);
+		*how = "proxy_header_timeout";
+	} else if (n == -EPIPE || n == -ECONNRESET || n == -ECANCELED) {
+		*how = "client_closed";
+	} else {
+		STAT_ADD(s->f->st->proxy_errors, 1);
+		*how = "proxy_header_error";
+	}
+	return -1;
+}
+
 static intptr_t session(void *arg)
 {
 	struct session *s = arg;
-	const struct proxy_backend *b = s->f->backend->cfg;
+	struct pbackend *pb = s->f->backend;
+	const struct proxy_backend *b = pb->cfg;
+	struct backend_stats *bs = &P.bstats[pb - P.backs];
+	/* With accept_proxy: the header and whatever the client sent after
+	 * it, which goes to the server before the relay starts. */
+	char head[PROXY_PROTO_MAX_DEFAULT];
+	size_t hlen = 0, got = 0;
+	if (s->f->cfg->accept_proxy) {
+		const char *how = NULL;
+		ssize_t n = read_proxy_header(s, head, sizeof(head), &got, &how);
+		if (n < 0) {
+			end_early(s, how, false);
+			return 0;
+		}
+		hlen = (size_t)n;
+		s->early = got - hlen;
+	}
 	struct pserver *tried[16];
 	size_t ntried = 0;
 	uint64_t queue_until = weft_now() + b->queue_timeout_ns;
 	int server = -1;
 	for (uint32_t attempt = 0; attempt <= b->retries;) {
 		int why;
-		struct pserver *srv = balance_pick(s->f->backend, &s->peer, tried, ntried, &why);
+		struct pserver *srv = balance_pick(pb, &s->peer, tried, ntried, &why);
 		if (!srv) {
-			if (why == -EBUSY && wait_for_slot(s->f->backend, queue_until) == 0)
+			if (why == -EBUSY && wait_for_slot(pb, queue_until) == 0)
 				continue;
 			break;
 		}
+		if (attempt > 0)
+			STAT_ADD(bs->retries, 1);
+		uint64_t t0 = weft_now();
 		server = dial_server(b, srv);
 		balance_connect_result(srv, server >= 0);
 		if (server >= 0) {
+			stats_connect_time(bs, weft_now() - t0);
+			STAT_ADD(P.sstats[pb - P.backs][srv - pb->servers].total, 1);
 			s->server = srv;
 			break;
 		}
@@ -162,28 +360,29 @@ static intptr_t session(void *arg)
 	}
 	if (server < 0) {
 		/* No server: the client learns it at once, with a reset. */
-		struct linger lg = {.l_onoff = 1, .l_linger = 0};
-		setsockopt(s->client, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-		weft_close(s->client);
 		atomic_fetch_add(&P.refused, 1);
-		release(s);
+		STAT_ADD(s->f->st->no_server, 1);
+		end_early(s, "no_server", true);
 		return 0;
 	}
 	weft_tcp_nodelay(server, 1);
+	bool ok = true;
 	if (b->send_proxy != PROXY_SEND_PROXY_OFF) {
 		char hdr[PROXY_PROTO_ENCODE_MAX];
-		struct weft_addr dst;
-		ssize_t n = weft_sock_local_addr(s->client, &dst) < 0 ? -EINVAL
+		struct weft_addr dst = s->dst;
+		ssize_t n = dst.len == 0 && weft_sock_local_addr(s->client, &dst) < 0 ? -EINVAL
 			    : b->send_proxy == PROXY_SEND_PROXY_V1
 				    ? proxy_proto_v1(hdr, sizeof(hdr), &s->peer, &dst)
 				    : proxy_proto_v2(hdr, sizeof(hdr), &s->peer, &dst);
-		if (n < 0 || weft_sock_send_all(server, hdr, (size_t)n, NULL) < 0) {
-			weft_close(server);
-			weft_close(s->client);
-			balance_done(s->server);
-			release(s);
-			return 0;
-		}
+		ok = n >= 0 && weft_sock_send_all(server, hdr, (size_t)n, NULL) >= 0;
+	}
+	if (ok && got > hlen)
+		ok = weft_sock_send_all(server, head + hlen, got - hlen, NULL) >= 0;
+	if (!ok) {
+		weft_close(server);
+		balance_done(s->server);
+		end_early(s, "server_reset", true);
+		return 0;
 	}
 	struct relay_opts o = {
 		.idle_timeout = s->f->cfg->idle_timeout_ns ? s->f->cfg->idle_timeout_ns : WEFT_NEVER,
@@ -195,9 +394,8 @@ static intptr_t session(void *arg)
 	};
 	if (relay_start(s->client, server, &o) < 0) {
 		weft_close(server);
-		weft_close(s->client);
 		balance_done(s->server);
-		release(s);
+		end_early(s, "no_memory", true);
 	}
 	return 0;
 }
@@ -233,10 +431,15 @@ static intptr_t accept_loop(void *arg)
 		}
 		atomic_fetch_add(&P.active, 1);
 		atomic_fetch_add(&P.total, 1);
+		/* Relaxed: independent counters (stats.h). */
+		STAT_ADD(f->st->total, 1);
+		STAT_ADD(f->st->active, 1);
 		s->f = f;
 		s->client = fd;
+		s->start = weft_now();
 		if (weft_sock_peer_addr(fd, &s->peer) < 0)
 			s->peer.len = 0;
+		s->real = s->peer;
 		weft_tcp_nodelay(fd, 1);
 		struct weft_task *t = weft_spawn(session, s, NULL);
 		if (t) {
@@ -267,6 +470,23 @@ static intptr_t run(void *arg)
 	/* Active checks (health.c); they end when the runtime shuts down. */
 	if ((rc = health_start(P.backs, cfg->nbackends)) < 0)
 		return rc;
+	/* The admin listener: its view of the counters, then its task. */
+	P.view = (struct admin_view){
+		.cfg = cfg,
+		.fd = P.admin_fd,
+		.fronts = P.fstats,
+		.backs = P.backs,
+		.backends = P.bstats,
+		.servers = P.sstats,
+		.log = P.log,
+		.rt = P.rt,
+		.active = &P.active,
+		.draining = &P.draining,
+		.started = weft_now(),
+	};
+	if (P.admin_fd >= 0 &&
+	    !(P.admin_loop = weft_spawn(admin_serve, &P.view, &(struct weft_spawn_opts){.name = "admin"})))
+		return -ENOMEM;
 	for (size_t i = 0; i < cfg->nfrontends; i++) {
 		struct frontend *f = &P.fronts[i];
 		f->backend = &P.backs[f->cfg->backend_index];
@@ -284,6 +504,8 @@ static intptr_t run(void *arg)
 	sigaddset(&stop, SIGTERM);
 	sigaddset(&stop, SIGINT);
 	int sig = weft_signal_wait(&stop);
+	/* Relaxed: a flag on its own, read by /health and /metrics. */
+	atomic_store_explicit(&P.draining, 1, memory_order_relaxed);
 	/* Stop accepting: the loops, then the sockets, so that new
 	 * connections are refused rather than left in a backlog. */
 	for (size_t i = 0; i < cfg->nfrontends; i++)
@@ -301,6 +523,56 @@ static intptr_t run(void *arg)
 		weft_sleep(10 * WEFT_MSEC);
 	fprintf(stderr, "weft-proxy: stopped; %llu connections closed at the drain deadline\n",
 		(unsigned long long)atomic_load(&P.active));
+	/* The admin listener answers (503 on /health) until the drain ends. */
+	if (P.admin_loop) {
+		weft_cancel(P.admin_loop);
+		weft_join(P.admin_loop, NULL);
+	}
+	return 0;
+}
+
+/* Opens what access_log names: 0 with P.log set (NULL when off), or 1
+ * after saying why on stderr. */
+static int open_access_log(const struct proxy_config *cfg)
+{
+	int fd = -1;
+	bool own = false, pipe_atomic = true;
+	switch (cfg->access_log) {
+	case PROXY_LOG_OFF: return 0;
+	case PROXY_LOG_STDERR: fd = 2; break;
+	case PROXY_LOG_STDOUT: fd = 1; break;
+	case PROXY_LOG_FILE:
+		fd = open(cfg->access_log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		if (fd < 0) {
+			fprintf(stderr, "weft-proxy: %s:%d: access_log %s: %s\n", cfg->file,
+				cfg->access_log_line, cfg->access_log_path, strerror(errno));
+			return 1;
+		}
+		own = true;
+		pipe_atomic = false;
+		break;
+	}
+	int rc = accesslog_open(&P.log, fd, 0, pipe_atomic, own);
+	if (rc < 0) {
+		fprintf(stderr, "weft-proxy: access log: %s\n", strerror(-rc));
+		if (own)
+			close(fd);
+		return 1;
+	}
+	return 0;
+}
+
+/* The counters of stats.h for every frontend, backend and server: 0 or 1. */
+static int alloc_stats(const struct proxy_config *cfg)
+{
+	P.fstats = calloc(cfg->nfrontends, sizeof(*P.fstats));
+	P.bstats = calloc(cfg->nbackends, sizeof(*P.bstats));
+	P.sstats = calloc(cfg->nbackends, sizeof(*P.sstats));
+	if (!P.fstats || !P.bstats || !P.sstats)
+		return 1;
+	for (size_t i = 0; i < cfg->nbackends; i++)
+		if (!(P.sstats[i] = calloc(cfg->backends[i].nservers, sizeof(**P.sstats))))
+			return 1;
 	return 0;
 }
 
@@ -368,7 +640,7 @@ int main(int argc, char **argv)
 	/* Bind everything before the runtime starts: a port in use is a
 	 * startup error with the line that asked for it. */
 	P.fronts = calloc(P.cfg->nfrontends, sizeof(*P.fronts));
-	if (!P.fronts)
+	if (!P.fronts || alloc_stats(P.cfg))
 		return 1;
 	for (size_t i = 0; i < P.cfg->nfrontends; i++) {
 		struct frontend *f = &P.fronts[i];
@@ -379,6 +651,7 @@ int main(int argc, char **argv)
 		if (!f->fds || !f->listeners || !f->loops)
 			return 1;
 		weft_sem_init(&f->slots, f->cfg->max_connections);
+		f->st = &P.fstats[i];
 		for (size_t j = 0; j < f->cfg->nlistens; j++) {
 			const struct proxy_listen *l = &f->cfg->listens[j];
 			struct weft_listen_opts lo = {.backlog = 4096};
@@ -395,6 +668,20 @@ int main(int argc, char **argv)
 					where);
 		}
 	}
+	P.admin_fd = -1;
+	if (P.cfg->has_admin) {
+		struct weft_listen_opts lo = {.backlog = 64};
+		if ((P.admin_fd = weft_sock_listen(&P.cfg->admin, &lo)) < 0) {
+			fprintf(stderr, "weft-proxy: %s:%d: admin %s: %s\n", P.cfg->file,
+				P.cfg->admin_line, P.cfg->admin_address, strerror(-P.admin_fd));
+			return 1;
+		}
+		char where[WEFT_ADDR_STRLEN];
+		struct weft_addr bound;
+		if (weft_sock_local_addr(P.admin_fd, &bound) == 0 &&
+		    weft_addr_format(&bound, where, sizeof(where)) > 0)
+			fprintf(stderr, "weft-proxy: admin listening on %s\n", where);
+	}
 	weft_sem_init(&P.slots, P.cfg->max_connections);
 	weft_mutex_init(&P.qlock);
 	weft_cond_init(&P.qcond);
@@ -404,8 +691,22 @@ int main(int argc, char **argv)
 	sigaddset(&stop, SIGINT);
 	sigaddset(&stop, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	/* After the mask: the log's thread must not take SIGTERM. */
+	if (open_access_log(P.cfg))
+		return 1;
+	/* weft_main's steps spelled out, to keep the runtime for
+	 * weft_rt_stats: start, run the main task, shut down. */
 	struct weft_opts wo = {.workers = P.cfg->workers};
-	intptr_t r = weft_main(run, NULL, &wo);
+	int rc2 = weft_rt_new(&P.rt, &wo);
+	intptr_t r = rc2;
+	if (rc2 == 0) {
+		int rr = weft_rt_run(P.rt, run, NULL, &r);
+		if (rr < 0)
+			r = rr;
+		weft_rt_shutdown(P.rt, 0);
+	}
+	/* Every connection has ended: the last lines are queued. */
+	accesslog_close(P.log);
 	if (r < 0) {
 		fprintf(stderr, "weft-proxy: %s\n", strerror((int)-r));
 		return 1;

@@ -1,0 +1,424 @@
+// SPDX-License-Identifier: MIT
+/*
+ * admin.c - the admin listener (admin.h): /metrics, /stats and /health.
+ *
+ * Each accepted connection gets a detached task that reads one request
+ * head (at most ADMIN_REQUEST_MAX bytes, within ADMIN_TIMEOUT), parses it
+ * with <weft/http1.h>, renders the page into a heap buffer from a racy
+ * snapshot of the counters (stats.h, balance.h), sends it with
+ * Connection: close and closes.  Only GET and HEAD are answered; a body
+ * sent with the request is ignored.  Series names and the JSON layout are
+ * documented in docs/proxy.md; tests/proxy/observe_test.cc reads them.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <weft.h>
+#include <weft/http1.h>
+#include <weft/io.h>
+#include <weft/net.h>
+
+#include "admin.h"
+
+#define ADMIN_REQUEST_MAX 8192
+#define ADMIN_TIMEOUT (5 * WEFT_SEC)
+
+void sbuf_printf(struct sbuf *b, const char *fmt, ...)
+{
+	if (b->failed)
+		return;
+	for (;;) {
+		va_list ap;
+		va_start(ap, fmt);
+		size_t room = b->cap - b->len;
+		int n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->failed = 1;
+			return;
+		}
+		if ((size_t)n < room) {
+			b->len += (size_t)n;
+			return;
+		}
+		size_t cap = b->cap ? b->cap * 2 : 4096;
+		while (cap - b->len <= (size_t)n)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (!p) {
+			b->failed = 1;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+}
+
+/* s as a JSON string, quotes included (control characters escaped). */
+static void json_str(struct sbuf *b, const char *s)
+{
+	sbuf_printf(b, "\"");
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			sbuf_printf(b, "\\%c", c);
+		else if (c < 0x20)
+			sbuf_printf(b, "\\u%04x", c);
+		else
+			sbuf_printf(b, "%c", c);
+	}
+	sbuf_printf(b, "\"");
+}
+
+/* ---- /metrics ------------------------------------------------------------ */
+
+/* One HELP and TYPE pair. */
+static void family(struct sbuf *b, const char *name, const char *type, const char *help)
+{
+	sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+#define U(x) ((unsigned long long)(x))
+
+void admin_metrics(struct sbuf *b, const struct admin_view *v)
+{
+	const struct proxy_config *cfg = v->cfg;
+	uint64_t now = weft_now();
+
+	/* Frontends. */
+	static const struct {
+		const char *name, *type, *help;
+		size_t off;
+	} fm[] = {
+#define F(n, t, h, f) {n, t, h, offsetof(struct frontend_stats, f)}
+		F("weft_proxy_frontend_connections_total", "counter", "Connections accepted.", total),
+		F("weft_proxy_frontend_connections_active", "gauge", "Connections accepted and not yet closed.", active),
+		F("weft_proxy_frontend_bytes_in_total", "counter", "Bytes from clients to servers, counted when a connection ends.", bytes_in),
+		F("weft_proxy_frontend_bytes_out_total", "counter", "Bytes from servers to clients, counted when a connection ends.", bytes_out),
+		F("weft_proxy_frontend_no_server_total", "counter", "Connections closed because no server could be connected.", no_server),
+		F("weft_proxy_frontend_proxy_header_errors_total", "counter", "accept_proxy: connections closed for a malformed PROXY header.", proxy_errors),
+		F("weft_proxy_frontend_proxy_header_timeouts_total", "counter", "accept_proxy: connections closed for no whole PROXY header in time.", proxy_timeouts),
+#undef F
+	};
+	for (size_t m = 0; m < sizeof(fm) / sizeof(fm[0]); m++) {
+		family(b, fm[m].name, fm[m].type, fm[m].help);
+		for (size_t i = 0; i < cfg->nfrontends; i++) {
+			_Atomic uint64_t *c = (_Atomic uint64_t *)((char *)&v->fronts[i] + fm[m].off);
+			sbuf_printf(b, "%s{frontend=\"%s\"} %llu\n", fm[m].name, cfg->frontends[i].name,
+				    U(atomic_load_explicit(c, memory_order_relaxed)));
+		}
+	}
+
+	/* Servers: established, active, attempts and errors, bytes, health. */
+	enum { S_TOTAL, S_ACTIVE, S_ATTEMPTS, S_ERRORS, S_IN, S_OUT, S_UP, S_CHECKS, S_FAILED, S_N };
+	static const char *const sm[S_N][3] = {
+		{"weft_proxy_server_connections_total", "counter", "Connections established to the server."},
+		{"weft_proxy_server_connections_active", "gauge", "Connections through the server now, connecting ones included."},
+		{"weft_proxy_server_connect_attempts_total", "counter", "Connects tried to the server."},
+		{"weft_proxy_server_connect_errors_total", "counter", "Connects to the server that failed or timed out."},
+		{"weft_proxy_server_bytes_in_total", "counter", "Bytes from clients to the server, counted when a connection ends."},
+		{"weft_proxy_server_bytes_out_total", "counter", "Bytes from the server to clients, counted when a connection ends."},
+		{"weft_proxy_server_up", "gauge", "1 when the server is in rotation: up by its checks and not marked down by connect failures."},
+		{"weft_proxy_server_checks_total", "counter", "Active health checks finished."},
+		{"weft_proxy_server_checks_failed_total", "counter", "Active health checks that failed."},
+	};
+	for (int m = 0; m < S_N; m++) {
+		family(b, sm[m][0], sm[m][1], sm[m][2]);
+		for (size_t bi = 0; bi < cfg->nbackends; bi++) {
+			const struct pbackend *pb = &v->backs[bi];
+			for (size_t i = 0; i < pb->n; i++) {
+				const struct pserver *s = &pb->servers[i];
+				const struct server_stats *st = &v->servers[bi][i];
+				uint64_t x = 0;
+				struct health_state h;
+				health_server_state(s, &h);
+				switch (m) {
+				case S_TOTAL: x = STAT_GET(st->total); break;
+				case S_ACTIVE: x = STAT_GET(s->active); break;
+				case S_ATTEMPTS: x = STAT_GET(s->total); break;
+				case S_ERRORS: x = STAT_GET(s->connect_errors); break;
+				case S_IN: x = STAT_GET(st->bytes_in); break;
+				case S_OUT: x = STAT_GET(st->bytes_out); break;
+				case S_UP: x = h.eligible; break;
+				case S_CHECKS: x = h.checks; break;
+				case S_FAILED: x = h.failed; break;
+				}
+				sbuf_printf(b, "%s{backend=\"%s\",server=\"%s\"} %llu\n", sm[m][0],
+					    cfg->backends[bi].name, s->cfg->name, U(x));
+			}
+		}
+	}
+
+	/* Backends: retries, the queue, the connect-time histogram. */
+	family(b, "weft_proxy_backend_retries_total", "counter",
+	       "Connect attempts made after a failed one.");
+	for (size_t bi = 0; bi < cfg->nbackends; bi++)
+		sbuf_printf(b, "weft_proxy_backend_retries_total{backend=\"%s\"} %llu\n",
+			    cfg->backends[bi].name, U(STAT_GET(v->backends[bi].retries)));
+	family(b, "weft_proxy_backend_queue_length", "gauge",
+	       "Connections waiting for a server slot now.");
+	for (size_t bi = 0; bi < cfg->nbackends; bi++)
+		sbuf_printf(b, "weft_proxy_backend_queue_length{backend=\"%s\"} %u\n",
+			    cfg->backends[bi].name,
+			    (unsigned)atomic_load_explicit(&v->backs[bi].queued, memory_order_relaxed));
+	family(b, "weft_proxy_backend_connect_seconds", "histogram",
+	       "Time to connect to a server, successful connects only.");
+	for (size_t bi = 0; bi < cfg->nbackends; bi++) {
+		const struct backend_stats *st = &v->backends[bi];
+		const char *name = cfg->backends[bi].name;
+		uint64_t cum = 0;
+		for (size_t k = 0; k <= STATS_CONNECT_BUCKETS; k++) {
+			cum += STAT_GET(st->connect_buckets[k]);
+			if (k < STATS_CONNECT_BUCKETS)
+				sbuf_printf(b, "weft_proxy_backend_connect_seconds_bucket{backend=\"%s\",le=\"%g\"} %llu\n",
+					    name, (double)stats_connect_le_us[k] / 1e6, U(cum));
+			else
+				sbuf_printf(b, "weft_proxy_backend_connect_seconds_bucket{backend=\"%s\",le=\"+Inf\"} %llu\n",
+					    name, U(cum));
+		}
+		sbuf_printf(b, "weft_proxy_backend_connect_seconds_sum{backend=\"%s\"} %.9f\n", name,
+			    (double)STAT_GET(st->connect_ns_sum) / 1e9);
+		/* The count is the +Inf bucket, so the two always agree. */
+		sbuf_printf(b, "weft_proxy_backend_connect_seconds_count{backend=\"%s\"} %llu\n", name,
+			    U(cum));
+	}
+
+	/* The whole proxy. */
+	family(b, "weft_proxy_connections_active", "gauge", "Connections now, all frontends.");
+	sbuf_printf(b, "weft_proxy_connections_active %llu\n",
+		    U(atomic_load_explicit(v->active, memory_order_relaxed)));
+	family(b, "weft_proxy_max_connections", "gauge", "The global connection limit in force.");
+	sbuf_printf(b, "weft_proxy_max_connections %u\n", cfg->max_connections);
+	family(b, "weft_proxy_uptime_seconds", "gauge", "Seconds since the proxy started.");
+	sbuf_printf(b, "weft_proxy_uptime_seconds %.3f\n", (double)(now - v->started) / 1e9);
+	family(b, "weft_proxy_draining", "gauge", "1 after SIGTERM, while connections drain.");
+	sbuf_printf(b, "weft_proxy_draining %d\n",
+		    atomic_load_explicit(v->draining, memory_order_relaxed));
+	if (v->log) {
+		family(b, "weft_proxy_access_log_lines_total", "counter",
+		       "Access log lines written.");
+		sbuf_printf(b, "weft_proxy_access_log_lines_total %llu\n",
+			    U(accesslog_written(v->log)));
+		family(b, "weft_proxy_access_log_dropped_total", "counter",
+		       "Access log lines dropped: the log could not keep up, or a write failed.");
+		sbuf_printf(b, "weft_proxy_access_log_dropped_total %llu\n",
+			    U(accesslog_dropped(v->log)));
+	}
+
+	/* The runtime (weft_rt_stats). */
+	struct weft_rt_stats rs;
+	weft_rt_stats(v->rt, &rs);
+	family(b, "weft_runtime_workers", "gauge", "Worker threads.");
+	sbuf_printf(b, "weft_runtime_workers %u\n", weft_rt_workers(v->rt));
+	family(b, "weft_runtime_tasks_spawned_total", "counter", "Tasks spawned.");
+	sbuf_printf(b, "weft_runtime_tasks_spawned_total %llu\n", U(rs.spawned));
+	family(b, "weft_runtime_tasks_live", "gauge", "Tasks spawned whose handle is not yet released.");
+	sbuf_printf(b, "weft_runtime_tasks_live %llu\n", U(rs.live));
+	family(b, "weft_runtime_steals_total", "counter", "Tasks taken from another worker's deque.");
+	sbuf_printf(b, "weft_runtime_steals_total %llu\n", U(rs.steals));
+	family(b, "weft_runtime_parks_total", "counter", "Times a worker went to sleep in its ring.");
+	sbuf_printf(b, "weft_runtime_parks_total %llu\n", U(rs.parks));
+	family(b, "weft_runtime_wakeups_total", "counter", "Times a worker was woken by another thread.");
+	sbuf_printf(b, "weft_runtime_wakeups_total %llu\n", U(rs.wakeups));
+	family(b, "weft_runtime_switches_total", "counter", "Task switches.");
+	sbuf_printf(b, "weft_runtime_switches_total %llu\n", U(rs.switches));
+}
+
+/* ---- /stats --------------------------------------------------------------- */
+
+void admin_stats(struct sbuf *b, const struct admin_view *v)
+{
+	const struct proxy_config *cfg = v->cfg;
+	uint64_t now = weft_now();
+	sbuf_printf(b, "{\"uptime_s\":%.3f,\"draining\":%s,\"connections_active\":%llu,"
+		       "\"max_connections\":%u,\"frontends\":[",
+		    (double)(now - v->started) / 1e9,
+		    atomic_load_explicit(v->draining, memory_order_relaxed) ? "true" : "false",
+		    U(atomic_load_explicit(v->active, memory_order_relaxed)), cfg->max_connections);
+	for (size_t i = 0; i < cfg->nfrontends; i++) {
+		const struct frontend_stats *f = &v->fronts[i];
+		sbuf_printf(b, "%s{\"name\":", i ? "," : "");
+		json_str(b, cfg->frontends[i].name);
+		sbuf_printf(b, ",\"connections_total\":%llu,\"connections_active\":%llu,"
+			       "\"bytes_in\":%llu,\"bytes_out\":%llu,\"no_server\":%llu,"
+			       "\"proxy_header_errors\":%llu,\"proxy_header_timeouts\":%llu}",
+			    U(STAT_GET(f->total)), U(STAT_GET(f->active)), U(STAT_GET(f->bytes_in)),
+			    U(STAT_GET(f->bytes_out)), U(STAT_GET(f->no_server)),
+			    U(STAT_GET(f->proxy_errors)), U(STAT_GET(f->proxy_timeouts)));
+	}
+	sbuf_printf(b, "],\"backends\":[");
+	for (size_t bi = 0; bi < cfg->nbackends; bi++) {
+		const struct pbackend *pb = &v->backs[bi];
+		const struct backend_stats *st = &v->backends[bi];
+		sbuf_printf(b, "%s{\"name\":", bi ? "," : "");
+		json_str(b, cfg->backends[bi].name);
+		uint64_t count = STAT_GET(st->connect_count);
+		sbuf_printf(b, ",\"queue_length\":%u,\"retries\":%llu,"
+			       "\"connects\":%llu,\"connect_seconds_sum\":%.9f,\"servers\":[",
+			    (unsigned)atomic_load_explicit(&pb->queued, memory_order_relaxed),
+			    U(STAT_GET(st->retries)), U(count),
+			    (double)STAT_GET(st->connect_ns_sum) / 1e9);
+		for (size_t i = 0; i < pb->n; i++) {
+			const struct pserver *s = &pb->servers[i];
+			const struct server_stats *ss = &v->servers[bi][i];
+			sbuf_printf(b, "%s{\"name\":", i ? "," : "");
+			json_str(b, s->cfg->name);
+			sbuf_printf(b, ",\"address\":");
+			json_str(b, s->cfg->address);
+			struct health_state h;
+			health_server_state(s, &h);
+			char why[128];
+			health_format_error(&h, why, sizeof(why));
+			sbuf_printf(b, ",\"up\":%s,\"checked\":%s,\"check_up\":%s,\"passive_down\":%s,"
+				       "\"checks\":%llu,\"checks_failed\":%llu,\"last_check_error\":",
+				    h.eligible ? "true" : "false", h.checked ? "true" : "false",
+				    h.up ? "true" : "false", h.passive_down ? "true" : "false",
+				    U(h.checks), U(h.failed));
+			json_str(b, why);
+			sbuf_printf(b, ",\"connections_total\":%llu,\"connections_active\":%u,"
+				       "\"connect_attempts\":%llu,\"connect_errors\":%llu,"
+				       "\"bytes_in\":%llu,\"bytes_out\":%llu}",
+				    U(STAT_GET(ss->total)),
+				    (unsigned)STAT_GET(s->active), U(STAT_GET(s->total)),
+				    U(STAT_GET(s->connect_errors)), U(STAT_GET(ss->bytes_in)),
+				    U(STAT_GET(ss->bytes_out)));
+		}
+		sbuf_printf(b, "]}");
+	}
+	sbuf_printf(b, "],\"access_log\":");
+	if (v->log)
+		sbuf_printf(b, "{\"lines\":%llu,\"dropped\":%llu}", U(accesslog_written(v->log)),
+			    U(accesslog_dropped(v->log)));
+	else
+		sbuf_printf(b, "null");
+	struct weft_rt_stats rs;
+	weft_rt_stats(v->rt, &rs);
+	sbuf_printf(b, ",\"runtime\":{\"workers\":%u,\"tasks_spawned\":%llu,\"tasks_live\":%llu,"
+		       "\"steals\":%llu,\"parks\":%llu,\"wakeups\":%llu,\"switches\":%llu}}\n",
+		    weft_rt_workers(v->rt), U(rs.spawned), U(rs.live), U(rs.steals), U(rs.parks),
+		    U(rs.wakeups), U(rs.switches));
+}
+
+/* ---- HTTP ------------------------------------------------------------------ */
+
+struct request {
+	const struct admin_view *v;
+	int fd;
+};
+
+/* Sends a whole response: head, then body unless head_only. */
+static void respond(int fd, int status, const char *reason, const char *type, const char *body,
+		    size_t len, int head_only)
+{
+	char head[256];
+	int n = snprintf(head, sizeof(head),
+			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+			 "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+			 status, reason, type, len);
+	if (weft_sock_send_all(fd, head, (size_t)n, NULL) < 0 || head_only || !len)
+		return;
+	weft_sock_send_all(fd, body, len, NULL);
+}
+
+/* Whether the request target's path (before any query) is path. */
+static int is_path(struct weft_http1_slice t, const char *path)
+{
+	size_t n = strlen(path);
+	return t.len >= n && memcmp(t.ptr, path, n) == 0 && (t.len == n || t.ptr[n] == '?');
+}
+
+static intptr_t serve_one(void *arg)
+{
+	struct request *r = arg;
+	const struct admin_view *v = r->v;
+	int fd = r->fd;
+	free(r);
+	struct weft_scope sc;
+	weft_scope_deadline(&sc, ADMIN_TIMEOUT);
+	char buf[ADMIN_REQUEST_MAX];
+	struct weft_http1_header headers[32];
+	struct weft_http1_parser p;
+	struct weft_http1_head h;
+	weft_http1_parser_init(&p, NULL, headers, 32);
+	size_t len = 0;
+	int n = -EAGAIN;
+	while (n == -EAGAIN && len < sizeof(buf)) {
+		ssize_t got = weft_recv(fd, buf + len, sizeof(buf) - len, 0);
+		if (got <= 0)
+			goto out;
+		len += (size_t)got;
+		n = weft_http1_parse_request(&p, buf, len, &h);
+	}
+	if (n < 0) {
+		int status = 431;
+		const char *why = n == -EAGAIN ? "request too large" : weft_http1_parser_error(&p, &status);
+		char msg[160];
+		int m = snprintf(msg, sizeof(msg), "%s\n", why);
+		respond(fd, status, "Bad Request", "text/plain", msg, (size_t)m, 0);
+		goto out;
+	}
+	int head_only = h.method_id == WEFT_HTTP1_HEAD;
+	if (h.method_id != WEFT_HTTP1_GET && !head_only) {
+		respond(fd, 405, "Method Not Allowed", "text/plain", "GET or HEAD only\n", 17, 0);
+		goto out;
+	}
+	struct sbuf b = {0};
+	if (is_path(h.target, "/metrics")) {
+		admin_metrics(&b, v);
+		if (!b.failed)
+			respond(fd, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b.p, b.len,
+				head_only);
+	} else if (is_path(h.target, "/stats")) {
+		admin_stats(&b, v);
+		if (!b.failed)
+			respond(fd, 200, "OK", "application/json", b.p, b.len, head_only);
+	} else if (is_path(h.target, "/health")) {
+		if (atomic_load_explicit(v->draining, memory_order_relaxed))
+			respond(fd, 503, "Service Unavailable", "text/plain", "draining\n", 9, head_only);
+		else
+			respond(fd, 200, "OK", "text/plain", "ok\n", 3, head_only);
+	} else {
+		respond(fd, 404, "Not Found", "text/plain", "/metrics, /stats or /health\n", 28,
+			head_only);
+	}
+	if (b.failed)
+		respond(fd, 500, "Internal Server Error", "text/plain", "out of memory\n", 14, 0);
+	free(b.p);
+out:
+	weft_scope_end(&sc);
+	weft_close(fd);
+	return 0;
+}
+
+intptr_t admin_serve(void *arg)
+{
+	const struct admin_view *v = arg;
+	for (;;) {
+		int fd = weft_sock_accept(v->fd, NULL);
+		if (fd < 0) {
+			if (fd == -ECONNABORTED || fd == -EMFILE || fd == -ENFILE) {
+				if (fd != -ECONNABORTED && weft_sleep(100 * WEFT_MSEC) < 0)
+					return fd;
+				continue;
+			}
+			return fd;
+		}
+		struct request *r = malloc(sizeof(*r));
+		struct weft_task *t = NULL;
+		if (r) {
+			*r = (struct request){.v = v, .fd = fd};
+			/* The page renders on the task's stack plus the heap: the
+			 * default stack is plenty for the 8 KiB request buffer. */
+			t = weft_spawn(serve_one, r, &(struct weft_spawn_opts){.name = "admin"});
+		}
+		if (t) {
+			weft_detach(t);
+		} else {
+			free(r);
+			weft_close(fd);
+		}
+	}
+}

@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: MIT
+/*
+ * admin.h - weft-proxy's admin listener: GET /metrics (Prometheus text
+ * format 0.0.4), GET /stats (the same figures as one JSON object) and
+ * GET /health, over HTTP/1.1 with Connection: close, one task per request.
+ *
+ * admin.c reads the counters of stats.h and balance.h through the view
+ * that main.c fills once; it never writes them.  The series and the JSON
+ * fields are listed in docs/proxy.md ("Observability").
+ */
+#ifndef WEFT_PROXY_ADMIN_H
+#define WEFT_PROXY_ADMIN_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <weft.h>
+
+#include "accesslog.h"
+#include "balance.h"
+#include "config.h"
+#include "stats.h"
+
+/* What the admin pages show.  Arrays are indexed as cfg's frontends and
+ * backends (servers[b][i] as cfg->backends[b].servers[i]).  Everything
+ * must outlive the admin tasks; main.c owns it all. */
+struct admin_view {
+	const struct proxy_config *cfg;
+	int fd;                          /* the admin listening socket */
+	struct frontend_stats *fronts;
+	struct pbackend *backs;
+	struct backend_stats *backends;
+	struct server_stats **servers;
+	struct accesslog *log;           /* NULL with access_log = off */
+	struct weft_rt *rt;
+	_Atomic uint64_t *active;        /* all connections now */
+	_Atomic int *draining;           /* 1 after SIGTERM: /health answers 503 */
+	uint64_t started;                /* weft_now() at start */
+};
+
+/* A growing text buffer for the pages. */
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	int failed; /* an allocation failed: the text is cut short */
+};
+
+/* Appends printf-style text to b (on allocation failure sets b->failed and
+ * drops the text).  No other failure path. */
+void sbuf_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The bodies of /metrics and /stats, appended to b.  Task or any thread;
+ * no failure path beyond b->failed. */
+void admin_metrics(struct sbuf *b, const struct admin_view *v);
+void admin_stats(struct sbuf *b, const struct admin_view *v);
+
+/*
+ * A task body (arg: a const struct admin_view *): serves the admin pages
+ * on view->fd, a listening socket, until cancelled.  Accepts, and runs a
+ * detached task per connection that reads one request (within 5 s),
+ * answers it and closes.  The view must outlive every task started (the
+ * runtime's shutdown ends them).  Returns the error that ended accepting
+ * (-ECANCELED when cancelled).  The socket stays the caller's.
+ */
+intptr_t admin_serve(void *view);
+
+#endif

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: MIT
+/*
+ * stats.h - weft-proxy's counters: per frontend, per server and per
+ * backend, bumped on the data path by main.c and read by admin.c for
+ * /metrics and /stats.
+ *
+ * Every field is an atomic updated with memory_order_relaxed and no lock:
+ * each counter is a statistic on its own, nothing is published through
+ * it, and a reader only needs each value to be one that was stored (a
+ * scrape is a racy snapshot; two counters read together may disagree by
+ * the connections in flight between the two loads).  Writers: any worker;
+ * readers: the admin task.  balance.h keeps the server fields it needs
+ * for choosing (active, connect attempts, connect errors); this file
+ * keeps the rest.
+ */
+#ifndef WEFT_PROXY_STATS_H
+#define WEFT_PROXY_STATS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Upper bounds of the connect-time histogram, in microseconds; a last,
+ * implicit bucket (+Inf) takes the rest.  Fixed, so that an update is one
+ * relaxed add and the series never change shape. */
+#define STATS_CONNECT_BUCKETS 13
+static const uint64_t stats_connect_le_us[STATS_CONNECT_BUCKETS] = {
+	50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000, 500000, 1000000, 5000000,
+};
+
+struct frontend_stats {
+	_Atomic uint64_t total;       /* connections accepted */
+	_Atomic uint64_t active;      /* accepted and not yet closed */
+	_Atomic uint64_t bytes_in;    /* client to server, counted when a connection ends */
+	_Atomic uint64_t bytes_out;   /* server to client, likewise */
+	_Atomic uint64_t no_server;   /* closed because no server could be connected */
+	_Atomic uint64_t proxy_errors;   /* accept_proxy: a malformed header */
+	_Atomic uint64_t proxy_timeouts; /* accept_proxy: no whole header in time */
+};
+
+struct server_stats {
+	_Atomic uint64_t total;     /* connections established through it */
+	_Atomic uint64_t bytes_in;  /* client to server, counted when a connection ends */
+	_Atomic uint64_t bytes_out; /* server to client, likewise */
+};
+
+struct backend_stats {
+	_Atomic uint64_t retries;   /* connect attempts after a failed one */
+	/* Successful connects by time taken: bucket i counts those of at most
+	 * stats_connect_le_us[i] and more than the bound before (not
+	 * cumulative; /metrics sums them); the last one counts the rest. */
+	_Atomic uint64_t connect_buckets[STATS_CONNECT_BUCKETS + 1];
+	_Atomic uint64_t connect_ns_sum;
+	_Atomic uint64_t connect_count;
+};
+
+/* Counts one successful connect of ns nanoseconds in b's histogram.  Any
+ * thread; no failure path. */
+static inline void stats_connect_time(struct backend_stats *b, uint64_t ns)
+{
+	uint64_t us = ns / 1000;
+	size_t i = 0;
+	while (i < STATS_CONNECT_BUCKETS && us > stats_connect_le_us[i])
+		i++;
+	/* Relaxed: independent statistics (see the file comment). */
+	atomic_fetch_add_explicit(&b->connect_buckets[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&b->connect_ns_sum, ns, memory_order_relaxed);
+	atomic_fetch_add_explicit(&b->connect_count, 1, memory_order_relaxed);
+}
+
+/* A relaxed load and a relaxed add, spelled short for the many counters. */
+#define STAT_GET(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#define STAT_ADD(x, n) atomic_fetch_add_explicit(&(x), (n), memory_order_relaxed)
+#define STAT_SUB(x, n) atomic_fetch_sub_explicit(&(x), (n), memory_order_relaxed)
+
+#endif
