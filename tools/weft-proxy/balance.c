@@ -17,7 +17,8 @@
  * Passive health: PASSIVE_FALL connect failures in a row take a server out
  * for PASSIVE_DOWN_NS; the next pick after that tries it again.  Active
  * health: a server its checks hold down (health.c clears phealth.up) is
- * skipped until they bring it up; with checks off, up stays true.
+ * skipped until they bring it up (which also lifts a passive mark:
+ * balance_passive_clear); with checks off, up stays true.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -216,4 +217,11 @@ void balance_connect_result(struct pserver *s, bool ok)
 		atomic_store_explicit(&s->down_until, weft_now() + PASSIVE_DOWN_NS,
 				      memory_order_relaxed);
 	}
+}
+
+void balance_passive_clear(struct pserver *s)
+{
+	/* Relaxed: as in balance_connect_result, each is a value on its own. */
+	atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->down_until, 0, memory_order_relaxed);
 }

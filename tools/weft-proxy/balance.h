@@ -4,7 +4,8 @@
  * new connection.  A server is chosen only while it is up by its active
  * checks (health.c, whose API health.h brings in below) and not taken out
  * by passive marking (connect failures, here).  The two are kept apart: a
- * check never clears a passive mark, nor a connect a check's verdict.
+ * connect never changes a check's verdict, and the checks touch a passive
+ * mark only to lift it when they bring a server up.
  */
 #ifndef WEFT_PROXY_BALANCE_H
 #define WEFT_PROXY_BALANCE_H
@@ -82,6 +83,11 @@ struct pserver *balance_pick(struct pbackend *pb, const struct weft_addr *client
 /* A connection through s ended (or its connect failed: ok false). */
 void balance_done(struct pserver *s);
 void balance_connect_result(struct pserver *s, bool ok);
+
+/* Lifts s's passive mark (and its count of failures in a row): its checks
+ * have just brought it up, which says more than the mark's timer.  Any
+ * thread; no failure path. */
+void balance_passive_clear(struct pserver *s);
 
 /* The checks of these servers (health_start, health_server_state): every
  * user of balance.h, the daemon and its metrics, needs them too. */

@@ -38,7 +38,9 @@
  *     logs a server as down.
  *  5. Passive marking (balance_connect_result) is a separate state that
  *     neither reads nor writes phealth; a server is eligible when both
- *     agree.
+ *     agree.  The one link: the transition to UP lifts a passive mark
+ *     (balance_passive_clear), since rise connects in a row just worked;
+ *     else a server that came back would wait out the mark's timer.
  *
  * Timing: the first check of a server comes after a random delay in
  * [0, min(interval, 1 s)), then each next one an interval (give or take up
@@ -258,6 +260,8 @@ static void record(struct checker *c, int result, enum health_step step)
 		atomic_store_explicit(&h->streak, streak, memory_order_relaxed);
 		return;
 	}
+	if (!up)
+		balance_passive_clear(c->s); /* invariant 5 */
 	atomic_store_explicit(&h->up, !up, memory_order_relaxed);
 	atomic_store_explicit(&h->streak, 0, memory_order_relaxed);
 	atomic_fetch_add_explicit(&h->changes, 1, memory_order_relaxed);
