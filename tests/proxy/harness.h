@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: MIT
+/*
+ * harness.h - what the end-to-end tests of weft-proxy share: a backend
+ * that tags and echoes, free ports, the proxy binary (WEFT_PROXY_BIN) run
+ * on a configuration with its stderr read line by line, a configuration of
+ * one frontend and one backend, and a client dial.  Included by
+ * proxy_test.cc and health_test.cc; one translation unit each, so the
+ * helpers live in an unnamed namespace.
+ */
+#ifndef WEFT_TESTS_PROXY_HARNESS_H
+#define WEFT_TESTS_PROXY_HARNESS_H
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace {
+
+/* A backend: answers each connection with its tag, then echoes everything
+ * until the client's end of stream, then closes. */
+struct backend {
+	int lfd = -1, port = 0;
+	char tag;
+	std::thread acceptor;
+	std::vector<std::thread> conns;
+	std::mutex lock;
+
+	/* port 0: a free one; else that port (SO_REUSEADDR, so that a backend
+	 * can come back where one was stopped). */
+	explicit backend(char t, int at = 0) : tag(t)
+	{
+		struct sockaddr_in a = {};
+		a.sin_family = AF_INET;
+		a.sin_port = htons((uint16_t)at);
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		socklen_t len = sizeof(a);
+		lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int one = 1;
+		setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		EXPECT_EQ(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+		EXPECT_EQ(listen(lfd, 512), 0);
+		EXPECT_EQ(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+		port = ntohs(a.sin_port);
+		acceptor = std::thread([this] {
+			int fd;
+			while ((fd = accept(lfd, nullptr, nullptr)) >= 0) {
+				std::lock_guard<std::mutex> g(lock);
+				conns.emplace_back([this, fd] { serve(fd); });
+			}
+		});
+	}
+
+	void serve(int fd)
+	{
+		send(fd, &tag, 1, MSG_NOSIGNAL);
+		char buf[65536];
+		ssize_t n;
+		while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+			for (ssize_t off = 0; off < n;) {
+				ssize_t w = send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
+				if (w <= 0)
+					goto out;
+				off += w;
+			}
+	out:
+		close(fd);
+	}
+
+	~backend()
+	{
+		shutdown(lfd, SHUT_RDWR);
+		acceptor.join();
+		for (auto &t : conns)
+			t.join();
+		close(lfd);
+	}
+};
+
+/* A free loopback port: bound, read, closed (a race no test here loses). */
+int free_port()
+{
+	struct sockaddr_in a = {};
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	bind(fd, (struct sockaddr *)&a, sizeof(a));
+	getsockname(fd, (struct sockaddr *)&a, &len);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+struct proxy {
+	pid_t pid = -1;
+	int err = -1;
+	int port = 0;
+	std::string file;
+
+	/* Writes conf to a file and starts weft-proxy on it. */
+	bool start(const std::string &conf)
+	{
+		const char *bin = getenv("WEFT_PROXY_BIN");
+		if (!bin)
+			return false;
+		char path[] = "/tmp/weft-proxy-test-XXXXXX";
+		int cfd = mkstemp(path);
+		EXPECT_EQ(write(cfd, conf.data(), conf.size()), (ssize_t)conf.size());
+		close(cfd);
+		file = path;
+		int p[2];
+		EXPECT_EQ(pipe(p), 0);
+		pid = fork();
+		if (pid == 0) {
+			dup2(p[1], 2);
+			close(p[0]);
+			setenv("WEFT_WORKERS", "2", 1);
+			execl(bin, bin, "-c", path, (char *)nullptr);
+			_exit(127);
+		}
+		close(p[1]);
+		err = p[0];
+		return true;
+	}
+
+	/* Reads stderr up to the line that has `what`; returns it ("" at EOF,
+	 * or when timeout_ms, if not negative, passes first). */
+	std::string wait_line(const char *what, int timeout_ms = -1)
+	{
+		std::string line;
+		char ch;
+		auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+		for (;;) {
+			if (timeout_ms >= 0) {
+				auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+					until - std::chrono::steady_clock::now());
+				struct pollfd pf = {err, POLLIN, 0};
+				if (left.count() <= 0 || poll(&pf, 1, (int)left.count()) != 1)
+					return "";
+			}
+			if (read(err, &ch, 1) != 1)
+				break;
+			if (ch != '\n') {
+				line += ch;
+				continue;
+			}
+			if (line.find(what) != std::string::npos)
+				return line;
+			line.clear();
+		}
+		return "";
+	}
+
+	/* Everything left on stderr, up to the proxy's exit. */
+	std::string rest()
+	{
+		std::string all;
+		char buf[4096];
+		ssize_t n;
+		while ((n = read(err, buf, sizeof(buf))) > 0)
+			all.append(buf, (size_t)n);
+		return all;
+	}
+
+	int stop()
+	{
+		kill(pid, SIGTERM);
+		int st = -1;
+		for (int i = 0; i < 1000; i++) {
+			if (waitpid(pid, &st, WNOHANG) == pid)
+				break;
+			usleep(10000);
+			if (i == 999) {
+				kill(pid, SIGKILL);
+				waitpid(pid, &st, 0);
+				st = -1;
+			}
+		}
+		close(err);
+		unlink(file.c_str());
+		return st;
+	}
+};
+
+std::string config(int port, const std::vector<int> &servers, const std::string &extra = "")
+{
+	std::string c = "[frontend f]\nlisten = 127.0.0.1:" + std::to_string(port) + "\nbackend = b\n" + extra +
+			"\n[backend b]\nconnect_timeout = 1s\nretries = 2\n";
+	for (size_t i = 0; i < servers.size(); i++)
+		c += "server s" + std::to_string(i) + " = 127.0.0.1:" + std::to_string(servers[i]) + "\n";
+	return c;
+}
+
+int dial(int port)
+{
+	struct sockaddr_in a = {};
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		close(fd);
+		return -1;
+	}
+	struct timeval tv = {20, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+#define NEED_PROXY()                                                                    \
+	do {                                                                            \
+		if (!getenv("WEFT_PROXY_BIN"))                                          \
+			GTEST_SKIP() << "WEFT_PROXY_BIN not set (run through meson test)"; \
+	} while (0)
+
+} // namespace
+
+#endif

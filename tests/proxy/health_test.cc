@@ -1,0 +1,301 @@
+// SPDX-License-Identifier: MIT
+/*
+ * health_test.cc - weft-proxy's active health checks (tools/weft-proxy/
+ * health.c) end to end: the real binary in front of backends this test
+ * serves, checked every 50 ms.
+ *  - a server that dies is logged down after `fall` failed checks, while
+ *    clients see no failure; it is logged up `rise` passes after it
+ *    returns, and takes connections again;
+ *  - an HTTP check marks a server answering 500 down and then gets it no
+ *    new connection although it still accepts; 200 brings it back;
+ *  - with send_proxy = v2 a check connection opens with the PROXY v2
+ *    LOCAL header, then the GET with its Host;
+ *  - a server dead from the start is down after its first check, not
+ *    `fall` of them;
+ *  - every test ends with SIGTERM: exit 0, and the runtime's shutdown
+ *    finds no task left (no "weft: shutdown" line).
+ */
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "harness.h"
+
+namespace {
+
+using clk = std::chrono::steady_clock;
+
+long ms_since(clk::time_point t)
+{
+	return (long)std::chrono::duration_cast<std::chrono::milliseconds>(clk::now() - t).count();
+}
+
+/*
+ * An HTTP backend for checks and clients on one port.  A connection whose
+ * first bytes are a request head (after a PROXY header, if any) is a check:
+ * it gets `status`, the first one's bytes are kept.  A client sends one byte
+ * first; it gets the tag, then the backend waits for its end.
+ */
+struct http_backend {
+	int lfd = -1, port = 0;
+	char tag;
+	std::atomic<int> status{200};
+	std::atomic<int> checks{0}, clients{0};
+	std::string first_check;
+	std::mutex lock;
+	std::thread acceptor;
+	std::vector<std::thread> conns;
+
+	explicit http_backend(char t) : tag(t)
+	{
+		struct sockaddr_in a = {};
+		a.sin_family = AF_INET;
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		socklen_t len = sizeof(a);
+		lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		EXPECT_EQ(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+		EXPECT_EQ(listen(lfd, 512), 0);
+		EXPECT_EQ(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+		port = ntohs(a.sin_port);
+		acceptor = std::thread([this] {
+			int fd;
+			while ((fd = accept(lfd, nullptr, nullptr)) >= 0) {
+				std::lock_guard<std::mutex> g(lock);
+				conns.emplace_back([this, fd] { serve(fd); });
+			}
+		});
+	}
+
+	void serve(int fd)
+	{
+		struct timeval tv = {5, 0};
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		std::string in;
+		char buf[4096];
+		ssize_t n;
+		while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) {
+			in.append(buf, (size_t)n);
+			if (in.find("GET ") == std::string::npos) {
+				if (in[0] == 'x') {
+					clients++;
+					send(fd, &tag, 1, MSG_NOSIGNAL);
+					while (recv(fd, buf, sizeof(buf), 0) > 0) {
+					}
+					break;
+				}
+				continue; /* a PROXY header so far */
+			}
+			if (in.find("\r\n\r\n", in.find("GET ")) == std::string::npos)
+				continue;
+			{
+				std::lock_guard<std::mutex> g(lock);
+				if (checks++ == 0)
+					first_check = in;
+			}
+			std::string out = "HTTP/1.0 " + std::to_string(status.load()) +
+					  " X\r\nContent-Length: 0\r\n\r\n";
+			send(fd, out.data(), out.size(), MSG_NOSIGNAL);
+			break;
+		}
+		close(fd);
+	}
+
+	~http_backend()
+	{
+		shutdown(lfd, SHUT_RDWR);
+		acceptor.join();
+		for (auto &t : conns)
+			t.join();
+		close(lfd);
+	}
+};
+
+/* A connection through the proxy: the tag of the server it reached, or 0.
+ * hello: send a byte first (what http_backend takes for a client). */
+char through(int port, bool hello)
+{
+	int fd = dial(port);
+	if (fd < 0)
+		return 0;
+	char tag = 0;
+	if (hello && send(fd, "x", 1, MSG_NOSIGNAL) != 1)
+		tag = 0;
+	else if (recv(fd, &tag, 1, 0) != 1)
+		tag = 0;
+	close(fd);
+	return tag;
+}
+
+/* SIGTERM, then the exit status, with what stderr still had in *tail. */
+int finish(proxy &p, std::string *tail)
+{
+	kill(p.pid, SIGTERM);
+	*tail = p.rest();
+	return p.stop();
+}
+
+TEST(HealthTest, ADeadServerIsDownAfterFallChecksAndUpAfterRise)
+{
+	NEED_PROXY();
+	backend a('a');
+	auto b = std::make_unique<backend>('b');
+	int bport = b->port;
+	proxy p;
+	int port = free_port();
+	ASSERT_TRUE(p.start(config(port, {a.port, bport}) +
+			    "health_check = tcp interval=50ms rise=3 fall=3\n"));
+	ASSERT_NE(p.wait_line("listening on"), "");
+	std::this_thread::sleep_for(std::chrono::milliseconds(300)); /* checks pass */
+
+	/* b dies; clients keep going meanwhile and must never notice. */
+	std::atomic<bool> done{false};
+	std::atomic<int> ok{0}, failed{0};
+	std::thread clients([&] {
+		while (!done) {
+			char t = through(port, false);
+			(t == 'a' || t == 'b' ? ok : failed)++;
+			std::this_thread::sleep_for(std::chrono::milliseconds(5));
+		}
+	});
+	auto t0 = clk::now();
+	b.reset();
+	std::string down = p.wait_line("server b/s1 is down", 3000);
+	long took = ms_since(t0);
+	done = true;
+	clients.join();
+	ASSERT_NE(down, "") << "no down line within 3 s";
+	EXPECT_NE(down.find("(connect: Connection refused)"), std::string::npos) << down;
+	EXPECT_NE(down.find("1 of 2 up in backend b"), std::string::npos) << down;
+	/* fall = 3: two more intervals (each at least 7/8 of 50 ms) after the
+	 * first failure. */
+	EXPECT_GE(took, 80) << "down after fewer than fall checks";
+	EXPECT_EQ(failed.load(), 0) << "a client noticed the dead server";
+	EXPECT_GT(ok.load(), 0);
+
+	/* Down: every connection goes to a. */
+	for (int i = 0; i < 20; i++)
+		EXPECT_EQ(through(port, false), 'a');
+
+	/* b comes back on its port: up after rise passes, and used again. */
+	auto t1 = clk::now();
+	b = std::make_unique<backend>('b', bport);
+	ASSERT_EQ(b->port, bport);
+	std::string up = p.wait_line("server b/s1 is up", 3000);
+	ASSERT_NE(up, "") << "no up line within 3 s";
+	EXPECT_GE(ms_since(t1), 80) << "up after fewer than rise checks";
+	EXPECT_NE(up.find("2 of 2 up in backend b"), std::string::npos) << up;
+	int seen_b = 0;
+	for (int i = 0; i < 20; i++)
+		seen_b += through(port, false) == 'b';
+	EXPECT_NEAR(seen_b, 10, 2);
+
+	std::string tail;
+	int st = finish(p, &tail);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	EXPECT_EQ(tail.find("weft: shutdown"), std::string::npos) << tail;
+	EXPECT_EQ(tail.find("is down"), std::string::npos) << "shutdown logged a server down: " << tail;
+}
+
+TEST(HealthTest, AnHttp500IsDownAndGetsNoConnectionsA200IsUp)
+{
+	NEED_PROXY();
+	http_backend a('a'), b('b');
+	proxy p;
+	int port = free_port();
+	ASSERT_TRUE(p.start(config(port, {a.port, b.port}) +
+			    "health_check = http /health interval=50ms rise=2 fall=2\n"));
+	ASSERT_NE(p.wait_line("listening on"), "");
+	std::this_thread::sleep_for(std::chrono::milliseconds(300));
+	int seen_b = 0;
+	for (int i = 0; i < 20; i++)
+		seen_b += through(port, true) == 'b';
+	EXPECT_NEAR(seen_b, 10, 2);
+
+	b.status = 500;
+	std::string down = p.wait_line("server b/s1 is down", 3000);
+	ASSERT_NE(down, "") << "no down line within 3 s";
+	EXPECT_NE(down.find("(status 500)"), std::string::npos) << down;
+	/* b still accepts, but gets no new connection. */
+	int before = b.clients.load();
+	for (int i = 0; i < 20; i++)
+		EXPECT_EQ(through(port, true), 'a');
+	EXPECT_EQ(b.clients.load(), before);
+
+	b.status = 200;
+	ASSERT_NE(p.wait_line("server b/s1 is up", 3000), "") << "no up line within 3 s";
+	seen_b = 0;
+	for (int i = 0; i < 20; i++)
+		seen_b += through(port, true) == 'b';
+	EXPECT_NEAR(seen_b, 10, 2);
+	EXPECT_GE(a.checks.load(), 5);
+
+	std::string tail;
+	int st = finish(p, &tail);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	EXPECT_EQ(tail.find("weft: shutdown"), std::string::npos) << tail;
+	EXPECT_EQ(tail.find("s0 is down"), std::string::npos) << tail;
+}
+
+TEST(HealthTest, WithSendProxyV2ACheckOpensWithTheLocalHeader)
+{
+	NEED_PROXY();
+	http_backend a('a');
+	proxy p;
+	int port = free_port();
+	ASSERT_TRUE(p.start(config(port, {a.port}) + "send_proxy = v2\n" +
+			    "health_check = http /ping interval=50ms\n"));
+	ASSERT_NE(p.wait_line("listening on"), "");
+	for (int i = 0; i < 200 && a.checks.load() == 0; i++)
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	ASSERT_GT(a.checks.load(), 0);
+	std::string first;
+	{
+		std::lock_guard<std::mutex> g(a.lock);
+		first = a.first_check;
+	}
+	/* Signature, version 2 and LOCAL (0x20), UNSPEC (0x00), length 0. */
+	const char local[] = "\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
+	ASSERT_GE(first.size(), 16u);
+	EXPECT_EQ(first.substr(0, 16), std::string(local, 16));
+	std::string req = first.substr(16);
+	std::string host = "Host: 127.0.0.1:" + std::to_string(a.port) + "\r\n";
+	EXPECT_EQ(req.rfind("GET /ping HTTP/1.0\r\n", 0), 0u) << req;
+	EXPECT_NE(req.find(host), std::string::npos) << req;
+
+	std::string tail;
+	int st = finish(p, &tail);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	EXPECT_EQ(tail.find("is down"), std::string::npos) << tail;
+}
+
+TEST(HealthTest, AServerDeadFromTheStartIsDownAfterOneCheck)
+{
+	NEED_PROXY();
+	backend a('a');
+	int dead = free_port();
+	proxy p;
+	int port = free_port();
+	/* fall = 100 at 50 ms would take about 5 s; the first check decides. */
+	auto t0 = clk::now();
+	ASSERT_TRUE(p.start(config(port, {a.port, dead}) +
+			    "health_check = tcp interval=50ms fall=100\n"));
+	std::string down = p.wait_line("server b/s1 is down", 3000);
+	ASSERT_NE(down, "");
+	EXPECT_LT(ms_since(t0), 2000);
+	for (int i = 0; i < 10; i++)
+		EXPECT_EQ(through(port, false), 'a');
+
+	std::string tail;
+	int st = finish(p, &tail);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	EXPECT_EQ(tail.find("s0 is down"), std::string::npos) << tail;
+	EXPECT_EQ(tail.find("weft: shutdown"), std::string::npos) << tail;
+}
+
+} // namespace
