@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "accesslog.h"
@@ -46,6 +47,8 @@ struct slot {
 struct accesslog {
 	pthread_mutex_t lock;
 	pthread_cond_t more;
+	pthread_cond_t finished; /* the writer is about to return: done */
+	bool done;
 	struct slot *slots;
 	size_t nslots;
 	uint64_t head, tail;    /* under lock (see the invariants) */
@@ -122,6 +125,8 @@ static void *writer(void *arg)
 		pthread_mutex_lock(&l->lock);
 		l->tail = i; /* frees the slots for producers (invariant 3) */
 	}
+	l->done = true;
+	pthread_cond_signal(&l->finished);
 	pthread_mutex_unlock(&l->lock);
 	return NULL;
 }
@@ -139,6 +144,11 @@ int accesslog_open(struct accesslog **out, int fd, size_t slots, bool pipe_atomi
 	}
 	pthread_mutex_init(&l->lock, NULL);
 	pthread_cond_init(&l->more, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&l->finished, &ca);
+	pthread_condattr_destroy(&ca);
 	l->fd = fd;
 	l->own_fd = own_fd;
 	l->batch_max = pipe_atomic ? PIPE_BUF : BATCH_FILE;
@@ -147,6 +157,7 @@ int accesslog_open(struct accesslog **out, int fd, size_t slots, bool pipe_atomi
 	 * and the new thread inherits that mask. */
 	int rc = pthread_create(&l->thread, NULL, writer, l);
 	if (rc) {
+		pthread_cond_destroy(&l->finished);
 		pthread_cond_destroy(&l->more);
 		pthread_mutex_destroy(&l->lock);
 		free(l->slots);
@@ -203,13 +214,22 @@ void accesslog_close(struct accesslog *l)
 {
 	if (!l)
 		return;
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += ACCESSLOG_CLOSE_WAIT_S;
 	pthread_mutex_lock(&l->lock);
 	l->stopping = true;
 	pthread_cond_signal(&l->more);
+	while (!l->done && pthread_cond_timedwait(&l->finished, &l->lock, &until) != ETIMEDOUT)
+		;
+	bool done = l->done;
 	pthread_mutex_unlock(&l->lock);
+	if (!done)
+		return; /* a stuck fd (a pipe nobody reads): leave the writer be */
 	pthread_join(l->thread, NULL);
 	if (l->own_fd)
 		close(l->fd);
+	pthread_cond_destroy(&l->finished);
 	pthread_cond_destroy(&l->more);
 	pthread_mutex_destroy(&l->lock);
 	free(l->slots);

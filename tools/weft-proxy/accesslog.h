@@ -44,8 +44,14 @@ uint64_t accesslog_queued(const struct accesslog *l);
 uint64_t accesslog_written(const struct accesslog *l);
 uint64_t accesslog_dropped(const struct accesslog *l);
 
+/* How long accesslog_close waits for the queued lines to be written. */
+#define ACCESSLOG_CLOSE_WAIT_S 2
+
 /* Writes what is queued, stops the thread, closes fd if owned, frees l.
- * No push may run or start.  NULL is fine.  Any thread but the writer's. */
+ * When the fd does not take the lines within ACCESSLOG_CLOSE_WAIT_S (a
+ * pipe nobody reads), returns without them: the writer thread and l are
+ * left behind for the exiting process to drop.  No push may run or start.
+ * NULL is fine.  Any thread but the writer's. */
 void accesslog_close(struct accesslog *l);
 
 #endif

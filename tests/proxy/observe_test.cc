@@ -1,0 +1,535 @@
+// SPDX-License-Identifier: MIT
+/*
+ * observe_test.cc - weft-proxy's observability and accept_proxy end to
+ * end: the real binary (WEFT_PROXY_BIN) in front of an echo backend this
+ * test serves, its admin listener and its access log file.
+ *  - /metrics has every series of docs/proxy.md, and after N connections
+ *    the connection counters moved by exactly N and the byte counters by
+ *    exactly the bytes sent each way; the histogram counted N connects;
+ *  - /stats is one JSON object (checked with python3 when there is one),
+ *    /health answers 200, an unknown path 404;
+ *  - the access log has one JSON line per connection with its bytes;
+ *  - accept_proxy: a version 1 and a version 2 header give the client's
+ *    address to the log, the bytes after the header reach the backend,
+ *    a LOCAL header keeps the real peer, a malformed header closes the
+ *    connection without a backend connect, and a missing one times out
+ *    (at the frontend's 1 s idle_timeout).
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace {
+
+/* An echo backend: answers each connection with its tag, then echoes
+ * until the client's end of stream.  Counts connections. */
+struct backend {
+	int lfd = -1, port = 0;
+	std::atomic<int> accepted{0};
+	std::thread acceptor;
+	std::vector<std::thread> conns;
+	std::mutex lock;
+
+	backend()
+	{
+		struct sockaddr_in a = {};
+		a.sin_family = AF_INET;
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		socklen_t len = sizeof(a);
+		lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		EXPECT_EQ(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+		EXPECT_EQ(listen(lfd, 512), 0);
+		EXPECT_EQ(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+		port = ntohs(a.sin_port);
+		acceptor = std::thread([this] {
+			int fd;
+			while ((fd = accept(lfd, nullptr, nullptr)) >= 0) {
+				accepted++;
+				std::lock_guard<std::mutex> g(lock);
+				conns.emplace_back([fd] {
+					send(fd, "t", 1, MSG_NOSIGNAL);
+					char buf[65536];
+					ssize_t n;
+					while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+						if (send(fd, buf, (size_t)n, MSG_NOSIGNAL) != n)
+							break;
+					close(fd);
+				});
+			}
+		});
+	}
+
+	~backend()
+	{
+		shutdown(lfd, SHUT_RDWR);
+		acceptor.join();
+		for (auto &t : conns)
+			t.join();
+		close(lfd);
+	}
+};
+
+int free_port()
+{
+	struct sockaddr_in a = {};
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	bind(fd, (struct sockaddr *)&a, sizeof(a));
+	getsockname(fd, (struct sockaddr *)&a, &len);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+int dial(int port)
+{
+	struct sockaddr_in a = {};
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		close(fd);
+		return -1;
+	}
+	struct timeval tv = {10, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* Everything fd sends until its end of stream (or an error). */
+std::string read_all(int fd)
+{
+	std::string in;
+	char buf[65536];
+	ssize_t n;
+	while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+		in.append(buf, (size_t)n);
+	return in;
+}
+
+/* The proxy with an admin listener and an access log file. */
+struct proxy {
+	pid_t pid = -1;
+	int err = -1;
+	int port = 0, admin = 0;
+	std::string file, log;
+
+	bool start(const std::string &frontend_extra, int backend_port)
+	{
+		const char *bin = getenv("WEFT_PROXY_BIN");
+		if (!bin)
+			return false;
+		port = free_port();
+		admin = free_port();
+		char lpath[] = "/tmp/weft-proxy-log-XXXXXX";
+		close(mkstemp(lpath));
+		log = lpath;
+		std::string conf = "[global]\nadmin = 127.0.0.1:" + std::to_string(admin) +
+				   "\naccess_log = " + log + "\ndrain_timeout = 2s\n\n[frontend f]\nlisten = 127.0.0.1:" +
+				   std::to_string(port) + "\nbackend = b\n" + frontend_extra +
+				   "\n[backend b]\nconnect_timeout = 1s\nserver s0 = 127.0.0.1:" +
+				   std::to_string(backend_port) + "\n";
+		char path[] = "/tmp/weft-proxy-test-XXXXXX";
+		int cfd = mkstemp(path);
+		EXPECT_EQ(write(cfd, conf.data(), conf.size()), (ssize_t)conf.size());
+		close(cfd);
+		file = path;
+		int p[2];
+		EXPECT_EQ(pipe(p), 0);
+		pid = fork();
+		if (pid == 0) {
+			dup2(p[1], 2);
+			close(p[0]);
+			setenv("WEFT_WORKERS", "2", 1);
+			execl(bin, bin, "-c", path, (char *)nullptr);
+			_exit(127);
+		}
+		close(p[1]);
+		err = p[0];
+		/* Up once the admin listener says so (it binds last). */
+		std::string line;
+		char ch;
+		while (read(err, &ch, 1) == 1) {
+			if (ch != '\n') {
+				line += ch;
+				continue;
+			}
+			if (line.find("admin listening on") != std::string::npos)
+				return true;
+			line.clear();
+		}
+		return false;
+	}
+
+	int stop()
+	{
+		kill(pid, SIGTERM);
+		int st = -1;
+		for (int i = 0; i < 500; i++) {
+			if (waitpid(pid, &st, WNOHANG) == pid)
+				break;
+			usleep(10000);
+			if (i == 499) {
+				kill(pid, SIGKILL);
+				waitpid(pid, &st, 0);
+				st = -1;
+			}
+		}
+		close(err);
+		unlink(file.c_str());
+		unlink(log.c_str());
+		return st;
+	}
+
+	/* GET path on the admin listener: the status code, the body in *body. */
+	int get(const std::string &path, std::string *body)
+	{
+		int fd = dial(admin);
+		if (fd < 0)
+			return -1;
+		std::string req = "GET " + path + " HTTP/1.1\r\nHost: test\r\n\r\n";
+		send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+		std::string r = read_all(fd);
+		close(fd);
+		size_t sp = r.find(' '), end = r.find("\r\n\r\n");
+		if (sp == std::string::npos || end == std::string::npos)
+			return -1;
+		if (body)
+			*body = r.substr(end + 4);
+		return atoi(r.c_str() + sp + 1);
+	}
+
+	/* The value of the series whose line starts with `series ` in /metrics; -1 if none. */
+	double metric(const std::string &series)
+	{
+		std::string m;
+		if (get("/metrics", &m) != 200)
+			return -1;
+		std::istringstream in(m);
+		std::string line;
+		while (std::getline(in, line))
+			if (line.compare(0, series.size() + 1, series + " ") == 0)
+				return atof(line.c_str() + series.size() + 1);
+		return -1;
+	}
+
+	/* The access log's lines, once there are at least n (within 5 s). */
+	std::vector<std::string> log_lines(size_t n)
+	{
+		std::vector<std::string> lines;
+		for (int i = 0; i < 500; i++) {
+			lines.clear();
+			std::ifstream f(log);
+			std::string line;
+			while (std::getline(f, line))
+				lines.push_back(line);
+			if (lines.size() >= n)
+				break;
+			usleep(10000);
+		}
+		return lines;
+	}
+
+	/* Waits until no connection is open (their counters are final). */
+	void settle()
+	{
+		for (int i = 0; i < 500 && metric("weft_proxy_connections_active") != 0; i++)
+			usleep(10000);
+	}
+};
+
+/* The number after "key": in a log line; -1 if absent. */
+long long field_num(const std::string &line, const std::string &key)
+{
+	size_t at = line.find("\"" + key + "\":");
+	return at == std::string::npos ? -1 : atoll(line.c_str() + at + key.size() + 3);
+}
+
+/* The string value of "key": in a log line; "" if absent or null. */
+std::string field_str(const std::string &line, const std::string &key)
+{
+	size_t at = line.find("\"" + key + "\":\"");
+	if (at == std::string::npos)
+		return "";
+	at += key.size() + 4;
+	return line.substr(at, line.find('"', at) - at);
+}
+
+/* Whether python3 reads each line of text as JSON: 1 yes, 0 no, -1 no python3. */
+int json_ok(const std::string &text, bool per_line)
+{
+	if (system("python3 -c 'import json' >/dev/null 2>&1") != 0)
+		return -1;
+	char path[] = "/tmp/weft-proxy-json-XXXXXX";
+	int fd = mkstemp(path);
+	EXPECT_EQ(write(fd, text.data(), text.size()), (ssize_t)text.size());
+	close(fd);
+	std::string cmd = std::string("python3 -c 'import json,sys\n") +
+			  (per_line ? "[json.loads(l) for l in open(sys.argv[1])]"
+				    : "json.load(open(sys.argv[1]))") +
+			  "' " + path + " >/dev/null 2>&1";
+	int rc = system(cmd.c_str());
+	unlink(path);
+	return rc == 0;
+}
+
+#define NEED_PROXY()                                                                    \
+	do {                                                                            \
+		if (!getenv("WEFT_PROXY_BIN"))                                          \
+			GTEST_SKIP() << "WEFT_PROXY_BIN not set (run through meson test)"; \
+	} while (0)
+
+#define F "{frontend=\"f\"}"
+#define S "{backend=\"b\",server=\"s0\"}"
+#define B "{backend=\"b\"}"
+
+TEST(ObserveTest, MetricsMoveByExactlyTheConnectionsAndBytesSent)
+{
+	NEED_PROXY();
+	backend be;
+	proxy p;
+	ASSERT_TRUE(p.start("", be.port));
+	std::string m;
+	ASSERT_EQ(p.get("/metrics", &m), 200);
+	for (const char *series :
+	     {"weft_proxy_frontend_connections_total" F, "weft_proxy_frontend_connections_active" F,
+	      "weft_proxy_frontend_bytes_in_total" F, "weft_proxy_frontend_bytes_out_total" F,
+	      "weft_proxy_frontend_no_server_total" F, "weft_proxy_server_connections_total" S,
+	      "weft_proxy_server_connections_active" S, "weft_proxy_server_connect_errors_total" S,
+	      "weft_proxy_server_bytes_in_total" S, "weft_proxy_server_up" S,
+	      "weft_proxy_backend_retries_total" B, "weft_proxy_backend_queue_length" B,
+	      "weft_proxy_backend_connect_seconds_bucket{backend=\"b\",le=\"+Inf\"}",
+	      "weft_proxy_backend_connect_seconds_count" B, "weft_proxy_access_log_dropped_total",
+	      "weft_runtime_workers", "weft_runtime_tasks_spawned_total", "weft_runtime_steals_total"})
+		EXPECT_NE(m.find(std::string("\n") + series + " "), std::string::npos) << series;
+	EXPECT_EQ(p.metric("weft_runtime_workers"), 2);
+	EXPECT_EQ(p.metric("weft_proxy_server_up" S), 1);
+	double c0 = p.metric("weft_proxy_frontend_connections_total" F);
+	double in0 = p.metric("weft_proxy_frontend_bytes_in_total" F);
+
+	const int n = 7;
+	uint64_t sent = 0;
+	std::vector<size_t> sizes;
+	for (int i = 0; i < n; i++) {
+		size_t len = 1000u * (size_t)(i + 1) + (size_t)i;
+		std::string out(len, (char)('a' + i));
+		int fd = dial(p.port);
+		ASSERT_GE(fd, 0);
+		ASSERT_EQ(send(fd, out.data(), len, MSG_NOSIGNAL), (ssize_t)len);
+		shutdown(fd, SHUT_WR);
+		EXPECT_EQ(read_all(fd).size(), len + 1);
+		close(fd);
+		sent += len;
+		sizes.push_back(len);
+	}
+	p.settle();
+	EXPECT_EQ(p.metric("weft_proxy_frontend_connections_total" F) - c0, n);
+	EXPECT_EQ(p.metric("weft_proxy_frontend_connections_active" F), 0);
+	EXPECT_EQ(p.metric("weft_proxy_frontend_bytes_in_total" F) - in0, (double)sent);
+	EXPECT_EQ(p.metric("weft_proxy_frontend_bytes_out_total" F), (double)(sent + n));
+	EXPECT_EQ(p.metric("weft_proxy_server_connections_total" S), n);
+	EXPECT_EQ(p.metric("weft_proxy_server_bytes_in_total" S), (double)sent);
+	EXPECT_EQ(p.metric("weft_proxy_server_bytes_out_total" S), (double)(sent + n));
+	EXPECT_EQ(p.metric("weft_proxy_backend_connect_seconds_count" B), n);
+	EXPECT_EQ(p.metric("weft_proxy_backend_connect_seconds_bucket{backend=\"b\",le=\"+Inf\"}"), n);
+	EXPECT_EQ(p.metric("weft_proxy_backend_retries_total" B), 0);
+
+	/* One JSON line per connection, with its bytes (each connection
+	 * sent a different count, which names its line). */
+	std::vector<std::string> lines = p.log_lines(n);
+	ASSERT_EQ(lines.size(), (size_t)n);
+	std::string all;
+	std::multiset<long long> want(sizes.begin(), sizes.end()), got;
+	for (int i = 0; i < n; i++) {
+		const std::string &l = lines[(size_t)i];
+		all += l + "\n";
+		got.insert(field_num(l, "bytes_in"));
+		EXPECT_EQ(field_num(l, "bytes_out"), field_num(l, "bytes_in") + 1) << l;
+		EXPECT_EQ(field_str(l, "frontend"), "f") << l;
+		EXPECT_EQ(field_str(l, "server"), "s0") << l;
+		EXPECT_EQ(field_str(l, "end"), "closed") << l;
+		EXPECT_EQ(field_str(l, "client").rfind("127.0.0.1:", 0), 0u) << l;
+		EXPECT_GE(field_num(l, "duration_ms"), 0) << l;
+		EXPECT_EQ(field_str(l, "time").size(), 24u) << l; /* 2024-01-02T03:04:05.678Z */
+	}
+	EXPECT_EQ(got, want);
+	int ok = json_ok(all, true);
+	if (ok >= 0) {
+		EXPECT_EQ(ok, 1) << all;
+	}
+	EXPECT_EQ(p.metric("weft_proxy_access_log_lines_total"), n);
+	EXPECT_EQ(p.metric("weft_proxy_access_log_dropped_total"), 0);
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+TEST(ObserveTest, StatsIsJsonHealthAnswers200AndOtherPaths404)
+{
+	NEED_PROXY();
+	backend be;
+	proxy p;
+	ASSERT_TRUE(p.start("", be.port));
+	int fd = dial(p.port);
+	ASSERT_GE(fd, 0);
+	shutdown(fd, SHUT_WR);
+	EXPECT_EQ(read_all(fd), "t");
+	close(fd);
+	p.settle();
+	std::string body;
+	ASSERT_EQ(p.get("/stats", &body), 200);
+	EXPECT_EQ(body.front(), '{');
+	EXPECT_NE(body.find("\"connections_total\":1,"), std::string::npos) << body;
+	EXPECT_NE(body.find("\"name\":\"s0\""), std::string::npos) << body;
+	EXPECT_NE(body.find("\"runtime\":{\"workers\":2,"), std::string::npos) << body;
+	int ok = json_ok(body, false);
+	if (ok >= 0) {
+		EXPECT_EQ(ok, 1) << body;
+	}
+	EXPECT_EQ(p.get("/health", &body), 200);
+	EXPECT_EQ(body, "ok\n");
+	EXPECT_EQ(p.get("/metrics?x=1", nullptr), 200);
+	EXPECT_EQ(p.get("/nowhere", nullptr), 404);
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+/* Sends header + payload in one write, ends the stream, returns the echo. */
+std::string through(int port, const std::string &header, const std::string &payload)
+{
+	int fd = dial(port);
+	if (fd < 0)
+		return "connect failed";
+	std::string out = header + payload;
+	send(fd, out.data(), out.size(), MSG_NOSIGNAL);
+	shutdown(fd, SHUT_WR);
+	std::string in = read_all(fd);
+	close(fd);
+	return in;
+}
+
+std::string v2_tcp4(const char *src, uint16_t sport, const char *dst, uint16_t dport)
+{
+	std::string h("\r\n\r\n\0\r\nQUIT\n", 12);
+	h += (char)0x21; /* version 2, PROXY */
+	h += (char)0x11; /* TCP over IPv4 */
+	h += (char)0;
+	h += (char)12;
+	struct in_addr a;
+	inet_pton(AF_INET, src, &a);
+	h.append((const char *)&a, 4);
+	inet_pton(AF_INET, dst, &a);
+	h.append((const char *)&a, 4);
+	uint16_t p = htons(sport);
+	h.append((const char *)&p, 2);
+	p = htons(dport);
+	h.append((const char *)&p, 2);
+	return h;
+}
+
+TEST(AcceptProxyTest, HeadersGiveTheClientAddressAndTheRestReachesTheBackend)
+{
+	NEED_PROXY();
+	backend be;
+	proxy p;
+	ASSERT_TRUE(p.start("accept_proxy = on\nidle_timeout = 1s\n", be.port));
+	/* Version 1, the first bytes in the same segment as the header. */
+	EXPECT_EQ(through(p.port, "PROXY TCP4 192.0.2.1 192.0.2.2 5555 80\r\n", "hello"), "thello");
+	/* Version 2. */
+	EXPECT_EQ(through(p.port, v2_tcp4("198.51.100.7", 6000, "198.51.100.8", 443), "world!"),
+		  "tworld!");
+	/* Version 2 LOCAL (a health check of the balancer): the real peer. */
+	std::string local("\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00", 16);
+	EXPECT_EQ(through(p.port, local, "x"), "tx");
+	/* A header split in two segments is read whole. */
+	{
+		int fd = dial(p.port);
+		ASSERT_GE(fd, 0);
+		send(fd, "PROXY TCP6 2001:db8::1 ", 23, MSG_NOSIGNAL);
+		usleep(50000);
+		send(fd, "2001:db8::2 7 8\r\nsplit it", 25, MSG_NOSIGNAL);
+		shutdown(fd, SHUT_WR);
+		EXPECT_EQ(read_all(fd), "tsplit it");
+		close(fd);
+	}
+	/* Each connection sent a different count after its header, which
+	 * names its line. */
+	std::vector<std::string> lines = p.log_lines(4);
+	ASSERT_EQ(lines.size(), 4u);
+	auto by_bytes = [&](long long n) {
+		for (auto &l : lines)
+			if (field_num(l, "bytes_in") == n)
+				return l;
+		return std::string();
+	};
+	std::string l = by_bytes(5);
+	EXPECT_EQ(field_str(l, "client"), "192.0.2.1:5555") << l;
+	EXPECT_EQ(field_str(l, "peer").rfind("127.0.0.1:", 0), 0u) << l;
+	l = by_bytes(6);
+	EXPECT_EQ(field_str(l, "client"), "198.51.100.7:6000") << l;
+	l = by_bytes(1);
+	EXPECT_EQ(field_str(l, "client").rfind("127.0.0.1:", 0), 0u) << l;
+	EXPECT_EQ(field_str(l, "client"), field_str(l, "peer")) << l;
+	l = by_bytes(8);
+	EXPECT_EQ(field_str(l, "client"), "[2001:db8::1]:7") << l;
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+TEST(AcceptProxyTest, AMalformedHeaderClosesAndAMissingOneTimesOut)
+{
+	NEED_PROXY();
+	backend be;
+	proxy p;
+	ASSERT_TRUE(p.start("accept_proxy = on\nidle_timeout = 1s\n", be.port));
+	/* Not a PROXY header: closed at once, the backend never dialled. */
+	auto t0 = std::chrono::steady_clock::now();
+	EXPECT_EQ(through(p.port, "GET / HTTP/1.1\r\n\r\n", ""), "");
+	EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(900));
+	/* A version 1 header with a bad address. */
+	EXPECT_EQ(through(p.port, "PROXY TCP4 1.2.3 1.2.3.4 1 2\r\n", "x"), "");
+	/* Nothing at all: closed at the frontend's idle_timeout (1 s). */
+	int fd = dial(p.port);
+	ASSERT_GE(fd, 0);
+	t0 = std::chrono::steady_clock::now();
+	EXPECT_EQ(read_all(fd), "");
+	auto waited = std::chrono::steady_clock::now() - t0;
+	close(fd);
+	EXPECT_GE(waited, std::chrono::milliseconds(900));
+	EXPECT_LT(waited, std::chrono::milliseconds(3000));
+	p.settle();
+	EXPECT_EQ(be.accepted.load(), 0);
+	EXPECT_EQ(p.metric("weft_proxy_frontend_proxy_header_errors_total" F), 2);
+	EXPECT_EQ(p.metric("weft_proxy_frontend_proxy_header_timeouts_total" F), 1);
+	EXPECT_EQ(p.metric("weft_proxy_frontend_connections_total" F), 3);
+	std::vector<std::string> lines = p.log_lines(3);
+	ASSERT_EQ(lines.size(), 3u);
+	EXPECT_EQ(field_str(lines[0], "end"), "proxy_header_error") << lines[0];
+	EXPECT_EQ(field_str(lines[1], "end"), "proxy_header_error") << lines[1];
+	EXPECT_EQ(field_str(lines[2], "end"), "proxy_header_timeout") << lines[2];
+	EXPECT_NE(lines[2].find("\"server\":null"), std::string::npos) << lines[2];
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+} // namespace
