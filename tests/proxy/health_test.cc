@@ -12,6 +12,8 @@
  *    LOCAL header, then the GET with its Host;
  *  - a server dead from the start is down after its first check, not
  *    `fall` of them;
+ *  - a server that takes connections but never answers is down by the
+ *    check's timeout;
  *  - every test ends with SIGTERM: exit 0, and the runtime's shutdown
  *    finds no task left (no "weft: shutdown" line).
  */
@@ -293,6 +295,35 @@ TEST(HealthTest, AServerDeadFromTheStartIsDownAfterOneCheck)
 
 	std::string tail;
 	int st = finish(p, &tail);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	EXPECT_EQ(tail.find("s0 is down"), std::string::npos) << tail;
+	EXPECT_EQ(tail.find("weft: shutdown"), std::string::npos) << tail;
+}
+
+TEST(HealthTest, AServerThatNeverAnswersIsDownByTheTimeout)
+{
+	NEED_PROXY();
+	http_backend a('a');
+	/* Listens (the kernel completes connects) but never accepts or answers. */
+	int mute = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in m = {};
+	m.sin_family = AF_INET;
+	m.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof(m);
+	ASSERT_EQ(bind(mute, (struct sockaddr *)&m, sizeof(m)), 0);
+	ASSERT_EQ(listen(mute, 512), 0);
+	ASSERT_EQ(getsockname(mute, (struct sockaddr *)&m, &len), 0);
+	proxy p;
+	int port = free_port();
+	ASSERT_TRUE(p.start(config(port, {a.port, ntohs(m.sin_port)}) +
+			    "health_check = http /health interval=50ms timeout=100ms fall=2\n"));
+	std::string down = p.wait_line("server b/s1 is down", 3000);
+	ASSERT_NE(down, "");
+	EXPECT_NE(down.find("(recv: Connection timed out)"), std::string::npos) << down;
+
+	std::string tail;
+	int st = finish(p, &tail);
+	close(mute);
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 	EXPECT_EQ(tail.find("s0 is down"), std::string::npos) << tail;
 	EXPECT_EQ(tail.find("weft: shutdown"), std::string::npos) << tail;
