@@ -278,8 +278,8 @@ static void record(struct checker *c, int result, enum health_step step)
 		if (nup == 0)
 			fprintf(stderr, "weft-proxy: backend %s has no server up\n", bname);
 	} else {
-		fprintf(stderr, "weft-proxy: server %s/%s is up (%u checks passed); %zu of %zu up in backend %s\n",
-			bname, sname, hc->rise, nup, c->pb->n, bname);
+		fprintf(stderr, "weft-proxy: server %s/%s is up (%u check%s passed); %zu of %zu up in backend %s\n",
+			bname, sname, hc->rise, hc->rise == 1 ? "" : "s", nup, c->pb->n, bname);
 	}
 }
 
