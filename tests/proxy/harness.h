@@ -4,8 +4,8 @@
  * that tags and echoes, free ports, the proxy binary (WEFT_PROXY_BIN) run
  * on a configuration with its stderr read line by line, a configuration of
  * one frontend and one backend, and a client dial.  Included by
- * proxy_test.cc and health_test.cc; one translation unit each, so the
- * helpers live in an unnamed namespace.
+ * proxy_test.cc, health_test.cc and observe_test.cc; one translation unit
+ * each, so the helpers live in an unnamed namespace.
  */
 #ifndef WEFT_TESTS_PROXY_HARNESS_H
 #define WEFT_TESTS_PROXY_HARNESS_H
@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <mutex>
@@ -29,34 +30,44 @@
 
 namespace {
 
+/* A listening loopback socket on port at (0: a free one; else that port,
+ * with SO_REUSEADDR so that a backend can come back where one was
+ * stopped); its port in *port. */
+inline int listen_loopback(int at, int *port)
+{
+	struct sockaddr_in a = {};
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)at);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	EXPECT_EQ(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	EXPECT_EQ(listen(fd, 512), 0);
+	EXPECT_EQ(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
 /* A backend: answers each connection with its tag, then echoes everything
  * until the client's end of stream, then closes. */
 struct backend {
 	int lfd = -1, port = 0;
 	char tag;
+	std::atomic<int> accepted{0};
 	std::thread acceptor;
 	std::vector<std::thread> conns;
 	std::mutex lock;
 
-	/* port 0: a free one; else that port (SO_REUSEADDR, so that a backend
-	 * can come back where one was stopped). */
+	/* at: the port (listen_loopback); 0 for a free one. */
 	explicit backend(char t, int at = 0) : tag(t)
 	{
-		struct sockaddr_in a = {};
-		a.sin_family = AF_INET;
-		a.sin_port = htons((uint16_t)at);
-		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		socklen_t len = sizeof(a);
-		lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		int one = 1;
-		setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		EXPECT_EQ(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-		EXPECT_EQ(listen(lfd, 512), 0);
-		EXPECT_EQ(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
-		port = ntohs(a.sin_port);
+		lfd = listen_loopback(at, &port);
 		acceptor = std::thread([this] {
 			int fd;
 			while ((fd = accept(lfd, nullptr, nullptr)) >= 0) {
+				accepted++;
 				std::lock_guard<std::mutex> g(lock);
 				conns.emplace_back([this, fd] { serve(fd); });
 			}
@@ -90,7 +101,7 @@ struct backend {
 };
 
 /* A free loopback port: bound, read, closed (a race no test here loses). */
-int free_port()
+inline int free_port()
 {
 	struct sockaddr_in a = {};
 	a.sin_family = AF_INET;
@@ -194,7 +205,7 @@ struct proxy {
 	}
 };
 
-std::string config(int port, const std::vector<int> &servers, const std::string &extra = "")
+inline std::string config(int port, const std::vector<int> &servers, const std::string &extra = "")
 {
 	std::string c = "[frontend f]\nlisten = 127.0.0.1:" + std::to_string(port) + "\nbackend = b\n" + extra +
 			"\n[backend b]\nconnect_timeout = 1s\nretries = 2\n";
@@ -203,7 +214,7 @@ std::string config(int port, const std::vector<int> &servers, const std::string 
 	return c;
 }
 
-int dial(int port)
+inline int dial(int port)
 {
 	struct sockaddr_in a = {};
 	a.sin_family = AF_INET;
@@ -217,6 +228,17 @@ int dial(int port)
 	struct timeval tv = {20, 0};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	return fd;
+}
+
+/* Everything fd sends until its end of stream (or an error). */
+inline std::string read_all(int fd)
+{
+	std::string in;
+	char buf[65536];
+	ssize_t n;
+	while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+		in.append(buf, (size_t)n);
+	return in;
 }
 
 #define NEED_PROXY()                                                                    \

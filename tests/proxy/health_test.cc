@@ -56,15 +56,7 @@ struct http_backend {
 
 	explicit http_backend(char t) : tag(t)
 	{
-		struct sockaddr_in a = {};
-		a.sin_family = AF_INET;
-		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		socklen_t len = sizeof(a);
-		lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		EXPECT_EQ(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-		EXPECT_EQ(listen(lfd, 512), 0);
-		EXPECT_EQ(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
-		port = ntohs(a.sin_port);
+		lfd = listen_loopback(0, &port);
 		acceptor = std::thread([this] {
 			int fd;
 			while ((fd = accept(lfd, nullptr, nullptr)) >= 0) {

@@ -38,108 +38,17 @@
 
 #include <gtest/gtest.h>
 
+#include "harness.h"
+
 namespace {
 
-/* An echo backend: answers each connection with its tag, then echoes
- * until the client's end of stream.  Counts connections. */
-struct backend {
-	int lfd = -1, port = 0;
-	std::atomic<int> accepted{0};
-	std::thread acceptor;
-	std::vector<std::thread> conns;
-	std::mutex lock;
-
-	backend()
-	{
-		struct sockaddr_in a = {};
-		a.sin_family = AF_INET;
-		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		socklen_t len = sizeof(a);
-		lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		EXPECT_EQ(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-		EXPECT_EQ(listen(lfd, 512), 0);
-		EXPECT_EQ(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
-		port = ntohs(a.sin_port);
-		acceptor = std::thread([this] {
-			int fd;
-			while ((fd = accept(lfd, nullptr, nullptr)) >= 0) {
-				accepted++;
-				std::lock_guard<std::mutex> g(lock);
-				conns.emplace_back([fd] {
-					send(fd, "t", 1, MSG_NOSIGNAL);
-					char buf[65536];
-					ssize_t n;
-					while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
-						if (send(fd, buf, (size_t)n, MSG_NOSIGNAL) != n)
-							break;
-					close(fd);
-				});
-			}
-		});
-	}
-
-	~backend()
-	{
-		shutdown(lfd, SHUT_RDWR);
-		acceptor.join();
-		for (auto &t : conns)
-			t.join();
-		close(lfd);
-	}
-};
-
-int free_port()
-{
-	struct sockaddr_in a = {};
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	bind(fd, (struct sockaddr *)&a, sizeof(a));
-	getsockname(fd, (struct sockaddr *)&a, &len);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-int dial(int port)
-{
-	struct sockaddr_in a = {};
-	a.sin_family = AF_INET;
-	a.sin_port = htons((uint16_t)port);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		close(fd);
-		return -1;
-	}
-	struct timeval tv = {10, 0};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
-/* Everything fd sends until its end of stream (or an error). */
-std::string read_all(int fd)
-{
-	std::string in;
-	char buf[65536];
-	ssize_t n;
-	while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
-		in.append(buf, (size_t)n);
-	return in;
-}
-
 /* The proxy with an admin listener and an access log file. */
-struct proxy {
-	pid_t pid = -1;
-	int err = -1;
-	int port = 0, admin = 0;
-	std::string file, log;
+struct admin_proxy : proxy {
+	int admin = 0;
+	std::string log;
 
 	bool start(const std::string &frontend_extra, int backend_port)
 	{
-		const char *bin = getenv("WEFT_PROXY_BIN");
-		if (!bin)
-			return false;
 		port = free_port();
 		admin = free_port();
 		char lpath[] = "/tmp/weft-proxy-log-XXXXXX";
@@ -150,54 +59,13 @@ struct proxy {
 				   std::to_string(port) + "\nbackend = b\n" + frontend_extra +
 				   "\n[backend b]\nconnect_timeout = 1s\nserver s0 = 127.0.0.1:" +
 				   std::to_string(backend_port) + "\n";
-		char path[] = "/tmp/weft-proxy-test-XXXXXX";
-		int cfd = mkstemp(path);
-		EXPECT_EQ(write(cfd, conf.data(), conf.size()), (ssize_t)conf.size());
-		close(cfd);
-		file = path;
-		int p[2];
-		EXPECT_EQ(pipe(p), 0);
-		pid = fork();
-		if (pid == 0) {
-			dup2(p[1], 2);
-			close(p[0]);
-			setenv("WEFT_WORKERS", "2", 1);
-			execl(bin, bin, "-c", path, (char *)nullptr);
-			_exit(127);
-		}
-		close(p[1]);
-		err = p[0];
 		/* Up once the admin listener says so (it binds last). */
-		std::string line;
-		char ch;
-		while (read(err, &ch, 1) == 1) {
-			if (ch != '\n') {
-				line += ch;
-				continue;
-			}
-			if (line.find("admin listening on") != std::string::npos)
-				return true;
-			line.clear();
-		}
-		return false;
+		return proxy::start(conf) && wait_line("admin listening on") != "";
 	}
 
 	int stop()
 	{
-		kill(pid, SIGTERM);
-		int st = -1;
-		for (int i = 0; i < 500; i++) {
-			if (waitpid(pid, &st, WNOHANG) == pid)
-				break;
-			usleep(10000);
-			if (i == 499) {
-				kill(pid, SIGKILL);
-				waitpid(pid, &st, 0);
-				st = -1;
-			}
-		}
-		close(err);
-		unlink(file.c_str());
+		int st = proxy::stop();
 		unlink(log.c_str());
 		return st;
 	}
@@ -294,12 +162,6 @@ int json_ok(const std::string &text, bool per_line)
 	return rc == 0;
 }
 
-#define NEED_PROXY()                                                                    \
-	do {                                                                            \
-		if (!getenv("WEFT_PROXY_BIN"))                                          \
-			GTEST_SKIP() << "WEFT_PROXY_BIN not set (run through meson test)"; \
-	} while (0)
-
 #define F "{frontend=\"f\"}"
 #define S "{backend=\"b\",server=\"s0\"}"
 #define B "{backend=\"b\"}"
@@ -307,8 +169,8 @@ int json_ok(const std::string &text, bool per_line)
 TEST(ObserveTest, MetricsMoveByExactlyTheConnectionsAndBytesSent)
 {
 	NEED_PROXY();
-	backend be;
-	proxy p;
+	backend be('t');
+	admin_proxy p;
 	ASSERT_TRUE(p.start("", be.port));
 	std::string m;
 	ASSERT_EQ(p.get("/metrics", &m), 200);
@@ -387,8 +249,8 @@ TEST(ObserveTest, MetricsMoveByExactlyTheConnectionsAndBytesSent)
 TEST(ObserveTest, StatsIsJsonHealthAnswers200AndOtherPaths404)
 {
 	NEED_PROXY();
-	backend be;
-	proxy p;
+	backend be('t');
+	admin_proxy p;
 	ASSERT_TRUE(p.start("", be.port));
 	int fd = dial(p.port);
 	ASSERT_GE(fd, 0);
@@ -450,8 +312,8 @@ std::string v2_tcp4(const char *src, uint16_t sport, const char *dst, uint16_t d
 TEST(AcceptProxyTest, HeadersGiveTheClientAddressAndTheRestReachesTheBackend)
 {
 	NEED_PROXY();
-	backend be;
-	proxy p;
+	backend be('t');
+	admin_proxy p;
 	ASSERT_TRUE(p.start("accept_proxy = on\nidle_timeout = 1s\n", be.port));
 	/* Version 1, the first bytes in the same segment as the header. */
 	EXPECT_EQ(through(p.port, "PROXY TCP4 192.0.2.1 192.0.2.2 5555 80\r\n", "hello"), "thello");
@@ -499,8 +361,8 @@ TEST(AcceptProxyTest, HeadersGiveTheClientAddressAndTheRestReachesTheBackend)
 TEST(AcceptProxyTest, AMalformedHeaderClosesAndAMissingOneTimesOut)
 {
 	NEED_PROXY();
-	backend be;
-	proxy p;
+	backend be('t');
+	admin_proxy p;
 	ASSERT_TRUE(p.start("accept_proxy = on\nidle_timeout = 1s\n", be.port));
 	/* Not a PROXY header: closed at once, the backend never dialled. */
 	auto t0 = std::chrono::steady_clock::now();
