@@ -16,14 +16,15 @@ results do not change it), 1 when weft is missing or a measurement failed,
 
 import argparse
 import datetime
-import json
 import os
-import platform
 import shlex
 import shutil
 import statistics
 import subprocess
 import sys
+
+import benchlib
+from benchlib import fmt, log, ratio, row_status, run_build
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS_SRC = os.path.join(HERE, "peers")
@@ -192,10 +193,6 @@ CASES = [
 ] + TIMER_CASES
 
 
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
 # --- building the peers -----------------------------------------------------
 
 def build_cc(compiler, src, out, libs):
@@ -203,36 +200,6 @@ def build_cc(compiler, src, out, libs):
         return f"{compiler} not found"
     cmd = [compiler, "-O2", "-o", out, src] + libs
     return run_build(cmd, None)
-
-
-def build_go(out_dir, out):
-    if shutil.which("go") is None:
-        return "go not found (install golang-go)"
-    env = os.environ.copy()
-    # Caches inside the build dir: works as root with no HOME setup and never
-    # touches the network (the module has no dependencies).
-    env.update({
-        "GOFLAGS": "-mod=mod",
-        "GOCACHE": os.path.join(out_dir, "go-cache"),
-        "GOPATH": os.path.join(out_dir, "go-path"),
-        "GOPROXY": "off",
-        "GOTOOLCHAIN": "local",
-        "CGO_ENABLED": "0",
-    })
-    # Run inside the module rather than `go build -C`, which Go < 1.20 lacks.
-    return run_build(["go", "build", "-o", out, "."], env,
-                     cwd=os.path.join(PEERS_SRC, "go"))
-
-
-def run_build(cmd, env, cwd=None):
-    log("build: " + shlex.join(cmd))
-    res = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True,
-                         text=True)
-    if res.returncode != 0:
-        lines = res.stderr.strip().splitlines() or ["no output"]
-        first = next((ln for ln in lines if "error" in ln), lines[0])
-        return f"build failed: {first.strip()}"
-    return None
 
 
 def build_peers(build_dir, needed):
@@ -252,7 +219,8 @@ def build_peers(build_dir, needed):
             "gcc", os.path.join(PEERS_SRC, "ucontext_switch.c"), out, []))
     if "go" in needed:
         out = os.path.join(out_dir, "gobench")
-        peers["go"] = (out, build_go(out_dir, out))
+        peers["go"] = (out, benchlib.go_build(
+            out, out_dir, os.path.join(PEERS_SRC, "go")))
     return peers
 
 
@@ -300,8 +268,7 @@ def run_once(row):
 def summary(row):
     if not row.samples or row.error:
         return None
-    return {"median": statistics.median(row.samples),
-            "min": min(row.samples), "max": max(row.samples)}
+    return benchlib.spread(row.samples)
 
 
 def median_of(cases, case, key):
@@ -320,14 +287,8 @@ def goals(cases):
     def m(case, key):
         return median_of(cases, case, key)
 
-    def ratio(a, b):
-        return a / b if a is not None and b else None
-
-    out = []
-
-    def check(text, value, target, ok):
-        out.append((text, value, target, None if value is None else ok(value)))
-
+    out = benchlib.Goals()
+    check = out.check
     check("switch no slower than Boost fcontext (boost/weft >= 1.0)",
           ratio(m("switch", "boost"), m("switch", "weft")), 1.0,
           lambda v: v >= 1.0)
@@ -353,24 +314,8 @@ def goals(cases):
 
 # --- reporting --------------------------------------------------------------
 
-def fmt(v):
-    if v is None:
-        return "-"
-    return f"{v:.0f}" if v >= 10000 else f"{v:.2f}" if v < 100 else f"{v:.1f}"
-
-
-def row_status(row):
-    if row.skipped:
-        return f"skipped ({row.skipped})"
-    if row.error:
-        return f"FAILED ({row.error})"
-    return None
-
-
 def text_report(meta, cases, goal_list):
-    print(f"date: {meta['date']}")
-    print(f"host: {meta['host']}")
-    print(f"runs: {meta['runs']} (median, min, max over runs; interleaved)")
+    benchlib.print_preamble(meta, "median, min, max over runs; interleaved")
     print("ratio = peer/weft median; lower is better for every unit, "
           "so ratio > 1 means weft wins")
     print()
@@ -396,8 +341,7 @@ def text_report(meta, cases, goal_list):
                 print("  ".join(c.ljust(w) for c, w in
                                 zip(cells, widths)) + "  " + status)
                 continue
-            r = (s["median"] / weft_s["median"]
-                 if weft_s and weft_s["median"] else None)
+            r = ratio(s["median"], weft_s and weft_s["median"])
             cells += [fmt(s["median"]), fmt(s["min"]), fmt(s["max"]),
                       "-" if r is None else f"{r:.2f}x"]
             print("  ".join(c.ljust(w) if j < 3 else c.rjust(w)
@@ -413,63 +357,37 @@ def text_report(meta, cases, goal_list):
     for key, value in meta["derived"].items():
         print(f"{key} (forkjoin median w1/w2): {value:.2f}x")
     print()
-    print("goals:")
-    for text, value, target, ok in goal_list:
-        if ok is None:
-            print(f"  SKIP  {text}: no data (not run, skipped or failed)")
-        else:
-            print(f"  {'PASS' if ok else 'FAIL'}  {text}: {fmt(value)} "
-                  f"(target {fmt(target)})")
+    benchlib.print_goals("goals:", goal_list, fmt)
 
 
 def json_report(meta, cases, goal_list):
-    doc = dict(meta)
-    doc["cases"] = {}
+    doc = {}
     for name, title, rows in cases:
         weft_s = summary(rows[0])
         out_rows = {}
         for row in rows:
             s = summary(row)
-            status = ("skipped" if row.skipped else
-                      "failed" if row.error else "ok")
             entry = {
                 "label": row.label,
                 "workers": row.workers,
                 "unit": row.unit,
-                "status": status,
+                "status": benchlib.status_word(row),
                 "reason": row.skipped or row.error,
                 "command": row.cmdline,
                 "samples": row.samples,
                 "median": s and s["median"],
                 "min": s and s["min"],
                 "max": s and s["max"],
-                "ratio": (s["median"] / weft_s["median"]
-                          if s and weft_s and weft_s["median"] else None),
+                "ratio": ratio(s and s["median"],
+                               weft_s and weft_s["median"]),
             }
             if row.steals:
                 entry["steals"] = row.steals
             for key, values in row.extra.items():
                 entry[key] = values
             out_rows[row.key] = entry
-        doc["cases"][name] = {"title": title, "rows": out_rows}
-    doc["goals"] = [{"goal": t, "value": v, "target": g,
-                     "status": "skip" if ok is None else
-                     "pass" if ok else "fail"}
-                    for t, v, g, ok in goal_list]
-    print(json.dumps(doc, indent=2))
-
-
-def host_line():
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for ln in f:
-                if ln.startswith("model name"):
-                    cpu = ln.partition(":")[2].strip()
-                    break
-    except OSError:
-        pass
-    return f"{platform.node()} {platform.release()} {cpu} x{os.cpu_count()}"
+        doc[name] = {"title": title, "rows": out_rows}
+    benchlib.print_json(meta, doc, goal_list)
 
 
 def main():
@@ -516,8 +434,7 @@ def main():
             f"build it first (meson setup {args.build_dir} && "
             f"ninja -C {args.build_dir})")
         return 1
-    if shutil.which("taskset") is None:
-        log("error: taskset not found (util-linux); needed to pin runs")
+    if not benchlib.need_taskset("runs"):
         return 1
 
     needed = {row.peer for _, _, rows in cases for row in rows if row.peer}
@@ -548,13 +465,8 @@ def main():
         w2 = median_of(cases, "forkjoin-w2", key)
         if w1 and w2:
             derived[f"forkjoin_speedup_{key}"] = w1 / w2
-    meta = {
-        "date": date.isoformat(timespec="seconds"),
-        "host": host_line(),
-        "runs": args.runs,
-        "build_dir": args.build_dir,
-        "derived": derived,
-    }
+    meta = benchlib.base_meta(date, args.runs)
+    meta.update({"build_dir": args.build_dir, "derived": derived})
     goal_list = goals(cases)
     if args.json:
         json_report(meta, cases, goal_list)
