@@ -3,7 +3,8 @@
  * proxy_test.cc - weft-proxy end to end, as an operator runs it: the real
  * binary (WEFT_PROXY_BIN, from meson) in front of backends this test
  * serves itself.
- *  - every byte of 64 concurrent connections arrives once and in order,
+ *  - every byte of 64 concurrent connections (1 GiB in all) arrives once
+ *    and in order,
  *    both ways, with the client's half-close passed on;
  *  - round robin spreads connections evenly; a dead server is skipped
  *    without a client noticing;
@@ -43,7 +44,13 @@ TEST(ProxyTest, EveryByteArrivesOnceAndInOrderWithHalfClose)
 	ASSERT_TRUE(p.start(config(port, {a.port, b.port})));
 	ASSERT_NE(p.wait_line("listening on"), "");
 	const int conns = 64;
-	const size_t per_conn = 1u << 20; /* 64 MiB in all */
+	/* 1 GiB in all, as the issue asks; a sixteenth under the sanitizers,
+	 * where the proxy runs several times slower. */
+#ifdef WEFT_SANITIZED
+	const size_t per_conn = 1u << 20;
+#else
+	const size_t per_conn = 16u << 20;
+#endif
 	std::atomic<int> good{0};
 	std::vector<std::thread> ts;
 	for (int c = 0; c < conns; c++)
