@@ -4,8 +4,7 @@
  * binary (WEFT_PROXY_BIN, from meson) in front of backends this test
  * serves itself.
  *  - every byte of 64 concurrent connections (1 GiB in all) arrives once
- *    and in order,
- *    both ways, with the client's half-close passed on;
+ *    and in order, both ways, with the client's half-close passed on;
  *  - round robin spreads connections evenly; a dead server is skipped
  *    without a client noticing;
  *  - a configuration error names its file and line and exits 1;
