@@ -6,7 +6,8 @@
  *  - every byte of 64 concurrent connections (1 GiB in all) arrives once
  *    and in order, both ways, with the client's half-close passed on;
  *  - round robin spreads connections evenly; a dead server is skipped
- *    without a client noticing;
+ *    without a client noticing; a server's reset reaches the client as a
+ *    reset;
  *  - a configuration error names its file and line and exits 1;
  *  - SIGTERM stops accepting, lets an established connection finish, and
  *    the proxy exits 0.
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -111,6 +113,40 @@ TEST(ProxyTest, RoundRobinSpreadsAndADeadServerIsSkipped)
 	EXPECT_EQ(seen.size(), 2u);
 	EXPECT_NEAR(seen['a'], 30, 3);
 	EXPECT_NEAR(seen['b'], 30, 3);
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+TEST(ProxyTest, AResetByTheServerReachesTheClientAsAReset)
+{
+	NEED_PROXY();
+	int port_b;
+	int lfd = listen_loopback(0, &port_b);
+	std::thread server([lfd] {
+		int fd = accept(lfd, nullptr, nullptr);
+		char b;
+		if (fd >= 0 && recv(fd, &b, 1, 0) == 1) {
+			/* A zero linger: close sends RST, not FIN. */
+			struct linger lg = {1, 0};
+			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		}
+		if (fd >= 0)
+			close(fd);
+	});
+	proxy p;
+	int port = free_port();
+	ASSERT_TRUE(p.start(config(port, {port_b})));
+	ASSERT_NE(p.wait_line("listening on"), "");
+	int fd = dial(port);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(send(fd, "x", 1, 0), 1);
+	char b;
+	errno = 0;
+	EXPECT_EQ(recv(fd, &b, 1, 0), -1) << "the client saw an end of stream, not a reset";
+	EXPECT_EQ(errno, ECONNRESET);
+	close(fd);
+	server.join();
+	close(lfd);
 	int st = p.stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
