@@ -32,9 +32,15 @@
  * accesslog.c writes the lines from a thread of its own, never blocking a
  * worker.  The line format and the series are in docs/proxy.md.
  *
- * SIGTERM or SIGINT: the listeners stop, established connections get up
- * to drain_timeout to finish, then the runtime's shutdown closes the rest
- * and the program exits 0.
+ * Startup order (main): configuration, RLIMIT_NOFILE, every listener
+ * bound, the access log's file opened, NOTIFY_SOCKET connected, then the
+ * switch to `user` (privs.c) while the main thread is the only thread,
+ * then the access log's writer and the runtime.  With NOTIFY_SOCKET set,
+ * READY=1 goes out once the accept loops run (notify.c).
+ *
+ * SIGTERM or SIGINT: STOPPING=1 is sent, the listeners stop, established
+ * connections get up to drain_timeout to finish, then the runtime's
+ * shutdown closes the rest and the program exits 0.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -57,6 +63,8 @@
 #include "admin.h"
 #include "balance.h"
 #include "config.h"
+#include "notify.h"
+#include "privs.h"
 #include "proxy_proto.h"
 #include "relay.h"
 #include "stats.h"
@@ -499,11 +507,14 @@ static intptr_t run(void *arg)
 				return -ENOMEM;
 		}
 	}
+	/* Bound (before the runtime) and accepting: ready for systemd. */
+	notify_ready();
 	sigset_t stop;
 	sigemptyset(&stop);
 	sigaddset(&stop, SIGTERM);
 	sigaddset(&stop, SIGINT);
 	int sig = weft_signal_wait(&stop);
+	notify_stopping();
 	/* Relaxed: a flag on its own, read by /health and /metrics. */
 	atomic_store_explicit(&P.draining, 1, memory_order_relaxed);
 	/* Stop accepting: the loops, then the sockets, so that new
@@ -531,28 +542,46 @@ static intptr_t run(void *arg)
 	return 0;
 }
 
-/* Opens what access_log names: 0 with P.log set (NULL when off), or 1
- * after saying why on stderr. */
-static int open_access_log(const struct proxy_config *cfg)
+/* Where the access log goes: opened before the switch of user (a file
+ * the user could not open is still written), its writer started after. */
+struct log_sink {
+	int fd;                     /* -1: the log is off */
+	bool own, pipe_atomic;
+};
+
+/* Opens what access_log names into *sink: 0, or 1 after saying why on
+ * stderr. */
+static int open_access_log_file(const struct proxy_config *cfg, struct log_sink *sink)
 {
-	int fd = -1;
-	bool own = false, pipe_atomic = true;
+	*sink = (struct log_sink){.fd = -1, .own = false, .pipe_atomic = true};
 	switch (cfg->access_log) {
 	case PROXY_LOG_OFF: return 0;
-	case PROXY_LOG_STDERR: fd = 2; break;
-	case PROXY_LOG_STDOUT: fd = 1; break;
+	case PROXY_LOG_STDERR: sink->fd = 2; break;
+	case PROXY_LOG_STDOUT: sink->fd = 1; break;
 	case PROXY_LOG_FILE:
-		fd = open(cfg->access_log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-		if (fd < 0) {
+		sink->fd = open(cfg->access_log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		if (sink->fd < 0) {
 			fprintf(stderr, "weft-proxy: %s:%d: access_log %s: %s\n", cfg->file,
 				cfg->access_log_line, cfg->access_log_path, strerror(errno));
 			return 1;
 		}
-		own = true;
-		pipe_atomic = false;
+		sink->own = true;
+		sink->pipe_atomic = false;
 		break;
 	}
-	int rc = accesslog_open(&P.log, fd, 0, pipe_atomic, own);
+	return 0;
+}
+
+/* Starts the access log's writer on sink: 0 with P.log set (NULL when
+ * off), or 1 after saying why on stderr (sink's fd is then closed if
+ * owned). */
+static int open_access_log(const struct log_sink *sink)
+{
+	int fd = sink->fd;
+	bool own = sink->own;
+	if (fd < 0)
+		return 0;
+	int rc = accesslog_open(&P.log, fd, 0, sink->pipe_atomic, own);
 	if (rc < 0) {
 		fprintf(stderr, "weft-proxy: access log: %s\n", strerror(-rc));
 		if (own)
@@ -691,8 +720,23 @@ int main(int argc, char **argv)
 	sigaddset(&stop, SIGINT);
 	sigaddset(&stop, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	struct log_sink sink;
+	if (open_access_log_file(P.cfg, &sink))
+		return 1;
+	notify_init(); /* a failure is a warning: the proxy runs on */
+	/*
+	 * The switch to `user`, now: every socket is bound and every file
+	 * open, and no thread but this one exists yet.  setuid, setgid and
+	 * setgroups change only the calling thread at the syscall level
+	 * (glibc broadcasts its wrappers to all threads; the raw capset in
+	 * privs.c is not broadcast), so doing it before the access log's
+	 * writer and the runtime's workers are created is the simple way to
+	 * have every thread run with the new credentials.
+	 */
+	if (P.cfg->user && privs_drop(P.cfg->user, P.cfg->file, P.cfg->user_line) < 0)
+		return 1;
 	/* After the mask: the log's thread must not take SIGTERM. */
-	if (open_access_log(P.cfg))
+	if (open_access_log(&sink))
 		return 1;
 	/* weft_main's steps spelled out, to keep the runtime for
 	 * weft_rt_stats: start, run the main task, shut down. */
