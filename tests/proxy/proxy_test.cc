@@ -10,7 +10,8 @@
  *    reset;
  *  - a configuration error names its file and line and exits 1;
  *  - SIGTERM stops accepting, lets an established connection finish, and
- *    the proxy exits 0.
+ *    the proxy exits 0; what is left at the drain deadline is closed
+ *    spread over a second.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -190,6 +192,50 @@ TEST(ProxyTest, SigtermDrainsEstablishedConnectionsAndExitsZero)
 	EXPECT_EQ(recv(fd, buf, 4, MSG_WAITALL), 4);
 	EXPECT_EQ(memcmp(buf, "ping", 4), 0);
 	close(fd);
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+TEST(ProxyTest, ConnectionsLeftAtTheDrainDeadlineAreClosedSpreadOut)
+{
+	NEED_PROXY();
+	backend a('a');
+	proxy p;
+	int port = free_port();
+	ASSERT_TRUE(p.start("[global]\ndrain_timeout = 100ms\n\n" + config(port, {a.port})));
+	ASSERT_NE(p.wait_line("listening on"), "");
+	const int n = 20;
+	std::vector<int> fds;
+	for (int i = 0; i < n; i++) {
+		int fd = dial(port);
+		ASSERT_GE(fd, 0);
+		char tag;
+		ASSERT_EQ(recv(fd, &tag, 1, 0), 1);
+		fds.push_back(fd);
+	}
+	kill(p.pid, SIGTERM);
+	/* Each client reads its end of stream; the ends are spread over the
+	 * proxy's one-second window, not all in one instant. */
+	std::vector<std::chrono::steady_clock::time_point> ends;
+	std::vector<struct pollfd> pf;
+	for (int fd : fds)
+		pf.push_back({fd, POLLIN, 0});
+	while (ends.size() < fds.size() && poll(pf.data(), pf.size(), 5000) > 0)
+		for (auto &x : pf)
+			if (x.fd >= 0 && x.revents) {
+				char b;
+				EXPECT_EQ(recv(x.fd, &b, 1, 0), 0);
+				ends.push_back(std::chrono::steady_clock::now());
+				close(x.fd);
+				x.fd = -1;
+			}
+	ASSERT_EQ(ends.size(), fds.size()) << "not every connection was closed";
+	auto spread = std::chrono::duration_cast<std::chrono::milliseconds>(ends.back() - ends.front());
+	EXPECT_GE(spread.count(), 500) << "closed in a burst";
+	std::string line = p.wait_line("stopped;");
+	EXPECT_NE(line.find(std::to_string(n) + " connections closed at the drain deadline"),
+		  std::string::npos)
+		<< line;
 	int st = p.stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }

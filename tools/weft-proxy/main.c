@@ -39,8 +39,9 @@
  * READY=1 goes out once the accept loops run (notify.c).
  *
  * SIGTERM or SIGINT: STOPPING=1 is sent, the listeners stop, established
- * connections get up to drain_timeout to finish, then the runtime's
- * shutdown closes the rest and the program exits 0.
+ * connections get up to drain_timeout to finish, then the rest are closed
+ * over a second (relay_close_all), each with its access log line, and the
+ * program exits 0.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -532,8 +533,14 @@ static intptr_t run(void *arg)
 	uint64_t until = weft_now() + cfg->drain_timeout_ns;
 	while (atomic_load(&P.active) > 0 && weft_now() < until)
 		weft_sleep(10 * WEFT_MSEC);
-	fprintf(stderr, "weft-proxy: stopped; %llu connections closed at the drain deadline\n",
-		(unsigned long long)atomic_load(&P.active));
+	/* What is left is closed over a second, not in one burst that would
+	 * have every client reconnect in the same instant; each gets its
+	 * access log line and counters as it ends. */
+	size_t closed = relay_close_all(WEFT_SEC);
+	until = weft_now() + 2 * WEFT_SEC;
+	while (atomic_load(&P.active) > 0 && weft_now() < until)
+		weft_sleep(10 * WEFT_MSEC);
+	fprintf(stderr, "weft-proxy: stopped; %zu connections closed at the drain deadline\n", closed);
 	/* The admin listener answers (503 on /health) until the drain ends. */
 	if (P.admin_loop) {
 		weft_cancel(P.admin_loop);

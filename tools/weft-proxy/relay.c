@@ -28,12 +28,15 @@
  * half_closed_timeout.
  *
  * Lifetime: each direction holds a reference while it runs; the last one
- * to stop closes both sockets and calls opts.done.  A direction that fails
+ * to stop closes both sockets and calls opts.done.  Open relays are also
+ * on one list (under `open_lock`), for relay_close_all at the end of a
+ * drain, which takes a reference of its own while it closes one.  A direction that fails
  * aborts the relay: it shuts both sockets down, which ends the other
  * direction's watch (its receive completes with end of stream) so that it
  * stops too.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +57,8 @@ struct side {
 };
 
 struct relay {
+	struct relay *prev, *next; /* the open list, under open_lock */
+	bool closing;              /* relay_close_all has it */
 	int fd[2];
 	struct side side[2];
 	struct relay_opts o;
@@ -65,6 +70,9 @@ struct relay {
 	_Atomic int end;           /* the first reason to end, or -1 */
 };
 
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct relay *open_head;
+
 const char *relay_end_name(enum relay_end e)
 {
 	switch (e) {
@@ -73,6 +81,7 @@ const char *relay_end_name(enum relay_end e)
 	case RELAY_SERVER_RESET: return "server_reset";
 	case RELAY_IDLE_TIMEOUT: return "idle_timeout";
 	case RELAY_HALF_CLOSED_TIMEOUT: return "half_closed_timeout";
+	case RELAY_DRAIN_DEADLINE: return "drain_deadline";
 	}
 	return "?";
 }
@@ -104,12 +113,19 @@ static void abort_relay(struct relay *r, enum relay_end e, int reset)
 	}
 }
 
-/* Direction s stops; the last one out closes everything. */
-static void stop(struct side *s)
+/* Drops a reference to r; the last one closes everything. */
+static void unref(struct relay *r)
 {
-	struct relay *r = s->r;
 	if (atomic_fetch_sub(&r->refs, 1) != 1)
 		return;
+	pthread_mutex_lock(&open_lock);
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		open_head = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	pthread_mutex_unlock(&open_lock);
 	int end = atomic_load(&r->end);
 	weft_close(r->fd[0]);
 	weft_close(r->fd[1]);
@@ -118,6 +134,12 @@ static void stop(struct side *s)
 		r->o.done(r->o.arg, end < 0 ? RELAY_CLOSED : (enum relay_end)end, bytes,
 			  weft_now() - r->start);
 	free(r);
+}
+
+/* Direction s stops. */
+static void stop(struct side *s)
+{
+	unref(s->r);
 }
 
 /* How long direction s may wait now, or 0 when its time is up. */
@@ -248,6 +270,12 @@ int relay_start(int client, int server, const struct relay_opts *opts)
 		free(r);
 		return rc;
 	}
+	pthread_mutex_lock(&open_lock);
+	r->next = open_head;
+	if (open_head)
+		open_head->prev = r;
+	open_head = r;
+	pthread_mutex_unlock(&open_lock);
 	rc = weft_watch(server, r->o.idle_timeout, on_bytes, &r->side[1]);
 	if (rc < 0) {
 		/* The client's watch is armed: end it through the relay. */
@@ -257,4 +285,48 @@ int relay_start(int client, int server, const struct relay_opts *opts)
 		return 0;
 	}
 	return 0;
+}
+
+size_t relay_close_all(uint64_t window_ns)
+{
+	size_t n = 0, total = 0;
+	pthread_mutex_lock(&open_lock);
+	for (struct relay *r = open_head; r; r = r->next)
+		total++;
+	pthread_mutex_unlock(&open_lock);
+	if (!total)
+		return 0;
+	/* Evenly over the window: a tick per relay, or one a millisecond
+	 * with a share of them each when there are more. */
+	uint64_t ticks = window_ns / WEFT_MSEC ? window_ns / WEFT_MSEC : 1;
+	if (ticks > total)
+		ticks = total;
+	size_t per_tick = (size_t)((total + ticks - 1) / ticks);
+	for (;;) {
+		size_t k = 0;
+		for (; k < per_tick; k++) {
+			pthread_mutex_lock(&open_lock);
+			struct relay *r = open_head;
+			for (; r; r = r->next) {
+				if (r->closing)
+					continue;
+				r->closing = true;
+				/* Ours until we are done with it, unless its last
+				 * reference is already gone (it is leaving the
+				 * list, under this lock, right after us). */
+				unsigned refs = atomic_load(&r->refs);
+				while (refs && !atomic_compare_exchange_weak(&r->refs, &refs, refs + 1))
+					;
+				if (refs)
+					break;
+			}
+			pthread_mutex_unlock(&open_lock);
+			if (!r)
+				return n;
+			abort_relay(r, RELAY_DRAIN_DEADLINE, -1);
+			unref(r);
+			n++;
+		}
+		weft_sleep(window_ns / ticks);
+	}
 }

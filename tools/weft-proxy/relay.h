@@ -11,6 +11,7 @@
 #define WEFT_PROXY_RELAY_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct relay;
@@ -22,6 +23,7 @@ enum relay_end {
 	RELAY_SERVER_RESET, /* the server reset (or failed); the client got a reset */
 	RELAY_IDLE_TIMEOUT, /* no byte either way for idle_timeout */
 	RELAY_HALF_CLOSED_TIMEOUT, /* one side finished and the other went quiet */
+	RELAY_DRAIN_DEADLINE, /* still open when the drain ended (relay_close_all) */
 };
 
 const char *relay_end_name(enum relay_end e);
@@ -42,5 +44,13 @@ struct relay_opts {
  * caller's.
  */
 int relay_start(int client, int server, const struct relay_opts *opts);
+
+/*
+ * Closes every relay still open, spread evenly over window_ns rather than
+ * all at once (a burst of closes makes every client reconnect in the same
+ * instant).  Each ends with RELAY_DRAIN_DEADLINE, its done callback called
+ * as usual.  Returns how many it closed.  Task only; suspends.
+ */
+size_t relay_close_all(uint64_t window_ns);
 
 #endif
