@@ -146,6 +146,7 @@ struct weft_rt_stats {
 	uint64_t wakeups;  /* times a worker was woken by another thread */
 	uint64_t switches; /* task switches */
 	uint64_t live;     /* tasks spawned whose handle is not yet released */
+	uint64_t submitted; /* SQEs handed to the kernel, over all rings */
 };
 WEFT_API void weft_rt_stats(const struct weft_rt *rt, struct weft_rt_stats *out);
 

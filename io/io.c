@@ -54,7 +54,7 @@ struct io_uring_sqe *weft__io_sqe(struct weft__worker *w)
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
 	while (!sqe) {
 		/* Full SQ: hand it to the kernel and take a fresh entry. */
-		io_uring_submit(&w->ring);
+		weft__submitted(w, io_uring_submit(&w->ring));
 		sqe = io_uring_get_sqe(&w->ring);
 	}
 	return sqe;
@@ -69,7 +69,7 @@ static int io_begin(struct weft_task *self, struct weft__io_op *op)
 	 * first alone in between. */
 	struct io_uring *ring = &self->worker->ring;
 	if (io_uring_sq_space_left(ring) < (self->deadline != WEFT_NEVER ? 2u : 1u))
-		io_uring_submit(ring);
+		weft__submitted(self->worker, io_uring_submit(ring));
 	op->owner = self->worker;
 	op->res = 0;
 	op->more = NULL;
@@ -199,10 +199,10 @@ void weft__io_poll(struct weft__worker *w)
 	if (w->io_inflight) {
 		/* DEFER_TASKRUN delivers completions only when we enter the
 		 * kernel asking for them. */
-		io_uring_submit_and_get_events(&w->ring);
+		weft__submitted(w, io_uring_submit_and_get_events(&w->ring));
 		weft__park_reap(w);
 	} else if (io_uring_sq_ready(&w->ring)) {
-		io_uring_submit(&w->ring);
+		weft__submitted(w, io_uring_submit(&w->ring));
 	}
 }
 

@@ -99,6 +99,7 @@ struct weft__worker {
 	bool batch_wake;
 	/* Statistics: written by the owner (relaxed), read by anyone. */
 	_Atomic uint64_t n_spawned, n_steals, n_parks, n_wakeups, n_switches;
+	_Atomic uint64_t n_submitted;  /* SQEs handed to the kernel */
 };
 
 struct weft__slab;
@@ -240,11 +241,25 @@ static inline struct weft_task *weft__tlist_pop(struct weft__tlist *l)
 	return t;
 }
 
-static inline void weft__stat_inc(_Atomic uint64_t *c)
+static inline void weft__stat_add(_Atomic uint64_t *c, uint64_t n)
 {
 	/* Only the owner writes: a relaxed load and store, not an RMW. */
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
 			      memory_order_relaxed);
+}
+
+static inline void weft__stat_inc(_Atomic uint64_t *c)
+{
+	weft__stat_add(c, 1);
+}
+
+/* Counts what an io_uring_submit* call on w's ring handed to the kernel;
+ * returns rc unchanged. */
+static inline int weft__submitted(struct weft__worker *w, int rc)
+{
+	if (rc > 0)
+		weft__stat_add(&w->n_submitted, (uint64_t)rc);
+	return rc;
 }
 
 #endif

@@ -222,8 +222,13 @@ void weft__park(struct weft__worker *w, uint64_t timeout_ns)
 	weft__stat_inc(&w->n_parks);
 	/* -ETIME and -EINTR are ordinary ends of a park; anything else would
 	 * be a bug in how we use the ring, and the loop simply comes back. */
-	io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1,
-					 timeout_ns == WEFT_NEVER ? NULL : &ts, NULL);
+	/* Counted from the queue: liburing before 2.4 returns 0, not the
+	 * count, and -ETIME still means the SQEs went in. */
+	unsigned ready = io_uring_sq_ready(&w->ring);
+	int rc = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1,
+						  timeout_ns == WEFT_NEVER ? NULL : &ts, NULL);
+	if (rc >= 0 || rc == -ETIME || rc == -EINTR)
+		weft__submitted(w, (int)ready);
 	weft__park_reap(w);
 }
 
@@ -239,7 +244,7 @@ void weft__unpark(struct weft__worker *w)
 			io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)w | WEFT__TAG_MSG_FAILED);
 			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 			WEFT__TSAN_RELEASE(&w->efd);
-			if (io_uring_submit(&me->ring) == 1)
+			if (weft__submitted(me, io_uring_submit(&me->ring)) == 1)
 				return;
 		}
 	}

@@ -386,6 +386,7 @@ void weft_rt_stats(const struct weft_rt *rt, struct weft_rt_stats *out)
 		out->parks += atomic_load_explicit(&w->n_parks, memory_order_relaxed);
 		out->wakeups += atomic_load_explicit(&w->n_wakeups, memory_order_relaxed);
 		out->switches += atomic_load_explicit(&w->n_switches, memory_order_relaxed);
+		out->submitted += atomic_load_explicit(&w->n_submitted, memory_order_relaxed);
 	}
 	int64_t live = weft__tasks_live(rt);
 	out->live = live > 0 ? (uint64_t)live : 0;

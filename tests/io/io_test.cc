@@ -359,4 +359,35 @@ TEST(IoTest, SignalWaitTakesAPendingSignal)
 	ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &old, nullptr), 0);
 }
 
+
+TEST(IoTest, StatsCountTheEntriesSubmitted)
+{
+	struct weft_opts o = {};
+	o.workers = 1;
+	struct weft_rt *rt;
+	ASSERT_EQ(weft_rt_new(&rt, &o), 0);
+	static pair p;
+	p = socket_pair();
+	intptr_t r = -1;
+	ASSERT_EQ(weft_rt_run(
+			  rt,
+			  [](void *) -> intptr_t {
+				  char b;
+				  for (int i = 0; i < 10; i++)
+					  if (weft_send(p.a, "x", 1, 0) != 1 || weft_recv(p.b, &b, 1, 0) != 1)
+						  return -1;
+				  return 0;
+			  },
+			  nullptr, &r),
+		  0);
+	EXPECT_EQ(r, 0);
+	struct weft_rt_stats st;
+	weft_rt_stats(rt, &st);
+	/* Twenty operations, each one SQE; wake-ups may add MSG_RINGs. */
+	EXPECT_GE(st.submitted, 20u);
+	EXPECT_EQ(weft_rt_shutdown(rt, WEFT_SEC), 0);
+	close(p.a);
+	close(p.b);
+}
+
 } // namespace

@@ -225,6 +225,9 @@ void admin_metrics(struct sbuf *b, const struct admin_view *v)
 	sbuf_printf(b, "weft_runtime_wakeups_total %llu\n", U(rs.wakeups));
 	family(b, "weft_runtime_switches_total", "counter", "Task switches.");
 	sbuf_printf(b, "weft_runtime_switches_total %llu\n", U(rs.switches));
+	family(b, "weft_runtime_io_uring_submitted_total", "counter",
+	       "Submission queue entries handed to the kernel.");
+	sbuf_printf(b, "weft_runtime_io_uring_submitted_total %llu\n", U(rs.submitted));
 }
 
 /* ---- /stats --------------------------------------------------------------- */
@@ -297,9 +300,10 @@ void admin_stats(struct sbuf *b, const struct admin_view *v)
 	struct weft_rt_stats rs;
 	weft_rt_stats(v->rt, &rs);
 	sbuf_printf(b, ",\"runtime\":{\"workers\":%u,\"tasks_spawned\":%llu,\"tasks_live\":%llu,"
-		       "\"steals\":%llu,\"parks\":%llu,\"wakeups\":%llu,\"switches\":%llu}}\n",
+		       "\"steals\":%llu,\"parks\":%llu,\"wakeups\":%llu,\"switches\":%llu,"
+		       "\"io_uring_submitted\":%llu}}\n",
 		    weft_rt_workers(v->rt), U(rs.spawned), U(rs.live), U(rs.steals), U(rs.parks),
-		    U(rs.wakeups), U(rs.switches));
+		    U(rs.wakeups), U(rs.switches), U(rs.submitted));
 }
 
 /* ---- HTTP ------------------------------------------------------------------ */
