@@ -288,26 +288,27 @@ int weft_addr_port(const struct weft_addr *a)
 
 /* ---- Socket addresses -------------------------------------------------------- */
 
-int weft_sock_local_addr(int fd, struct weft_addr *a)
+/* getsockname or getpeername into *a, which is left alone on failure. */
+static int sock_addr(int fd, struct weft_addr *a,
+		     int (*get)(int, struct sockaddr *, socklen_t *))
 {
 	struct weft_addr r;
 	memset(&r, 0, sizeof(r));
 	r.len = sizeof(r.ss);
-	if (getsockname(fd, &r.sa, &r.len) < 0)
+	if (get(fd, &r.sa, &r.len) < 0)
 		return -errno;
 	*a = r;
 	return 0;
 }
 
+int weft_sock_local_addr(int fd, struct weft_addr *a)
+{
+	return sock_addr(fd, a, getsockname);
+}
+
 int weft_sock_peer_addr(int fd, struct weft_addr *a)
 {
-	struct weft_addr r;
-	memset(&r, 0, sizeof(r));
-	r.len = sizeof(r.ss);
-	if (getpeername(fd, &r.sa, &r.len) < 0)
-		return -errno;
-	*a = r;
-	return 0;
+	return sock_addr(fd, a, getpeername);
 }
 
 /* ---- Resolving ----------------------------------------------------------------- */
