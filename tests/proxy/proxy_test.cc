@@ -7,7 +7,8 @@
  *    and in order, both ways, with the client's half-close passed on;
  *  - round robin spreads connections evenly; a dead server is skipped
  *    without a client noticing; a server's reset reaches the client as a
- *    reset;
+ *    reset; a server at its max_connections makes a connection wait in
+ *    the queue until a slot frees, or until queue_timeout (then a reset);
  *  - a configuration error names its file and line and exits 1;
  *  - SIGTERM stops accepting, lets an established connection finish, and
  *    the proxy exits 0; what is left at the drain deadline is closed
@@ -149,6 +150,62 @@ TEST(ProxyTest, AResetByTheServerReachesTheClientAsAReset)
 	close(fd);
 	server.join();
 	close(lfd);
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+TEST(ProxyTest, AConnectionWaitsForAServerSlotAndGetsIt)
+{
+	NEED_PROXY();
+	backend a('a');
+	proxy p;
+	int port = free_port();
+	ASSERT_TRUE(p.start("[frontend f]\nlisten = 127.0.0.1:" + std::to_string(port) +
+			    "\nbackend = b\n\n[backend b]\nqueue_timeout = 5s\nserver s0 = 127.0.0.1:" +
+			    std::to_string(a.port) + " max_connections=2\n"));
+	ASSERT_NE(p.wait_line("listening on"), "");
+	char tag;
+	int one = dial(port), two = dial(port);
+	ASSERT_EQ(recv(one, &tag, 1, 0), 1);
+	ASSERT_EQ(recv(two, &tag, 1, 0), 1);
+	/* The server is at its limit: the third waits in the queue... */
+	int three = dial(port);
+	ASSERT_GE(three, 0);
+	struct pollfd pf = {three, POLLIN, 0};
+	EXPECT_EQ(poll(&pf, 1, 300), 0) << "served past the server's max_connections";
+	/* ...until a slot frees. */
+	close(one);
+	EXPECT_EQ(poll(&pf, 1, 3000), 1);
+	EXPECT_EQ(recv(three, &tag, 1, 0), 1);
+	close(two);
+	close(three);
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+TEST(ProxyTest, AConnectionNoSlotFreesForIsResetAtTheQueueTimeout)
+{
+	NEED_PROXY();
+	backend a('a');
+	proxy p;
+	int port = free_port();
+	ASSERT_TRUE(p.start("[frontend f]\nlisten = 127.0.0.1:" + std::to_string(port) +
+			    "\nbackend = b\n\n[backend b]\nqueue_timeout = 200ms\nserver s0 = 127.0.0.1:" +
+			    std::to_string(a.port) + " max_connections=1\n"));
+	ASSERT_NE(p.wait_line("listening on"), "");
+	char tag;
+	int one = dial(port);
+	ASSERT_EQ(recv(one, &tag, 1, 0), 1);
+	int two = dial(port);
+	auto t0 = std::chrono::steady_clock::now();
+	errno = 0;
+	EXPECT_EQ(recv(two, &tag, 1, 0), -1);
+	EXPECT_EQ(errno, ECONNRESET);
+	auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+		std::chrono::steady_clock::now() - t0);
+	EXPECT_GE(waited.count(), 150) << "refused without waiting in the queue";
+	close(one);
+	close(two);
 	int st = p.stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }

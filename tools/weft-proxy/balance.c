@@ -200,6 +200,16 @@ struct pserver *balance_pick(struct pbackend *pb, const struct weft_addr *client
 	return s;
 }
 
+bool balance_has_room(struct pbackend *pb)
+{
+	uint64_t now = weft_now();
+	bool busy = false;
+	for (size_t i = 0; i < pb->n; i++)
+		if (eligible(&pb->servers[i], NULL, 0, now, &busy))
+			return true;
+	return false;
+}
+
 void balance_done(struct pserver *s)
 {
 	atomic_fetch_sub_explicit(&s->active, 1, memory_order_relaxed);

@@ -82,6 +82,8 @@ struct pserver *balance_pick(struct pbackend *pb, const struct weft_addr *client
 
 /* A connection through s ended (or its connect failed: ok false). */
 void balance_done(struct pserver *s);
+/* Whether a pick on pb could find a server with room now (any thread). */
+bool balance_has_room(struct pbackend *pb);
 void balance_connect_result(struct pserver *s, bool ok);
 
 /* Lifts s's passive mark (and its count of failures in a row): its checks

@@ -230,10 +230,15 @@ static void relay_done(void *arg, enum relay_end end, const uint64_t bytes[2], u
 	STAT_ADD(ss->bytes_out, out);
 	log_line(s, relay_end_name(end), in, out);
 	balance_done(s->server);
-	/* A slot freed: a connection waiting for this server may go. */
-	weft_mutex_lock(&P.qlock);
-	weft_cond_broadcast(&P.qcond);
-	weft_mutex_unlock(&P.qlock);
+	/* A slot freed: a connection waiting for this server may go.  The
+	 * lock is taken only when one waits (wait_for_slot: the fences pair
+	 * the freed slot with its count of waiters). */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load(&pb->queued)) {
+		weft_mutex_lock(&P.qlock);
+		weft_cond_broadcast(&P.qcond);
+		weft_mutex_unlock(&P.qlock);
+	}
 	release(s);
 }
 
@@ -258,11 +263,16 @@ static int wait_for_slot(struct pbackend *pb, uint64_t deadline)
 		atomic_fetch_sub(&pb->queued, 1);
 		return -EBUSY; /* the queue is full */
 	}
+	/* Counted in queued (above), then the recheck under qlock: a slot
+	 * freed before it is seen here; one freed after it finds queued
+	 * non-zero and broadcasts under qlock, so after this wait began. */
+	atomic_thread_fence(memory_order_seq_cst);
 	struct weft_scope sc;
 	weft_scope_deadline(&sc, deadline - now);
 	int rc = weft_mutex_lock(&P.qlock);
 	if (rc == 0) {
-		rc = weft_cond_wait(&P.qcond, &P.qlock);
+		if (!balance_has_room(pb))
+			rc = weft_cond_wait(&P.qcond, &P.qlock);
 		weft_mutex_unlock(&P.qlock);
 	}
 	weft_scope_end(&sc);
