@@ -92,6 +92,8 @@ struct server {
 		static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
 		std::string in;
 		char buf[4096];
+		/* The client may close while an answer is due: MSG_NOSIGNAL,
+		 * not SIGPIPE. */
 		for (;;) {
 			ssize_t n = read(fd, buf, sizeof(buf));
 			if (n <= 0)
@@ -109,7 +111,8 @@ struct server {
 				while ((until = stall_until.load()) > now_ns())
 					std::this_thread::sleep_for(
 						std::chrono::nanoseconds(until - now_ns()));
-				if (write(fd, resp, sizeof(resp) - 1) != (ssize_t)sizeof(resp) - 1)
+				if (send(fd, resp, sizeof(resp) - 1, MSG_NOSIGNAL) !=
+				    (ssize_t)sizeof(resp) - 1)
 					return;
 			}
 		}
