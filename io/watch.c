@@ -68,8 +68,7 @@ struct weft__watch {
 	void *arg;
 	int fd;
 	int res;                         /* the receive's result */
-	uint64_t timeout;                /* ns, WEFT_NEVER for none */
-	uint64_t expires;                /* weft_now() + timeout when armed */
+	uint64_t expires;                /* weft_now() + timeout; WEFT_NEVER: none */
 	bool expired;                    /* the sweeper cancelled the receive */
 	int bid;                         /* buffer held, or -1 */
 };
@@ -201,10 +200,12 @@ int weft_watch(int fd, uint64_t timeout_ns, weft_watch_fn fn, void *arg)
 	if (!x)
 		return -ENOMEM;
 	*x = (struct weft__watch){
-		.owner = w, .fn = fn, .arg = arg, .fd = fd, .timeout = timeout_ns, .bid = -1,
+		.owner = w, .fn = fn, .arg = arg, .fd = fd, .expires = WEFT_NEVER, .bid = -1,
 	};
 	if (timeout_ns != WEFT_NEVER) {
-		x->expires = weft_now() + timeout_ns;
+		/* Saturated short of WEFT_NEVER, which means no timeout. */
+		uint64_t now = weft_now();
+		x->expires = timeout_ns < WEFT_NEVER - now ? now + timeout_ns : WEFT_NEVER - 1;
 		if ((rc = need_sweeper(w, timeout_ns)) < 0) {
 			free(x);
 			return rc;
@@ -242,7 +243,7 @@ static intptr_t watch_run(void *arg)
  * its function. */
 static void deliver(struct weft__worker *w, struct weft__watch *x, int res, int bid)
 {
-	if (x->timeout != WEFT_NEVER)
+	if (x->expires != WEFT_NEVER)
 		w->bufs.ntimed--;
 	if (x->expired && (res == -ECANCELED || res == -ENOBUFS))
 		res = -ETIMEDOUT; /* the sweeper found it expired */
@@ -315,7 +316,7 @@ static intptr_t sweeper(void *arg)
 	while (b->ntimed > 0 && weft_sleep(b->sweep_every) == 0) {
 		uint64_t now = weft_now();
 		for (struct weft__watch *x = w->watches; x; x = x->next) {
-			if (x->timeout == WEFT_NEVER || x->expired || x->expires > now)
+			if (x->expired || x->expires > now)
 				continue;
 			x->expired = true;
 			weft__io_cancel_key(w, (uint64_t)(uintptr_t)x | WEFT__TAG_WATCH);
@@ -323,7 +324,7 @@ static intptr_t sweeper(void *arg)
 		struct weft__watch *x = b->starved, *next;
 		for (; x; x = next) {
 			next = x->next;
-			if (x->timeout == WEFT_NEVER || x->expires > now)
+			if (x->expires > now)
 				continue;
 			list_del(&b->starved, x);
 			atomic_fetch_sub_explicit(&b->nstarved, 1, memory_order_relaxed);

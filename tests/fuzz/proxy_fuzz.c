@@ -36,39 +36,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "tools/weft-proxy/proxy_proto.h"
-
-#define CHECK(cond)                                                                    \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "proxy_fuzz: %s:%d: check failed: %s\n", __FILE__, \
-				__LINE__, #cond);                                      \
-			abort();                                                       \
-		}                                                                      \
-	} while (0)
 
 #define MAX_BYTEWISE 512 /* longer inputs are not fed a byte at a time */
 #define UN_BASE offsetof(struct sockaddr_un, sun_path)
-
-/* A small deterministic generator seeded from the input, so a crash
- * reproduces from its input alone. */
-static uint64_t rng;
-
-static uint64_t next(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
-
-static uint64_t hash(const uint8_t *d, size_t n)
-{
-	uint64_t h = 0xcbf29ce484222325u;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ d[i]) * 0x100000001b3u;
-	return h | 1;
-}
 
 static uint16_t be16(const char *p)
 {

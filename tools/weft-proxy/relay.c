@@ -146,7 +146,6 @@ static void stop(struct side *s)
 static uint64_t wait_budget(struct side *s, enum relay_end *why)
 {
 	struct relay *r = s->r;
-	uint64_t now = weft_now();
 	if (atomic_load(&r->eof)) {
 		*why = RELAY_HALF_CLOSED_TIMEOUT;
 		return r->o.half_closed_timeout;
@@ -154,7 +153,7 @@ static uint64_t wait_budget(struct side *s, enum relay_end *why)
 	*why = RELAY_IDLE_TIMEOUT;
 	if (r->o.idle_timeout == WEFT_NEVER)
 		return WEFT_NEVER;
-	uint64_t since = now - atomic_load(&r->last);
+	uint64_t since = weft_now() - atomic_load_explicit(&r->last, memory_order_relaxed);
 	return since >= r->o.idle_timeout ? 0 : r->o.idle_timeout - since;
 }
 
@@ -192,8 +191,10 @@ static bool forward(struct side *s, const void *data, size_t n)
 			abort_relay(r, RELAY_CLIENT_RESET + to, s->d);
 		return false;
 	}
-	atomic_fetch_add(&r->bytes[s->d], n);
-	atomic_store(&r->last, weft_now());
+	/* Relaxed: counters and a time on their own; the last direction out
+	 * reads the counters after both have dropped their references. */
+	atomic_fetch_add_explicit(&r->bytes[s->d], n, memory_order_relaxed);
+	atomic_store_explicit(&r->last, weft_now(), memory_order_relaxed);
 	return true;
 }
 
