@@ -38,6 +38,17 @@ def log(msg):
 
 # --- host and environment ---------------------------------------------------
 
+def add_common_args(ap, binary, cases):
+    """--build-dir, --runs and --only on an argparse parser, as every
+    driver spells them; `binary` is what the build dir must hold."""
+    ap.add_argument("--build-dir", default="build",
+                    help=f"meson build dir holding {binary} (default: build)")
+    ap.add_argument("--runs", type=int, default=5,
+                    help="runs per row; the median is reported (default 5)")
+    ap.add_argument("--only", metavar="CASE[,CASE]",
+                    help=f"some of {','.join(cases)} (default: all)")
+
+
 def need_taskset(what):
     """True when taskset is there, else logs why `what` cannot be pinned."""
     if shutil.which("taskset") is None:
@@ -328,6 +339,33 @@ def summarize(samples, keys):
     return out
 
 
+class Row:
+    """One row of a report: what it runs (`subject`, whose `skipped` is None
+    or why the row does not run), a sample (dict) per run, and the first
+    error, after which later runs skip it.  summary() reduces `metrics`."""
+
+    def __init__(self, subject, metrics):
+        self.subject = subject
+        self.metrics = metrics
+        self.samples = []
+        self.error = None
+        self.warnings = []
+        self.cmdline = None
+
+    @property
+    def skipped(self):
+        return self.subject.skipped
+
+    def summary(self):
+        if not self.samples or self.error:
+            return None
+        return summarize(self.samples, self.metrics)
+
+    def median(self, key):
+        s = self.summary()
+        return s[key]["median"] if s and key in s else None
+
+
 def ratio(a, b):
     """a / b, or None when either is missing (or b is 0)."""
     return a / b if a is not None and b else None
@@ -395,6 +433,17 @@ def print_preamble(meta, runs_note):
     print(f"date: {meta['date']}")
     print(f"host: {meta['host']}")
     print(f"runs: {meta['runs']} ({runs_note})")
+
+
+def print_commands(note, cases, name):
+    """The command line of each row that ran, under "commands (note):";
+    name(case, row) labels it."""
+    print(f"commands ({note}):")
+    for c in cases:
+        for r in c.rows:
+            if r.cmdline:
+                print(f"  {name(c, r)}: {r.cmdline}")
+    print()
 
 
 def print_json(meta, cases, goal_list):

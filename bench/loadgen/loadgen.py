@@ -206,28 +206,6 @@ METRICS = ["rate", "achieved", "gen_cpu", "srv_cpu", "gen_util",
            "lag_max_us", "late_share"]
 
 
-class Row:
-    def __init__(self, gen):
-        self.gen = gen
-        self.samples = []
-        self.error = None
-        self.warnings = []
-        self.cmdline = None
-
-    @property
-    def skipped(self):
-        return self.gen.skipped
-
-    def summary(self):
-        if not self.samples or self.error:
-            return None
-        return benchlib.summarize(self.samples, METRICS)
-
-    def median(self, key):
-        s = self.summary()
-        return s[key]["median"] if s and key in s else None
-
-
 class Case:
     def __init__(self, name, title, server, rate, secs, gens):
         self.name = name
@@ -235,10 +213,10 @@ class Case:
         self.server = server    # "nginx" or "delay"
         self.rate = rate        # offered requests/s, 0 for closed loop
         self.secs = secs
-        self.rows = [Row(g) for g in gens]
+        self.rows = [benchlib.Row(g, METRICS) for g in gens]
 
     def row(self, key):
-        return next((r for r in self.rows if r.gen.key == key), None)
+        return next((r for r in self.rows if r.subject.key == key), None)
 
 
 # --- measuring --------------------------------------------------------------
@@ -257,7 +235,7 @@ def measure(case, row, server):
     if not server.alive():
         raise Failed(f"{server.name} died: {server.stderr_tail()}")
     url = f"http://{server.addr}/"
-    cmd = ["taskset", "-c", CLIENT_CPU] + row.gen.argv(url, case.secs,
+    cmd = ["taskset", "-c", CLIENT_CPU] + row.subject.argv(url, case.secs,
                                                        case.rate)
     row.cmdline = row.cmdline or shlex.join(cmd)
     log("    " + shlex.join(cmd))
@@ -269,15 +247,15 @@ def measure(case, row, server):
         res = subprocess.run(cmd, capture_output=True, text=True,
                              timeout=case.secs + 60)
     except subprocess.TimeoutExpired:
-        raise Failed(f"{row.gen.label} timed out")
+        raise Failed(f"{row.subject.label} timed out")
     s1 = cpu_ticks(server.pid)
     c1 = children_cpu_s()
-    r = row.gen.parse(res.stdout)
+    r = row.subject.parse(res.stdout)
     if res.returncode != 0 or not r.get("requests"):
-        raise Failed(f"{row.gen.label} exit {res.returncode}: "
+        raise Failed(f"{row.subject.label} exit {res.returncode}: "
                      f"{output_tail(res)}")
     if r.get("errors"):
-        raise Failed(f"{row.gen.label} counted {r['errors']} errors "
+        raise Failed(f"{row.subject.label} counted {r['errors']} errors "
                      f"(socket errors or non-2xx answers)")
     reqs = r["requests"]
     r.update({
@@ -382,12 +360,8 @@ def text_report(meta, cases, goal_list):
     print("  mean: each generator's own (h2load's, from the actual send); "
           "lag: how far behind schedule sends left")
     print()
-    print("commands (one run of each):")
-    for c in cases:
-        for r in c.rows:
-            if r.cmdline:
-                print(f"  {c.name}/{r.gen.key}: {r.cmdline}")
-    print()
+    benchlib.print_commands("one run of each", cases,
+                            lambda c, r: f"{c.name}/{r.subject.key}")
     for c in cases:
         print(f"{c.name}: {c.title}")
         cols = RATE_COLS if c.rate else CLOSED_COLS
@@ -398,7 +372,7 @@ def text_report(meta, cases, goal_list):
         wrk = c.row("wrk")
         wrk_s = wrk.summary() if wrk else None
         for r in c.rows:
-            cell0 = r.gen.label.ljust(12)
+            cell0 = r.subject.label.ljust(12)
             st = benchlib.row_status(r)
             if st:
                 print(f"  {cell0}  {st}")
@@ -416,7 +390,7 @@ def json_report(meta, cases, goal_list):
     for c in cases:
         doc[c.name] = {
             "title": c.title, "offered": c.rate or None,
-            "rows": {r.gen.key: benchlib.row_json(r, r.gen.label, "command",
+            "rows": {r.subject.key: benchlib.row_json(r, r.subject.label, "command",
                                                   r.cmdline)
                      for r in c.rows},
         }
@@ -428,13 +402,7 @@ CASES = ["closed", "rate2000", "pace20k", "pace50k"]
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build-dir", default="build",
-                    help="meson build dir holding tools/weft-bench/weft-bench "
-                    "(default: build)")
-    ap.add_argument("--runs", type=int, default=5,
-                    help="runs per row; the median is reported (default 5)")
-    ap.add_argument("--only", metavar="CASE[,CASE]",
-                    help=f"some of {','.join(CASES)} (default: all)")
+    benchlib.add_common_args(ap, "tools/weft-bench/weft-bench", CASES)
     ap.add_argument("--duration", type=float, default=10.0, metavar="S",
                     help="seconds of each closed-loop and --rate 2000 run "
                     "(default 10)")
@@ -504,7 +472,7 @@ def main():
     for c in cases:
         for r in c.rows:
             if r.skipped:
-                log(f"{c.name}: {r.gen.label}: skipped ({r.skipped})")
+                log(f"{c.name}: {r.subject.label}: skipped ({r.skipped})")
 
     tmpdir = tempfile.mkdtemp(prefix="weft-loadgen-")
     servers = {}
@@ -530,7 +498,7 @@ def main():
                 for r in c.rows:
                     if r.skipped or r.error:
                         continue
-                    log(f"  {c.name}: {r.gen.label}")
+                    log(f"  {c.name}: {r.subject.label}")
                     try:
                         r.samples.append(measure(c, r, servers[c.server]))
                     except (Failed, OSError) as e:
