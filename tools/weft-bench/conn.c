@@ -1,0 +1,374 @@
+// SPDX-License-Identifier: MIT
+/*
+ * conn.c - one connection of weft-bench: a task pinned to its worker that
+ * keeps up to `depth` requests in flight on one socket, reads the answers
+ * in order, and records each latency in its worker's histograms.  The
+ * loop, per turn:
+ *
+ *  1. send: while fewer than depth requests are in flight, take the next
+ *     one (a ticket when -n or --rate needs one) and, if it is due (open
+ *     loop: its time from schedule.c has come), queue it; all queued
+ *     requests leave in one send, as one span of the endpoint's prebuilt
+ *     bytes (request.c);
+ *  2. nothing in flight: open loop sleeps until the next one is due, or
+ *     the connection is done (-n ran out);
+ *  3. receive once, bounded by the next due time when more could be sent
+ *     (open loop with --pipeline), and hand the bytes to the HTTP/1.1
+ *     response parser or the echo checker; each complete answer pops the
+ *     oldest request and is recorded at the time of that receive.
+ *
+ * So a request costs one send, typically one receive and one clock read
+ * (the time after a receive is also the next send's time in closed
+ * loop); no allocation, no formatting, no timer: the per-request timeout
+ * is the ticker's (ticker.c), which shuts the socket down under a
+ * connection whose oldest request is late, and the end of the run is a
+ * cancellation of the task (main.c).
+ *
+ * Any failure counts one error per request in flight, of the kind the
+ * failure is (a timeout when the ticker caused it), closes the socket and
+ * opens a new one; a request not yet sent keeps its ticket and leaves on
+ * the new connection, so with -n each ticket ends as one response or one
+ * error.  Bytes are counted as they arrive, responses when they complete,
+ * both only inside the measured window.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <weft/io.h>
+
+#include "bench.h"
+
+#define RBUF 16384  /* a response head must fit */
+#define NHDR 64
+
+const char *const kind_name[E_KINDS] = {
+	"connect", "read", "write", "timeout", "parse", "unexpected close", "verify",
+};
+const char *const kind_key[E_KINDS] = {
+	"connect", "read", "write", "timeout", "parse", "closed", "verify",
+};
+
+/* The HTTP response being read. */
+struct rx {
+	struct weft_http1_parser p;
+	struct weft_http1_header hdrs[NHDR];
+	struct weft_http1_body body;
+	bool in_body, keep;
+	int status;
+};
+
+void count_error(struct wstate *w, int kind, int err, uint64_t n)
+{
+	w->errors[kind] += n;
+	if (!w->err_errno[kind])
+		w->err_errno[kind] = err;
+}
+
+/* The oldest request got its answer at now. */
+static void complete(struct conn *c, uint64_t now, int status)
+{
+	struct bench *b = c->b;
+	struct wstate *w = c->w;
+	struct slot *s = &c->q[c->qhead];
+	if (++c->qhead == b->depth)
+		c->qhead = 0;
+	c->busy_since = --c->inflight ? c->q[c->qhead].sent : 0;
+	if (now < b->measure_start)
+		return;
+	w->requests++;
+	if (status >= 0) {
+		w->codes[status < 600 ? status : 0]++;
+		if (status < 200 || status >= 400)
+			w->non2xx++;
+	}
+	hist_record(w->corr, now - s->intended);
+	if (w->unc != w->corr)
+		hist_record(w->unc, now - s->sent);
+	if (w->ivl)
+		hist_record(w->ivl, now - s->intended);
+}
+
+/* Closes the connection, counting its requests in flight as errors of
+ * kind (or as timeouts, when the ticker ended it). */
+static void fail(struct conn *c, int kind, int err, uint64_t now)
+{
+	if (c->timed_out) {
+		kind = E_TIMEOUT;
+		err = ETIMEDOUT;
+	}
+	if (c->inflight && now >= c->b->measure_start)
+		count_error(c->w, kind, err, c->inflight);
+	weft_close(c->fd);
+	c->fd = -1;
+	c->timed_out = false;
+	c->inflight = c->qhead = 0;
+	c->busy_since = 0;
+	c->got = 0;
+	c->expect = c->next;
+}
+
+/* Opens the connection: 0, 1 to try again later, -1 to stop. */
+static int open_conn(struct conn *c)
+{
+	struct bench *b = c->b;
+	struct weft_scope sc;
+	weft_scope_deadline(&sc, b->connect_timeout_ns);
+	int fd = weft_sock_connect(&c->ep->addr);
+	weft_scope_end(&sc);
+	if (fd == -ECANCELED)
+		return -1;
+	if (fd < 0) {
+		count_error(c->w, E_CONNECT, -fd, 1);
+		/* Do not spin on a refusing server. */
+		return weft_sleep(10 * WEFT_MSEC) < 0 ? -1 : 1;
+	}
+	c->fd = fd;
+	c->w->established++;
+	if (c->ep->addr.sa.sa_family != AF_UNIX)
+		weft_tcp_nodelay(fd, 1);
+	return 0;
+}
+
+/* The next k requests' bytes, and the position after them. */
+static const char *span(struct conn *c, unsigned k, size_t *n)
+{
+	const struct endpoint *e = c->ep;
+	unsigned i = c->next;
+	if (c->b->proto == P_ECHO) {
+		*n = (size_t)k * c->b->size;
+		c->next = (unsigned)((i + *n) % e->period);
+		return e->ring + i;
+	}
+	*n = e->off[i + k] - e->off[i];
+	c->next = (i + k) % e->nurls;
+	return e->ring + e->off[i];
+}
+
+/*
+ * Parses the responses in buf[*rpos, *len), completing requests.  Returns
+ * 0 (more bytes needed; *rpos and *len compacted), 1 when a response
+ * asked to close the connection, or -1 with *err (a parse error).
+ */
+static int on_http(struct conn *c, struct rx *rx, char *buf, size_t *rpos, size_t *len,
+		   uint64_t now, int *err)
+{
+	while (*rpos < *len) {
+		if (!rx->in_body) {
+			struct weft_http1_head h;
+			if (!c->inflight) {
+				*err = EPROTO; /* bytes nobody asked for */
+				return -1;
+			}
+			int hn = weft_http1_parse_response(&rx->p, buf + *rpos, *len - *rpos, &h,
+							   c->ep->method);
+			if (hn == -EAGAIN)
+				break;
+			if (hn < 0) {
+				*err = -hn;
+				return -1;
+			}
+			*rpos += (size_t)hn;
+			if (h.status < 200 && h.status != 101)
+				continue; /* interim: the final answer follows */
+			rx->status = h.status;
+			rx->keep = (h.flags & WEFT_HTTP1_KEEP_ALIVE) != 0;
+			if (h.framing != WEFT_HTTP1_NONE) {
+				weft_http1_body_init(&rx->body, h.framing, h.content_length, NULL);
+				rx->in_body = true;
+				continue;
+			}
+		} else {
+			size_t u;
+			struct weft_http1_slice d;
+			int r = weft_http1_body_decode(&rx->body, buf + *rpos, *len - *rpos, &u, &d);
+			*rpos += u;
+			if (r < 0) {
+				*err = -r;
+				return -1;
+			}
+			if (r == 0) {
+				if (u == 0)
+					break;
+				continue;
+			}
+			rx->in_body = false;
+		}
+		complete(c, now, rx->status);
+		if (!rx->keep)
+			return 1;
+	}
+	if (*rpos == *len) {
+		*rpos = *len = 0;
+	} else if (*len == RBUF) {
+		/* A head is cut by the buffer's end: move it to the front. */
+		if (*rpos == 0) {
+			*err = EMSGSIZE;
+			return -1;
+		}
+		memmove(buf, buf + *rpos, *len - *rpos);
+		*len -= *rpos;
+		*rpos = 0;
+	}
+	return 0;
+}
+
+/* Checks n echoed bytes against what was sent: 0, or -1 on a mismatch. */
+static int on_echo(struct conn *c, const char *buf, size_t n, uint64_t now)
+{
+	const struct endpoint *e = c->ep;
+	size_t size = c->b->size, pos = 0;
+	while (pos < n) {
+		if (!c->inflight)
+			return -1; /* more bytes than were sent */
+		size_t take = size - c->got;
+		if (take > n - pos)
+			take = n - pos;
+		if (memcmp(buf + pos, e->ring + c->expect + c->got, take))
+			return -1;
+		c->got += take;
+		pos += take;
+		if (c->got == size) {
+			c->got = 0;
+			c->expect = (unsigned)((c->expect + size) % e->period);
+			complete(c, now, -1);
+		}
+	}
+	return 0;
+}
+
+intptr_t conn_task(void *arg)
+{
+	struct conn *c = arg;
+	struct bench *b = c->b;
+	struct wstate *w = c->w;
+	const bool open = open_loop(b), ticketed = open || b->total;
+	char buf[RBUF];
+	size_t len = 0, rpos = 0;
+	struct rx rx;
+	bool have_next = false, no_more = false;
+	uint64_t due = 0, now = weft_now();
+	for (;;) {
+		if (c->fd < 0) {
+			if (no_more && !have_next)
+				break;
+			int r = open_conn(c);
+			if (r < 0)
+				break;
+			now = weft_now();
+			if (r > 0)
+				continue;
+			len = rpos = 0;
+			rx.in_body = false;
+			weft_http1_parser_init(&rx.p, NULL, rx.hdrs, NHDR);
+		}
+		/* 1. Queue what is due, send it in one piece. */
+		unsigned k = 0;
+		while (c->inflight + k < b->depth) {
+			if (!have_next) {
+				if (no_more)
+					break;
+				if (ticketed) {
+					/* relaxed: the ticket only hands out
+					 * distinct numbers. */
+					uint64_t j = atomic_fetch_add_explicit(&b->ticket, 1,
+									       memory_order_relaxed);
+					if (b->total && j >= b->total) {
+						no_more = true;
+						break;
+					}
+					if (open)
+						due = b->t0 + sched_due(b, j);
+				}
+				have_next = true;
+			}
+			if (open && due > now)
+				break;
+			unsigned at = c->qhead + c->inflight + k;
+			struct slot *s = &c->q[at < b->depth ? at : at - b->depth];
+			s->sent = now;
+			s->intended = open ? due : now;
+			if (open && now >= b->measure_start) {
+				uint64_t lag = now - due;
+				w->sends++;
+				w->lag_sum += lag;
+				if (lag > w->lag_max)
+					w->lag_max = lag;
+				if (lag > WEFT_MSEC)
+					w->late_sends++;
+			}
+			k++;
+			have_next = false;
+		}
+		if (k) {
+			size_t n;
+			const char *p = span(c, k, &n);
+			if (!c->inflight)
+				c->busy_since = now;
+			c->inflight += k;
+			ssize_t r = weft_sock_send_all(c->fd, p, n, NULL);
+			if (r == -ECANCELED)
+				break;
+			if (r < 0) {
+				fail(c, E_WRITE, (int)-r, now);
+				continue;
+			}
+		}
+		/* 2. Nothing in flight: done, or wait for the schedule. */
+		if (!c->inflight) {
+			if (!have_next)
+				break;
+			if (weft_sleep(due - now) < 0)
+				break;
+			now = weft_now();
+			continue;
+		}
+		/* 3. Receive, until the next request is due if it could go. */
+		struct weft_scope sc;
+		bool paced = open && have_next && c->inflight < b->depth;
+		if (paced)
+			weft_scope_deadline(&sc, due > now ? due - now : 0);
+		ssize_t got = weft_recv(c->fd, buf + len, RBUF - len, 0);
+		bool mine = paced && weft_scope_end(&sc);
+		now = weft_now();
+		if (got == -ETIMEDOUT && mine)
+			continue;
+		if (got == -ECANCELED || got == -ETIMEDOUT)
+			break;
+		if (got < 0) {
+			fail(c, E_READ, (int)-got, now);
+			continue;
+		}
+		if (got == 0) {
+			/* End of stream: a proper end only for a body that runs
+			 * until it (and never after a timeout). */
+			if (b->proto == P_HTTP && rx.in_body && !c->timed_out &&
+			    weft_http1_body_eof(&rx.body) == 0) {
+				rx.in_body = false;
+				complete(c, now, rx.status);
+			}
+			fail(c, E_CLOSE, c->got || rx.in_body || rpos < len ? EPROTO : ECONNRESET,
+			     now);
+			continue;
+		}
+		if (now >= b->measure_start)
+			w->bytes += (uint64_t)got;
+		int err = 0, r;
+		if (b->proto == P_ECHO) {
+			r = on_echo(c, buf, (size_t)got, now);
+			err = EILSEQ;
+		} else {
+			len += (size_t)got;
+			r = on_http(c, &rx, buf, &rpos, &len, now, &err);
+		}
+		if (r < 0)
+			fail(c, b->proto == P_ECHO ? E_VERIFY : E_PARSE, err, now);
+		else if (r > 0)
+			fail(c, E_CLOSE, ECONNRESET, now);
+	}
+	if (c->fd >= 0) {
+		weft_close(c->fd);
+		c->fd = -1;
+	}
+	return 0;
+}
