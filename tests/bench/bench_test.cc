@@ -1,25 +1,43 @@
 // SPDX-License-Identifier: MIT
 /*
- * bench_test.cc - the weft-bench binary end to end, against a small HTTP
- * server the test runs itself in threads on loopback (a thread per
- * connection, keep-alive, a fixed delay before each answer, and optionally
- * one stall of the whole server).  Properties covered:
+ * bench_test.cc - the weft-bench binary end to end, against a small server
+ * the test runs itself in threads, on loopback or a unix socket (a thread
+ * per connection, keep-alive; it can delay every answer, stall the whole
+ * server once, answer chunked, reset a connection mid-response, never
+ * answer, record the requests it got, or echo bytes, faithfully or not).
+ * Properties covered:
  *  - closed loop against a 10 ms server: no latency below 10 ms, p50 within
  *    [10 ms, 12 ms];
  *  - -n N: the server sees exactly N requests, and the report counts N;
  *  - --rate: a 1 s stall of the server shows in the corrected p99, not in
  *    the uncorrected one (coordinated omission); closed loop hides it;
- *  - the text summary carries wrk's `Requests/sec:` line.
+ *  - --rate A:B ramps: the offered rate is their mean;
+ *  - the text summary carries wrk's `Requests/sec:` line;
+ *  - resets mid-response are read errors (ECONNRESET), a server that does
+ *    not answer gives timeouts (ETIMEDOUT), a refused connect is counted;
+ *  - chunked responses are read whole;
+ *  - --pipeline: the server sees requests arrive together and exactly -n
+ *    of them, and every answer is matched;
+ *  - -m, -H (Host replacing ours) and --body reach the server as sent;
+ *  - unix:PATH targets with --host;
+ *  - tcp:// echo: bytes come back verified; a corrupting echo is caught as
+ *    verify errors (EILSEQ);
+ *  - --json and every --interval-json line parse as JSON, and the
+ *    interval lines add up to the total;
+ *  - --plot draws the points of the --hgrm distribution;
+ *  - --slo: met is 0, missed is 3, malformed is 2.
  * The binary's path comes from meson (WEFT_BENCH_BIN).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -34,33 +52,51 @@ namespace {
 
 using clk = std::chrono::steady_clock;
 
-/* The test's HTTP server.  delay: before every answer; stall_at: the
- * request number (1-based) that makes every answer wait until 1 s after it
- * arrived; 0: never. */
+/* The test's server.  delay: before every answer; stall_at: the request
+ * number (1-based) that makes every answer wait until 1 s after it
+ * arrived; 0: never.  The other knobs are the properties listed above. */
 struct server {
 	int lfd = -1;
 	int port = 0;
+	std::string unix_path; /* set before start: listen there instead */
 	std::chrono::milliseconds delay{0};
 	long stall_at = 0;
+	bool chunked = false;
+	long reset_at = 0; /* this request gets half an answer, then a reset */
+	bool silent = false;
+	bool echo = false;
+	bool corrupt = false; /* echo: flip a byte once 1000 came back */
 	std::atomic<long> count{0};
+	std::atomic<int> max_batch{0}; /* most requests that arrived together */
 	std::atomic<int64_t> stall_until{0}; /* ns since clk's epoch */
 	std::atomic<bool> stop{false};
 	std::thread acceptor;
 	std::mutex mu;
+	std::vector<std::string> requests; /* the first few, raw */
 	std::vector<std::thread> conns;
 	std::vector<int> fds;
 
 	bool start()
 	{
-		lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		sockaddr_in a{};
-		a.sin_family = AF_INET;
-		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		socklen_t al = sizeof(a);
-		if (lfd < 0 || bind(lfd, (sockaddr *)&a, sizeof(a)) != 0 || listen(lfd, 256) != 0 ||
-		    getsockname(lfd, (sockaddr *)&a, &al) != 0)
-			return false;
-		port = ntohs(a.sin_port);
+		if (!unix_path.empty()) {
+			lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			sockaddr_un u{};
+			u.sun_family = AF_UNIX;
+			snprintf(u.sun_path, sizeof(u.sun_path), "%s", unix_path.c_str());
+			unlink(unix_path.c_str());
+			if (lfd < 0 || bind(lfd, (sockaddr *)&u, sizeof(u)) != 0 || listen(lfd, 256) != 0)
+				return false;
+		} else {
+			lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			sockaddr_in a{};
+			a.sin_family = AF_INET;
+			a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+			socklen_t al = sizeof(a);
+			if (lfd < 0 || bind(lfd, (sockaddr *)&a, sizeof(a)) != 0 ||
+			    listen(lfd, 256) != 0 || getsockname(lfd, (sockaddr *)&a, &al) != 0)
+				return false;
+			port = ntohs(a.sin_port);
+		}
 		acceptor = std::thread([this] { accept_loop(); });
 		return true;
 	}
@@ -75,8 +111,9 @@ struct server {
 			if (fd < 0)
 				continue;
 			std::lock_guard<std::mutex> g(mu);
+			size_t slot = fds.size();
 			fds.push_back(fd);
-			conns.emplace_back([this, fd] { serve(fd); });
+			conns.emplace_back([this, fd, slot] { echo ? serve_echo(fd) : serve(fd, slot); });
 		}
 	}
 
@@ -87,9 +124,37 @@ struct server {
 			.count();
 	}
 
-	void serve(int fd)
+	/* The length of the request at the start of in (head and
+	 * Content-Length body), or 0 if it is not all there. */
+	static size_t request_len(const std::string &in)
+	{
+		size_t e = in.find("\r\n\r\n");
+		if (e == std::string::npos)
+			return 0;
+		std::string head = in.substr(0, e);
+		for (auto &ch : head)
+			ch = (char)tolower(ch);
+		size_t cl = head.find("\r\ncontent-length:");
+		size_t body = cl == std::string::npos ? 0 : strtoul(head.c_str() + cl + 17, nullptr, 10);
+		return in.size() >= e + 4 + body ? e + 4 + body : 0;
+	}
+
+	/* Ends the connection with a reset (SO_LINGER 0), and forgets fd. */
+	void reset(int fd, size_t slot)
+	{
+		linger l{1, 0};
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+		std::lock_guard<std::mutex> g(mu);
+		fds[slot] = -1;
+		close(fd);
+	}
+
+	void serve(int fd, size_t slot)
 	{
 		static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+		static const char chunk[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+					    "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+		static const char half[] = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhel";
 		std::string in;
 		char buf[4096];
 		/* The client may close while an answer is due: MSG_NOSIGNAL,
@@ -99,10 +164,25 @@ struct server {
 			if (n <= 0)
 				return;
 			in.append(buf, (size_t)n);
-			size_t e;
-			while ((e = in.find("\r\n\r\n")) != std::string::npos) {
-				in.erase(0, e + 4);
+			size_t len;
+			int batch = 0;
+			std::string out;
+			while ((len = request_len(in)) != 0) {
 				long k = ++count;
+				batch++;
+				{
+					std::lock_guard<std::mutex> g(mu);
+					if (requests.size() < 4)
+						requests.push_back(in.substr(0, len));
+				}
+				in.erase(0, len);
+				if (silent)
+					continue;
+				if (k == reset_at) {
+					send(fd, half, sizeof(half) - 1, MSG_NOSIGNAL);
+					reset(fd, slot);
+					return;
+				}
 				if (k == stall_at)
 					stall_until = now_ns() + 1000000000;
 				if (delay.count())
@@ -111,10 +191,36 @@ struct server {
 				while ((until = stall_until.load()) > now_ns())
 					std::this_thread::sleep_for(
 						std::chrono::nanoseconds(until - now_ns()));
-				if (send(fd, resp, sizeof(resp) - 1, MSG_NOSIGNAL) !=
-				    (ssize_t)sizeof(resp) - 1)
-					return;
+				if (chunked)
+					out.append(chunk, sizeof(chunk) - 1);
+				else
+					out.append(resp, sizeof(resp) - 1);
 			}
+			int m = max_batch.load();
+			while (batch > m && !max_batch.compare_exchange_weak(m, batch)) {
+			}
+			if (!out.empty() && send(fd, out.data(), out.size(), MSG_NOSIGNAL) !=
+						    (ssize_t)out.size())
+				return;
+		}
+	}
+
+	void serve_echo(int fd)
+	{
+		char buf[4096];
+		size_t total = 0;
+		bool flipped = false;
+		for (;;) {
+			ssize_t n = read(fd, buf, sizeof(buf));
+			if (n <= 0)
+				return;
+			total += (size_t)n;
+			if (corrupt && !flipped && total > 1000) {
+				buf[n - 1] ^= 0x20;
+				flipped = true;
+			}
+			if (send(fd, buf, (size_t)n, MSG_NOSIGNAL) != n)
+				return;
 		}
 	}
 
@@ -126,37 +232,48 @@ struct server {
 		{
 			std::lock_guard<std::mutex> g(mu);
 			for (int fd : fds)
-				shutdown(fd, SHUT_RDWR);
+				if (fd >= 0)
+					shutdown(fd, SHUT_RDWR);
 		}
 		for (auto &t : conns)
 			t.join();
 		for (int fd : fds)
-			close(fd);
+			if (fd >= 0)
+				close(fd);
 		if (lfd >= 0)
 			close(lfd);
+		if (!unix_path.empty())
+			unlink(unix_path.c_str());
 	}
 
 	std::string url() const { return "http://127.0.0.1:" + std::to_string(port) + "/"; }
 };
 
-/* Runs weft-bench with args; returns its exit status and stdout. */
-int run_bench(const std::vector<std::string> &args, std::string *out)
+/* Runs weft-bench with args; returns its exit status and stdout, and its
+ * stderr into *err when err is not NULL. */
+int run_bench(const std::vector<std::string> &args, std::string *out, std::string *err = nullptr)
 {
 	const char *bin = getenv("WEFT_BENCH_BIN");
 	if (!bin)
 		return -1;
+	/* Everything the child needs is ready before fork: the server's
+	 * threads may hold the allocator's locks. */
+	std::vector<char *> av;
+	av.push_back((char *)bin);
+	for (auto &a : args)
+		av.push_back((char *)a.c_str());
+	av.push_back(nullptr);
+	char errpath[] = "/tmp/weft-bench-stderr-XXXXXX";
+	int efd = err ? mkstemp(errpath) : -1;
 	int p[2];
 	if (pipe(p) != 0)
 		return -1;
 	pid_t pid = fork();
 	if (pid == 0) {
 		dup2(p[1], 1);
+		if (efd >= 0)
+			dup2(efd, 2);
 		close(p[0]);
-		std::vector<char *> av;
-		av.push_back((char *)bin);
-		for (auto &a : args)
-			av.push_back((char *)a.c_str());
-		av.push_back(nullptr);
 		execv(bin, av.data());
 		_exit(127);
 	}
@@ -168,8 +285,157 @@ int run_bench(const std::vector<std::string> &args, std::string *out)
 	close(p[0]);
 	int st = 0;
 	waitpid(pid, &st, 0);
+	if (efd >= 0) {
+		lseek(efd, 0, SEEK_SET);
+		while ((n = read(efd, buf, sizeof(buf))) > 0)
+			err->append(buf, (size_t)n);
+		close(efd);
+		unlink(errpath);
+	}
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+/* A strict JSON syntax check of one value filling s (RFC 8259, without
+ * checking \u escapes' digits beyond being hex). */
+struct json_check {
+	const char *p, *end;
+	void ws()
+	{
+		while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+			p++;
+	}
+	bool lit(const char *w)
+	{
+		size_t n = strlen(w);
+		if ((size_t)(end - p) < n || memcmp(p, w, n))
+			return false;
+		p += n;
+		return true;
+	}
+	bool str()
+	{
+		if (p >= end || *p != '"')
+			return false;
+		for (p++; p < end && *p != '"'; p++) {
+			if ((unsigned char)*p < 0x20)
+				return false;
+			if (*p == '\\') {
+				p++;
+				if (p >= end || !strchr("\"\\/bfnrtu", *p))
+					return false;
+			}
+		}
+		return p < end && *p++ == '"';
+	}
+	bool num()
+	{
+		const char *s0 = p;
+		if (p < end && *p == '-')
+			p++;
+		if (p >= end || !isdigit((unsigned char)*p))
+			return false;
+		if (*p == '0')
+			p++;
+		else
+			while (p < end && isdigit((unsigned char)*p))
+				p++;
+		if (p < end && *p == '.') {
+			p++;
+			if (p >= end || !isdigit((unsigned char)*p))
+				return false;
+			while (p < end && isdigit((unsigned char)*p))
+				p++;
+		}
+		if (p < end && (*p == 'e' || *p == 'E')) {
+			p++;
+			if (p < end && (*p == '+' || *p == '-'))
+				p++;
+			if (p >= end || !isdigit((unsigned char)*p))
+				return false;
+			while (p < end && isdigit((unsigned char)*p))
+				p++;
+		}
+		return p > s0;
+	}
+	bool value()
+	{
+		ws();
+		if (p >= end)
+			return false;
+		bool ok;
+		if (*p == '{' || *p == '[') {
+			char close = *p == '{' ? '}' : ']';
+			bool obj = *p++ == '{';
+			ws();
+			if (p < end && *p == close) {
+				p++;
+				return true;
+			}
+			for (;;) {
+				if (obj) {
+					ws();
+					if (!str())
+						return false;
+					ws();
+					if (p >= end || *p++ != ':')
+						return false;
+				}
+				if (!value())
+					return false;
+				ws();
+				if (p < end && *p == ',') {
+					p++;
+					continue;
+				}
+				return p < end && *p++ == close;
+			}
+		}
+		if (*p == '"')
+			ok = str();
+		else if (*p == 't')
+			ok = lit("true");
+		else if (*p == 'f')
+			ok = lit("false");
+		else if (*p == 'n')
+			ok = lit("null");
+		else
+			ok = num();
+		return ok;
+	}
+};
+
+bool is_json(const std::string &s)
+{
+	json_check j{s.data(), s.data() + s.size()};
+	if (!j.value())
+		return false;
+	j.ws();
+	return j.p == j.end;
+}
+
+std::string read_all(const std::string &path)
+{
+	std::string s;
+	FILE *f = fopen(path.c_str(), "r");
+	if (!f)
+		return s;
+	char buf[4096];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		s.append(buf, n);
+	fclose(f);
+	return s;
+}
+
+/* A path for an output file of this test, removed by the destructor. */
+struct tmpfile {
+	std::string path;
+	explicit tmpfile(const char *what)
+	{
+		path = std::string("/tmp/weft-bench-test-") + std::to_string(getpid()) + "-" + what;
+	}
+	~tmpfile() { unlink(path.c_str()); }
+};
 
 /* The number after "key": inside the object "obj": of a --json line
  * (obj empty: at the top level, the first occurrence); -1 if absent. */
@@ -305,6 +571,334 @@ TEST(BenchTest, BadArgumentsExitTwo)
 	EXPECT_EQ(run_bench({"-d", "10x", "http://127.0.0.1:1/"}, &out), 2);
 	EXPECT_EQ(run_bench({"ftp://x/"}, &out), 2);
 	EXPECT_EQ(run_bench({}, &out), 2);
+	EXPECT_EQ(run_bench({"--size", "10", "http://127.0.0.1:1/"}, &out), 2);
+	EXPECT_EQ(run_bench({"-m", "GET", "tcp://127.0.0.1:1"}, &out), 2);
+	EXPECT_EQ(run_bench({"tcp://127.0.0.1"}, &out), 2);
+	EXPECT_EQ(run_bench({"-H", "no colon", "http://127.0.0.1:1/"}, &out), 2);
+	EXPECT_EQ(run_bench({"-n", "5", "--rate", "1:2", "http://127.0.0.1:1/"}, &out), 2);
+	EXPECT_EQ(run_bench({"tcp://127.0.0.1:1", "http://127.0.0.1:1/"}, &out), 2);
+}
+
+TEST(BenchTest, ResetMidResponseIsReadErrorNotCrash)
+{
+	NEED_BIN();
+	server s;
+	s.reset_at = 20;
+	ASSERT_TRUE(s.start());
+	std::string out;
+	ASSERT_EQ(run_bench({"-c", "1", "-w", "1", "-n", "100", "--json", s.url()}, &out), 0);
+	SCOPED_TRACE(out);
+	EXPECT_EQ(field(out, "read", "count"), 1);
+	EXPECT_NE(out.find("\"errno\":\"ECONNRESET\""), std::string::npos);
+	/* 19 answers before, 80 after on a new connection. */
+	EXPECT_EQ(field(out, "", "requests"), 99);
+	EXPECT_EQ(field(out, "", "established"), 2);
+}
+
+TEST(BenchTest, SilentServerGivesTimeouts)
+{
+	NEED_BIN();
+	server s;
+	s.silent = true;
+	ASSERT_TRUE(s.start());
+	std::string out;
+	ASSERT_EQ(run_bench({"-c", "2", "-w", "1", "-d", "700ms", "--timeout", "100ms", "--json",
+			     s.url()},
+			    &out),
+		  0);
+	SCOPED_TRACE(out);
+	/* Each connection times out every 100..~115 ms. */
+	EXPECT_GE(field(out, "timeout", "count"), 6);
+	EXPECT_LE(field(out, "timeout", "count"), 14);
+	EXPECT_NE(out.find("\"errno\":\"ETIMEDOUT\""), std::string::npos);
+	EXPECT_EQ(field(out, "", "requests"), 0);
+}
+
+TEST(BenchTest, ChunkedResponsesAreReadWhole)
+{
+	NEED_BIN();
+	server s;
+	s.chunked = true;
+	ASSERT_TRUE(s.start());
+	std::string out;
+	ASSERT_EQ(run_bench({"-c", "2", "-w", "1", "-n", "300", "--json", s.url()}, &out), 0);
+	SCOPED_TRACE(out);
+	EXPECT_EQ(field(out, "", "requests"), 300);
+	EXPECT_EQ(field(out, "status", "200"), 300);
+	EXPECT_EQ(field(out, "parse", "count"), 0);
+	EXPECT_EQ(s.count.load(), 300);
+}
+
+TEST(BenchTest, PipelineKeepsRequestsInFlightAndMatchesAnswers)
+{
+	NEED_BIN();
+	server s;
+	s.delay = std::chrono::milliseconds(1);
+	ASSERT_TRUE(s.start());
+	std::string out;
+	ASSERT_EQ(run_bench({"-c", "2", "-w", "1", "-p", "8", "-n", "400", "--json", s.url()},
+			    &out),
+		  0);
+	SCOPED_TRACE(out);
+	EXPECT_EQ(s.count.load(), 400);
+	EXPECT_EQ(field(out, "", "requests"), 400);
+	EXPECT_EQ(field(out, "", "pipeline"), 8);
+	/* A slow server finds several requests waiting at once. */
+	EXPECT_GE(s.max_batch.load(), 4);
+	/* Each answer is matched to its own request: 8 in flight at 1 ms each
+	 * means the last of a batch waits about 8 ms. */
+	EXPECT_GE(field(out, "latency", "max_ns"), 7 * MS);
+	EXPECT_GE(field(out, "latency", "min_ns"), 1 * MS);
+}
+
+TEST(BenchTest, MethodHeadersAndBodyReachServer)
+{
+	NEED_BIN();
+	server s;
+	ASSERT_TRUE(s.start());
+	std::string out;
+	ASSERT_EQ(run_bench({"-c", "1", "-w", "1", "-n", "3", "-m", "PUT", "-H", "X-Test: 1",
+			     "-H", "Host: example.org", "--body", "abc=1", "--json",
+			     "http://127.0.0.1:" + std::to_string(s.port) + "/a?b",
+			     "http://127.0.0.1:" + std::to_string(s.port) + "/c"},
+			    &out),
+		  0);
+	SCOPED_TRACE(out);
+	std::lock_guard<std::mutex> g(s.mu);
+	ASSERT_EQ(s.requests.size(), 3u);
+	/* -H headers in the order given; theirs replaces our Host. */
+	EXPECT_EQ(s.requests[0], "PUT /a?b HTTP/1.1\r\nX-Test: 1\r\nHost: example.org\r\n"
+				 "Content-Length: 5\r\n\r\nabc=1");
+	/* The URLs are taken in turn. */
+	EXPECT_EQ(s.requests[1].rfind("PUT /c HTTP/1.1\r\n", 0), 0u);
+	EXPECT_EQ(s.requests[2].rfind("PUT /a?b HTTP/1.1\r\n", 0), 0u);
+}
+
+TEST(BenchTest, DefaultHostHeaderAndGet)
+{
+	NEED_BIN();
+	server s;
+	ASSERT_TRUE(s.start());
+	std::string out;
+	ASSERT_EQ(run_bench({"-c", "1", "-w", "1", "-n", "1", "--json", s.url() + "x"}, &out), 0);
+	std::lock_guard<std::mutex> g(s.mu);
+	ASSERT_EQ(s.requests.size(), 1u);
+	EXPECT_EQ(s.requests[0],
+		  "GET /x HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(s.port) + "\r\n\r\n");
+}
+
+TEST(BenchTest, UnixSocketTarget)
+{
+	NEED_BIN();
+	server s;
+	s.unix_path = "/tmp/weft-bench-test-" + std::to_string(getpid()) + ".sock";
+	ASSERT_TRUE(s.start());
+	std::string out;
+	ASSERT_EQ(run_bench({"-c", "2", "-w", "1", "-n", "50", "--host", "app.local", "--json",
+			     "unix:" + s.unix_path + ":/status"},
+			    &out),
+		  0);
+	SCOPED_TRACE(out);
+	EXPECT_EQ(field(out, "", "requests"), 50);
+	EXPECT_EQ(s.count.load(), 50);
+	std::lock_guard<std::mutex> g(s.mu);
+	ASSERT_FALSE(s.requests.empty());
+	EXPECT_EQ(s.requests[0], "GET /status HTTP/1.1\r\nHost: app.local\r\n\r\n");
+}
+
+TEST(BenchTest, EchoVerifiesBytes)
+{
+	NEED_BIN();
+	server s;
+	s.echo = true;
+	ASSERT_TRUE(s.start());
+	std::string out;
+	ASSERT_EQ(run_bench({"-c", "2", "-w", "1", "-n", "200", "--size", "1000", "-p", "2",
+			     "--json", "tcp://127.0.0.1:" + std::to_string(s.port)},
+			    &out),
+		  0);
+	SCOPED_TRACE(out);
+	EXPECT_EQ(field(out, "", "requests"), 200);
+	EXPECT_EQ(field(out, "", "bytes"), 200000);
+	EXPECT_EQ(field(out, "verify", "count"), 0);
+	EXPECT_NE(out.find("\"protocol\":\"echo\""), std::string::npos);
+}
+
+TEST(BenchTest, CorruptingEchoIsCaught)
+{
+	NEED_BIN();
+	server s;
+	s.echo = true;
+	s.corrupt = true;
+	ASSERT_TRUE(s.start());
+	std::string out;
+	ASSERT_EQ(run_bench({"-c", "1", "-w", "1", "-n", "50", "--size", "300", "--json",
+			     "tcp://127.0.0.1:" + std::to_string(s.port)},
+			    &out),
+		  0);
+	SCOPED_TRACE(out);
+	/* Every connection is corrupted in its 4th message: 3 good ones,
+	 * then an error and a new connection. */
+	EXPECT_GT(field(out, "verify", "count"), 5);
+	EXPECT_NE(out.find("\"errno\":\"EILSEQ\""), std::string::npos);
+	EXPECT_EQ(field(out, "", "requests") + field(out, "verify", "count"), 50);
+}
+
+TEST(BenchTest, JsonAndIntervalLinesParse)
+{
+	NEED_BIN();
+	server s;
+	ASSERT_TRUE(s.start());
+	tmpfile iv("interval");
+	std::string out;
+	ASSERT_EQ(run_bench({"-c", "2", "-w", "2", "-d", "2500ms", "--rate", "400", "--json",
+			     "--interval-json", iv.path, s.url()},
+			    &out),
+		  0);
+	SCOPED_TRACE(out);
+	while (!out.empty() && out.back() == '\n')
+		out.pop_back();
+	EXPECT_TRUE(is_json(out));
+	EXPECT_FALSE(is_json(out + "}"));
+	std::string lines = read_all(iv.path);
+	SCOPED_TRACE(lines);
+	size_t at = 0, n = 0;
+	double sum = 0;
+	while (at < lines.size()) {
+		size_t nl = lines.find('\n', at);
+		ASSERT_NE(nl, std::string::npos);
+		std::string line = lines.substr(at, nl - at);
+		EXPECT_TRUE(is_json(line)) << line;
+		EXPECT_EQ(field(line, "", "second"), (double)n + 1);
+		EXPECT_GE(field(line, "latency", "p99_ns"), field(line, "latency", "p50_ns"));
+		sum += field(line, "", "requests");
+		at = nl + 1;
+		n++;
+	}
+	/* Two whole seconds and the last half. */
+	EXPECT_EQ(n, 3u);
+	EXPECT_EQ(sum, field(out, "", "requests"));
+	EXPECT_NEAR(field(out, "", "requests"), 1000, 10);
+}
+
+TEST(BenchTest, RampOffersTheMeanRate)
+{
+	NEED_BIN();
+	server s;
+	ASSERT_TRUE(s.start());
+	std::string out;
+	ASSERT_EQ(run_bench({"-c", "2", "-w", "1", "-d", "1s", "--rate", "100:500", "--json",
+			     s.url()},
+			    &out),
+		  0);
+	SCOPED_TRACE(out);
+	EXPECT_EQ(field(out, "rate", "offered"), 300);
+	EXPECT_NEAR(field(out, "", "requests"), 300, 6);
+}
+
+/* The numbers of an SVG polyline's points attribute. */
+std::vector<std::pair<double, double>> svg_points(const std::string &svg)
+{
+	std::vector<std::pair<double, double>> pts;
+	size_t at = svg.find("<polyline");
+	at = svg.find("points=\"", at);
+	if (at == std::string::npos)
+		return pts;
+	const char *p = svg.c_str() + at + 8;
+	while (*p && *p != '"') {
+		char *e;
+		double x = strtod(p, &e);
+		double y = strtod(e + 1, &e);
+		pts.push_back({x, y});
+		p = e;
+		while (*p == ' ')
+			p++;
+	}
+	return pts;
+}
+
+TEST(BenchTest, PlotDrawsTheHgrmDistribution)
+{
+	NEED_BIN();
+	server s;
+	s.stall_at = 60;
+	ASSERT_TRUE(s.start());
+	tmpfile hg("hgrm"), svg("svg");
+	std::string out;
+	ASSERT_EQ(run_bench({"-c", "2", "-w", "1", "-d", "2s", "--rate", "100", "--hgrm", hg.path,
+			     "--plot", svg.path, s.url()},
+			    &out),
+		  0);
+	std::string h = read_all(hg.path), p = read_all(svg.path);
+	SCOPED_TRACE(h);
+	/* hgrm: "value percentile count ..." lines between the header and
+	 * the footer. */
+	std::vector<std::pair<double, double>> rows;
+	size_t at = h.find("\n\n");
+	ASSERT_NE(at, std::string::npos);
+	for (at += 2; at < h.size() && h[at] != '#';) {
+		char *e;
+		double v = strtod(h.c_str() + at, &e);
+		double pc = strtod(e, nullptr);
+		rows.push_back({v, pc});
+		at = h.find('\n', at) + 1;
+	}
+	auto pts = svg_points(p);
+	ASSERT_GT(rows.size(), 20u);
+	ASSERT_EQ(pts.size(), rows.size());
+	/* y is linear in the value: measured from the bottom of the frame, in
+	 * proportion to the largest value. */
+	size_t fr = p.find("fill=\"none\" stroke=\"#333\"");
+	ASSERT_NE(fr, std::string::npos);
+	size_t rs = p.rfind("<rect", fr);
+	double top = strtod(p.c_str() + p.find("y=\"", rs) + 3, nullptr);
+	double height = strtod(p.c_str() + p.find("height=\"", rs) + 8, nullptr);
+	double bottom = top + height, vmax = 0;
+	for (auto &r : rows)
+		vmax = std::max(vmax, r.first);
+	double ymax = bottom;
+	for (auto &q : pts)
+		ymax = std::min(ymax, q.second);
+	for (size_t i = 0; i < rows.size(); i++) {
+		EXPECT_NEAR((bottom - pts[i].second) / (bottom - ymax), rows[i].first / vmax, 0.002)
+			<< "point " << i;
+		if (i > 0) {
+			EXPECT_GE(pts[i].first, pts[i - 1].first) << "point " << i;
+		}
+	}
+	/* The stall is in the drawn tail: the top is above 0.5 s. */
+	EXPECT_GE(vmax, 500.0);
+}
+
+TEST(BenchTest, SloExitStatus)
+{
+	NEED_BIN();
+	server s;
+	s.delay = std::chrono::milliseconds(5);
+	ASSERT_TRUE(s.start());
+	std::string out, err;
+	EXPECT_EQ(run_bench({"-c", "1", "-w", "1", "-n", "20", "--slo",
+			     "p99=1s,p99.9=2s,mean=1s,max=2s,errors=0%,rps=1", s.url()},
+			    &out),
+		  0);
+	EXPECT_NE(out.find("SLO p99.9 <= 2.00s: "), std::string::npos) << out;
+	out.clear();
+	EXPECT_EQ(run_bench({"-c", "1", "-w", "1", "-n", "20", "--slo", "p50=1ms,errors=1%",
+			     "--json", s.url()},
+			    &out),
+		  3);
+	EXPECT_NE(out.find("\"slo\":{\"ok\":false"), std::string::npos) << out;
+	EXPECT_TRUE(is_json(out.substr(0, out.size() - 1))) << out;
+	out.clear();
+	EXPECT_EQ(run_bench({"-c", "1", "-w", "1", "-n", "20", "--slo", "rps=1000000", s.url()},
+			    &out),
+		  3);
+	for (const char *bad : {"p99=10", "p99", "p0=1ms", "q99=1ms", "errors=1", "rps=fast",
+				"p99=1ms,", ",p99=1ms", "mean=1ms,,max=1s"}) {
+		err.clear();
+		EXPECT_EQ(run_bench({"--slo", bad, s.url()}, &out, &err), 2) << bad;
+		EXPECT_NE(err.find("--slo"), std::string::npos) << bad << ": " << err;
+	}
 }
 
 } // namespace

@@ -38,7 +38,7 @@ static void usage(FILE *f)
 		"      --size N            tcp:// echo: bytes per message (64)\n"
 		"      --slo LIST          p99=10ms,mean=2ms,max=1s,errors=0.1%%,rps=1000\n"
 		"      --json              the result as one JSON object\n"
-		"      --interval-json F   one JSON line per second into F\n"
+		"      --interval-json F   one JSON line per second into F (-: stdout)\n"
 		"      --hgrm F            the latency distribution, HdrHistogram text\n"
 		"      --plot F            the latency distribution as an SVG plot\n"
 		"exit status: 0 ok, 1 failure, 2 usage, 3 an --slo target missed\n");
@@ -171,25 +171,31 @@ static int parse_slo_item(struct slo *o, const char *item, const char **why)
 
 static int parse_slo(struct bench *b, const char *s)
 {
-	char *copy = strdup(s), *save = NULL;
-	if (!copy)
-		return -1;
-	int rc = 0;
-	for (char *it = strtok_r(copy, ",", &save); it; it = strtok_r(NULL, ",", &save)) {
+	char item[128];
+	for (const char *p = s;; p++) {
+		const char *comma = strchr(p, ',');
+		size_t n = comma ? (size_t)(comma - p) : strlen(p);
 		const char *why = "too many targets";
-		if (b->nslos == MAX_SLOS || parse_slo_item(&b->slos[b->nslos], it, &why)) {
-			fprintf(stderr, "weft-bench: --slo: %s: %s\n", it, why);
-			rc = -1;
-			break;
+		if (n >= sizeof(item))
+			why = "too long";
+		else if (n == 0)
+			why = "an empty target";
+		if (n && n < sizeof(item)) {
+			memcpy(item, p, n);
+			item[n] = 0;
+		} else {
+			snprintf(item, sizeof(item), "%s", s);
+		}
+		if (n == 0 || n >= sizeof(item) || b->nslos == MAX_SLOS ||
+		    parse_slo_item(&b->slos[b->nslos], item, &why)) {
+			fprintf(stderr, "weft-bench: --slo: %s: %s\n", item, why);
+			return -1;
 		}
 		b->nslos++;
+		if (!comma)
+			return 0;
+		p = comma;
 	}
-	free(copy);
-	if (rc == 0 && b->nslos == 0) {
-		fprintf(stderr, "weft-bench: --slo: no target given\n");
-		rc = -1;
-	}
-	return rc;
 }
 
 static char *strndup0(const char *s, size_t n)

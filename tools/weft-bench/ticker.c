@@ -73,7 +73,7 @@ int ivals_new(struct bench *b)
 	pthread_mutex_init(&iv->mu, NULL);
 	if (!b->interval_path)
 		return 0;
-	iv->out = fopen(b->interval_path, "w");
+	iv->out = strcmp(b->interval_path, "-") ? fopen(b->interval_path, "w") : stdout;
 	if (!iv->out)
 		return -errno;
 	iv->spare = calloc(b->workers, sizeof(*iv->spare));
@@ -96,7 +96,7 @@ void ivals_free(struct bench *b)
 	struct ivals *iv = b->iv;
 	if (!iv)
 		return;
-	if (iv->out)
+	if (iv->out && iv->out != stdout)
 		fclose(iv->out);
 	for (unsigned i = 0; iv->spare && i < b->workers; i++) {
 		hist_free(iv->spare[i]);
