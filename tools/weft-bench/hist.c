@@ -365,17 +365,28 @@ static double nice_step(double top)
 
 int hist_write_svg(const struct hist *h, FILE *f, const char *title)
 {
+	return hist_write_svg_n(&h, NULL, 1, f, title);
+}
+
+int hist_write_svg_n(const struct hist *const *hs, const char *const *labels, size_t n, FILE *f,
+		     const char *title)
+{
+	static const char *const color[] = { "#1f6fb4", "#d95f02", "#1b9e77", "#7570b3" };
 	/* Units for the y axis, from the largest value. */
+	uint64_t top = 0;
+	for (size_t i = 0; i < n; i++)
+		if (hs[i]->count && hs[i]->max > top)
+			top = hs[i]->max;
 	double scale = 1e3;
 	const char *unit = "us";
-	if (h->max >= 1000000000ull) {
+	if (top >= 1000000000ull) {
 		scale = 1e9;
 		unit = "s";
-	} else if (h->max >= 1000000ull) {
+	} else if (top >= 1000000ull) {
 		scale = 1e6;
 		unit = "ms";
 	}
-	double ytop = h->count ? (double)h->max / scale : 1;
+	double ytop = top ? (double)top / scale : 1;
 	double ystep = nice_step(ytop);
 	ytop = ceil(ytop / ystep) * ystep;
 
@@ -385,13 +396,15 @@ int hist_write_svg(const struct hist *h, FILE *f, const char *title)
 	struct hist_iter it;
 	struct hist_point pt;
 	double xdec = 6;
-	hist_iter_init(&it, h, HIST_TICKS_PER_HALF);
-	while (hist_iter_next(&it, &pt))
-		if (pt.percentile < 100) {
-			double d = log10(100.0 / (100.0 - pt.percentile));
-			if (d > xdec)
-				xdec = ceil(d);
-		}
+	for (size_t i = 0; i < n; i++) {
+		hist_iter_init(&it, hs[i], HIST_TICKS_PER_HALF);
+		while (hist_iter_next(&it, &pt))
+			if (pt.percentile < 100) {
+				double d = log10(100.0 / (100.0 - pt.percentile));
+				if (d > xdec)
+					xdec = ceil(d);
+			}
+	}
 	const double pw = W - ML - MR, ph = H - MT - MB;
 
 	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
@@ -434,17 +447,29 @@ int hist_write_svg(const struct hist *h, FILE *f, const char *title)
 	fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
 		   "stroke=\"#333\"/>\n", ML, MT, pw, ph);
 
-	/* The curve: the hgrm points, in order. */
-	fputs("<polyline fill=\"none\" stroke=\"#1f6fb4\" stroke-width=\"1.5\" points=\"", f);
-	hist_iter_init(&it, h, HIST_TICKS_PER_HALF);
-	bool first = true;
-	while (hist_iter_next(&it, &pt)) {
-		double d = pt.percentile >= 100 ? xdec : log10(100.0 / (100.0 - pt.percentile));
-		double px = ML + d / xdec * pw;
-		double py = MT + ph - (double)pt.value / scale / ytop * ph;
-		fprintf(f, "%s%.1f,%.1f", first ? "" : " ", px, py);
-		first = false;
+	/* The curves: each one's hgrm points, in order, and its legend. */
+	for (size_t i = 0; i < n; i++) {
+		const char *c = color[i % (sizeof(color) / sizeof(color[0]))];
+		fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", c);
+		hist_iter_init(&it, hs[i], HIST_TICKS_PER_HALF);
+		bool first = true;
+		while (hist_iter_next(&it, &pt)) {
+			double d = pt.percentile >= 100 ? xdec : log10(100.0 / (100.0 - pt.percentile));
+			double px = ML + d / xdec * pw;
+			double py = MT + ph - (double)pt.value / scale / ytop * ph;
+			fprintf(f, "%s%.1f,%.1f", first ? "" : " ", px, py);
+			first = false;
+		}
+		fputs("\"/>\n", f);
+		if (labels && labels[i]) {
+			double ly = MT + 16 + 18.0 * (double)i;
+			fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"%s\" "
+				   "stroke-width=\"3\"/>\n<text x=\"%d\" y=\"%.1f\">",
+				ML + 12, ly - 4, ML + 36, ly - 4, c, ML + 42, ly);
+			svg_text(f, labels[i]);
+			fputs("</text>\n", f);
+		}
 	}
-	fputs("\"/>\n</svg>\n", f);
+	fputs("</svg>\n", f);
 	return ferror(f) ? -EIO : 0;
 }

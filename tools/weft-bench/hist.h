@@ -128,6 +128,13 @@ int hist_write_hgrm(const struct hist *h, FILE *f, double unit_scale);
  * writing to f failed. */
 int hist_write_svg(const struct hist *h, FILE *f, const char *title);
 
+/* hist_write_svg for n histograms on shared axes (scaled to the largest
+ * value of any): one polyline each, in the order given, the first drawn
+ * as hist_write_svg draws its one, with labels[i] (labels or an entry may
+ * be NULL: none) in a legend at the top left.  Returns 0 or -EIO. */
+int hist_write_svg_n(const struct hist *const *hs, const char *const *labels, size_t n, FILE *f,
+		     const char *title);
+
 #ifdef __cplusplus
 }
 #endif

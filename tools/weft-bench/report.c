@@ -273,15 +273,20 @@ static void print_text(const struct bench *b, const struct wstate *t, const stru
 }
 
 /* Writes --hgrm or --plot; 0, or -errno with a message on stderr. */
-static int write_file(const char *path, const struct bench *b, const struct hist *h, bool svg)
+static int write_file(const char *path, const struct bench *b, const struct hist *h,
+		      const struct hist *t_unc, bool svg)
 {
 	FILE *f = fopen(path, "w");
 	int r = f ? 0 : -errno;
 	if (f) {
-		r = svg ? hist_write_svg(h, f,
-					 open_loop(b) ? "Latency by percentile (corrected)"
-						      : "Latency by percentile")
-			: hist_write_hgrm(h, f, 1e6);
+		/* Open loop: the corrected curve, and the uncorrected one
+		 * to show what coordinated omission would have hidden. */
+		const struct hist *hs[] = {h, t_unc};
+		static const char *const labels[] = {"corrected (from the intended send)",
+						     "uncorrected (from the actual send)"};
+		r = !svg ? hist_write_hgrm(h, f, 1e6)
+		    : open_loop(b) ? hist_write_svg_n(hs, labels, 2, f, "Latency by percentile")
+				   : hist_write_svg(h, f, "Latency by percentile");
 		if (fclose(f) && r == 0)
 			r = -EIO;
 	}
@@ -300,9 +305,9 @@ int report(const struct bench *b, const struct wstate *t)
 		print_text(b, t, &fg);
 	fflush(stdout);
 	int rc = fg.slo_ok ? EXIT_OK : EXIT_SLO;
-	if (b->hgrm_path && write_file(b->hgrm_path, b, t->corr, false) < 0)
+	if (b->hgrm_path && write_file(b->hgrm_path, b, t->corr, t->unc, false) < 0)
 		rc = EXIT_FAIL;
-	if (b->plot_path && write_file(b->plot_path, b, t->corr, true) < 0)
+	if (b->plot_path && write_file(b->plot_path, b, t->corr, t->unc, true) < 0)
 		rc = EXIT_FAIL;
 	return rc;
 }
