@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "weft/sync.h"
+
 struct weft_task;
 struct weft__worker;
 struct io_uring_sqe;
@@ -47,6 +49,7 @@ struct weft__bufs {
 	unsigned ntimed;
 	uint64_t sweep_every;
 	bool sweeping;
+	struct weft_sem poke; /* wakes the sweeper early: sweep_every shrank */
 	/* Buffers freed on other workers, for the owner to put back. */
 	uint32_t lock;
 	uint16_t *ret;

@@ -28,7 +28,9 @@
  *     -ECANCELED or with its result if it won the race, and step 2 applies.
  *     Because cancellation is sticky, the owner need not know which wait
  *     the request was for: any IO wait of that task, unshielded, is to be
- *     cancelled.
+ *     cancelled.  But a request can outlive its task: the object may be
+ *     reused by a new task before the owner gets to it.  The new task
+ *     starts without CANCEL, and the owner acts only on a task that has it.
  */
 #include <errno.h>
 #include <string.h>
@@ -150,8 +152,10 @@ void weft__io_process_cancels(struct weft__worker *w)
 	while ((t = weft__cancelq_pop(&w->io_cancels))) {
 		atomic_store_explicit(&t->io_cancel_queued, false, memory_order_release);
 		uint64_t word = atomic_load_explicit(&t->wake, memory_order_acquire);
+		/* No CANCEL: the request outlived its task, and the object now
+		 * runs another one (task.c reuses it), which nobody cancelled. */
 		if (!(word & WEFT__WAKE_ARMED) || !(word & WEFT__WAKE_IO) ||
-		    (word & WEFT__WAKE_SHIELD))
+		    !(word & WEFT__WAKE_CANCEL) || (word & WEFT__WAKE_SHIELD))
 			continue; /* finished meanwhile, or not to be cancelled now */
 		if (atomic_load_explicit(&t->io_owner, memory_order_relaxed) != w) {
 			/* It moved on to an operation on another ring. */

@@ -33,8 +33,12 @@
  * alive while the owner has watches with a timeout, wakes every quarter of
  * the shortest timeout (10 ms to 1 s) and cancels the receives that have
  * expired (IORING_OP_ASYNC_CANCEL; the -ECANCELED completion is reported as
- * -ETIMEDOUT).  A timeout therefore fires between its time and a quarter of
- * it later, never before.
+ * -ETIMEDOUT).  A watch with a shorter timeout than any before pokes the
+ * sleeping sweeper (a semaphore it waits on under a deadline), which then
+ * starts over at the shorter interval.  A timeout therefore fires between
+ * its time and a quarter of it later, never before.  The interval shrinks
+ * but does not grow back while the sweeper lives: a short timeout seen
+ * once costs more frequent sweeps, not lateness.
  *
  * Invariants:
  *  1. A record is on its owner's `armed` list exactly while its receive is
@@ -132,6 +136,7 @@ static int bufs_init(struct weft__worker *w)
 	b->ring = ring;
 	b->mem = mem;
 	b->ret = ret;
+	weft_sem_init(&b->poke, 0);
 	io_uring_buf_ring_init(b->ring);
 	for (unsigned i = 0; i < NBUFS; i++)
 		io_uring_buf_ring_add(b->ring, b->mem + (size_t)i * BUFSZ, BUFSZ, (uint16_t)i,
@@ -169,8 +174,12 @@ static int need_sweeper(struct weft__worker *w, uint64_t timeout)
 	struct weft__bufs *b = &w->bufs;
 	uint64_t every = timeout / 4;
 	every = every < SWEEP_MIN ? SWEEP_MIN : every > SWEEP_MAX ? SWEEP_MAX : every;
-	if (!b->sweep_every || every < b->sweep_every)
+	if (!b->sweep_every || every < b->sweep_every) {
+		bool asleep = b->sweeping && b->sweep_every;
 		b->sweep_every = every;
+		if (asleep) /* for the longer interval: have it start over */
+			weft_sem_release(&b->poke);
+	}
 	b->ntimed++;
 	if (b->sweeping)
 		return 0;
@@ -309,11 +318,22 @@ void weft__watch_poll(struct weft__worker *w)
  * the owner, so it may walk the owner's lists; it leaves when no watch with
  * a timeout is left, and at shutdown.
  */
+/* The sweeper's pause: sweep_every, or less when need_sweeper shortened it
+ * meanwhile (a poke).  0 to sweep; negative (shutdown) to leave. */
+static int nap(struct weft__bufs *b)
+{
+	struct weft_scope s;
+	weft_scope_deadline(&s, b->sweep_every);
+	int rc = weft_sem_acquire(&b->poke);
+	weft_scope_end(&s);
+	return rc == -ETIMEDOUT ? 0 : rc;
+}
+
 static intptr_t sweeper(void *arg)
 {
 	struct weft__worker *w = arg;
 	struct weft__bufs *b = &w->bufs;
-	while (b->ntimed > 0 && weft_sleep(b->sweep_every) == 0) {
+	while (b->ntimed > 0 && nap(b) == 0) {
 		uint64_t now = weft_now();
 		for (struct weft__watch *x = w->watches; x; x = x->next) {
 			if (x->expired || x->expires > now)

@@ -4,7 +4,8 @@
  * calls would (bytes, EOF, -ECONNREFUSED), a deadline bounds a blocked
  * operation with -ETIMEDOUT, a cancellation from another worker reaches a
  * blocked recv or accept as -ECANCELED, and a recv that completed is never
- * reported as cancelled (no byte is lost); accept with a full descriptor
+ * reported as cancelled (no byte is lost), and a cancellation that outlives
+ * its task never reaches the next task on the same object; accept with a full descriptor
  * table reports -EMFILE and recovers.  File, vectored, message,
  * splice and poll operations each do what their system call does; a task
  * waits for a signal through weft_signal_wait.
@@ -219,6 +220,77 @@ TEST(IoTest, CompletedRecvIsNeverReportedCancelled)
 	});
 	close(p.a);
 	close(p.b);
+}
+
+/* A cancellation that races its task's completion can still be queued on
+ * the ring's owner after the task ended, was joined, and its object went to
+ * a new task (task.c reuses them).  The new task's I/O must not be
+ * cancelled by it.  One worker that sleeps as soon as it is idle, so that the
+ * outside thread's cancel often lands while the completion is being reaped;
+ * before the owner checked for CANCEL, B saw -ECANCELED in about one round
+ * of ten. */
+TEST(IoTest, ACancelThatOutlivesItsTaskSparesTheNextTaskOnTheObject)
+{
+	const int rounds = WEFT_TEST_SCALE(300);
+	struct weft_opts o = {};
+	o.workers = 1;
+	o.idle_spin_ns = WEFT_NEVER;
+	struct weft_rt *rt = nullptr;
+	ASSERT_EQ(weft_rt_new(&rt, &o), 0);
+	struct ctx {
+		int rounds, spared = 0;
+	} c = {rounds};
+	intptr_t result = -1;
+	ASSERT_EQ(weft_rt_run(
+			  rt,
+			  [](void *arg) -> intptr_t {
+				  auto *c = static_cast<struct ctx *>(arg);
+				  pair p = socket_pair(), q = socket_pair();
+				  static int rx, idle;
+				  rx = p.b;
+				  idle = q.b;
+				  for (int i = 0; i < c->rounds; i++) {
+					  std::atomic<int> parked{0};
+					  struct weft_task *a = go_and_let_park(parked, [&parked] {
+						  char ch;
+						  parked++;
+						  return (intptr_t)weft_recv(rx, &ch, 1, 0);
+					  });
+					  struct weft_future *f = weft_future_new();
+					  std::thread th([&] {
+						  EXPECT_EQ(send(p.a, "z", 1, 0), 1);
+						  weft_cancel(a);
+						  weft_future_resolve(f, 0);
+					  });
+					  EXPECT_EQ(weft_future_await(f, nullptr), 0);
+					  th.join();
+					  weft_future_free(f);
+					  if (join(a) != 1) {
+						  char ch; /* cancelled first: the byte is still there */
+						  EXPECT_EQ(recv(rx, &ch, 1, MSG_DONTWAIT), 1);
+					  }
+					  struct weft_task *b = go([] {
+						  char ch;
+						  struct weft_scope s;
+						  weft_scope_deadline(&s, 2 * WEFT_MSEC);
+						  ssize_t r = weft_recv(idle, &ch, 1, 0);
+						  weft_scope_end(&s);
+						  return (intptr_t)r;
+					  });
+					  intptr_t r = join(b);
+					  EXPECT_EQ(r, -ETIMEDOUT) << "round " << i;
+					  c->spared += r == -ETIMEDOUT;
+				  }
+				  close(p.a);
+				  close(p.b);
+				  close(q.a);
+				  close(q.b);
+				  return 0;
+			  },
+			  &c, &result),
+		  0);
+	EXPECT_EQ(c.spared, rounds);
+	EXPECT_EQ(weft_rt_shutdown(rt, 2 * WEFT_SEC), 0);
 }
 
 /* With the descriptor table full, accept reports -EMFILE and nothing else

@@ -5,7 +5,7 @@
  * arrive as values, more ready connections than buffers are all served
  * (the -ENOBUFS path), buffers freed on another worker come back, many
  * idle timeouts fire neither early nor much late while bytes that come in
- * time beat theirs, and a shutdown closes the connections still waiting.
+ * time beat theirs (a short one also behind a long one), and a shutdown closes the connections still waiting.
  */
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -105,6 +105,33 @@ TEST(WatchTest, ManyTimeoutsFireOnTimeAndBytesBeatTheirTimeout)
 	});
 	for (auto &p : ps)
 		close(p.a);
+	close(q.a);
+}
+
+/* The sweeper checks every quarter of the shortest timeout it knows; one
+ * already asleep for a long timeout's quarter must start over when a short
+ * timeout arrives, or that one fires a second late. */
+TEST(WatchTest, AShortTimeoutIsNotHeldUpByALongOneBeforeIt)
+{
+	pair p = socket_pair(), q = socket_pair();
+	seen slow, fast;
+	run_in_weft(1, [&] {
+		EXPECT_EQ(weft_watch(p.b, 10 * WEFT_SEC, record, &slow), 0);
+		weft_sleep(50 * WEFT_MSEC); /* the sweeper sleeps for 1 s now */
+		uint64_t t0 = weft_now();
+		EXPECT_EQ(weft_watch(q.b, 40 * WEFT_MSEC, record, &fast), 0);
+		EXPECT_EQ(weft_future_await(fast.done, nullptr), 0);
+		EXPECT_EQ(fast.n, -ETIMEDOUT);
+		EXPECT_GE(fast.at - t0, 40 * WEFT_MSEC) << "timed out early";
+		/* A quarter late at most, with room for a loaded machine; it
+		 * was 900 ms late when the sweeper slept on. */
+		EXPECT_LE(fast.at - t0, 50 * WEFT_MSEC + 200 * WEFT_MSEC) << "timed out very late";
+		EXPECT_EQ(write(p.a, "x", 1), 1);
+		EXPECT_EQ(weft_future_await(slow.done, nullptr), 0);
+		EXPECT_EQ(slow.n, 1);
+		return (intptr_t)0;
+	});
+	close(p.a);
 	close(q.a);
 }
 
