@@ -2,10 +2,10 @@
 /*
  * harness.h - what the end-to-end tests of weft-proxy share: a backend
  * that tags and echoes, free ports, the proxy binary (WEFT_PROXY_BIN) run
- * on a configuration with its stderr read line by line, a configuration of
- * one frontend and one backend, and a client dial.  Included by
- * proxy_test.cc, health_test.cc and observe_test.cc; one translation unit
- * each, so the helpers live in an unnamed namespace.
+ * on a configuration (or any arguments) with its stderr read line by line,
+ * a configuration of one frontend and one backend, and a client dial.
+ * Included by each end-to-end test (proxy, health, observe, ops, reload);
+ * one translation unit each, so the helpers live in an unnamed namespace.
  */
 #ifndef WEFT_TESTS_PROXY_HARNESS_H
 #define WEFT_TESTS_PROXY_HARNESS_H
@@ -66,7 +66,9 @@ struct backend {
 		lfd = listen_loopback(at, &port);
 		acceptor = std::thread([this] {
 			int fd;
-			while ((fd = accept(lfd, nullptr, nullptr)) >= 0) {
+			/* Close-on-exec: a proxy started later must not hold
+			 * (and so keep open) the backend's end of a connection. */
+			while ((fd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC)) >= 0) {
 				accepted++;
 				std::lock_guard<std::mutex> g(lock);
 				conns.emplace_back([this, fd] { serve(fd); });
@@ -123,14 +125,25 @@ struct proxy {
 	/* Writes conf to a file and starts weft-proxy on it. */
 	bool start(const std::string &conf)
 	{
-		const char *bin = getenv("WEFT_PROXY_BIN");
-		if (!bin)
-			return false;
 		char path[] = "/tmp/weft-proxy-test-XXXXXX";
 		int cfd = mkstemp(path);
 		EXPECT_EQ(write(cfd, conf.data(), conf.size()), (ssize_t)conf.size());
 		close(cfd);
 		file = path;
+		return launch({"-c", file});
+	}
+
+	/* Starts weft-proxy with args (file, if set, is the caller's to
+	 * remove), its stderr read by wait_line and rest. */
+	bool launch(const std::vector<std::string> &args)
+	{
+		const char *bin = getenv("WEFT_PROXY_BIN");
+		if (!bin)
+			return false;
+		std::vector<char *> argv{const_cast<char *>(bin)};
+		for (const auto &a : args)
+			argv.push_back(const_cast<char *>(a.c_str()));
+		argv.push_back(nullptr);
 		int p[2];
 		EXPECT_EQ(pipe(p), 0);
 		pid = fork();
@@ -138,12 +151,27 @@ struct proxy {
 			dup2(p[1], 2);
 			close(p[0]);
 			setenv("WEFT_WORKERS", "2", 1);
-			execl(bin, bin, "-c", path, (char *)nullptr);
+			execv(bin, argv.data());
 			_exit(127);
 		}
 		close(p[1]);
 		err = p[0];
 		return true;
+	}
+
+	/* Waits up to timeout_ms for the proxy to exit by itself: its wait
+	 * status, or -1 (then it is still running). */
+	int wait_exit(int timeout_ms)
+	{
+		int st;
+		for (int waited = 0; waited <= timeout_ms; waited += 10) {
+			if (waitpid(pid, &st, WNOHANG) == pid) {
+				pid = -1;
+				return st;
+			}
+			usleep(10000);
+		}
+		return -1;
 	}
 
 	/* Reads stderr up to the line that has `what`; returns it ("" at EOF,
@@ -187,6 +215,11 @@ struct proxy {
 
 	int stop()
 	{
+		if (pid < 0) { /* exited already (wait_exit) */
+			close(err);
+			unlink(file.c_str());
+			return 0;
+		}
 		kill(pid, SIGTERM);
 		int st = -1;
 		for (int i = 0; i < 1000; i++) {

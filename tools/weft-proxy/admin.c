@@ -83,7 +83,7 @@ static void family(struct sbuf *b, const char *name, const char *type, const cha
 
 #define U(x) ((unsigned long long)(x))
 
-void admin_metrics(struct sbuf *b, const struct admin_view *v)
+void admin_metrics(struct sbuf *b, const struct admin_source *src, const struct admin_view *v)
 {
 	const struct proxy_config *cfg = v->cfg;
 	uint64_t now = weft_now();
@@ -106,7 +106,7 @@ void admin_metrics(struct sbuf *b, const struct admin_view *v)
 	for (size_t m = 0; m < sizeof(fm) / sizeof(fm[0]); m++) {
 		family(b, fm[m].name, fm[m].type, fm[m].help);
 		for (size_t i = 0; i < cfg->nfrontends; i++) {
-			_Atomic uint64_t *c = (_Atomic uint64_t *)((char *)&v->fronts[i] + fm[m].off);
+			_Atomic uint64_t *c = (_Atomic uint64_t *)((char *)v->fronts[i] + fm[m].off);
 			sbuf_printf(b, "%s{frontend=\"%s\"} %llu\n", fm[m].name, cfg->frontends[i].name,
 				    U(atomic_load_explicit(c, memory_order_relaxed)));
 		}
@@ -131,15 +131,15 @@ void admin_metrics(struct sbuf *b, const struct admin_view *v)
 			const struct pbackend *pb = &v->backs[bi];
 			for (size_t i = 0; i < pb->n; i++) {
 				const struct pserver *s = &pb->servers[i];
-				const struct server_stats *st = &v->servers[bi][i];
+				const struct server_stats *st = &s->st->stats;
 				uint64_t x = 0;
 				struct health_state h;
 				health_server_state(s, &h);
 				switch (m) {
 				case S_TOTAL: x = STAT_GET(st->total); break;
-				case S_ACTIVE: x = STAT_GET(s->active); break;
-				case S_ATTEMPTS: x = STAT_GET(s->total); break;
-				case S_ERRORS: x = STAT_GET(s->connect_errors); break;
+				case S_ACTIVE: x = STAT_GET(s->st->active); break;
+				case S_ATTEMPTS: x = STAT_GET(s->st->total); break;
+				case S_ERRORS: x = STAT_GET(s->st->connect_errors); break;
 				case S_IN: x = STAT_GET(st->bytes_in); break;
 				case S_OUT: x = STAT_GET(st->bytes_out); break;
 				case S_UP: x = h.eligible; break;
@@ -157,7 +157,7 @@ void admin_metrics(struct sbuf *b, const struct admin_view *v)
 	       "Connect attempts made after a failed one.");
 	for (size_t bi = 0; bi < cfg->nbackends; bi++)
 		sbuf_printf(b, "weft_proxy_backend_retries_total{backend=\"%s\"} %llu\n",
-			    cfg->backends[bi].name, U(STAT_GET(v->backends[bi].retries)));
+			    cfg->backends[bi].name, U(STAT_GET(v->backs[bi].stats->retries)));
 	family(b, "weft_proxy_backend_queue_length", "gauge",
 	       "Connections waiting for a server slot now.");
 	for (size_t bi = 0; bi < cfg->nbackends; bi++)
@@ -167,7 +167,7 @@ void admin_metrics(struct sbuf *b, const struct admin_view *v)
 	family(b, "weft_proxy_backend_connect_seconds", "histogram",
 	       "Time to connect to a server, successful connects only.");
 	for (size_t bi = 0; bi < cfg->nbackends; bi++) {
-		const struct backend_stats *st = &v->backends[bi];
+		const struct backend_stats *st = v->backs[bi].stats;
 		const char *name = cfg->backends[bi].name;
 		uint64_t cum = 0;
 		for (size_t k = 0; k <= STATS_CONNECT_BUCKETS; k++) {
@@ -189,30 +189,37 @@ void admin_metrics(struct sbuf *b, const struct admin_view *v)
 	/* The whole proxy. */
 	family(b, "weft_proxy_connections_active", "gauge", "Connections now, all frontends.");
 	sbuf_printf(b, "weft_proxy_connections_active %llu\n",
-		    U(atomic_load_explicit(v->active, memory_order_relaxed)));
+		    U(atomic_load_explicit(src->active, memory_order_relaxed)));
 	family(b, "weft_proxy_max_connections", "gauge", "The global connection limit in force.");
 	sbuf_printf(b, "weft_proxy_max_connections %u\n", cfg->max_connections);
 	family(b, "weft_proxy_uptime_seconds", "gauge", "Seconds since the proxy started.");
-	sbuf_printf(b, "weft_proxy_uptime_seconds %.3f\n", (double)(now - v->started) / 1e9);
+	sbuf_printf(b, "weft_proxy_uptime_seconds %.3f\n", (double)(now - src->started) / 1e9);
 	family(b, "weft_proxy_draining", "gauge", "1 after SIGTERM, while connections drain.");
 	sbuf_printf(b, "weft_proxy_draining %d\n",
-		    atomic_load_explicit(v->draining, memory_order_relaxed));
-	if (v->log) {
+		    atomic_load_explicit(src->draining, memory_order_relaxed));
+	family(b, "weft_proxy_reloads_total", "counter",
+	       "Reloads (SIGHUP) that took effect.");
+	sbuf_printf(b, "weft_proxy_reloads_total %llu\n", U(STAT_GET(*src->reloads)));
+	family(b, "weft_proxy_reload_failures_total", "counter",
+	       "Reloads refused (a broken configuration, a listen address that would not bind): the running configuration stayed.");
+	sbuf_printf(b, "weft_proxy_reload_failures_total %llu\n",
+		    U(STAT_GET(*src->reload_failures)));
+	if (src->log) {
 		family(b, "weft_proxy_access_log_lines_total", "counter",
 		       "Access log lines written.");
 		sbuf_printf(b, "weft_proxy_access_log_lines_total %llu\n",
-			    U(accesslog_written(v->log)));
+			    U(accesslog_written(src->log)));
 		family(b, "weft_proxy_access_log_dropped_total", "counter",
 		       "Access log lines dropped: the log could not keep up, or a write failed.");
 		sbuf_printf(b, "weft_proxy_access_log_dropped_total %llu\n",
-			    U(accesslog_dropped(v->log)));
+			    U(accesslog_dropped(src->log)));
 	}
 
 	/* The runtime (weft_rt_stats). */
 	struct weft_rt_stats rs;
-	weft_rt_stats(v->rt, &rs);
+	weft_rt_stats(src->rt, &rs);
 	family(b, "weft_runtime_workers", "gauge", "Worker threads.");
-	sbuf_printf(b, "weft_runtime_workers %u\n", weft_rt_workers(v->rt));
+	sbuf_printf(b, "weft_runtime_workers %u\n", weft_rt_workers(src->rt));
 	family(b, "weft_runtime_tasks_spawned_total", "counter", "Tasks spawned.");
 	sbuf_printf(b, "weft_runtime_tasks_spawned_total %llu\n", U(rs.spawned));
 	family(b, "weft_runtime_tasks_live", "gauge", "Tasks spawned whose handle is not yet released.");
@@ -232,17 +239,19 @@ void admin_metrics(struct sbuf *b, const struct admin_view *v)
 
 /* ---- /stats --------------------------------------------------------------- */
 
-void admin_stats(struct sbuf *b, const struct admin_view *v)
+void admin_stats(struct sbuf *b, const struct admin_source *src, const struct admin_view *v)
 {
 	const struct proxy_config *cfg = v->cfg;
 	uint64_t now = weft_now();
 	sbuf_printf(b, "{\"uptime_s\":%.3f,\"draining\":%s,\"connections_active\":%llu,"
-		       "\"max_connections\":%u,\"frontends\":[",
-		    (double)(now - v->started) / 1e9,
-		    atomic_load_explicit(v->draining, memory_order_relaxed) ? "true" : "false",
-		    U(atomic_load_explicit(v->active, memory_order_relaxed)), cfg->max_connections);
+		       "\"max_connections\":%u,\"reloads\":%llu,\"reload_failures\":%llu,"
+		       "\"frontends\":[",
+		    (double)(now - src->started) / 1e9,
+		    atomic_load_explicit(src->draining, memory_order_relaxed) ? "true" : "false",
+		    U(atomic_load_explicit(src->active, memory_order_relaxed)), cfg->max_connections,
+		    U(STAT_GET(*src->reloads)), U(STAT_GET(*src->reload_failures)));
 	for (size_t i = 0; i < cfg->nfrontends; i++) {
-		const struct frontend_stats *f = &v->fronts[i];
+		const struct frontend_stats *f = v->fronts[i];
 		sbuf_printf(b, "%s{\"name\":", i ? "," : "");
 		json_str(b, cfg->frontends[i].name);
 		sbuf_printf(b, ",\"connections_total\":%llu,\"connections_active\":%llu,"
@@ -255,7 +264,7 @@ void admin_stats(struct sbuf *b, const struct admin_view *v)
 	sbuf_printf(b, "],\"backends\":[");
 	for (size_t bi = 0; bi < cfg->nbackends; bi++) {
 		const struct pbackend *pb = &v->backs[bi];
-		const struct backend_stats *st = &v->backends[bi];
+		const struct backend_stats *st = pb->stats;
 		sbuf_printf(b, "%s{\"name\":", bi ? "," : "");
 		json_str(b, cfg->backends[bi].name);
 		uint64_t count = STAT_GET(st->connect_count);
@@ -266,7 +275,7 @@ void admin_stats(struct sbuf *b, const struct admin_view *v)
 			    (double)STAT_GET(st->connect_ns_sum) / 1e9);
 		for (size_t i = 0; i < pb->n; i++) {
 			const struct pserver *s = &pb->servers[i];
-			const struct server_stats *ss = &v->servers[bi][i];
+			const struct server_stats *ss = &s->st->stats;
 			sbuf_printf(b, "%s{\"name\":", i ? "," : "");
 			json_str(b, s->cfg->name);
 			sbuf_printf(b, ",\"address\":");
@@ -285,31 +294,31 @@ void admin_stats(struct sbuf *b, const struct admin_view *v)
 				       "\"connect_attempts\":%llu,\"connect_errors\":%llu,"
 				       "\"bytes_in\":%llu,\"bytes_out\":%llu}",
 				    U(STAT_GET(ss->total)),
-				    (unsigned)STAT_GET(s->active), U(STAT_GET(s->total)),
-				    U(STAT_GET(s->connect_errors)), U(STAT_GET(ss->bytes_in)),
+				    (unsigned)STAT_GET(s->st->active), U(STAT_GET(s->st->total)),
+				    U(STAT_GET(s->st->connect_errors)), U(STAT_GET(ss->bytes_in)),
 				    U(STAT_GET(ss->bytes_out)));
 		}
 		sbuf_printf(b, "]}");
 	}
 	sbuf_printf(b, "],\"access_log\":");
-	if (v->log)
-		sbuf_printf(b, "{\"lines\":%llu,\"dropped\":%llu}", U(accesslog_written(v->log)),
-			    U(accesslog_dropped(v->log)));
+	if (src->log)
+		sbuf_printf(b, "{\"lines\":%llu,\"dropped\":%llu}", U(accesslog_written(src->log)),
+			    U(accesslog_dropped(src->log)));
 	else
 		sbuf_printf(b, "null");
 	struct weft_rt_stats rs;
-	weft_rt_stats(v->rt, &rs);
+	weft_rt_stats(src->rt, &rs);
 	sbuf_printf(b, ",\"runtime\":{\"workers\":%u,\"tasks_spawned\":%llu,\"tasks_live\":%llu,"
 		       "\"steals\":%llu,\"parks\":%llu,\"wakeups\":%llu,\"switches\":%llu,"
 		       "\"io_uring_submitted\":%llu}}\n",
-		    weft_rt_workers(v->rt), U(rs.spawned), U(rs.live), U(rs.steals), U(rs.parks),
+		    weft_rt_workers(src->rt), U(rs.spawned), U(rs.live), U(rs.steals), U(rs.parks),
 		    U(rs.wakeups), U(rs.switches), U(rs.submitted));
 }
 
 /* ---- HTTP ------------------------------------------------------------------ */
 
 struct request {
-	const struct admin_view *v;
+	const struct admin_source *src;
 	int fd;
 };
 
@@ -337,7 +346,7 @@ static int is_path(struct weft_http1_slice t, const char *path)
 static intptr_t serve_one(void *arg)
 {
 	struct request *r = arg;
-	const struct admin_view *v = r->v;
+	const struct admin_source *src = r->src;
 	int fd = r->fd;
 	free(r);
 	struct weft_scope sc;
@@ -370,17 +379,19 @@ static intptr_t serve_one(void *arg)
 		goto out;
 	}
 	struct sbuf b = {0};
+	void *hold;
+	const struct admin_view *v = src->get(&hold);
 	if (is_path(h.target, "/metrics")) {
-		admin_metrics(&b, v);
+		admin_metrics(&b, src, v);
 		if (!b.failed)
 			respond(fd, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b.p, b.len,
 				head_only);
 	} else if (is_path(h.target, "/stats")) {
-		admin_stats(&b, v);
+		admin_stats(&b, src, v);
 		if (!b.failed)
 			respond(fd, 200, "OK", "application/json", b.p, b.len, head_only);
 	} else if (is_path(h.target, "/health")) {
-		if (atomic_load_explicit(v->draining, memory_order_relaxed))
+		if (atomic_load_explicit(src->draining, memory_order_relaxed))
 			respond(fd, 503, "Service Unavailable", "text/plain", "draining\n", 9, head_only);
 		else
 			respond(fd, 200, "OK", "text/plain", "ok\n", 3, head_only);
@@ -388,6 +399,7 @@ static intptr_t serve_one(void *arg)
 		respond(fd, 404, "Not Found", "text/plain", "/metrics, /stats or /health\n", 28,
 			head_only);
 	}
+	src->put(hold);
 	if (b.failed)
 		respond(fd, 500, "Internal Server Error", "text/plain", "out of memory\n", 14, 0);
 	free(b.p);
@@ -399,9 +411,9 @@ out:
 
 intptr_t admin_serve(void *arg)
 {
-	const struct admin_view *v = arg;
+	const struct admin_source *src = arg;
 	for (;;) {
-		int fd = weft_sock_accept(v->fd, NULL);
+		int fd = weft_sock_accept(src->fd, NULL);
 		if (fd < 0) {
 			if (fd == -ECONNABORTED || fd == -EMFILE || fd == -ENFILE) {
 				if (fd != -ECONNABORTED && weft_sleep(100 * WEFT_MSEC) < 0)
@@ -413,7 +425,7 @@ intptr_t admin_serve(void *arg)
 		struct request *r = malloc(sizeof(*r));
 		struct weft_task *t = NULL;
 		if (r) {
-			*r = (struct request){.v = v, .fd = fd};
+			*r = (struct request){.src = src, .fd = fd};
 			/* The page renders on the task's stack plus the heap: the
 			 * default stack is plenty for the 8 KiB request buffer. */
 			t = weft_spawn(serve_one, r, &(struct weft_spawn_opts){.name = "admin"});

@@ -4,8 +4,9 @@
  * format 0.0.4), GET /stats (the same figures as one JSON object) and
  * GET /health, over HTTP/1.1 with Connection: close, one task per request.
  *
- * admin.c reads the counters of stats.h and balance.h through the view
- * that main.c fills once; it never writes them.  The series and the JSON
+ * admin.c reads the counters of stats.h and balance.h through the view of
+ * the configuration generation in force (reload.h), which it holds while a
+ * page renders; it never writes them.  The series and the JSON
  * fields are listed in docs/proxy.md ("Observability").
  */
 #ifndef WEFT_PROXY_ADMIN_H
@@ -22,23 +23,31 @@
 #include "config.h"
 #include "stats.h"
 
-/* What the admin pages show.  Arrays are indexed as cfg's frontends and
- * backends (servers[b][i] as cfg->backends[b].servers[i]).  Everything
- * must outlive the admin tasks; main.c owns it all. */
+/* One configuration generation's part of the pages (reload.h: each
+ * generation has one).  Arrays are indexed as cfg's frontends and
+ * backends; a server's figures are in its shared state (balance.h). */
 struct admin_view {
 	const struct proxy_config *cfg;
+	struct frontend_stats *const *fronts; /* per frontend */
+	struct pbackend *backs;               /* servers, and each backend's stats */
+};
+
+/* The process's part, and how a page gets the generation in force.  main.c
+ * owns it; it must outlive the admin tasks. */
+struct admin_source {
 	int fd;                          /* the admin listening socket */
-	struct frontend_stats *fronts;
-	struct pbackend *backs;
-	struct backend_stats *backends;
-	struct server_stats **servers;
 	struct accesslog *log;           /* NULL with access_log = off */
 	struct weft_rt *rt;
 	_Atomic uint64_t *active;        /* all connections now */
 	_Atomic int *draining;           /* 1 after SIGTERM: /health answers 503 */
+	_Atomic uint64_t *reloads;       /* reloads that took effect */
+	_Atomic uint64_t *reload_failures; /* reloads refused; the old configuration kept */
 	uint64_t started;                /* weft_now() at start */
+	/* The view in force, held (its generation kept alive) until put is
+	 * called with what get stored in *hold.  Any task; no failure path. */
+	const struct admin_view *(*get)(void **hold);
+	void (*put)(void *hold);
 };
-
 /* A growing text buffer for the pages. */
 struct sbuf {
 	char *p;
@@ -52,16 +61,17 @@ void sbuf_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(pri
 
 /* The bodies of /metrics and /stats, appended to b.  Task or any thread;
  * no failure path beyond b->failed. */
-void admin_metrics(struct sbuf *b, const struct admin_view *v);
-void admin_stats(struct sbuf *b, const struct admin_view *v);
+void admin_metrics(struct sbuf *b, const struct admin_source *src, const struct admin_view *v);
+void admin_stats(struct sbuf *b, const struct admin_source *src, const struct admin_view *v);
 
 /*
- * A task body (arg: a const struct admin_view *): serves the admin pages
- * on view->fd, a listening socket, until cancelled.  Accepts, and runs a
+ * A task body (arg: a const struct admin_source *): serves the admin pages
+ * on src->fd, a listening socket, until cancelled.  Accepts, and runs a
  * detached task per connection that reads one request (within 5 s),
- * answers it and closes.  The view must outlive every task started (the
- * runtime's shutdown ends them).  Returns the error that ended accepting
- * (-ECANCELED when cancelled).  The socket stays the caller's.
+ * answers it from the view in force and closes.  The source must outlive
+ * every task started (the runtime's shutdown ends them).  Returns the
+ * error that ended accepting (-ECANCELED when cancelled).  The socket
+ * stays the caller's.
  */
 intptr_t admin_serve(void *view);
 

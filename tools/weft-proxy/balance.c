@@ -21,6 +21,7 @@
  * balance_passive_clear); with checks off, up stays true.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,22 +29,83 @@
 
 #include "balance.h"
 
-int balance_init(struct pbackend *pb, const struct proxy_backend *b)
+struct shared_head {
+	_Atomic unsigned refs;
+	max_align_t payload[];
+};
+
+void *shared_new(size_t size)
+{
+	struct shared_head *h = calloc(1, sizeof(*h) + size);
+	if (!h)
+		return NULL;
+	atomic_init(&h->refs, 1);
+	return h->payload;
+}
+
+static struct shared_head *head_of(void *p)
+{
+	return (struct shared_head *)((char *)p - offsetof(struct shared_head, payload));
+}
+
+void *shared_ref(void *p)
+{
+	/* Relaxed: the caller already holds a reference, so the block is
+	 * alive and nothing is published by the count itself. */
+	atomic_fetch_add_explicit(&head_of(p)->refs, 1, memory_order_relaxed);
+	return p;
+}
+
+void shared_unref(void *p)
+{
+	if (!p)
+		return;
+	struct shared_head *h = head_of(p);
+	/* Release: this holder's last writes happen before the free; the
+	 * acquire fence pairs with every other holder's release. */
+	if (atomic_fetch_sub_explicit(&h->refs, 1, memory_order_release) != 1)
+		return;
+	atomic_thread_fence(memory_order_acquire);
+	free(h);
+}
+
+/* The state of server s, taken over from prev when it has a server of that
+ * name, else a new one, up (health.c, invariant 3). */
+static struct pserver_state *server_state(const struct proxy_server *s,
+					  const struct pbackend *prev)
+{
+	for (size_t i = 0; prev && i < prev->n; i++) {
+		if (strcmp(prev->servers[i].cfg->name, s->name) != 0)
+			continue;
+		return shared_ref(prev->servers[i].st);
+	}
+	struct pserver_state *st = shared_new(sizeof(*st));
+	if (st)
+		atomic_init(&st->health.up, true);
+	return st;
+}
+
+int balance_init(struct pbackend *pb, const struct proxy_backend *b, const struct pbackend *prev)
 {
 	memset(pb, 0, sizeof(*pb));
 	pb->cfg = b;
-	pb->n = b->nservers;
 	pb->servers = calloc(b->nservers, sizeof(*pb->servers));
-	if (!pb->servers)
-		return -ENOMEM;
+	pb->stats = prev ? shared_ref(prev->stats) : shared_new(sizeof(*pb->stats));
 	pthread_mutex_init(&pb->lock, NULL);
+	if (!pb->servers || !pb->stats) {
+		balance_fini(pb);
+		return -ENOMEM;
+	}
 	atomic_init(&pb->rng, 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)pb);
 	for (size_t i = 0; i < b->nservers; i++) {
 		struct pserver *s = &pb->servers[i];
 		s->cfg = &b->servers[i];
 		s->backend = b;
-		/* Servers start up (health.c says why); with checks off they stay up. */
-		atomic_init(&s->health.up, true);
+		if (!(s->st = server_state(s->cfg, prev))) {
+			balance_fini(pb);
+			return -ENOMEM;
+		}
+		pb->n++;
 		if (!s->cfg->resolve) {
 			s->addr = s->cfg->addr;
 			continue;
@@ -59,8 +121,13 @@ int balance_init(struct pbackend *pb, const struct proxy_backend *b)
 
 void balance_fini(struct pbackend *pb)
 {
+	for (size_t i = 0; i < pb->n; i++)
+		shared_unref(pb->servers[i].st);
 	free(pb->servers);
 	pb->servers = NULL;
+	pb->n = 0;
+	shared_unref(pb->stats);
+	pb->stats = NULL;
 	pthread_mutex_destroy(&pb->lock);
 }
 
@@ -71,12 +138,12 @@ static bool eligible(const struct pserver *s, struct pserver *const *tried, size
 		if (tried[i] == s)
 			return false;
 	/* Relaxed: the verdict is a flag on its own (struct phealth). */
-	if (!atomic_load_explicit(&s->health.up, memory_order_relaxed))
+	if (!atomic_load_explicit(&s->st->health.up, memory_order_relaxed))
 		return false;
-	if (atomic_load_explicit(&s->down_until, memory_order_relaxed) > now)
+	if (atomic_load_explicit(&s->st->down_until, memory_order_relaxed) > now)
 		return false;
 	uint32_t max = s->cfg->max_connections;
-	if (max && atomic_load_explicit(&s->active, memory_order_relaxed) >= max) {
+	if (max && atomic_load_explicit(&s->st->active, memory_order_relaxed) >= max) {
 		*busy = true;
 		return false;
 	}
@@ -86,8 +153,8 @@ static bool eligible(const struct pserver *s, struct pserver *const *tried, size
 /* Whether a is less loaded than b, relative to their weights. */
 static bool lighter(const struct pserver *a, const struct pserver *b)
 {
-	uint64_t la = (uint64_t)atomic_load_explicit(&a->active, memory_order_relaxed) * b->cfg->weight;
-	uint64_t lb = (uint64_t)atomic_load_explicit(&b->active, memory_order_relaxed) * a->cfg->weight;
+	uint64_t la = (uint64_t)atomic_load_explicit(&a->st->active, memory_order_relaxed) * b->cfg->weight;
+	uint64_t lb = (uint64_t)atomic_load_explicit(&b->st->active, memory_order_relaxed) * a->cfg->weight;
 	return la < lb;
 }
 
@@ -195,8 +262,8 @@ struct pserver *balance_pick(struct pbackend *pb, const struct weft_addr *client
 		*why = busy ? -EBUSY : -EHOSTDOWN;
 		return NULL;
 	}
-	atomic_fetch_add_explicit(&s->active, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&s->total, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->st->active, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->st->total, 1, memory_order_relaxed);
 	return s;
 }
 
@@ -212,19 +279,19 @@ bool balance_has_room(struct pbackend *pb)
 
 void balance_done(struct pserver *s)
 {
-	atomic_fetch_sub_explicit(&s->active, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&s->st->active, 1, memory_order_relaxed);
 }
 
 void balance_connect_result(struct pserver *s, bool ok)
 {
 	if (ok) {
-		atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
+		atomic_store_explicit(&s->st->fails, 0, memory_order_relaxed);
 		return;
 	}
-	atomic_fetch_add_explicit(&s->connect_errors, 1, memory_order_relaxed);
-	if (atomic_fetch_add_explicit(&s->fails, 1, memory_order_relaxed) + 1 >= PASSIVE_FALL) {
-		atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
-		atomic_store_explicit(&s->down_until, weft_now() + PASSIVE_DOWN_NS,
+	atomic_fetch_add_explicit(&s->st->connect_errors, 1, memory_order_relaxed);
+	if (atomic_fetch_add_explicit(&s->st->fails, 1, memory_order_relaxed) + 1 >= PASSIVE_FALL) {
+		atomic_store_explicit(&s->st->fails, 0, memory_order_relaxed);
+		atomic_store_explicit(&s->st->down_until, weft_now() + PASSIVE_DOWN_NS,
 				      memory_order_relaxed);
 	}
 }
@@ -232,6 +299,6 @@ void balance_connect_result(struct pserver *s, bool ok)
 void balance_passive_clear(struct pserver *s)
 {
 	/* Relaxed: as in balance_connect_result, each is a value on its own. */
-	atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
-	atomic_store_explicit(&s->down_until, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->st->fails, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->st->down_until, 0, memory_order_relaxed);
 }

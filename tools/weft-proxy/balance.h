@@ -6,6 +6,14 @@
  * by passive marking (connect failures, here).  The two are kept apart: a
  * connect never changes a check's verdict, and the checks touch a passive
  * mark only to lift it when they bring a server up.
+ *
+ * A reload (reload.c) builds new pbackends for the new configuration.  What
+ * a server has learnt (its health, passive mark, active count and
+ * counters) lives in a struct pserver_state that the pservers of every
+ * generation with that (backend name, server name) share, and a backend's
+ * counters likewise by backend name: balance_init takes them over from the
+ * generation before.  Both are counted blocks (shared_new below) freed by
+ * the last generation that has them.
  */
 #ifndef WEFT_PROXY_BALANCE_H
 #define WEFT_PROXY_BALANCE_H
@@ -18,6 +26,7 @@
 #include <weft/net.h>
 
 #include "config.h"
+#include "stats.h"
 
 /* Passive health: this many connect failures in a row take a server out
  * of rotation for PASSIVE_DOWN_NS, after which it is tried again. */
@@ -42,16 +51,24 @@ struct phealth {
 	_Atomic int last_step;        /* enum health_step of a failed last check */
 };
 
+/* What one server keeps across reloads, shared by the pservers of every
+ * generation that has it (a counted block).  Any thread reads and writes
+ * it with relaxed atomics: each field is a value on its own. */
+struct pserver_state {
+	_Atomic uint32_t active;      /* connections through it now, all generations */
+	_Atomic uint32_t fails;       /* connect failures in a row */
+	_Atomic uint64_t down_until;  /* weft_now() before which it is skipped */
+	_Atomic uint64_t total, connect_errors;
+	struct phealth health;        /* active checks: health.c */
+	struct server_stats stats;    /* established, bytes (stats.h) */
+};
+
 struct pserver {
 	const struct proxy_server *cfg;
 	const struct proxy_backend *backend;
 	struct weft_addr addr;        /* where to connect */
-	_Atomic uint32_t active;      /* connections through it now */
-	_Atomic uint32_t fails;       /* connect failures in a row */
-	_Atomic uint64_t down_until;  /* weft_now() before which it is skipped */
 	int64_t current;              /* smooth round robin, under the lock */
-	_Atomic uint64_t total, connect_errors;
-	struct phealth health;        /* active checks: health.c */
+	struct pserver_state *st;     /* shared across generations */
 };
 
 struct pbackend {
@@ -61,11 +78,27 @@ struct pbackend {
 	pthread_mutex_t lock;         /* round robin state; never held across a suspension */
 	_Atomic uint64_t rng;
 	_Atomic uint32_t queued;      /* connections waiting for a server slot */
+	struct backend_stats *stats;  /* shared across generations (by name) */
 };
 
-/* The servers of b, resolved or parsed; 0 or -errno (host names are
- * looked up with weft_addr_resolve: task only). */
-int balance_init(struct pbackend *pb, const struct proxy_backend *b);
+/*
+ * Counted blocks: zeroed memory of size bytes with one reference, or NULL
+ * when out of memory; shared_ref adds one and returns p, shared_unref
+ * drops one and frees the block with the last.  Any thread.
+ */
+void *shared_new(size_t size);
+void *shared_ref(void *p);
+void shared_unref(void *p);
+
+/*
+ * The servers of b, resolved or parsed.  With prev (the same backend in
+ * the generation before, or NULL), each server whose name prev has takes
+ * over its state, and the backend its counters; the rest start afresh
+ * (up, nothing counted).  Returns 0 or -errno (-ENOMEM; host names are
+ * looked up with weft_addr_resolve: task only), with nothing held on
+ * error.  balance_fini drops what balance_init took.
+ */
+int balance_init(struct pbackend *pb, const struct proxy_backend *b, const struct pbackend *prev);
 void balance_fini(struct pbackend *pb);
 
 /*

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <ini.h>
@@ -389,7 +390,7 @@ static int parse_address(struct parser *p, const char *label, const char *v, boo
 	return fail(p, "%s: \"%s\" is not an address (%s)", label, v, forms);
 }
 
-static bool addr_equal(const struct weft_addr *a, const struct weft_addr *b)
+bool proxy_addr_equal(const struct weft_addr *a, const struct weft_addr *b)
 {
 	if (a->sa.sa_family != b->sa.sa_family)
 		return false;
@@ -597,6 +598,35 @@ static void print_user(FILE *f, const struct key *k, const void *obj,
 		fprintf(f, "user = %s\n", cfg->user);
 	else
 		fprintf(f, "; user: not set, privileges are kept\n");
+}
+
+/* [global] upgrade_socket = PATH | off: a unix socket path for --upgrade-from */
+static int set_upgrade_socket(struct parser *p, const struct key *k, void *obj, const char *v)
+{
+	(void)k;
+	struct proxy_config *c = obj;
+	free(c->upgrade_socket);
+	c->upgrade_socket = NULL;
+	if (is_word(v, "off"))
+		return 0;
+	struct sockaddr_un un;
+	if (v[0] != '/' || strlen(v) >= sizeof(un.sun_path))
+		return fail(p, "upgrade_socket: \"%s\" is not an absolute path of at most %zu bytes, "
+			    "or off", v, sizeof(un.sun_path) - 1);
+	for (const char *s = v; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return fail(p, "upgrade_socket: the path has a control character");
+	return (c->upgrade_socket = sdup(p, v)) ? 0 : -ENOMEM;
+}
+
+static void print_upgrade_socket(FILE *f, const struct key *k, const void *obj,
+				 const struct proxy_config *cfg)
+{
+	(void)k;
+	(void)obj;
+	/* Off (the default) prints nothing: most configurations have none. */
+	if (cfg->upgrade_socket)
+		fprintf(f, "upgrade_socket = %s\n", cfg->upgrade_socket);
 }
 
 /* [global] max_connections: the written value; apply_limits derives the rest. */
@@ -820,6 +850,7 @@ static void print_check(FILE *f, const struct key *k, const void *obj,
 static const char *const balance_words[] = {"roundrobin", "leastconn", "random2", "source",
 					    NULL};
 static const char *const send_proxy_words[] = {"off", "v1", "v2", NULL};
+static const char *const data_path_words[] = {"auto", "splice", "buffered", NULL};
 
 #define G_(f) offsetof(struct proxy_config, f)
 #define F_(f) offsetof(struct proxy_frontend, f)
@@ -839,6 +870,8 @@ static const struct key keys[] = {
 	{"user", IN_G, set_user, print_user, 0, G_(user_line), 0, 0, 0, NULL, NULL},
 	{"drain_timeout", IN_G, set_duration, print_duration, G_(drain_timeout_ns), NO_LINE, 0,
 	 7 * DAY, 0, NULL, "30s"},
+	{"upgrade_socket", IN_G, set_upgrade_socket, print_upgrade_socket, 0,
+	 G_(upgrade_socket_line), 0, 0, 0, NULL, "off"},
 	/* [frontend NAME] */
 	{"listen", IN_F, add_listen, print_listens, 0, NO_LINE, 0, 0, K_REPEAT, NULL, NULL},
 	{"backend", IN_F, set_backend_ref, print_backend_ref, 0, F_(backend_line), 0, 0, 0, NULL,
@@ -864,11 +897,14 @@ static const struct key keys[] = {
 	 7 * DAY, 0, NULL, "5s"},
 	{"queue_size", IN_B, set_u32, print_u32, B_(queue_size), NO_LINE, 0, 1000000, 0, NULL,
 	 "1024"},
+	{"data_path", IN_B, set_enum, print_enum, B_(data_path), NO_LINE, 0, 0, 0, data_path_words,
+	 "auto"},
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
 _Static_assert(sizeof(enum proxy_balance) == sizeof(int), "set_enum stores an int");
 _Static_assert(sizeof(enum proxy_send_proxy) == sizeof(int), "set_enum stores an int");
+_Static_assert(sizeof(enum proxy_data_path) == sizeof(int), "set_enum stores an int");
 
 const char *proxy_balance_name(enum proxy_balance b)
 {
@@ -1289,13 +1325,13 @@ static void finish(struct parser *p)
 				const struct proxy_frontend *f2 = &c->frontends[i2];
 				size_t lim = i2 == i ? j : f2->nlistens;
 				for (size_t j2 = 0; j2 < lim; j2++) {
-					if (addr_equal(&l->addr, &f2->listens[j2].addr))
+					if (proxy_addr_equal(&l->addr, &f2->listens[j2].addr))
 						fail_at(p, l->line, "listen: %s is already a listen "
 							"address (line %d)", l->address,
 							f2->listens[j2].line);
 				}
 			}
-			if (c->has_admin && addr_equal(&l->addr, &c->admin))
+			if (c->has_admin && proxy_addr_equal(&l->addr, &c->admin))
 				fail_at(p, l->line > c->admin_line ? l->line : c->admin_line,
 					"the admin address %s is also a listen address",
 					c->admin_address);
@@ -1466,6 +1502,7 @@ void proxy_config_free(struct proxy_config *c)
 	free(c->admin_address);
 	free(c->access_log_path);
 	free(c->user);
+	free(c->upgrade_socket);
 	free(c->file);
 	free(c);
 }

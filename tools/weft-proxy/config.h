@@ -48,6 +48,13 @@ enum proxy_send_proxy {
 	PROXY_SEND_PROXY_V2,  /* PROXY protocol binary header */
 };
 
+/* How a relay moves a burst of bytes (tools/weft-proxy/relay.c). */
+enum proxy_data_path {
+	PROXY_DATA_PATH_AUTO,     /* default: splice what is queued in bulk, else buffer */
+	PROXY_DATA_PATH_SPLICE,   /* socket -> pipe -> socket whenever more is queued */
+	PROXY_DATA_PATH_BUFFERED, /* always through a buffer */
+};
+
 enum proxy_check_kind {
 	PROXY_CHECK_OFF,  /* default: a server counts as up */
 	PROXY_CHECK_TCP,  /* a connect that succeeds */
@@ -99,6 +106,7 @@ struct proxy_backend {
 	struct proxy_health_check check;
 	uint64_t queue_timeout_ns; /* longest wait for a free server slot; default 5 s */
 	uint32_t queue_size;       /* connections that may wait; 0: none wait; default 1024 */
+	enum proxy_data_path data_path; /* default auto */
 	struct proxy_server *servers;
 	size_t nservers;      /* >= 1 */
 	size_t nfrontends;    /* frontends that use this backend; 0 gives a warning */
@@ -148,6 +156,8 @@ struct proxy_config {
 	char *user;            /* drop privileges to this user after binding; NULL: stay */
 	int user_line;
 	uint64_t drain_timeout_ns; /* after SIGTERM; 0: close at once; default 30 s */
+	char *upgrade_socket;  /* unix socket for --upgrade-from; NULL: off (default) */
+	int upgrade_socket_line;
 
 	struct proxy_frontend *frontends;
 	size_t nfrontends;     /* >= 1 */
@@ -223,6 +233,10 @@ int proxy_config_apply_limits(struct proxy_config *cfg, rlim_t fd_limit, char *w
  * No failure path (write errors stay in f).
  */
 void proxy_config_print(const struct proxy_config *cfg, FILE *f);
+
+/* Whether a and b are the same address as listen compares them (parsed:
+ * 127.0.0.1:080 is 127.0.0.1:80).  Any thread. */
+bool proxy_addr_equal(const struct weft_addr *a, const struct weft_addr *b);
 
 /* Lookups by name; NULL when there is none.  Any thread. */
 struct proxy_backend *proxy_config_find_backend(const struct proxy_config *cfg,

@@ -25,7 +25,10 @@
  *
  * Invariants:
  *  1. phealth.up is written only by the server's checker, in record; with
- *     health_check off no checker exists and up stays true (balance_init).
+ *     health_check off no checker exists and up is true (balance_init for
+ *     a new server; health_start for one whose state comes from a
+ *     generation that had checks, once that generation's checkers are
+ *     stopped, so never beside a checker).
  *  2. streak counts the results in a row that disagree with up: failures
  *     while UP, passes while DOWN.  A result that agrees resets it to 0.
  *     It reaches fall (UP) or rise (DOWN) exactly when the state flips, and
@@ -47,11 +50,13 @@
  * to an eighth, at random) after the previous ended, so that servers of one
  * backend, started together, are not checked in lockstep.
  *
- * Tasks: health_start spawns the checkers into one weft_group and a
- * supervising task that waits on it.  At shutdown weft_main cancels every
- * task: the checkers end at their next suspension point (sleep, connect,
- * send, recv), the supervisor's group wait returns once they all have, and
- * it frees the group and the checkers' array.  Nothing else is allocated.
+ * Tasks: health_start spawns the checkers into one weft_group, whose
+ * handle (struct health_run) the caller keeps; health_stop cancels the
+ * group, waits until every checker has ended (each at its next suspension
+ * point: sleep, connect, send, recv) and frees it.  A reload stops the old
+ * generation's checkers before it starts the new one's, so that a server's
+ * shared state (struct pserver_state) has one writer at a time
+ * (invariant 1), and the counts and verdict carry over.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -74,7 +79,6 @@ struct checker {
 	struct pbackend *pb;
 	struct pserver *s;
 	uint64_t rng;   /* jitter; this checker's own */
-	bool checked;   /* a check has had a result (invariant 3) */
 };
 
 struct health_run {
@@ -230,26 +234,26 @@ static size_t verdict_up(const struct pbackend *pb)
 {
 	size_t up = 0;
 	for (size_t i = 0; i < pb->n; i++)
-		up += atomic_load_explicit(&pb->servers[i].health.up, memory_order_relaxed);
+		up += atomic_load_explicit(&pb->servers[i].st->health.up, memory_order_relaxed);
 	return up;
 }
 
 /* Counts a check's result and moves the state (the diagram above). */
 static void record(struct checker *c, int result, enum health_step step)
 {
-	struct phealth *h = &c->s->health;
+	struct phealth *h = &c->s->st->health;
 	const struct proxy_health_check *hc = &c->pb->cfg->check;
 	bool pass = result == 0;
 	/* Relaxed throughout: this task is the only writer (invariant 1) and
 	 * each field stands alone (struct phealth). */
-	atomic_fetch_add_explicit(&h->checks, 1, memory_order_relaxed);
+	/* Invariant 3's "first": no check of this server has had a result,
+	 * in this generation or one before (the count carries over). */
+	bool first = atomic_fetch_add_explicit(&h->checks, 1, memory_order_relaxed) == 0;
 	if (!pass)
 		atomic_fetch_add_explicit(&h->failed, 1, memory_order_relaxed);
 	atomic_store_explicit(&h->last_error, result, memory_order_relaxed);
 	atomic_store_explicit(&h->last_step, (int)step, memory_order_relaxed);
 	bool up = atomic_load_explicit(&h->up, memory_order_relaxed);
-	bool first = !c->checked;
-	c->checked = true;
 	if (pass == up) {
 		atomic_store_explicit(&h->streak, 0, memory_order_relaxed);
 		return;
@@ -305,31 +309,35 @@ static intptr_t checker(void *arg)
 	return 0;
 }
 
-static intptr_t supervise(void *arg)
+int health_start(struct pbackend *backs, size_t nbackends, struct health_run **out)
 {
-	struct health_run *r = arg;
-	/* Returns when cancelled (shutdown), after every checker has ended:
-	 * only then may their array go. */
-	weft_group_wait(r->group);
-	weft_group_free(r->group);
-	free(r->checkers);
-	free(r);
-	return 0;
-}
-
-int health_start(struct pbackend *backs, size_t nbackends)
-{
+	*out = NULL;
 	size_t n = 0;
-	for (size_t i = 0; i < nbackends; i++)
-		if (backs[i].cfg->check.kind != PROXY_CHECK_OFF)
+	for (size_t i = 0; i < nbackends; i++) {
+		if (backs[i].cfg->check.kind != PROXY_CHECK_OFF) {
 			n += backs[i].n;
+			continue;
+		}
+		/* Invariant 1: unchecked servers are up, also those whose state
+		 * a generation with checks left down. */
+		for (size_t j = 0; j < backs[i].n; j++) {
+			struct phealth *h = &backs[i].servers[j].st->health;
+			atomic_store_explicit(&h->up, true, memory_order_relaxed);
+			atomic_store_explicit(&h->streak, 0, memory_order_relaxed);
+		}
+	}
 	if (n == 0)
 		return 0;
 	struct health_run *r = calloc(1, sizeof(*r));
 	struct checker *cs = calloc(n, sizeof(*cs));
 	struct weft_group *g = weft_group_new(0);
-	if (!r || !cs || !g)
-		goto fail;
+	if (!r || !cs || !g) {
+		if (g)
+			weft_group_free(g);
+		free(cs);
+		free(r);
+		return -ENOMEM;
+	}
 	r->group = g;
 	r->checkers = cs;
 	r->n = n;
@@ -344,35 +352,40 @@ int health_start(struct pbackend *backs, size_t nbackends)
 			c->s = &backs[i].servers[j];
 			c->rng = seed ^ (0x9e3779b97f4a7c15ull * (k + 1));
 			struct weft_spawn_opts o = {.name = "health check"};
-			if (weft_group_spawn(g, checker, c, &o) < 0)
-				goto fail_started;
+			if (weft_group_spawn(g, checker, c, &o) < 0) {
+				/* Checkers have started: stop them before their array goes. */
+				health_stop(r);
+				return -ENOMEM;
+			}
 		}
 	}
-	struct weft_task *t = weft_spawn(supervise, r, &(struct weft_spawn_opts){.name = "health"});
-	if (!t)
-		goto fail_started;
-	weft_detach(t);
+	*out = r;
 	return 0;
+}
 
-fail_started:
-	/* Checkers have started: stop them before their array goes. */
-	weft_group_cancel(g);
-	weft_group_wait(g);
-fail:
-	if (g)
-		weft_group_free(g);
-	free(cs);
+void health_stop(struct health_run *r)
+{
+	if (!r)
+		return;
+	weft_group_cancel(r->group);
+	/* Shielded: the checkers' array may go only after the last has ended,
+	 * even when the caller is being cancelled itself. */
+	struct weft_scope sc;
+	weft_scope_shield(&sc, WEFT_NEVER);
+	weft_group_wait(r->group);
+	weft_scope_end(&sc);
+	weft_group_free(r->group);
+	free(r->checkers);
 	free(r);
-	return -ENOMEM;
 }
 
 void health_server_state(const struct pserver *s, struct health_state *out)
 {
-	const struct phealth *h = &s->health;
+	const struct phealth *h = &s->st->health;
 	/* Relaxed: a racy snapshot of independent fields (struct phealth). */
 	out->checked = s->backend && s->backend->check.kind != PROXY_CHECK_OFF;
 	out->up = atomic_load_explicit(&h->up, memory_order_relaxed);
-	out->passive_down = atomic_load_explicit(&s->down_until, memory_order_relaxed) > weft_now();
+	out->passive_down = atomic_load_explicit(&s->st->down_until, memory_order_relaxed) > weft_now();
 	out->eligible = out->up && !out->passive_down;
 	out->streak = atomic_load_explicit(&h->streak, memory_order_relaxed);
 	out->checks = atomic_load_explicit(&h->checks, memory_order_relaxed);
@@ -389,8 +402,8 @@ size_t health_backend_up(const struct pbackend *pb, size_t *backups)
 	uint64_t now = weft_now();
 	for (size_t i = 0; i < pb->n; i++) {
 		const struct pserver *s = &pb->servers[i];
-		if (!atomic_load_explicit(&s->health.up, memory_order_relaxed) ||
-		    atomic_load_explicit(&s->down_until, memory_order_relaxed) > now)
+		if (!atomic_load_explicit(&s->st->health.up, memory_order_relaxed) ||
+		    atomic_load_explicit(&s->st->down_until, memory_order_relaxed) > now)
 			continue;
 		up++;
 		b += s->cfg->backup;

@@ -36,7 +36,7 @@ struct health_state {
 	uint32_t streak;       /* results in a row against the verdict: failures
 				* while up (fall of them take it down), passes
 				* while down (rise of them bring it up) */
-	uint64_t checks;       /* checks finished since the start */
+	uint64_t checks;       /* checks finished since the start (reloads keep it) */
 	uint64_t failed;       /* of which failed */
 	uint64_t changes;      /* up/down transitions since the start */
 	uint64_t changed_at;   /* weft_now() of the last transition; 0: none */
@@ -45,17 +45,23 @@ struct health_state {
 	enum health_step step; /* where the last check failed */
 };
 
+/* The checkers of one generation's backends (health.c). */
+struct health_run;
+
 /*
  * Starts a checker task for every server of the backends whose
- * health_check is not off, under one supervising task.  The tasks are
- * detached: they end when the runtime shuts down (weft_main cancels them
- * when its main task returns), the supervisor frees what it allocated after
- * the last checker has ended, and a check cut short by the cancellation
- * closes its socket and records nothing.  Call it once, after balance_init
- * of every backend; backs must outlive the runtime.  Returns 0 (also when
- * no backend has checks), or -ENOMEM with nothing started.  Task only.
+ * health_check is not off, in one group, and sets *out to its handle (NULL
+ * when no backend has checks).  Each checker reads and writes its server's
+ * shared state (struct pserver_state), so the checkers of a generation
+ * before must have been stopped.  backs must outlive health_stop.  Returns
+ * 0, or -ENOMEM with nothing started.  Task only.
  */
-int health_start(struct pbackend *backs, size_t nbackends);
+int health_start(struct pbackend *backs, size_t nbackends, struct health_run **out);
+
+/* Cancels r's checkers, waits for every one to end (a check cut short
+ * records nothing) and frees r.  NULL is fine.  Task only; suspends, and
+ * is not cut short by the caller's cancellation; no failure path. */
+void health_stop(struct health_run *r);
 
 /* Fills *out with s's health.  Any thread; never suspends; no failure path. */
 void health_server_state(const struct pserver *s, struct health_state *out);

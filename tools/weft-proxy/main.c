@@ -4,15 +4,24 @@
  *
  *   weft-proxy [-c FILE]        run in the foreground (without -c: the
  *                               embedded default configuration)
+ *   weft-proxy -c FILE --upgrade-from SOCKET
+ *                               take the listening sockets of the running
+ *                               proxy whose upgrade_socket is SOCKET, then
+ *                               let it drain (binary upgrade: upgrade.c)
  *   weft-proxy -t [-c FILE]     check the configuration, print the
  *                               effective settings, exit 0 or 1
  *   weft-proxy --version | --help
  *
  * How a connection goes through (session):
- *  1. A frontend's accept loop takes a slot of the global limit and one of
- *     the frontend's before it accepts, so at the limit accepting pauses
- *     and the kernel's backlog holds the rest: no accept-and-close spin,
- *     no exhausted fd table.
+ *  1. An accept loop (one per listen address and configuration generation)
+ *     takes a slot of the global limit and one of its frontend's before it
+ *     accepts, so at the limit accepting pauses and the kernel's backlog
+ *     holds the rest: no accept-and-close spin, no exhausted fd table.  It
+ *     accepts one connection at a time (a single-shot accept, not the
+ *     multishot weft_listener): a connection is then always either in the
+ *     kernel's queue or ours, never in a queue of ours that stopping would
+ *     close, so a reload or an upgrade can stop a loop without losing one.
+ *     The connection holds a reference to the loop's generation (reload.h).
  *  2. A task per new connection picks a server (balance.c) and connects
  *     within connect_timeout; a failed connect is retried on another
  *     server, up to `retries` times.  Servers that are all at their own
@@ -25,27 +34,41 @@
  *  4. relay.c takes both sockets; the task ends.  From then on an idle
  *     connection holds no task and no buffer.
  *  5. When it ends (relay_done, or end_early before a relay), the
- *     counters of stats.h take its bytes and the access log its line.
+ *     counters of stats.h take its bytes and the access log its line, and
+ *     the generation loses the connection's reference.
  *
  * Observability: counters (stats.h) are relaxed atomics bumped here;
- * admin.c serves them at /metrics and /stats when `admin` is set;
- * accesslog.c writes the lines from a thread of its own, never blocking a
- * worker.  The line format and the series are in docs/proxy.md.
+ * admin.c serves them at /metrics and /stats when `admin` is set, from the
+ * generation in force; accesslog.c writes the lines from a thread of its
+ * own, never blocking a worker.  The line format and the series are in
+ * docs/proxy.md.
  *
- * Startup order (main): configuration, RLIMIT_NOFILE, every listener
- * bound, the access log's file opened, NOTIFY_SOCKET connected, then the
- * switch to `user` (privs.c) while the main thread is the only thread,
- * then the access log's writer and the runtime.  With NOTIFY_SOCKET set,
- * READY=1 goes out once the accept loops run (notify.c).
+ * Startup order (main): configuration, RLIMIT_NOFILE, with --upgrade-from
+ * the sockets of the running proxy, every listener bound or taken over,
+ * the admin and upgrade sockets, the access log's file opened,
+ * NOTIFY_SOCKET connected, then the switch to `user` (privs.c) while the
+ * main thread is the only thread, then the access log's writer and the
+ * runtime.  With NOTIFY_SOCKET set, READY=1 goes out once the accept loops
+ * run (after an upgrade with MAINPID=, and "ready" goes to the old
+ * process).
  *
- * SIGTERM or SIGINT: STOPPING=1 is sent, the listeners stop, established
- * connections get up to drain_timeout to finish, then the rest are closed
- * over a second (relay_close_all), each with its access log line, and the
- * program exits 0.
+ * Signals (signals task): SIGHUP reloads (reload: the steps are at the top
+ * of reload.c), with RELOADING=1 before and READY=1 after; a broken
+ * configuration is reported with FILE:LINE and the old one stays.  SIGTERM
+ * or SIGINT: STOPPING=1 is sent and the drain begins.  A handover to a new
+ * process (upgrade_serve) begins the same drain without STOPPING=1, which
+ * would be the new main process's to send.
+ *
+ * The drain: the accept loops stop, the listeners close (after a
+ * handover, only this process's copies: the new process keeps them),
+ * established connections get up to drain_timeout to finish, then the rest
+ * are closed over a second (relay_close_all), each with its access log
+ * line, and the program exits 0.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,7 +91,9 @@
 #include "privs.h"
 #include "proxy_proto.h"
 #include "relay.h"
+#include "reload.h"
 #include "stats.h"
+#include "upgrade.h"
 
 #define VERSION "0.1.0"
 
@@ -76,37 +101,45 @@
  * frontend's idle_timeout when that is shorter). */
 #define PROXY_HEADER_TIMEOUT (5 * WEFT_SEC)
 
-struct frontend {
-	const struct proxy_frontend *cfg;
-	struct pbackend *backend;
-	int *fds;                   /* listening sockets, one per listen */
-	struct weft_listener **listeners;
-	struct weft_task **loops;
-	struct weft_sem slots;      /* per-frontend max_connections */
-	struct frontend_stats *st;  /* P.fstats[this frontend] */
+/* What the main task waits for (P.events). */
+enum event {
+	EV_STOP,        /* SIGTERM or SIGINT */
+	EV_HANDED_OVER, /* a new process took the sockets over and accepts */
 };
 
 struct proxy {
-	struct proxy_config *cfg;
-	struct frontend *fronts;
-	struct pbackend *backs;
+	const char *file;           /* -c FILE; NULL: the embedded default */
+	struct proxy_config *first; /* the configuration at start, until run builds on it */
+	/* The generation in force.  Written by the reload (under both locks),
+	 * read under gen_lock by what holds no generation yet (the admin
+	 * pages); the accept loops have their own. */
+	pthread_mutex_t gen_lock;
+	struct gen *cur;
+	/* One reload or handover at a time; the listening sockets in force
+	 * and handed_over are written under it. */
+	struct weft_mutex reload_lock;
+	struct listen_set ls;
+	bool handed_over;
 	struct weft_sem slots;      /* global max_connections */
+	uint32_t slots_max;         /* the capacity slots heads to (slots_resize) */
 	struct weft_mutex qlock;    /* server slot waits */
 	struct weft_cond qcond;
 	_Atomic uint64_t active;    /* established or connecting */
 	_Atomic uint64_t total, refused;
-	/* Observability: counters indexed as cfg's frontends and backends
-	 * (sstats[b][i]: server i of backend b), the access log (NULL when
-	 * off), the admin listener (-1 when off) and what it shows. */
-	struct frontend_stats *fstats;
-	struct backend_stats *bstats;
-	struct server_stats **sstats;
-	struct accesslog *log;
-	int admin_fd;
+	_Atomic uint64_t reloads, reload_failures;
+	struct accesslog *log;      /* NULL when off */
+	int admin_fd;               /* -1 when off */
+	struct weft_addr admin_addr;
 	struct weft_task *admin_loop;
+	int upgrade_fd;             /* the control socket; -1 when off */
+	char *upgrade_path;
+	struct weft_task *upgrade_loop;
+	struct upgrade_from from;   /* with --upgrade-from */
+	bool upgrading;
+	struct weft_chan *events;   /* enum event, to the main task */
 	_Atomic int draining;
 	struct weft_rt *rt;
-	struct admin_view view;
+	struct admin_source admin;
 };
 
 static struct proxy P;
@@ -124,12 +157,14 @@ struct session {
 
 static void release(struct session *s)
 {
+	struct gen *g = s->f->gen;
 	if (s->f->cfg->max_connections)
 		weft_sem_release(&s->f->slots);
 	weft_sem_release(&P.slots);
 	atomic_fetch_sub(&P.active, 1);
 	STAT_SUB(s->f->st->active, 1);
 	free(s);
+	gen_unref(g); /* last: it may free the frontend */
 }
 
 /* Appends a to the line at *p (room left *room) as a JSON string, or null. */
@@ -222,7 +257,7 @@ static void relay_done(void *arg, enum relay_end end, const uint64_t bytes[2], u
 	(void)ns;
 	uint64_t in = bytes[0] + s->early, out = bytes[1];
 	struct pbackend *pb = s->f->backend;
-	struct server_stats *ss = &P.sstats[pb - P.backs][s->server - pb->servers];
+	struct server_stats *ss = &s->server->st->stats;
 	/* Relaxed: independent counters (stats.h). */
 	STAT_ADD(s->f->st->bytes_in, in);
 	STAT_ADD(s->f->st->bytes_out, out);
@@ -334,7 +369,7 @@ static intptr_t session(void *arg)
 	struct session *s = arg;
 	struct pbackend *pb = s->f->backend;
 	const struct proxy_backend *b = pb->cfg;
-	struct backend_stats *bs = &P.bstats[pb - P.backs];
+	struct backend_stats *bs = pb->stats;
 	/* With accept_proxy: the header and whatever the client sent after
 	 * it, which goes to the server before the relay starts. */
 	char head[PROXY_PROTO_MAX_DEFAULT];
@@ -368,7 +403,7 @@ static intptr_t session(void *arg)
 		balance_connect_result(srv, server >= 0);
 		if (server >= 0) {
 			stats_connect_time(bs, weft_now() - t0);
-			STAT_ADD(P.sstats[pb - P.backs][srv - pb->servers].total, 1);
+			STAT_ADD(srv->st->stats.total, 1);
 			s->server = srv;
 			break;
 		}
@@ -408,6 +443,7 @@ static intptr_t session(void *arg)
 		.half_closed_timeout = s->f->cfg->half_closed_timeout_ns
 					       ? s->f->cfg->half_closed_timeout_ns
 					       : WEFT_NEVER,
+		.data_path = b->data_path,
 		.done = relay_done,
 		.arg = s,
 	};
@@ -419,15 +455,17 @@ static intptr_t session(void *arg)
 	return 0;
 }
 
-struct accept_arg {
-	struct frontend *f;
-	size_t i;
-};
+static bool out_of_resources(int e)
+{
+	return e == -EMFILE || e == -ENFILE || e == -ENOBUFS || e == -ENOMEM;
+}
 
+/* Accepts on a->fd for a->f until cancelled: see step 1 at the top. */
 static intptr_t accept_loop(void *arg)
 {
-	struct accept_arg *a = arg;
+	struct accept_loop *a = arg;
 	struct frontend *f = a->f;
+	uint64_t backoff = 0;
 	for (;;) {
 		/* A slot first: at the limit, accepting pauses. */
 		if (weft_sem_acquire(&P.slots) < 0)
@@ -436,7 +474,8 @@ static intptr_t accept_loop(void *arg)
 			weft_sem_release(&P.slots);
 			break;
 		}
-		int fd = weft_listener_accept(f->listeners[a->i]);
+		struct weft_addr peer;
+		int fd = weft_sock_accept(a->fd, &peer);
 		struct session *s = fd >= 0 ? calloc(1, sizeof(*s)) : NULL;
 		if (!s) {
 			if (f->cfg->max_connections)
@@ -446,18 +485,36 @@ static intptr_t accept_loop(void *arg)
 				weft_close(fd);
 				continue;
 			}
-			break;
+			if (fd == -ECANCELED)
+				break; /* nothing taken: it stays in the kernel's queue */
+			if (out_of_resources(fd)) {
+				/* Out of descriptors: the connection waits in the
+				 * backlog; retry after 1 ms, doubling to 1 s. */
+				backoff = backoff ? backoff * 2 : WEFT_MSEC;
+				if (backoff > WEFT_SEC)
+					backoff = WEFT_SEC;
+				if (weft_sleep(backoff) == -ECANCELED)
+					break;
+				continue;
+			}
+			if (fd == -EBADF || fd == -EINVAL || fd == -ENOTSOCK) {
+				fprintf(stderr, "weft-proxy: frontend %s: accept: %s\n", f->cfg->name,
+					strerror(-fd));
+				break;
+			}
+			continue; /* that connection's own error (ECONNABORTED, ...) */
 		}
+		backoff = 0;
 		atomic_fetch_add(&P.active, 1);
 		atomic_fetch_add(&P.total, 1);
 		/* Relaxed: independent counters (stats.h). */
 		STAT_ADD(f->st->total, 1);
 		STAT_ADD(f->st->active, 1);
+		gen_ref(f->gen);
 		s->f = f;
 		s->client = fd;
 		s->start = weft_now();
-		if (weft_sock_peer_addr(fd, &s->peer) < 0)
-			s->peer.len = 0;
+		s->peer = peer;
 		s->real = s->peer;
 		weft_tcp_nodelay(fd, 1);
 		struct weft_task *t = weft_spawn(session, s, NULL);
@@ -468,79 +525,415 @@ static intptr_t accept_loop(void *arg)
 			release(s);
 		}
 	}
-	free(a);
 	return 0;
+}
+
+/* Starts g's accept loops, one per socket of ls (in g's listen order): 0,
+ * or -ENOMEM with those started stopped again. */
+static int loops_start(struct gen *g, const struct listen_set *ls)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < g->cfg->nfrontends; i++) {
+		for (size_t j = 0; j < g->cfg->frontends[i].nlistens; j++, k++) {
+			struct accept_loop *a = &g->loops[k];
+			*a = (struct accept_loop){.f = &g->fronts[i], .fd = ls->v[k].fd};
+			a->task = weft_spawn(accept_loop, a, &(struct weft_spawn_opts){.name = "accept"});
+			if (!a->task)
+				return -ENOMEM;
+			g->nloops = k + 1;
+		}
+	}
+	return 0;
+}
+
+/* Stops g's accept loops: cancelled (an accept that had completed returns
+ * its connection, which is served), then joined.  Not cut short by the
+ * caller's own cancellation. */
+static void loops_stop(struct gen *g)
+{
+	for (size_t i = 0; i < g->nloops; i++)
+		weft_cancel(g->loops[i].task);
+	struct weft_scope sc;
+	weft_scope_shield(&sc, WEFT_NEVER);
+	for (size_t i = 0; i < g->nloops; i++)
+		weft_join(g->loops[i].task, NULL);
+	weft_scope_end(&sc);
+	g->nloops = 0;
+}
+
+/* The admin pages' view of the generation in force (admin_source). */
+static const struct admin_view *view_get(void **hold)
+{
+	pthread_mutex_lock(&P.gen_lock);
+	struct gen *g = gen_ref(P.cur);
+	pthread_mutex_unlock(&P.gen_lock);
+	*hold = g;
+	return &g->view;
+}
+
+static void view_put(void *hold)
+{
+	gen_unref(hold);
+}
+
+/* Takes n global slots for good: what a lower max_connections leaves over
+ * is retired as connections end. */
+static intptr_t retire_slots(void *arg)
+{
+	for (uintptr_t n = (uintptr_t)arg; n > 0; n--)
+		if (weft_sem_acquire(&P.slots) < 0)
+			break; /* shutdown */
+	return 0;
+}
+
+/* Heads the global slots to want: more are released at once; fewer are
+ * retired by a task as they free (connections are never cut). */
+static void slots_resize(uint32_t want)
+{
+	if (want > P.slots_max) {
+		for (uint32_t i = P.slots_max; i < want; i++)
+			weft_sem_release(&P.slots);
+	} else if (want < P.slots_max) {
+		struct weft_task *t = weft_spawn(retire_slots, (void *)(uintptr_t)(P.slots_max - want),
+						 &(struct weft_spawn_opts){.name = "retire slots"});
+		if (!t) {
+			fprintf(stderr, "weft-proxy: reload: max_connections %u: out of memory; %u "
+					"stays\n", want, P.slots_max);
+			return;
+		}
+		weft_detach(t);
+	}
+	P.slots_max = want;
+}
+
+/* Settings a running proxy cannot change: said, and left as they run. */
+static void needs_restart(const struct proxy_config *old, const struct proxy_config *c)
+{
+	const char *what[5];
+	int line[5], n = 0;
+	if (old->workers != c->workers)
+		what[n] = "workers", line[n++] = 0;
+	if ((old->user == NULL) != (c->user == NULL) ||
+	    (c->user && strcmp(old->user, c->user) != 0))
+		what[n] = "user", line[n++] = c->user_line;
+	if (old->has_admin != c->has_admin ||
+	    (c->has_admin && !proxy_addr_equal(&old->admin, &c->admin)))
+		what[n] = "admin", line[n++] = c->admin_line;
+	if (old->access_log != c->access_log ||
+	    (c->access_log_path && strcmp(old->access_log_path, c->access_log_path) != 0))
+		what[n] = "access_log", line[n++] = c->access_log_line;
+	if ((old->upgrade_socket == NULL) != (c->upgrade_socket == NULL) ||
+	    (c->upgrade_socket && strcmp(old->upgrade_socket, c->upgrade_socket) != 0))
+		what[n] = "upgrade_socket", line[n++] = c->upgrade_socket_line;
+	for (int i = 0; i < n; i++) {
+		char at[32] = "";
+		if (line[i] > 0)
+			snprintf(at, sizeof(at), ":%d", line[i]);
+		fprintf(stderr, "weft-proxy: warning: %s%s: %s changed: needs a restart (or an "
+				"upgrade with --upgrade-from); the running value stays\n", c->file, at,
+			what[i]);
+	}
+}
+
+/* Puts the sockets of ls that it took from have back there, and closes the
+ * ones it bound: listen_set_open undone. */
+static void listen_set_undo(struct listen_set *have, struct listen_set *ls)
+{
+	for (size_t i = 0; i < ls->n; i++) {
+		size_t j = 0;
+		while (j < have->n && (have->v[j].fd >= 0 ||
+				       !proxy_addr_equal(&have->v[j].addr, &ls->v[i].addr)))
+			j++;
+		if (j < have->n)
+			have->v[j].fd = ls->v[i].fd;
+		else
+			close(ls->v[i].fd);
+	}
+	free(ls->v);
+}
+
+/* A reload, under reload_lock: the steps at the top of reload.c.  0, or
+ * -errno with everything as it was (said on stderr). */
+static int reload_locked(void)
+{
+	if (P.handed_over) {
+		fprintf(stderr, "weft-proxy: reload: handed over to a new process; not reloading\n");
+		return -ESHUTDOWN;
+	}
+	struct proxy_config *cfg;
+	struct proxy_config_error err;
+	int rc = P.file ? proxy_config_load(P.file, &cfg, &err)
+			: proxy_config_parse(proxy_config_default, "(default)", &cfg, &err);
+	char msg[600];
+	if (rc < 0) {
+		proxy_config_error_format(&err, msg, sizeof(msg));
+		fprintf(stderr, "weft-proxy: reload failed: %s; the running configuration stays\n",
+			msg);
+		return rc;
+	}
+	for (size_t i = 0; i < cfg->nwarnings; i++)
+		fprintf(stderr, "weft-proxy: warning: %s\n", cfg->warnings[i]);
+	struct rlimit rl;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if ((rc = proxy_config_apply_limits(cfg, rl.rlim_cur, msg, sizeof(msg))) < 0) {
+		fprintf(stderr, "weft-proxy: reload failed: %s; the running configuration stays\n",
+			msg);
+		proxy_config_free(cfg);
+		return rc;
+	}
+	if (msg[0])
+		fprintf(stderr, "weft-proxy: warning: %s\n", msg);
+	struct gen *old = P.cur, *g;
+	if ((rc = gen_build(cfg, old, &g)) < 0) {
+		fprintf(stderr, "weft-proxy: reload failed: %s; the running configuration stays\n",
+			strerror(-rc));
+		proxy_config_free(cfg);
+		return rc;
+	}
+	struct listen_set ls;
+	if ((rc = listen_set_open(cfg, &P.ls, &ls)) < 0) {
+		fprintf(stderr, "weft-proxy: reload failed: the running configuration stays\n");
+		gen_unref(g);
+		return rc;
+	}
+	if ((rc = loops_start(g, &ls)) < 0) {
+		loops_stop(g);
+		listen_set_undo(&P.ls, &ls);
+		gen_unref(g);
+		fprintf(stderr, "weft-proxy: reload failed: %s; the running configuration stays\n",
+			strerror(-rc));
+		return rc;
+	}
+	/* Committed: nothing below fails the reload. */
+	needs_restart(old->cfg, cfg);
+	pthread_mutex_lock(&P.gen_lock);
+	P.cur = g;
+	pthread_mutex_unlock(&P.gen_lock);
+	loops_stop(old);
+	health_stop(old->health);
+	old->health = NULL;
+	if ((rc = health_start(g->backs, cfg->nbackends, &g->health)) < 0)
+		fprintf(stderr, "weft-proxy: reload: health checks not started: %s; servers keep "
+				"their last verdict\n", strerror(-rc));
+	struct listen_set dropped = P.ls;
+	P.ls = ls;
+	listen_set_close(&dropped, "dropped from the configuration");
+	slots_resize(cfg->max_connections);
+	fprintf(stderr, "weft-proxy: reloaded %s: generation %llu, %zu frontends, %zu backends\n",
+		cfg->file, (unsigned long long)g->number, cfg->nfrontends, cfg->nbackends);
+	gen_unref(old); /* freed with its last connection */
+	return 0;
+}
+
+/* SIGHUP: RELOADING=1, the reload, READY=1; counted either way. */
+static void reload(void)
+{
+	notify_reloading();
+	/* Shielded: a reload half done is not left behind by a cancellation
+	 * (the drain cancels this task). */
+	struct weft_scope sc;
+	weft_scope_shield(&sc, WEFT_NEVER);
+	weft_mutex_lock(&P.reload_lock);
+	int rc = reload_locked();
+	weft_mutex_unlock(&P.reload_lock);
+	weft_scope_end(&sc);
+	if (rc < 0)
+		STAT_ADD(P.reload_failures, 1);
+	else
+		STAT_ADD(P.reloads, 1);
+	notify_ready();
+}
+
+/* Waits for SIGHUP (reload), SIGTERM and SIGINT (EV_STOP) until
+ * cancelled or stopped. */
+static intptr_t signals(void *arg)
+{
+	(void)arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	for (;;) {
+		int sig = weft_signal_wait(&set);
+		if (sig < 0)
+			return sig;
+		if (sig == SIGHUP) {
+			reload();
+			continue;
+		}
+		fprintf(stderr, "weft-proxy: %s\n", strsignal(sig));
+		int ev = EV_STOP;
+		weft_chan_send(P.events, &ev);
+		return 0;
+	}
+}
+
+/* The sockets to hand over, in *items (n of them): 0 or -ENOMEM.  Under
+ * reload_lock. */
+static int handover_items(struct upgrade_item **items, size_t *n)
+{
+	const struct proxy_config *cfg = P.cur->cfg;
+	struct upgrade_item *v = calloc(P.ls.n + 2, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	size_t k = 0;
+	for (size_t i = 0; i < cfg->nfrontends; i++)
+		for (size_t j = 0; j < cfg->frontends[i].nlistens; j++, k++) {
+			v[k] = (struct upgrade_item){.kind = "listen", .name = cfg->frontends[i].name,
+						     .fd = P.ls.v[k].fd};
+			weft_addr_format(&P.ls.v[k].addr, v[k].text, sizeof(v[k].text));
+		}
+	if (P.admin_fd >= 0) {
+		v[k] = (struct upgrade_item){.kind = "admin", .fd = P.admin_fd};
+		weft_addr_format(&P.admin_addr, v[k].text, sizeof(v[k].text));
+		k++;
+	}
+	v[k] = (struct upgrade_item){.kind = "upgrade", .fd = P.upgrade_fd};
+	snprintf(v[k].text, sizeof(v[k].text), "%s", P.upgrade_path);
+	*items = v;
+	*n = k + 1;
+	return 0;
+}
+
+/* The control socket (upgrade_socket): each connection is a new process
+ * asking for the sockets; once one is ready, the drain begins (EV_HANDED_OVER). */
+static intptr_t upgrade_serve(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int conn = weft_sock_accept(P.upgrade_fd, NULL);
+		if (conn == -ECANCELED)
+			return 0;
+		if (conn < 0) {
+			if (weft_sleep(100 * WEFT_MSEC) == -ECANCELED)
+				return 0;
+			continue;
+		}
+		weft_mutex_lock(&P.reload_lock);
+		struct upgrade_item *items;
+		size_t n;
+		pid_t pid = 0;
+		int rc = handover_items(&items, &n);
+		if (rc == 0) {
+			rc = upgrade_hand_over(conn, items, n, &pid);
+			free(items);
+		}
+		weft_close(conn);
+		if (rc == 0)
+			P.handed_over = true;
+		weft_mutex_unlock(&P.reload_lock);
+		if (rc == 0) {
+			fprintf(stderr, "weft-proxy: upgrade: pid %d accepts on the sockets now\n",
+				(int)pid);
+			int ev = EV_HANDED_OVER;
+			weft_chan_send(P.events, &ev);
+			return 0;
+		}
+		fprintf(stderr, "weft-proxy: upgrade: the new process did not take over (%s); "
+				"running on as before\n", strerror(-rc));
+	}
+}
+
+/* Cancels and joins t (if any): not cut short by the caller's own
+ * cancellation. */
+static void stop_task(struct weft_task *t)
+{
+	if (!t)
+		return;
+	weft_cancel(t);
+	struct weft_scope sc;
+	weft_scope_shield(&sc, WEFT_NEVER);
+	weft_join(t, NULL);
+	weft_scope_end(&sc);
+}
+
+/* Stops accepting: the loops, then the sockets (after a handover only our
+ * copies close; the new process has the same sockets). */
+static void stop_accepting(bool handed_over)
+{
+	weft_mutex_lock(&P.reload_lock);
+	loops_stop(P.cur);
+	for (size_t i = 0; i < P.ls.n; i++)
+		close(P.ls.v[i].fd);
+	free(P.ls.v);
+	P.ls = (struct listen_set){0};
+	weft_mutex_unlock(&P.reload_lock);
+	stop_task(P.upgrade_loop);
+	P.upgrade_loop = NULL;
+	if (P.upgrade_fd >= 0) {
+		close(P.upgrade_fd);
+		if (!handed_over)
+			unlink(P.upgrade_path); /* ours alone: no process listens there now */
+	}
+	if (handed_over) {
+		/* The new process answers the admin pages from now on. */
+		stop_task(P.admin_loop);
+		P.admin_loop = NULL;
+	}
 }
 
 static intptr_t run(void *arg)
 {
 	(void)arg;
-	struct proxy_config *cfg = P.cfg;
-	int rc = 0;
-	P.backs = calloc(cfg->nbackends, sizeof(*P.backs));
-	if (!P.backs)
-		return -ENOMEM;
-	for (size_t i = 0; i < cfg->nbackends; i++)
-		if ((rc = balance_init(&P.backs[i], &cfg->backends[i])) < 0) {
-			fprintf(stderr, "weft-proxy: %s:%d: backend %s: %s\n", cfg->file,
-				cfg->backends[i].line, cfg->backends[i].name, strerror(-rc));
-			return rc;
-		}
-	/* Active checks (health.c); they end when the runtime shuts down. */
-	if ((rc = health_start(P.backs, cfg->nbackends)) < 0)
+	struct gen *g;
+	int rc = gen_build(P.first, NULL, &g);
+	if (rc < 0)
 		return rc;
-	/* The admin listener: its view of the counters, then its task. */
-	P.view = (struct admin_view){
-		.cfg = cfg,
+	P.first = NULL; /* the generation's now */
+	/* Active checks (health.c); stopped at the end, or by a reload. */
+	if ((rc = health_start(g->backs, g->cfg->nbackends, &g->health)) < 0)
+		return rc;
+	P.cur = g;
+	P.events = weft_chan_new(sizeof(int), 4);
+	if (!P.events)
+		return -ENOMEM;
+	P.admin = (struct admin_source){
 		.fd = P.admin_fd,
-		.fronts = P.fstats,
-		.backs = P.backs,
-		.backends = P.bstats,
-		.servers = P.sstats,
 		.log = P.log,
 		.rt = P.rt,
 		.active = &P.active,
 		.draining = &P.draining,
+		.reloads = &P.reloads,
+		.reload_failures = &P.reload_failures,
 		.started = weft_now(),
+		.get = view_get,
+		.put = view_put,
 	};
 	if (P.admin_fd >= 0 &&
-	    !(P.admin_loop = weft_spawn(admin_serve, &P.view, &(struct weft_spawn_opts){.name = "admin"})))
+	    !(P.admin_loop = weft_spawn(admin_serve, &P.admin, &(struct weft_spawn_opts){.name = "admin"})))
 		return -ENOMEM;
-	for (size_t i = 0; i < cfg->nfrontends; i++) {
-		struct frontend *f = &P.fronts[i];
-		f->backend = &P.backs[f->cfg->backend_index];
-		for (size_t j = 0; j < f->cfg->nlistens; j++) {
-			struct accept_arg *a = malloc(sizeof(*a));
-			if (!a || (rc = weft_listener_open(f->fds[j], &f->listeners[j])) < 0)
-				return a ? rc : -ENOMEM;
-			*a = (struct accept_arg){.f = f, .i = j};
-			if (!(f->loops[j] = weft_spawn(accept_loop, a, NULL)))
-				return -ENOMEM;
-		}
+	if ((rc = loops_start(g, &P.ls)) < 0)
+		return rc;
+	if (P.upgrade_fd >= 0 &&
+	    !(P.upgrade_loop = weft_spawn(upgrade_serve, NULL, &(struct weft_spawn_opts){.name = "upgrade"})))
+		return -ENOMEM;
+	struct weft_task *sig = weft_spawn(signals, NULL, &(struct weft_spawn_opts){.name = "signals"});
+	if (!sig)
+		return -ENOMEM;
+	/* Bound (before the runtime) and accepting: ready for systemd, and
+	 * for the old process after an upgrade. */
+	if (P.upgrading) {
+		if ((rc = upgrade_ready(&P.from)) < 0)
+			fprintf(stderr, "weft-proxy: upgrade: telling pid %d: %s\n", (int)P.from.pid,
+				strerror(-rc));
+		notify_mainpid_ready();
+	} else {
+		notify_ready();
 	}
-	/* Bound (before the runtime) and accepting: ready for systemd. */
-	notify_ready();
-	sigset_t stop;
-	sigemptyset(&stop);
-	sigaddset(&stop, SIGTERM);
-	sigaddset(&stop, SIGINT);
-	int sig = weft_signal_wait(&stop);
-	notify_stopping();
+	int ev = EV_STOP;
+	weft_chan_recv(P.events, &ev);
+	stop_task(sig);
+	if (ev == EV_STOP)
+		notify_stopping();
 	/* Relaxed: a flag on its own, read by /health and /metrics. */
 	atomic_store_explicit(&P.draining, 1, memory_order_relaxed);
-	/* Stop accepting: the loops, then the sockets, so that new
-	 * connections are refused rather than left in a backlog. */
-	for (size_t i = 0; i < cfg->nfrontends; i++)
-		for (size_t j = 0; j < P.fronts[i].cfg->nlistens; j++) {
-			weft_cancel(P.fronts[i].loops[j]);
-			weft_join(P.fronts[i].loops[j], NULL);
-			weft_listener_close(P.fronts[i].listeners[j]);
-			weft_close(P.fronts[i].fds[j]);
-		}
+	stop_accepting(ev == EV_HANDED_OVER);
+	uint64_t timeout = P.cur->cfg->drain_timeout_ns;
 	fprintf(stderr, "weft-proxy: %s: draining %llu connections for up to %.1f s\n",
-		sig > 0 ? strsignal(sig) : "stopping", (unsigned long long)atomic_load(&P.active),
-		(double)cfg->drain_timeout_ns / 1e9);
-	uint64_t until = weft_now() + cfg->drain_timeout_ns;
+		ev == EV_HANDED_OVER ? "handed over" : "stopping",
+		(unsigned long long)atomic_load(&P.active), (double)timeout / 1e9);
+	uint64_t until = weft_now() + timeout;
 	while (atomic_load(&P.active) > 0 && weft_now() < until)
 		weft_sleep(10 * WEFT_MSEC);
 	/* What is left is closed over a second, not in one burst that would
@@ -552,10 +945,9 @@ static intptr_t run(void *arg)
 		weft_sleep(10 * WEFT_MSEC);
 	fprintf(stderr, "weft-proxy: stopped; %zu connections closed at the drain deadline\n", closed);
 	/* The admin listener answers (503 on /health) until the drain ends. */
-	if (P.admin_loop) {
-		weft_cancel(P.admin_loop);
-		weft_join(P.admin_loop, NULL);
-	}
+	stop_task(P.admin_loop);
+	health_stop(P.cur->health);
+	P.cur->health = NULL;
 	return 0;
 }
 
@@ -608,17 +1000,42 @@ static int open_access_log(const struct log_sink *sink)
 	return 0;
 }
 
-/* The counters of stats.h for every frontend, backend and server: 0 or 1. */
-static int alloc_stats(const struct proxy_config *cfg)
+/* The admin listener and the control socket: bound, or with --upgrade-from
+ * taken over when the address is the same.  0, or 1 after saying why. */
+static int open_admin_and_upgrade(const struct proxy_config *cfg)
 {
-	P.fstats = calloc(cfg->nfrontends, sizeof(*P.fstats));
-	P.bstats = calloc(cfg->nbackends, sizeof(*P.bstats));
-	P.sstats = calloc(cfg->nbackends, sizeof(*P.sstats));
-	if (!P.fstats || !P.bstats || !P.sstats)
+	P.admin_fd = P.upgrade_fd = -1;
+	if (cfg->has_admin) {
+		P.admin_addr = cfg->admin;
+		if (P.from.admin_fd >= 0 && proxy_addr_equal(&P.from.admin, &cfg->admin)) {
+			P.admin_fd = P.from.admin_fd;
+			P.from.admin_fd = -1;
+		} else {
+			struct weft_listen_opts lo = {.backlog = 64};
+			if ((P.admin_fd = weft_sock_listen(&cfg->admin, &lo)) < 0) {
+				fprintf(stderr, "weft-proxy: %s:%d: admin %s: %s\n", cfg->file,
+					cfg->admin_line, cfg->admin_address, strerror(-P.admin_fd));
+				return 1;
+			}
+		}
+		char where[WEFT_ADDR_STRLEN];
+		struct weft_addr bound;
+		if (weft_sock_local_addr(P.admin_fd, &bound) == 0 &&
+		    weft_addr_format(&bound, where, sizeof(where)) > 0)
+			fprintf(stderr, "weft-proxy: admin listening on %s\n", where);
+	}
+	if (!cfg->upgrade_socket)
+		return 0;
+	if (!(P.upgrade_path = strdup(cfg->upgrade_socket)))
 		return 1;
-	for (size_t i = 0; i < cfg->nbackends; i++)
-		if (!(P.sstats[i] = calloc(cfg->backends[i].nservers, sizeof(**P.sstats))))
-			return 1;
+	if (P.from.upgrade_fd >= 0 && strcmp(P.from.upgrade_path, cfg->upgrade_socket) == 0) {
+		P.upgrade_fd = P.from.upgrade_fd;
+		P.from.upgrade_fd = -1;
+	} else if ((P.upgrade_fd = upgrade_listen(cfg->upgrade_socket)) < 0) {
+		fprintf(stderr, "weft-proxy: %s:%d: upgrade_socket %s: %s\n", cfg->file,
+			cfg->upgrade_socket_line, cfg->upgrade_socket, strerror(-P.upgrade_fd));
+		return 1;
+	}
 	return 0;
 }
 
@@ -626,9 +1043,13 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: weft-proxy [-c FILE]        run (default configuration without -c)\n"
+		"       weft-proxy -c FILE --upgrade-from SOCKET\n"
+		"                                   take over from the proxy whose upgrade_socket\n"
+		"                                   is SOCKET (binary upgrade)\n"
 		"       weft-proxy -t [-c FILE]     check the configuration and print it\n"
 		"       weft-proxy --version | --help\n"
 		"\n"
+		"SIGHUP reloads the configuration; SIGTERM drains and stops.\n"
 		"Without -c the embedded default runs: a frontend on 127.0.0.1:8080 to a\n"
 		"round-robin backend of 127.0.0.1:8081 and 127.0.0.1:8082.\n"
 		"The configuration reference is docs/proxy.md.\n");
@@ -639,14 +1060,27 @@ int main(int argc, char **argv)
 	static const struct option longs[] = {
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
+		{"upgrade-from", required_argument, NULL, 'U'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *file = NULL;
+	/* The signals the signals task takes, blocked before anything else:
+	 * a SIGHUP sent as soon as "listening on" is printed must wait for
+	 * the task, not end the process.  Every thread made later inherits
+	 * the mask. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	const char *upgrade_from = NULL;
 	int check = 0, opt;
 	while ((opt = getopt_long(argc, argv, "c:th", longs, NULL)) != -1) {
 		switch (opt) {
-		case 'c': file = optarg; break;
+		case 'c': P.file = optarg; break;
 		case 't': check = 1; break;
+		case 'U': upgrade_from = optarg; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("weft-proxy %s\n", VERSION); return 0;
 		default: usage(stderr); return 2;
@@ -657,88 +1091,55 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	struct proxy_config_error err;
-	int rc = file ? proxy_config_load(file, &P.cfg, &err)
-		      : proxy_config_parse(proxy_config_default, "(default)", &P.cfg, &err);
+	int rc = P.file ? proxy_config_load(P.file, &P.first, &err)
+			: proxy_config_parse(proxy_config_default, "(default)", &P.first, &err);
 	if (rc < 0) {
 		char msg[600];
 		proxy_config_error_format(&err, msg, sizeof(msg));
 		fprintf(stderr, "weft-proxy: %s\n", msg);
 		return 1;
 	}
-	for (size_t i = 0; i < P.cfg->nwarnings; i++)
-		fprintf(stderr, "weft-proxy: warning: %s\n", P.cfg->warnings[i]);
+	struct proxy_config *cfg = P.first;
+	for (size_t i = 0; i < cfg->nwarnings; i++)
+		fprintf(stderr, "weft-proxy: warning: %s\n", cfg->warnings[i]);
 	/* Descriptors: as many as the hard limit allows, then fit the limits. */
 	struct rlimit rl;
 	getrlimit(RLIMIT_NOFILE, &rl);
 	rl.rlim_cur = rl.rlim_max;
 	setrlimit(RLIMIT_NOFILE, &rl);
 	char warning[512];
-	if (proxy_config_apply_limits(P.cfg, rl.rlim_cur, warning, sizeof(warning)) < 0) {
+	if (proxy_config_apply_limits(cfg, rl.rlim_cur, warning, sizeof(warning)) < 0) {
 		fprintf(stderr, "weft-proxy: %s\n", warning);
 		return 1;
 	}
 	if (warning[0])
 		fprintf(stderr, "weft-proxy: warning: %s\n", warning);
 	if (check) {
-		proxy_config_print(P.cfg, stdout);
+		proxy_config_print(cfg, stdout);
 		return 0;
 	}
-	/* Bind everything before the runtime starts: a port in use is a
-	 * startup error with the line that asked for it. */
-	P.fronts = calloc(P.cfg->nfrontends, sizeof(*P.fronts));
-	if (!P.fronts || alloc_stats(P.cfg))
+	/* The running proxy's sockets first (a broken configuration has
+	 * stopped us above without touching it), then bind everything else
+	 * before the runtime starts: a port in use is a startup error with
+	 * the line that asked for it.  Any failure from here to "ready"
+	 * leaves the old process running as it was. */
+	P.from = (struct upgrade_from){.conn = -1, .admin_fd = -1, .upgrade_fd = -1};
+	if (upgrade_from) {
+		if (upgrade_receive(upgrade_from, &P.from) < 0)
+			return 1;
+		P.upgrading = true;
+	}
+	if (listen_set_open(cfg, &P.from.listens, &P.ls) < 0 || open_admin_and_upgrade(cfg))
 		return 1;
-	for (size_t i = 0; i < P.cfg->nfrontends; i++) {
-		struct frontend *f = &P.fronts[i];
-		f->cfg = &P.cfg->frontends[i];
-		f->fds = calloc(f->cfg->nlistens, sizeof(int));
-		f->listeners = calloc(f->cfg->nlistens, sizeof(*f->listeners));
-		f->loops = calloc(f->cfg->nlistens, sizeof(*f->loops));
-		if (!f->fds || !f->listeners || !f->loops)
-			return 1;
-		weft_sem_init(&f->slots, f->cfg->max_connections);
-		f->st = &P.fstats[i];
-		for (size_t j = 0; j < f->cfg->nlistens; j++) {
-			const struct proxy_listen *l = &f->cfg->listens[j];
-			struct weft_listen_opts lo = {.backlog = 4096};
-			if ((f->fds[j] = weft_sock_listen(&l->addr, &lo)) < 0) {
-				fprintf(stderr, "weft-proxy: %s:%d: listen %s: %s\n", P.cfg->file, l->line,
-					l->address, strerror(-f->fds[j]));
-				return 1;
-			}
-			char where[WEFT_ADDR_STRLEN];
-			struct weft_addr bound;
-			if (weft_sock_local_addr(f->fds[j], &bound) == 0 &&
-			    weft_addr_format(&bound, where, sizeof(where)) > 0)
-				fprintf(stderr, "weft-proxy: frontend %s listening on %s\n", f->cfg->name,
-					where);
-		}
-	}
-	P.admin_fd = -1;
-	if (P.cfg->has_admin) {
-		struct weft_listen_opts lo = {.backlog = 64};
-		if ((P.admin_fd = weft_sock_listen(&P.cfg->admin, &lo)) < 0) {
-			fprintf(stderr, "weft-proxy: %s:%d: admin %s: %s\n", P.cfg->file,
-				P.cfg->admin_line, P.cfg->admin_address, strerror(-P.admin_fd));
-			return 1;
-		}
-		char where[WEFT_ADDR_STRLEN];
-		struct weft_addr bound;
-		if (weft_sock_local_addr(P.admin_fd, &bound) == 0 &&
-		    weft_addr_format(&bound, where, sizeof(where)) > 0)
-			fprintf(stderr, "weft-proxy: admin listening on %s\n", where);
-	}
-	weft_sem_init(&P.slots, P.cfg->max_connections);
+	upgrade_from_close(&P.from); /* what the configuration has no use for */
+	P.slots_max = cfg->max_connections;
+	weft_sem_init(&P.slots, P.slots_max);
 	weft_mutex_init(&P.qlock);
 	weft_cond_init(&P.qcond);
-	sigset_t stop;
-	sigemptyset(&stop);
-	sigaddset(&stop, SIGTERM);
-	sigaddset(&stop, SIGINT);
-	sigaddset(&stop, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	weft_mutex_init(&P.reload_lock);
+	pthread_mutex_init(&P.gen_lock, NULL);
 	struct log_sink sink;
-	if (open_access_log_file(P.cfg, &sink))
+	if (open_access_log_file(cfg, &sink))
 		return 1;
 	notify_init(); /* a failure is a warning: the proxy runs on */
 	/*
@@ -750,14 +1151,14 @@ int main(int argc, char **argv)
 	 * writer and the runtime's workers are created is the simple way to
 	 * have every thread run with the new credentials.
 	 */
-	if (P.cfg->user && privs_drop(P.cfg->user, P.cfg->file, P.cfg->user_line) < 0)
+	if (cfg->user && privs_drop(cfg->user, cfg->file, cfg->user_line) < 0)
 		return 1;
 	/* After the mask: the log's thread must not take SIGTERM. */
 	if (open_access_log(&sink))
 		return 1;
 	/* weft_main's steps spelled out, to keep the runtime for
 	 * weft_rt_stats: start, run the main task, shut down. */
-	struct weft_opts wo = {.workers = P.cfg->workers};
+	struct weft_opts wo = {.workers = cfg->workers};
 	int rc2 = weft_rt_new(&P.rt, &wo);
 	intptr_t r = rc2;
 	if (rc2 == 0) {

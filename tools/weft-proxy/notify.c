@@ -3,7 +3,9 @@
  * notify.c - the systemd notify protocol (sd_notify(3)) without
  * libsystemd: newline-separated KEY=VALUE lines in one datagram to the
  * AF_UNIX socket named by NOTIFY_SOCKET.  main.c sends READY=1 once the
- * accept loops run and STOPPING=1 when the drain begins; see notify.h.
+ * accept loops run, RELOADING=1 then READY=1 around a reload, MAINPID=
+ * with READY=1 after taking over in an upgrade, and STOPPING=1 when the
+ * drain begins (not after a handover); see notify.h.
  */
 #include "notify.h"
 
@@ -87,5 +89,12 @@ void notify_reloading(void)
 	char msg[64];
 	snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
 		 (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+	notify_send(msg);
+}
+
+void notify_mainpid_ready(void)
+{
+	char msg[64];
+	snprintf(msg, sizeof(msg), "MAINPID=%d\nREADY=1", (int)getpid());
 	notify_send(msg);
 }

@@ -24,11 +24,16 @@ void notify_ready(void);
 void notify_stopping(void);
 
 /*
- * RELOADING=1 with MONOTONIC_USEC (what Type=notify-reload expects); the
- * caller sends notify_ready() when the reload is done.  For a reload that
- * does not exist yet: nothing calls it today.  Any thread.
+ * RELOADING=1 with MONOTONIC_USEC (what Type=notify-reload expects), at
+ * the start of a reload (SIGHUP); the caller sends notify_ready() when it
+ * is done, whether it took effect or not.  Any thread.
  */
 void notify_reloading(void);
+
+/* MAINPID=<this process> and READY=1 in one datagram: a process started
+ * with --upgrade-from that accepts now and takes over as the service's
+ * main process (the unit needs NotifyAccess=all).  Any thread. */
+void notify_mainpid_ready(void);
 
 /* Sends one datagram of state ("KEY=VALUE" lines): 0, -errno, or 0 with
  * nothing sent when notifying is off.  Any thread. */

@@ -1,0 +1,416 @@
+// SPDX-License-Identifier: MIT
+/*
+ * reload_test.cc - weft-proxy's reload (SIGHUP) and binary upgrade
+ * (--upgrade-from) end to end, on the real binary (WEFT_PROXY_BIN) with
+ * harness.h.  A client opens connections at a constant rate (200/s) and
+ * checks every reply while:
+ *  - SIGHUP is sent again and again with configurations that add and
+ *    remove a server and a frontend listener: no connection fails, the
+ *    added listener accepts and the removed one refuses, the added server
+ *    gets connections;
+ *  - new processes take over with --upgrade-from again and again: no
+ *    connection fails and each old process exits 0 by itself;
+ * and besides:
+ *  - a broken configuration on SIGHUP is reported with FILE:LINE, and so is
+ *    a listen address that will not bind; the old configuration keeps
+ *    serving and /metrics counts the failures;
+ *  - a server's health state (verdict and counts) survives a reload;
+ *  - a long connection keeps flowing through a reload that removes its
+ *    server and through an upgrade (served by the old process while it
+ *    drains, which then exits 0 once it closes);
+ *  - a new process that fails before it is ready leaves the old one
+ *    running.
+ */
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "harness.h"
+
+namespace {
+
+using namespace std::chrono;
+
+void write_file(const std::string &path, const std::string &text)
+{
+	std::ofstream out(path, std::ios::trunc);
+	out << text;
+}
+
+/* One short connection: the server's tag (one of tags), then the echo of
+ * what was sent.  "" when all is well, else what went wrong. */
+std::string exchange(int port, const std::string &tags, int n)
+{
+	int fd = dial(port);
+	if (fd < 0)
+		return std::string("connect: ") + strerror(errno);
+	std::string msg = "hello " + std::to_string(n) + "\n";
+	send(fd, msg.data(), msg.size(), MSG_NOSIGNAL);
+	shutdown(fd, SHUT_WR);
+	std::string in = read_all(fd);
+	int e = errno;
+	close(fd);
+	if (in.size() != msg.size() + 1 || tags.find(in[0]) == std::string::npos ||
+	    in.substr(1) != msg)
+		return "reply \"" + in + "\" (" + strerror(e) + ")";
+	return "";
+}
+
+/* Opens connections to port at a constant rate (every 5 ms, on a fixed
+ * schedule) on a thread of its own until stopped; counts and keeps the
+ * failures. */
+struct load {
+	int port;
+	std::string tags;
+	std::atomic<bool> halt{false};
+	std::atomic<int> ok{0};
+	std::vector<std::string> failures;
+	std::thread t;
+
+	load(int p, std::string tg) : port(p), tags(std::move(tg))
+	{
+		t = std::thread([this] {
+			auto next = steady_clock::now();
+			for (int i = 0; !halt; i++) {
+				std::string why = exchange(port, tags, i);
+				if (why.empty())
+					ok++;
+				else
+					failures.push_back(why);
+				next += milliseconds(5);
+				std::this_thread::sleep_until(next);
+			}
+		});
+	}
+
+	void stop()
+	{
+		halt = true;
+		t.join();
+	}
+
+	~load()
+	{
+		if (t.joinable())
+			stop(); /* a test that failed early */
+	}
+};
+
+/* GET path from the admin listener at port: the body, or "". */
+std::string http_get(int port, const char *path)
+{
+	int fd = dial(port);
+	if (fd < 0)
+		return "";
+	std::string req = std::string("GET ") + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
+	send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+	std::string in = read_all(fd);
+	close(fd);
+	size_t body = in.find("\r\n\r\n");
+	return body == std::string::npos ? "" : in.substr(body + 4);
+}
+
+/* The number after "key": in the object of /stats that holds "name":"server". */
+long stats_field(const std::string &stats, const std::string &server, const std::string &key)
+{
+	size_t at = stats.find("\"name\":\"" + server + "\"");
+	if (at == std::string::npos)
+		return -1;
+	size_t k = stats.find("\"" + key + "\":", at);
+	if (k == std::string::npos)
+		return -1;
+	std::string v = stats.substr(k + key.size() + 3, 8);
+	if (v.rfind("true", 0) == 0)
+		return 1;
+	if (v.rfind("false", 0) == 0)
+		return 0;
+	return std::stol(v);
+}
+
+/* Whether a connection to port is refused (nothing listens there). */
+bool refused(int port)
+{
+	int fd = dial(port);
+	if (fd >= 0)
+		close(fd);
+	return fd < 0;
+}
+
+std::string frontend(const char *name, int port)
+{
+	return std::string("[frontend ") + name + "]\nlisten = 127.0.0.1:" + std::to_string(port) +
+	       "\nbackend = app\n";
+}
+
+std::string server(const char *name, int port)
+{
+	return std::string("server ") + name + " = 127.0.0.1:" + std::to_string(port) + "\n";
+}
+
+/* A control socket path of this test process's own. */
+std::string upgrade_path(const char *what)
+{
+	return "/tmp/weft-proxy-upgrade-" + std::to_string(getpid()) + "-" + what + ".sock";
+}
+
+TEST(ReloadTest, RepeatedReloadsUnderConstantLoadFailNoConnection)
+{
+	NEED_PROXY();
+	backend a('a'), b('b'), c('c');
+	int port = free_port(), extra = free_port();
+	std::string global = "[global]\naccess_log = off\n";
+	/* A: servers a and b; B: a and c, a second frontend, a frontend limit. */
+	std::string conf_a = global + frontend("web", port) + "\n[backend app]\n" +
+			     server("s0", a.port) + server("s1", b.port);
+	std::string conf_b = global + frontend("web", port) + "max_connections = 500\n" +
+			     frontend("more", extra) + "\n[backend app]\n" + server("s0", a.port) +
+			     server("s2", c.port);
+	proxy p;
+	ASSERT_TRUE(p.start(conf_a));
+	ASSERT_NE(p.wait_line("listening on", 5000), "");
+	load l(port, "abc");
+	for (int i = 0; i < 16; i++) {
+		bool b_now = i % 2 == 0;
+		write_file(p.file, b_now ? conf_b : conf_a);
+		kill(p.pid, SIGHUP);
+		std::string line = p.wait_line("reloaded", 5000);
+		ASSERT_NE(line, "") << "reload " << i;
+		EXPECT_NE(line.find("generation " + std::to_string(i + 2)), std::string::npos) << line;
+		if (b_now)
+			EXPECT_EQ(exchange(extra, "ac", i), "") << "the added listener, reload " << i;
+		else
+			EXPECT_TRUE(refused(extra)) << "the removed listener, reload " << i;
+		std::this_thread::sleep_for(milliseconds(150));
+	}
+	l.stop();
+	EXPECT_TRUE(l.failures.empty()) << l.failures.size() << " failed, first: " << l.failures[0];
+	EXPECT_GT(l.ok, 200);
+	EXPECT_GT(c.accepted, 0); /* the added server took connections */
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+TEST(ReloadTest, RepeatedUpgradesUnderConstantLoadFailNoConnection)
+{
+	NEED_PROXY();
+	backend a('a'), b('b');
+	int port = free_port();
+	std::string sock = upgrade_path("load");
+	std::string conf = "[global]\naccess_log = off\ndrain_timeout = 5s\nupgrade_socket = " + sock +
+			   "\n" + frontend("web", port) + "\n[backend app]\n" + server("s0", a.port) +
+			   server("s1", b.port);
+	proxy first;
+	ASSERT_TRUE(first.start(conf));
+	ASSERT_NE(first.wait_line("listening on", 5000), "");
+	std::string file = first.file;
+	std::vector<proxy> gens(9);
+	gens[0] = first;
+	load l(port, "ab");
+	std::this_thread::sleep_for(milliseconds(200));
+	for (size_t i = 1; i < gens.size(); i++) {
+		proxy &old = gens[i - 1], &next = gens[i];
+		next.file = file;
+		ASSERT_TRUE(next.launch({"-c", file, "--upgrade-from", sock}));
+		ASSERT_NE(next.wait_line("sockets taken over", 5000), "") << "upgrade " << i;
+		ASSERT_NE(old.wait_line("accepts on the sockets now", 5000), "") << "upgrade " << i;
+		int st = old.wait_exit(3000); /* its connections are short */
+		EXPECT_TRUE(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) << "upgrade " << i << ": " << st;
+		close(old.err);
+		std::this_thread::sleep_for(milliseconds(200));
+	}
+	l.stop();
+	EXPECT_TRUE(l.failures.empty()) << l.failures.size() << " failed, first: " << l.failures[0];
+	EXPECT_GT(l.ok, 200);
+	int st = gens.back().stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	EXPECT_NE(access(sock.c_str(), F_OK), 0) << "the control socket's file is removed at the end";
+}
+
+TEST(ReloadTest, BrokenConfigurationIsReportedAndTheOldOneKeepsServing)
+{
+	NEED_PROXY();
+	backend a('a'), b('b');
+	int port = free_port(), admin = free_port();
+	std::string global = "[global]\naccess_log = off\nadmin = 127.0.0.1:" +
+			     std::to_string(admin) + "\n";
+	std::string good = global + frontend("web", port) + "\n[backend app]\n" + server("s0", a.port);
+	proxy p;
+	ASSERT_TRUE(p.start(good));
+	ASSERT_NE(p.wait_line("admin listening on", 5000), "");
+	/* Line 7 holds an unknown key: the whole reload is refused. */
+	write_file(p.file, global + frontend("web", port) + "bogus = 1\n\n[backend app]\n" +
+				   server("s0", b.port));
+	kill(p.pid, SIGHUP);
+	std::string line = p.wait_line("reload failed", 5000);
+	EXPECT_NE(line.find(p.file + ":7: unknown key \"bogus\""), std::string::npos) << line;
+	EXPECT_NE(line.find("the running configuration stays"), std::string::npos) << line;
+	for (int i = 0; i < 5; i++)
+		EXPECT_EQ(exchange(port, "a", i), "") << "still server a";
+	/* A listen address in use fails the reload whole, with its line. */
+	int busy_port;
+	int busy = listen_loopback(0, &busy_port);
+	write_file(p.file, global + frontend("web", port) + frontend("taken", busy_port) +
+				   "\n[backend app]\n" + server("s0", b.port));
+	kill(p.pid, SIGHUP);
+	line = p.wait_line("listen", 5000);
+	EXPECT_NE(line.find(p.file + ":8: listen 127.0.0.1:" + std::to_string(busy_port) +
+			    ": Address already in use"), std::string::npos) << line;
+	EXPECT_NE(p.wait_line("reload failed", 5000), "");
+	close(busy);
+	for (int i = 0; i < 5; i++)
+		EXPECT_EQ(exchange(port, "a", i), "") << "still server a";
+	std::string metrics = http_get(admin, "/metrics");
+	EXPECT_NE(metrics.find("weft_proxy_reload_failures_total 2\n"), std::string::npos) << metrics;
+	EXPECT_NE(metrics.find("weft_proxy_reloads_total 0\n"), std::string::npos);
+	/* Fixed, it takes effect. */
+	write_file(p.file, good.substr(0, good.find("[backend")) + "[backend app]\n" +
+				   server("s0", b.port));
+	kill(p.pid, SIGHUP);
+	ASSERT_NE(p.wait_line("reloaded", 5000), "");
+	EXPECT_EQ(exchange(port, "b", 0), "");
+	EXPECT_NE(http_get(admin, "/metrics").find("weft_proxy_reloads_total 1\n"), std::string::npos);
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+TEST(ReloadTest, HealthStateSurvivesAReload)
+{
+	NEED_PROXY();
+	backend a('a'), b('b');
+	int port = free_port(), admin = free_port(), dead = free_port();
+	std::string head = "[global]\naccess_log = off\nadmin = 127.0.0.1:" + std::to_string(admin) +
+			   "\n" + frontend("web", port) +
+			   "\n[backend app]\nhealth_check = tcp interval=100ms rise=2 fall=2\n" +
+			   server("s0", a.port) + server("down", dead);
+	proxy p;
+	ASSERT_TRUE(p.start(head));
+	ASSERT_NE(p.wait_line("admin listening on", 5000), "");
+	/* Down, with checks counted, before the reload. */
+	long checks = 0;
+	for (int i = 0; i < 100; i++) {
+		std::string st = http_get(admin, "/stats");
+		if (stats_field(st, "down", "up") == 0 && (checks = stats_field(st, "down", "checks")) >= 8)
+			break;
+		std::this_thread::sleep_for(milliseconds(50));
+	}
+	ASSERT_GE(checks, 8);
+	write_file(p.file, head + server("s2", b.port));
+	kill(p.pid, SIGHUP);
+	ASSERT_NE(p.wait_line("reloaded", 5000), "");
+	/* A state made afresh would be up with no checks (health.c,
+	 * invariant 3); the one carried over is down with its count. */
+	std::string st = http_get(admin, "/stats");
+	EXPECT_EQ(stats_field(st, "down", "up"), 0) << st;
+	EXPECT_GE(stats_field(st, "down", "checks"), checks) << st;
+	EXPECT_EQ(stats_field(st, "down", "connections_total"), 0) << st;
+	for (int i = 0; i < 20; i++)
+		EXPECT_EQ(exchange(port, "ab", i), "") << "never the server that is down";
+	/* The checks go on in the new generation. */
+	std::this_thread::sleep_for(milliseconds(400));
+	EXPECT_GT(stats_field(http_get(admin, "/stats"), "down", "checks"),
+		  stats_field(st, "down", "checks"));
+	int rc = p.stop();
+	EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0) << rc;
+}
+
+/* One echo on an open connection through the proxy: "" or what went wrong. */
+std::string echo(int fd, const std::string &msg)
+{
+	if (send(fd, msg.data(), msg.size(), MSG_NOSIGNAL) != (ssize_t)msg.size())
+		return std::string("send: ") + strerror(errno);
+	std::string in(msg.size(), 0);
+	size_t got = 0;
+	while (got < in.size()) {
+		ssize_t n = recv(fd, &in[got], in.size() - got, 0);
+		if (n <= 0)
+			return std::string("recv: ") + (n == 0 ? "end of stream" : strerror(errno));
+		got += (size_t)n;
+	}
+	return in == msg ? "" : "got \"" + in + "\"";
+}
+
+TEST(ReloadTest, LongConnectionsKeepFlowingThroughReloadAndUpgrade)
+{
+	NEED_PROXY();
+	backend a('a'), b('b');
+	int port = free_port();
+	std::string sock = upgrade_path("long");
+	std::string global = "[global]\naccess_log = off\ndrain_timeout = 10s\nupgrade_socket = " +
+			     sock + "\n";
+	proxy old;
+	ASSERT_TRUE(old.start(global + frontend("web", port) + "\n[backend app]\n" + server("s0", a.port)));
+	ASSERT_NE(old.wait_line("listening on", 5000), "");
+	int fd = dial(port);
+	ASSERT_GE(fd, 0);
+	char tag = 0;
+	ASSERT_EQ(recv(fd, &tag, 1, 0), 1);
+	EXPECT_EQ(tag, 'a');
+	EXPECT_EQ(echo(fd, "before"), "");
+	/* The reload removes the connection's server: it is not touched. */
+	write_file(old.file, global + frontend("web", port) + "\n[backend app]\n" + server("s1", b.port));
+	kill(old.pid, SIGHUP);
+	ASSERT_NE(old.wait_line("reloaded", 5000), "");
+	EXPECT_EQ(echo(fd, "after the reload"), "");
+	EXPECT_EQ(exchange(port, "b", 0), "") << "new connections go to the new server";
+	/* The upgrade: the old process drains with the connection open. */
+	proxy next;
+	next.file = old.file;
+	ASSERT_TRUE(next.launch({"-c", old.file, "--upgrade-from", sock}));
+	ASSERT_NE(old.wait_line("accepts on the sockets now", 5000), "");
+	EXPECT_EQ(echo(fd, "after the upgrade"), "");
+	EXPECT_EQ(exchange(port, "b", 1), "") << "the new process serves";
+	std::this_thread::sleep_for(milliseconds(300));
+	EXPECT_EQ(echo(fd, "still flowing"), "");
+	EXPECT_EQ(old.wait_exit(0), -1) << "the old process waits for its connection";
+	shutdown(fd, SHUT_WR);
+	EXPECT_EQ(read_all(fd), "");
+	close(fd);
+	int st = old.wait_exit(2000); /* at once, not at the drain deadline */
+	EXPECT_TRUE(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	close(old.err);
+	st = next.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+TEST(ReloadTest, AnUpgradeThatFailsBeforeReadyLeavesTheOldRunning)
+{
+	NEED_PROXY();
+	backend a('a');
+	int port = free_port();
+	std::string sock = upgrade_path("fail");
+	std::string conf = "[global]\naccess_log = off\nupgrade_socket = " + sock + "\n" +
+			   frontend("web", port) + "\n[backend app]\n" + server("s0", a.port);
+	proxy old;
+	ASSERT_TRUE(old.start(conf));
+	ASSERT_NE(old.wait_line("listening on", 5000), "");
+	/* The new process takes the sockets, then cannot bind its second
+	 * frontend's address and exits 1 before it is ready. */
+	int busy_port;
+	int busy = listen_loopback(0, &busy_port);
+	char path[] = "/tmp/weft-proxy-test-XXXXXX";
+	int cfd = mkstemp(path);
+	close(cfd);
+	write_file(path, conf + frontend("taken", busy_port));
+	proxy next;
+	ASSERT_TRUE(next.launch({"-c", path, "--upgrade-from", sock}));
+	int st = next.wait_exit(5000);
+	EXPECT_TRUE(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 1) << st;
+	close(next.err);
+	unlink(path);
+	close(busy);
+	EXPECT_NE(old.wait_line("did not take over", 5000), "");
+	for (int i = 0; i < 5; i++)
+		EXPECT_EQ(exchange(port, "a", i), "") << "the old process serves on";
+	st = old.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+} // namespace
