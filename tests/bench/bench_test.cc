@@ -25,10 +25,13 @@
  *  - --json and every --interval-json line parse as JSON, and the
  *    interval lines add up to the total;
  *  - --plot draws the points of the --hgrm distribution;
- *  - --slo: met is 0, missed is 3, malformed is 2.
+ *  - --slo: met is 0, missed is 3, malformed is 2;
+ *  - the progress line is drawn each second on a terminal, erased at the
+ *    end, and absent when stderr is not a terminal.
  * The binary's path comes from meson (WEFT_BENCH_BIN).
  */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -899,6 +902,64 @@ TEST(BenchTest, SloExitStatus)
 		EXPECT_EQ(run_bench({"--slo", bad, s.url()}, &out, &err), 2) << bad;
 		EXPECT_NE(err.find("--slo"), std::string::npos) << bad << ": " << err;
 	}
+}
+
+/* Runs weft-bench with its stderr on a pseudo-terminal and its stdout to
+ * a pipe; returns the exit status and what each received. */
+int run_on_tty(const std::vector<std::string> &args, std::string *out, std::string *tty)
+{
+	const char *bin = getenv("WEFT_BENCH_BIN");
+	std::vector<char *> av;
+	av.push_back((char *)bin);
+	for (auto &a : args)
+		av.push_back((char *)a.c_str());
+	av.push_back(nullptr);
+	int m = posix_openpt(O_RDWR | O_NOCTTY);
+	if (m < 0 || grantpt(m) || unlockpt(m))
+		return -1;
+	int sl = open(ptsname(m), O_RDWR | O_NOCTTY);
+	int p[2];
+	if (sl < 0 || pipe(p) != 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(p[1], 1);
+		dup2(sl, 2);
+		execv(bin, av.data());
+		_exit(127);
+	}
+	close(sl);
+	close(p[1]);
+	char buf[4096];
+	ssize_t n;
+	while ((n = read(p[0], buf, sizeof(buf))) > 0)
+		out->append(buf, (size_t)n);
+	close(p[0]);
+	/* The slave is gone with the child: read() then ends with EIO. */
+	while ((n = read(m, buf, sizeof(buf))) > 0)
+		tty->append(buf, (size_t)n);
+	close(m);
+	int st = 0;
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+TEST(BenchTest, ProgressLineOnlyOnTerminal)
+{
+	NEED_BIN();
+	server s;
+	ASSERT_TRUE(s.start());
+	std::string out, tty, err;
+	ASSERT_EQ(run_on_tty({"-c", "1", "-w", "1", "-d", "2200ms", s.url()}, &out, &tty), 0);
+	/* Two whole seconds, each rewriting the line, then erased. */
+	EXPECT_NE(tty.find("\r  1.00s, 1.20s left: "), std::string::npos) << tty;
+	EXPECT_NE(tty.find("\r  2.00s, 200.00ms left: "), std::string::npos) << tty;
+	EXPECT_NE(tty.find(" errors\033[K"), std::string::npos) << tty;
+	EXPECT_EQ(tty.substr(tty.size() - 4), "\r\033[K") << tty;
+	EXPECT_NE(out.find("Requests/sec: "), std::string::npos);
+	out.clear();
+	ASSERT_EQ(run_bench({"-c", "1", "-w", "1", "-d", "1100ms", s.url()}, &out, &err), 0);
+	EXPECT_EQ(err, "");
 }
 
 } // namespace
