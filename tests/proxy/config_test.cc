@@ -953,7 +953,7 @@ TEST(ProxyConfigTest, PrintedConfigParsesBackToTheSame)
 			   "max_connections = 100\n"
 			   "[backend app]\nbalance = random2\nconnect_timeout = 2s\nretries = 0\n"
 			   "send_proxy = v1\nhealth_check = http /health rise=3\n"
-			   "queue_timeout = 1m\nqueue_size = 0\n"
+			   "queue_timeout = 1m\nqueue_size = 0\ndata_path = splice\n"
 			   "server a = 10.0.0.1:80 weight=3 max_connections=50\n"
 			   "server b = db.local:80 backup\n"
 			   "[backend spare]\nserver x = unix:/run/x.sock\n";
@@ -991,6 +991,7 @@ TEST(ProxyConfigTest, PrintedConfigParsesBackToTheSame)
 			"health_check = http /health interval=2s timeout=2s rise=3 fall=3\n"
 			"queue_timeout = 1m\n"
 			"queue_size = 0\n"
+			"data_path = splice\n"
 			"server a = 10.0.0.1:80 weight=3 max_connections=50\n"
 			"server b = db.local:80 weight=1 backup max_connections=0 ; a host name, "
 			"looked up at start\n"
@@ -1003,6 +1004,7 @@ TEST(ProxyConfigTest, PrintedConfigParsesBackToTheSame)
 			"health_check = off\n"
 			"queue_timeout = 5s\n"
 			"queue_size = 1024\n"
+			"data_path = auto\n"
 			"server x = unix:/run/x.sock weight=1 max_connections=0\n");
 }
 

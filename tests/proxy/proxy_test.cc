@@ -3,8 +3,15 @@
  * proxy_test.cc - weft-proxy end to end, as an operator runs it: the real
  * binary (WEFT_PROXY_BIN, from meson) in front of backends this test
  * serves itself.
- *  - every byte of 64 concurrent connections (1 GiB in all) arrives once
- *    and in order, both ways, with the client's half-close passed on;
+ *  - on each data path (the backend's data_path: buffered, splice, auto):
+ *    every byte of 64 concurrent connections (1 GiB in all, each way, in
+ *    random chunks) arrives once and in order, with the client's
+ *    half-close passed on; a server's half-close too, after which the
+ *    client still sends a burst; a reset by either side in a burst
+ *    reaches the other as a reset after an exact prefix of the bytes; a
+ *    server that takes nothing ends the relay at the idle timeout; the
+ *    spliced path holds pipes afterwards (pooled) and the buffered none;
+ *  - an unknown data_path names its file, line and the choices;
  *  - round robin spreads connections evenly; a dead server is skipped
  *    without a client noticing; a server's reset reaches the client as a
  *    reset; a server at its max_connections makes a connection wait in
@@ -15,12 +22,14 @@
  *    spread over a second.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cerrno>
@@ -39,19 +48,128 @@
 
 namespace {
 
-TEST(ProxyTest, EveryByteArrivesOnceAndInOrderWithHalfClose)
+/* The bytes a test connection sends: a pseudo-random pattern of a prime
+ * period, so that each connection starts at its own offset, a send at any
+ * offset is one send from one buffer, and a chunk lost, repeated or moved
+ * shows up in a byte-for-byte compare. */
+const size_t PATLEN = 1048573;
+
+const char *pattern()
+{
+	static const std::vector<char> pat = [] {
+		std::vector<char> p(2 * PATLEN);
+		std::mt19937_64 rng(42);
+		for (size_t i = 0; i < PATLEN; i += 8) {
+			uint64_t x = rng();
+			memcpy(&p[i], &x, std::min<size_t>(8, PATLEN - i));
+		}
+		memcpy(&p[PATLEN], &p[0], PATLEN);
+		return p;
+	}();
+	return pat.data();
+}
+
+/* Sends n bytes of the pattern from offset off on fd, in chunks of random
+ * sizes up to max_chunk; false when a send fails first. */
+bool send_pattern(int fd, size_t off, size_t n, std::mt19937 &rng, size_t max_chunk = 20000)
+{
+	for (size_t done = 0; done < n;) {
+		size_t at = (off + done) % PATLEN;
+		size_t k = std::min({n - done, (size_t)(1 + rng() % max_chunk), 2 * PATLEN - at});
+		ssize_t w = send(fd, pattern() + at, k, MSG_NOSIGNAL);
+		if (w <= 0)
+			return false;
+		done += (size_t)w;
+	}
+	return true;
+}
+
+/* Reads fd to its end or an error, checking each byte against the pattern
+ * from offset off: the count of bytes that matched, in order, up to the
+ * end, an error (its errno in *err, 0 at the end) or the first byte that
+ * did not match (*err EBADMSG). */
+size_t recv_pattern(int fd, size_t off, int *err = nullptr)
+{
+	char buf[65536];
+	size_t got = 0;
+	ssize_t n;
+	while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) {
+		for (ssize_t i = 0; i < n;) {
+			size_t at = (off + got) % PATLEN;
+			size_t k = std::min((size_t)(n - i), PATLEN - at);
+			if (memcmp(buf + i, pattern() + at, k) != 0) {
+				if (err)
+					*err = EBADMSG;
+				return got;
+			}
+			got += k;
+			i += (ssize_t)k;
+		}
+	}
+	if (err)
+		*err = n < 0 ? errno : 0;
+	return got;
+}
+
+/* The pipes weft-proxy (pid) holds: the spliced data path's, and its
+ * stderr. */
+int open_pipes(pid_t pid)
+{
+	std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+	int n = 0;
+	if (DIR *d = opendir(dir.c_str())) {
+		while (struct dirent *e = readdir(d)) {
+			char to[64];
+			ssize_t len = readlinkat(dirfd(d), e->d_name, to, sizeof(to) - 1);
+			if (len > 0 && std::string(to, (size_t)len).rfind("pipe:", 0) == 0)
+				n++;
+		}
+		closedir(d);
+	}
+	return n;
+}
+
+/* The data paths (the backend's data_path): each test below runs on each. */
+class DataPath : public ::testing::TestWithParam<const char *> {
+protected:
+	/* extra: frontend keys. */
+	std::string conf(int port, const std::vector<int> &servers, const std::string &extra = "")
+	{
+		return config(port, servers, extra) + "data_path = " + GetParam() + "\n";
+	}
+
+	/* After bursts: the spliced path went through pipes and keeps them
+	 * pooled, the buffered path has none; auto may have taken either. */
+	void expect_pipes(pid_t pid, int before)
+	{
+		std::string path = GetParam();
+		if (path == "buffered") {
+			EXPECT_EQ(open_pipes(pid), before);
+		} else if (path == "splice") {
+			EXPECT_GT(open_pipes(pid), before);
+		}
+	}
+};
+
+INSTANTIATE_TEST_SUITE_P(ProxyTest, DataPath, ::testing::Values("buffered", "splice", "auto"),
+			 [](const ::testing::TestParamInfo<const char *> &i) {
+				 return std::string(i.param);
+			 });
+
+TEST_P(DataPath, EveryByteArrivesOnceAndInOrderWithHalfClose)
 {
 	NEED_PROXY();
 	backend a('a'), b('b');
 	proxy p;
 	int port = free_port();
-	ASSERT_TRUE(p.start(config(port, {a.port, b.port})));
+	ASSERT_TRUE(p.start(conf(port, {a.port, b.port})));
 	ASSERT_NE(p.wait_line("listening on"), "");
+	int pipes_before = open_pipes(p.pid);
 	const int conns = 64;
-	/* 1 GiB in all, as the issue asks; a sixteenth under the sanitizers,
-	 * where the proxy runs several times slower. */
+	/* 1 GiB in all, each way; a quarter under the sanitizers, where the
+	 * proxy runs several times slower. */
 #ifdef WEFT_SANITIZED
-	const size_t per_conn = 1u << 20;
+	const size_t per_conn = 4u << 20;
 #else
 	const size_t per_conn = 16u << 20;
 #endif
@@ -60,39 +178,145 @@ TEST(ProxyTest, EveryByteArrivesOnceAndInOrderWithHalfClose)
 	for (int c = 0; c < conns; c++)
 		ts.emplace_back([&, c] {
 			std::mt19937 rng((unsigned)c);
-			std::vector<char> out(per_conn);
-			for (auto &x : out)
-				x = (char)rng();
+			size_t off = (size_t)c * 16411 % PATLEN;
 			int fd = dial(port);
 			if (fd < 0)
 				return;
-			/* Send in random chunks while a reader collects the echo. */
-			std::string in;
+			/* Send in random chunks while a reader checks the echo. */
+			char tag = 0;
+			size_t back = 0;
 			std::thread reader([&] {
-				char buf[65536];
-				ssize_t n;
-				while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
-					in.append(buf, (size_t)n);
+				if (recv(fd, &tag, 1, 0) == 1)
+					back = recv_pattern(fd, off);
 			});
-			for (size_t off = 0; off < out.size();) {
-				size_t n = std::min(out.size() - off, (size_t)(1 + rng() % 20000));
-				ssize_t w = send(fd, out.data() + off, n, MSG_NOSIGNAL);
-				if (w <= 0)
-					break;
-				off += (size_t)w;
-			}
+			bool sent = send_pattern(fd, off, per_conn, rng);
 			shutdown(fd, SHUT_WR); /* the backend sees it and ends too */
 			reader.join();
 			close(fd);
-			if (in.size() == out.size() + 1 && (in[0] == 'a' || in[0] == 'b') &&
-			    memcmp(in.data() + 1, out.data(), out.size()) == 0)
+			if (sent && back == per_conn && (tag == 'a' || tag == 'b'))
 				good++;
 		});
 	for (auto &t : ts)
 		t.join();
 	EXPECT_EQ(good.load(), conns);
+	expect_pipes(p.pid, pipes_before);
 	int st = p.stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+/* A server that runs fn on the one connection it accepts. */
+struct one_server {
+	int lfd, port = 0;
+	std::thread t;
+	template <class F> explicit one_server(F fn)
+	{
+		lfd = listen_loopback(0, &port);
+		t = std::thread([this, fn] {
+			int fd = accept(lfd, nullptr, nullptr);
+			if (fd >= 0) {
+				struct timeval tv = {20, 0};
+				setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+				fn(fd);
+				close(fd);
+			}
+		});
+	}
+	~one_server()
+	{
+		if (t.joinable())
+			t.join();
+		close(lfd);
+	}
+};
+
+/* Closes fd with a reset (a zero linger), not a FIN. */
+void reset_close(int fd)
+{
+	struct linger lg = {1, 0};
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+const size_t BURST = 8u << 20;
+
+TEST_P(DataPath, TheServerHalfClosesFirstAndTheClientStillSends)
+{
+	NEED_PROXY();
+	std::atomic<size_t> server_got{0};
+	one_server s([&](int fd) {
+		std::mt19937 rng(1);
+		send_pattern(fd, 0, BURST, rng);
+		shutdown(fd, SHUT_WR);
+		server_got = recv_pattern(fd, 777);
+	});
+	proxy p;
+	int port = free_port();
+	ASSERT_TRUE(p.start(conf(port, {s.port})));
+	ASSERT_NE(p.wait_line("listening on"), "");
+	int pipes_before = open_pipes(p.pid);
+	int fd = dial(port);
+	ASSERT_GE(fd, 0);
+	/* The server's bytes, then its end of stream... */
+	int err = -1;
+	EXPECT_EQ(recv_pattern(fd, 0, &err), BURST);
+	EXPECT_EQ(err, 0);
+	/* ...and the other way still carries a burst after it. */
+	std::mt19937 rng(2);
+	EXPECT_TRUE(send_pattern(fd, 777, BURST, rng));
+	shutdown(fd, SHUT_WR);
+	char b;
+	EXPECT_EQ(recv(fd, &b, 1, 0), 0);
+	close(fd);
+	s.t.join();
+	EXPECT_EQ(server_got.load(), BURST);
+	expect_pipes(p.pid, pipes_before);
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+TEST_P(DataPath, AResetInABurstReachesTheOtherSideAfterAnExactPrefix)
+{
+	NEED_PROXY();
+	for (bool client_resets : {false, true}) {
+		SCOPED_TRACE(client_resets ? "the client resets" : "the server resets");
+		std::atomic<size_t> server_got{0};
+		std::atomic<int> server_err{-1};
+		one_server s([&](int fd) {
+			if (client_resets) {
+				int err = 0;
+				server_got = recv_pattern(fd, 5, &err);
+				server_err = err;
+				return;
+			}
+			std::mt19937 rng(3);
+			send_pattern(fd, 5, BURST, rng, 1 << 20);
+			reset_close(fd);
+		});
+		proxy p;
+		int port = free_port();
+		ASSERT_TRUE(p.start(conf(port, {s.port})));
+		ASSERT_NE(p.wait_line("listening on"), "");
+		int pipes_before = open_pipes(p.pid);
+		int fd = dial(port);
+		ASSERT_GE(fd, 0);
+		if (client_resets) {
+			std::mt19937 rng(4);
+			EXPECT_TRUE(send_pattern(fd, 5, BURST, rng, 1 << 20));
+			reset_close(fd);
+			close(fd);
+			s.t.join();
+			EXPECT_EQ(server_err.load(), ECONNRESET) << "the server saw an end of stream";
+			EXPECT_LE(server_got.load(), BURST);
+		} else {
+			int err = 0;
+			size_t got = recv_pattern(fd, 5, &err);
+			EXPECT_EQ(err, ECONNRESET) << "the client saw an end of stream after " << got;
+			EXPECT_LE(got, BURST);
+			close(fd);
+		}
+		expect_pipes(p.pid, pipes_before);
+		int st = p.stop();
+		EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	}
 }
 
 TEST(ProxyTest, RoundRobinSpreadsAndADeadServerIsSkipped)
@@ -295,6 +519,58 @@ TEST(ProxyTest, ConnectionsLeftAtTheDrainDeadlineAreClosedSpreadOut)
 		<< line;
 	int st = p.stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+TEST_P(DataPath, ADestinationThatTakesNothingEndsTheRelayAtTheIdleTimeout)
+{
+	NEED_PROXY();
+	std::atomic<bool> over{false};
+	one_server s([&](int) {
+		/* Reads nothing, until the test is over. */
+		for (int i = 0; i < 2000 && !over; i++)
+			usleep(10000);
+	});
+	proxy p;
+	int port = free_port();
+	ASSERT_TRUE(p.start(conf(port, {s.port}, "idle_timeout = 300ms\n")));
+	ASSERT_NE(p.wait_line("listening on"), "");
+	int fd = dial(port);
+	ASSERT_GE(fd, 0);
+	struct timeval tv = {20, 0};
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	/* The server's window fills, then the proxy's buffers, then the
+	 * client's send waits, until the proxy gives up on the server and
+	 * resets the client. */
+	auto t0 = std::chrono::steady_clock::now();
+	std::mt19937 rng(5);
+	EXPECT_FALSE(send_pattern(fd, 0, 256u << 20, rng, 1 << 20)) << "256 MiB went nowhere";
+	auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+		std::chrono::steady_clock::now() - t0);
+	EXPECT_GE(waited.count(), 300);
+	EXPECT_LT(waited.count(), 10000);
+	std::string line = p.wait_line("\"end\":", 5000);
+	EXPECT_NE(line.find("\"end\":\"idle_timeout\""), std::string::npos) << line;
+	close(fd);
+	over = true;
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+TEST(ProxyTest, AnUnknownDataPathNamesFileLineAndTheChoices)
+{
+	NEED_PROXY();
+	proxy p;
+	ASSERT_TRUE(p.start(config(1, {2}) + "data_path = fast\n"));
+	std::string line = p.wait_line(":");
+	EXPECT_NE(line.find(p.file + ":9:"), std::string::npos) << line;
+	EXPECT_NE(line.find("data_path: unknown value \"fast\" (auto, splice or buffered)"),
+		  std::string::npos)
+		<< line;
+	int st;
+	waitpid(p.pid, &st, 0);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1) << st;
+	close(p.err);
+	unlink(p.file.c_str());
 }
 
 } // namespace

@@ -1,16 +1,46 @@
 // SPDX-License-Identifier: MIT
 /*
  * relay.c - the proxy's data path: two directions, each waiting in
- * weft_watch, forwarding with weft_sock_send_all.
+ * weft_watch, forwarding a burst through a buffer or, spliced, through a
+ * pipe.
  *
  * Direction d reads side d (0 the client, 1 the server) and writes side
  * 1 - d.  It waits in weft_watch on its source; the bytes start a task
- * (forward) that sends them on, drains what else is ready without waiting
- * (only when the watch's buffer came back full: a request-response
- * exchange costs no extra system call), and watches again.  While the
- * send waits for the destination to take the bytes, the source is not
- * read: back-pressure reaches the sender through TCP, and the proxy holds
- * at most one buffer per direction.
+ * (on_bytes) that sends them on with weft_sock_send_all, moves what else
+ * is ready without waiting (drain), and watches again.  An idle proxied
+ * connection thus holds its two sockets and two watch records: no task,
+ * no buffer, no pipe.  What else is ready moves through a buffer or
+ * through a pipe, chosen per burst by the backend's data_path:
+ *  - buffered: recv into a 16 KiB buffer on the task's stack and send it
+ *    on, until the source has nothing more ready;
+ *  - spliced: take a pipe from the worker's pool (pipes.c), and splice
+ *    socket -> pipe, then pipe -> socket (weft_splice, io_uring's
+ *    IORING_OP_SPLICE), until the source has nothing more ready; the pipe
+ *    goes back to the pool, empty.  The bytes never reach user space.
+ *  - auto, the default, splices a burst when the watch's buffer came back
+ *    full and at least SPLICE_MIN bytes are queued behind it (FIONREAD),
+ *    and buffers it otherwise; splice always splices what is queued after
+ *    the watch's bytes; buffered never splices.  A request-response
+ *    exchange that fits the watch's 4 KiB costs no extra system call on
+ *    any path but splice.
+ * The kernel runs each splice on a worker thread of its own (io_uring
+ * splices in io-wq), two thread switches per pair: it pays for bulk, where
+ * a pair moves up to a pipe's 256 KiB, and not for a few KiB (the numbers
+ * are in docs/proxy.md).
+ *
+ * A splice from a TCP socket waits for bytes however it is asked
+ * (SPLICE_F_NONBLOCK is about the pipe, and the socket is blocking), so
+ * it is only ever asked for bytes FIONREAD said are queued: it returns at
+ * once, with the end of stream or a reset reported as 0 or an error like
+ * a receive's.  The pipe is empty before each splice in, so that one
+ * never waits for room; the splice out waits, in the kernel's worker, for
+ * the destination to take the bytes (back-pressure, as a send), bounded
+ * by the idle timeout.  A pipe that a failed splice out may have left
+ * bytes in is closed, never pooled: a pooled pipe is always empty.
+ *
+ * While a direction sends (or splices out), its source is not read:
+ * back-pressure reaches the sender through TCP, and the proxy holds at
+ * most one buffer or one pipe per direction.
  *
  * TCP semantics are kept end to end:
  *  - end of stream from one side becomes shutdown(SHUT_WR) on the other,
@@ -30,16 +60,19 @@
  * Lifetime: each direction holds a reference while it runs; the last one
  * to stop closes both sockets and calls opts.done.  Open relays are also
  * on one list (under `open_lock`), for relay_close_all at the end of a
- * drain, which takes a reference of its own while it closes one.  A direction that fails
- * aborts the relay: it shuts both sockets down, which ends the other
- * direction's watch (its receive completes with end of stream) so that it
- * stops too.
+ * drain, which takes a reference of its own while it closes one.  A
+ * direction that fails aborts the relay: it shuts both sockets down, which
+ * ends the other direction's watch (its receive completes with end of
+ * stream), send or splice out (-EPIPE) so that it stops too; a direction
+ * in a splice loop also checks `end` before each splice in.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -47,9 +80,21 @@
 #include <weft/io.h>
 #include <weft/net.h>
 
+#include "pipes.h"
 #include "relay.h"
 
 #define DRAIN_BUF 16384
+
+/* The size of a watch's buffer (weft_watch): one that comes back full
+ * suggests more is queued. */
+#define WATCH_BUF 4096
+
+/* data_path = auto splices a burst when at least this much is queued once
+ * the watch's buffer came back full.  Measured through the proxy (HTTP
+ * bodies, proxy CPU per response): at 16 KiB buffered and spliced cost
+ * the same, from 64 KiB on splicing costs a third less, and 64 KiB as
+ * the bar left 64 KiB bodies buffered. */
+#define SPLICE_MIN 16384
 
 struct side {
 	struct relay *r;
@@ -198,6 +243,115 @@ static bool forward(struct side *s, const void *data, size_t n)
 	return true;
 }
 
+/* Moves what else is ready on s's source, through a buffer: 1 once the
+ * source has nothing more ready, 0 at its end of stream, -1 when the relay
+ * ended (aborted). */
+static int drain_buffered(struct side *s)
+{
+	struct relay *r = s->r;
+	char buf[DRAIN_BUF];
+	ssize_t m;
+	while ((m = recv(r->fd[s->d], buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+		if (!forward(s, buf, (size_t)m))
+			return -1;
+	if (m == 0)
+		return 0;
+	if (errno != EAGAIN && errno != EWOULDBLOCK) {
+		abort_relay(r, RELAY_CLIENT_RESET + s->d, 1 - s->d);
+		return -1;
+	}
+	return 1;
+}
+
+/* Bytes queued on s's source (FIONREAD), 0 when none or unknown. */
+static size_t ready_bytes(struct side *s)
+{
+	int n;
+	return ioctl(s->r->fd[s->d], FIONREAD, &n) == 0 && n > 0 ? (size_t)n : 0;
+}
+
+/* Moves n bytes from pipe p to s's destination; false when the relay
+ * must end (aborted), p then perhaps not empty. */
+static bool splice_out(struct side *s, const struct pipe_pair *p, size_t n)
+{
+	struct relay *r = s->r;
+	int to = 1 - s->d;
+	struct weft_scope sc;
+	weft_scope_deadline(&sc, r->o.idle_timeout);
+	size_t left = n;
+	ssize_t m;
+	while (left && (m = weft_splice(p->r, -1, r->fd[to], -1, left, SPLICE_F_NONBLOCK)) > 0)
+		left -= (size_t)m;
+	/* A splice blocked in the kernel's worker ends with -EINTR (or a
+	 * short count), not -ETIMEDOUT, when its deadline cancels it: the
+	 * scope says whether the time ran out. */
+	bool expired = weft_scope_end(&sc);
+	atomic_fetch_add_explicit(&r->bytes[s->d], n - left, memory_order_relaxed);
+	atomic_store_explicit(&r->last, weft_now(), memory_order_relaxed);
+	if (!left)
+		return true;
+	if (expired)
+		abort_relay(r, RELAY_IDLE_TIMEOUT, -1);
+	else
+		abort_relay(r, RELAY_CLIENT_RESET + to, s->d);
+	return false;
+}
+
+/* Moves what is ready on s's source, `ready` bytes to begin with, through
+ * a pipe of the pool: returns as drain_buffered. */
+static int drain_spliced(struct side *s, size_t ready)
+{
+	struct relay *r = s->r;
+	struct pipe_pair p;
+	if (pipes_get(&p) < 0)
+		return drain_buffered(s); /* out of descriptors: a buffer needs none */
+	int rc = 1;
+	bool empty = true;
+	while (ready && rc == 1) {
+		if (atomic_load(&r->end) >= 0) {
+			rc = -1; /* the other direction aborted the relay */
+			break;
+		}
+		/* The pipe is empty and `ready` bytes are queued: this splice
+		 * neither waits for the pipe nor for the socket. */
+		ssize_t in = weft_splice(r->fd[s->d], -1, p.w, -1, ready < p.size ? ready : p.size,
+					 SPLICE_F_NONBLOCK);
+		if (in == 0) {
+			rc = 0;
+		} else if (in < 0) {
+			abort_relay(r, RELAY_CLIENT_RESET + s->d, 1 - s->d);
+			rc = -1;
+		} else if (!splice_out(s, &p, (size_t)in)) {
+			empty = false;
+			rc = -1;
+		} else {
+			ready = ready_bytes(s);
+		}
+	}
+	if (empty)
+		pipes_put(&p);
+	else
+		pipes_drop(&p); /* bytes for a destination that failed */
+	return rc;
+}
+
+/* After the watch's n bytes went on: moves what else is ready, through the
+ * data path the relay's setting and the amount queued choose (see the
+ * top); returns as drain_buffered. */
+static int drain(struct side *s, size_t n)
+{
+	enum proxy_data_path path = s->r->o.data_path;
+	if (path == PROXY_DATA_PATH_SPLICE)
+		return drain_spliced(s, ready_bytes(s));
+	/* A buffer that came back short: the exchange fit in it. */
+	if (n < WATCH_BUF)
+		return 1;
+	if (path == PROXY_DATA_PATH_BUFFERED)
+		return drain_buffered(s);
+	size_t ready = ready_bytes(s);
+	return ready >= SPLICE_MIN ? drain_spliced(s, ready) : drain_buffered(s);
+}
+
 static void on_bytes(int fd, const void *data, ssize_t n, void *arg)
 {
 	struct side *s = arg;
@@ -228,28 +382,13 @@ static void on_bytes(int fd, const void *data, ssize_t n, void *arg)
 		stop(s);
 		return;
 	}
-	if ((size_t)n >= 4096) {
-		/* The buffer came back full: more is probably waiting.  Take
-		 * it without waiting, so a bulk transfer is not a watch per
-		 * 4 KiB. */
-		char buf[DRAIN_BUF];
-		ssize_t m;
-		while ((m = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
-			if (!forward(s, buf, (size_t)m)) {
-				stop(s);
-				return;
-			}
-		if (m == 0) {
-			on_bytes(fd, NULL, 0, arg);
-			return;
-		}
-		if (errno != EAGAIN && errno != EWOULDBLOCK) {
-			abort_relay(r, RELAY_CLIENT_RESET + s->d, 1 - s->d);
-			stop(s);
-			return;
-		}
-	}
-	rewatch(s);
+	int rc = drain(s, (size_t)n);
+	if (rc < 0)
+		stop(s);
+	else if (rc == 0)
+		on_bytes(fd, NULL, 0, arg);
+	else
+		rewatch(s);
 }
 
 int relay_start(int client, int server, const struct relay_opts *opts)

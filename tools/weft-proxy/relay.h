@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
+
 struct relay;
 
 /* How a relay ended, for the access log and the metrics. */
@@ -31,6 +33,7 @@ const char *relay_end_name(enum relay_end e);
 struct relay_opts {
 	uint64_t idle_timeout;        /* ns: no byte either way; WEFT_NEVER for none */
 	uint64_t half_closed_timeout; /* ns: after one side's FIN */
+	enum proxy_data_path data_path; /* how bursts move (relay.c's top comment) */
 	/* Called once, from a task, when both sockets are closed: bytes[0]
 	 * went client to server, bytes[1] server to client. */
 	void (*done)(void *arg, enum relay_end end, const uint64_t bytes[2], uint64_t duration_ns);

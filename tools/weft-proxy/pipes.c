@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: MIT
+/*
+ * pipes.c - the pipes of the spliced data path (relay.c), pooled per
+ * worker thread.
+ *
+ * A splice moves bytes socket -> pipe -> socket inside the kernel, so a
+ * transfer needs a pipe; making one is two descriptors, a pipe2 and an
+ * fcntl, and closing it two closes, which is too much for every burst of
+ * a connection.  So each thread keeps up to POOL_MAX empty pipes; a
+ * transfer takes one and gives it back as soon as its source has nothing
+ * more ready, so an idle connection holds none.  A pool that is full
+ * closes what comes back: the pool is bounded by its size, and the pipes
+ * in use by the transfers running now.
+ *
+ * The pool is reached through a pthread key, not a __thread variable:
+ * tasks move between worker threads at suspension points, and a compiler
+ * may keep the address of a __thread variable in a register across a call
+ * that suspends.  pthread_getspecific is an opaque call, made afresh on
+ * each pipes_get and pipes_put, so it always names the pool of the thread
+ * the task runs on now; a pipe may thus come back to another thread's pool
+ * than the one it left, which is fine (pipes are the process's).  Each
+ * pool is touched only by its own thread, so it needs no lock; the key's
+ * destructor closes a pool's pipes when its worker thread ends.
+ *
+ * Invariant: a pipe in a pool holds no bytes (relay.c drops, rather than
+ * returns, a pipe a failed transfer may have left bytes in).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "pipes.h"
+
+/* Each pipe's size.  Measured with 64 connections streaming through the
+ * proxy: 256 KiB moved as much per CPU second as 1 MiB (the most an
+ * unprivileged process gets), and a third more than the default 64 KiB;
+ * it takes a quarter of 1 MiB's share of the per-user pipe quota. */
+#define PIPES_SIZE (256u << 10)
+
+/* Empty pipes kept per thread: as many as connections commonly transfer
+ * at once on one worker, without holding descriptors for a crowd. */
+#define POOL_MAX 64
+
+struct pool {
+	unsigned n;
+	struct pipe_pair p[POOL_MAX];
+};
+
+static pthread_key_t key;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static int key_rc;
+
+static void pool_free(void *arg)
+{
+	struct pool *pool = arg;
+	for (unsigned i = 0; i < pool->n; i++)
+		pipes_drop(&pool->p[i]);
+	free(pool);
+}
+
+static void key_init(void)
+{
+	key_rc = -pthread_key_create(&key, pool_free);
+}
+
+/* The calling thread's pool, made on first use; NULL when out of memory. */
+static struct pool *pool_here(void)
+{
+	pthread_once(&key_once, key_init);
+	if (key_rc)
+		return NULL;
+	struct pool *pool = pthread_getspecific(key);
+	if (!pool && (pool = calloc(1, sizeof(*pool))) && pthread_setspecific(key, pool)) {
+		free(pool);
+		pool = NULL;
+	}
+	return pool;
+}
+
+int pipes_get(struct pipe_pair *p)
+{
+	struct pool *pool = pool_here();
+	if (pool && pool->n) {
+		*p = pool->p[--pool->n];
+		return 0;
+	}
+	int fd[2];
+	if (pipe2(fd, O_CLOEXEC) < 0)
+		return -errno;
+	/* EPERM past the per-user pipe quota (pipe-user-pages-soft): the
+	 * pipe keeps the kernel's size, and works as well, moving less per
+	 * splice. */
+	int size = fcntl(fd[1], F_SETPIPE_SZ, PIPES_SIZE);
+	if (size < 0)
+		size = fcntl(fd[1], F_GETPIPE_SZ);
+	if (size <= 0) {
+		close(fd[0]);
+		close(fd[1]);
+		return size < 0 ? -errno : -EINVAL;
+	}
+	*p = (struct pipe_pair){.r = fd[0], .w = fd[1], .size = (size_t)size};
+	return 0;
+}
+
+void pipes_put(struct pipe_pair *p)
+{
+	struct pool *pool = pool_here();
+	if (pool && pool->n < POOL_MAX)
+		pool->p[pool->n++] = *p;
+	else
+		pipes_drop(p);
+}
+
+void pipes_drop(struct pipe_pair *p)
+{
+	close(p->r);
+	close(p->w);
+}
