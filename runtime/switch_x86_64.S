@@ -99,9 +99,9 @@ weft__switch:
 	.size	weft__switch, .-weft__switch
 
 /*
- * The first instruction a new context runs: weft__ctx_make left the entry
- * function in r12 and its argument in rbx, and weft__switch delivered its
- * arg (whoever switched to us) in rax.  The CFI marks the return address as
+ * Where a new context starts (after one nop, below): weft__ctx_make left
+ * the entry function in r12 and its argument in rbx, and weft__switch
+ * delivered its arg (whoever switched to us) in rax.  The CFI marks the return address as
  * undefined, so gdb and backtrace() stop here instead of walking into
  * whatever lies above the stack.
  */
@@ -112,6 +112,11 @@ weft__switch:
 weft__ctx_trampoline:
 	.cfi_startproc
 	.cfi_undefined rip
+	/* Never run: the first switch "returns" to the instruction after it.
+	 * An unwinder looks up a return address minus one, which must fall
+	 * inside this function, not in whatever precedes it. */
+	nop
+.Ltrampoline_entry:
 	xorl	%ebp, %ebp
 	movq	%rax, %rdi
 	movq	%rbx, %rsi
@@ -140,7 +145,7 @@ weft__ctx_make:
 	.cfi_startproc
 	leaq	-72(%rdi), %rax
 	movq	$0, 64(%rax)          /* an empty slot above the entry frame */
-	leaq	weft__ctx_trampoline(%rip), %r8
+	leaq	.Ltrampoline_entry(%rip), %r8
 	movq	%r8, 56(%rax)         /* return address of the first switch */
 	movq	$0, 48(%rax)          /* rbp */
 	movq	%rdx, 40(%rax)        /* rbx = arg */
