@@ -17,10 +17,17 @@
  *     takes a slot of the global limit and one of its frontend's before it
  *     accepts, so at the limit accepting pauses and the kernel's backlog
  *     holds the rest: no accept-and-close spin, no exhausted fd table.  It
- *     accepts one connection at a time (a single-shot accept, not the
- *     multishot weft_listener): a connection is then always either in the
+ *     takes one connection at a time with a nonblocking accept4, and waits
+ *     for the next with weft_poll (take_connection), so that a reload or
+ *     an upgrade can stop it without losing one: a connection is in the
  *     kernel's queue or ours, never in a queue of ours that stopping would
- *     close, so a reload or an upgrade can stop a loop without losing one.
+ *     close (the multishot weft_listener keeps up to 128).  The wait is a
+ *     poll, not io_uring's accept, because that one waits exclusively
+ *     (EPOLLEXCLUSIVE): the kernel wakes one waiter per connection, and a
+ *     waiter cancelled at that moment (an old process that stops
+ *     accepting) takes the wakeup with it, leaving the connection queued
+ *     while the new process sleeps on.  A poll wakes every waiter; the one
+ *     whose accept4 gets the connection serves it, the others wait again.
  *     The connection holds a reference to the loop's generation (reload.h).
  *  2. A task per new connection picks a server (balance.c) and connects
  *     within connect_timeout; a failed connect is retried on another
@@ -68,6 +75,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -460,6 +468,27 @@ static bool out_of_resources(int e)
 	return e == -EMFILE || e == -ENFILE || e == -ENOBUFS || e == -ENOMEM;
 }
 
+/* The next connection on lfd (nonblocking), its peer in *peer: the
+ * descriptor (close-on-exec) or -errno (-ECANCELED: nothing taken).  Step 1
+ * at the top says why a poll and accept4.  Task only; suspends. */
+static int take_connection(int lfd, struct weft_addr *peer)
+{
+	for (;;) {
+		memset(peer, 0, sizeof(*peer));
+		socklen_t len = sizeof(peer->ss);
+		int fd = accept4(lfd, &peer->sa, &len, SOCK_CLOEXEC);
+		if (fd >= 0) {
+			peer->len = len;
+			return fd;
+		}
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -errno;
+		int rc = weft_poll(lfd, POLLIN);
+		if (rc < 0)
+			return rc;
+	}
+}
+
 /* Accepts on a->fd for a->f until cancelled: see step 1 at the top. */
 static intptr_t accept_loop(void *arg)
 {
@@ -475,7 +504,7 @@ static intptr_t accept_loop(void *arg)
 			break;
 		}
 		struct weft_addr peer;
-		int fd = weft_sock_accept(a->fd, &peer);
+		int fd = take_connection(a->fd, &peer);
 		struct session *s = fd >= 0 ? calloc(1, sizeof(*s)) : NULL;
 		if (!s) {
 			if (f->cfg->max_connections)
