@@ -14,7 +14,8 @@
  *  - --rate A:B ramps: the offered rate is their mean;
  *  - the text summary carries wrk's `Requests/sec:` line;
  *  - resets mid-response are read errors (ECONNRESET), a server that does
- *    not answer gives timeouts (ETIMEDOUT), a refused connect is counted;
+ *    not answer gives timeouts (ETIMEDOUT), a refused connect is counted,
+ *    and ends a run of -n alone after --connect-timeout;
  *  - chunked responses are read whole;
  *  - --pipeline: the server sees requests arrive together and exactly -n
  *    of them, and every answer is matched;
@@ -564,6 +565,17 @@ TEST(BenchTest, RefusedConnectionsAreCountedWithErrno)
 	EXPECT_EQ(field(out, "", "established"), 0);
 	EXPECT_GT(field(out, "connect", "count"), 0);
 	EXPECT_NE(out.find("\"errno\":\"ECONNREFUSED\""), std::string::npos);
+	/* -n alone has no end of its own: connects failing for
+	 * --connect-timeout in a row end it. */
+	out.clear();
+	auto t0 = clk::now();
+	ASSERT_EQ(run_bench({"-c", "2", "-w", "1", "-n", "10", "--connect-timeout", "200ms",
+			     "--json", "http://127.0.0.1:" + std::to_string(port) + "/"},
+			    &out),
+		  0);
+	EXPECT_LT(clk::now() - t0, std::chrono::seconds(5));
+	EXPECT_EQ(field(out, "", "requests"), 0);
+	EXPECT_GT(field(out, "connect", "count"), 2);
 }
 
 TEST(BenchTest, BadArgumentsExitTwo)

@@ -140,6 +140,7 @@ struct conn {
 	unsigned next;	     /* HTTP: next URL index; echo: stream offset */
 	unsigned expect;     /* echo: stream offset of the next byte back */
 	size_t got;	     /* echo: bytes of the oldest message back so far */
+	uint64_t failing_since; /* first of the connects failing in a row; 0: none */
 };
 
 struct ivals;
@@ -209,8 +210,6 @@ double sched_offered(const struct bench *b, uint64_t window_ns);
 
 /* conn.c: one connection, arg a struct conn. */
 intptr_t conn_task(void *arg);
-/* Counts an error of kind with its errno (the first one is kept). */
-void count_error(struct wstate *w, int kind, int err, uint64_t n);
 
 /* ticker.c: per-worker housekeeping, arg the worker's struct wstate. */
 int ivals_new(struct bench *b);

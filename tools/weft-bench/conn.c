@@ -58,7 +58,8 @@ struct rx {
 	int status;
 };
 
-void count_error(struct wstate *w, int kind, int err, uint64_t n)
+/* Counts n errors of kind; the first errno of each kind is kept. */
+static void count_error(struct wstate *w, int kind, int err, uint64_t n)
 {
 	w->errors[kind] += n;
 	if (!w->err_errno[kind])
@@ -108,8 +109,12 @@ static void fail(struct conn *c, int kind, int err, uint64_t now)
 	c->expect = c->next;
 }
 
-/* Opens the connection: 0, 1 to try again later, -1 to stop. */
-static int open_conn(struct conn *c)
+/*
+ * Opens the connection: 0, 1 to try again later, -1 to stop.  A run with
+ * no end of its own (-n without -d) stops trying once connects have failed
+ * for --connect-timeout in a row, rather than retrying forever.
+ */
+static int open_conn(struct conn *c, uint64_t now)
 {
 	struct bench *b = c->b;
 	struct weft_scope sc;
@@ -120,9 +125,14 @@ static int open_conn(struct conn *c)
 		return -1;
 	if (fd < 0) {
 		count_error(c->w, E_CONNECT, -fd, 1);
+		if (!c->failing_since)
+			c->failing_since = now;
+		if (!b->duration_ns && weft_now() - c->failing_since >= b->connect_timeout_ns)
+			return -1;
 		/* Do not spin on a refusing server. */
 		return weft_sleep(10 * WEFT_MSEC) < 0 ? -1 : 1;
 	}
+	c->failing_since = 0;
 	c->fd = fd;
 	c->w->established++;
 	if (c->ep->addr.sa.sa_family != AF_UNIX)
@@ -252,7 +262,7 @@ intptr_t conn_task(void *arg)
 		if (c->fd < 0) {
 			if (no_more && !have_next)
 				break;
-			int r = open_conn(c);
+			int r = open_conn(c, now);
 			if (r < 0)
 				break;
 			now = weft_now();

@@ -219,12 +219,13 @@ static int parse_url(const char *s, struct url *u)
 	size_t hl;
 	int proto = P_HTTP;
 	if (!strncmp(s, "unix:", 5)) {
+		if (!s[5])
+			return -1;
+		/* The socket path has at least one byte: search after it. */
 		const char *sep = strstr(s + 6, ":/");
 		hl = sep ? (size_t)(sep - s) : strlen(s);
 		hp = s;
 		path = sep ? sep + 1 : "/";
-		if (hl <= 5)
-			return -1;
 		u->host = strdup("localhost");
 	} else {
 		if (!strncmp(s, "http://", 7)) {
