@@ -73,12 +73,10 @@ struct gen *gen_ref(struct gen *g)
 
 void gen_unref(struct gen *g)
 {
-	/* Release, then an acquire fence with the last: every holder's
-	 * writes (counters, the relay's callback) happen before the free. */
-	if (atomic_fetch_sub_explicit(&g->refs, 1, memory_order_release) != 1)
-		return;
-	atomic_thread_fence(memory_order_acquire);
-	gen_free(g);
+	/* Acq_rel, as in shared_unref: every holder's writes (counters, the
+	 * relay's callback) happen before the free by the last one. */
+	if (atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) == 1)
+		gen_free(g);
 }
 
 /* The backend of prev named name, or NULL. */
