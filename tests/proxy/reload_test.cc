@@ -19,8 +19,14 @@
  *    server and through an upgrade (served by the old process while it
  *    drains, which then exits 0 once it closes);
  *  - a new process that fails before it is ready leaves the old one
- *    running.
+ *    running;
+ *  - SIGUSR2 makes the proxy start its own program file to take over, under
+ *    load, without a failed connection;
+ *  - with NOTIFY_SOCKET: RELOADING=1 with MONOTONIC_USEC then READY=1 around
+ *    a reload (a refused one too), MAINPID= of the new process with READY=1
+ *    after an upgrade, and no STOPPING=1 from the old one.
  */
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -411,6 +417,103 @@ TEST(ReloadTest, AnUpgradeThatFailsBeforeReadyLeavesTheOldRunning)
 		EXPECT_EQ(exchange(port, "a", i), "") << "the old process serves on";
 	st = old.stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+TEST(ReloadTest, Sigusr2StartsTheProgramAnewToTakeOver)
+{
+	NEED_PROXY();
+	/* The new process is the old one's child: once the old one exits it
+	 * becomes ours, to stop and wait for. */
+	ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	backend a('a');
+	int port = free_port();
+	std::string sock = upgrade_path("usr2");
+	proxy old;
+	ASSERT_TRUE(old.start("[global]\naccess_log = off\nupgrade_socket = " + sock + "\n" +
+			      frontend("web", port) + "\n[backend app]\n" + server("s0", a.port)));
+	ASSERT_NE(old.wait_line("listening on", 5000), "");
+	load l(port, "a");
+	std::this_thread::sleep_for(milliseconds(100));
+	kill(old.pid, SIGUSR2);
+	std::string line = old.wait_line("to take over", 5000);
+	size_t at = line.find("as pid ");
+	ASSERT_NE(at, std::string::npos) << line;
+	pid_t next_pid = (pid_t)std::stol(line.substr(at + 7));
+	ASSERT_NE(old.wait_line("accepts on the sockets now", 5000), "");
+	int st = old.wait_exit(3000);
+	EXPECT_TRUE(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	std::this_thread::sleep_for(milliseconds(200));
+	l.stop();
+	EXPECT_TRUE(l.failures.empty()) << l.failures.size() << " failed, first: " << l.failures[0];
+	EXPECT_GT(l.ok, 20);
+	/* The new process writes to the same stderr. */
+	proxy next;
+	next.pid = next_pid;
+	next.err = old.err;
+	next.file = old.file;
+	st = next.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+/* A datagram socket for NOTIFY_SOCKET (abstract), with a receive timeout. */
+int notify_listen(const std::string &name)
+{
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = {};
+	a.sun_family = AF_UNIX;
+	memcpy(a.sun_path + 1, name.data(), name.size());
+	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + name.size());
+	EXPECT_EQ(bind(fd, (struct sockaddr *)&a, len), 0) << strerror(errno);
+	struct timeval tv = {5, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+std::string notify_recv(int fd)
+{
+	char buf[512];
+	ssize_t n = recv(fd, buf, sizeof(buf), 0);
+	return n > 0 ? std::string(buf, (size_t)n) : "";
+}
+
+TEST(ReloadTest, NotifyReloadingReadyAndTheNewMainPid)
+{
+	NEED_PROXY();
+	backend a('a');
+	int port = free_port();
+	std::string name = "weft-proxy-reload-notify-" + std::to_string(getpid());
+	std::string sock = upgrade_path("notify");
+	int nfd = notify_listen(name);
+	std::string conf = "[global]\naccess_log = off\nupgrade_socket = " + sock + "\n" +
+			   frontend("web", port) + "\n[backend app]\n" + server("s0", a.port);
+	setenv("NOTIFY_SOCKET", ("@" + name).c_str(), 1);
+	proxy old;
+	bool started = old.start(conf);
+	ASSERT_TRUE(started);
+	EXPECT_EQ(notify_recv(nfd), "READY=1");
+	kill(old.pid, SIGHUP);
+	std::string msg = notify_recv(nfd);
+	EXPECT_EQ(msg.rfind("RELOADING=1\nMONOTONIC_USEC=", 0), 0u) << msg;
+	EXPECT_GT(std::stoull(msg.substr(msg.find('=', 12) + 1)), 0u) << msg;
+	EXPECT_EQ(notify_recv(nfd), "READY=1");
+	/* A refused reload ends with READY=1 too: the old configuration runs. */
+	write_file(old.file, "[frontend x]\n");
+	kill(old.pid, SIGHUP);
+	EXPECT_EQ(notify_recv(nfd).rfind("RELOADING=1\n", 0), 0u);
+	EXPECT_EQ(notify_recv(nfd), "READY=1");
+	write_file(old.file, conf);
+	proxy next;
+	next.file = old.file;
+	ASSERT_TRUE(next.launch({"-c", old.file, "--upgrade-from", sock}));
+	unsetenv("NOTIFY_SOCKET");
+	EXPECT_EQ(notify_recv(nfd), "MAINPID=" + std::to_string(next.pid) + "\nREADY=1");
+	int st = old.wait_exit(3000);
+	EXPECT_TRUE(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	close(old.err);
+	st = next.stop();
+	EXPECT_EQ(notify_recv(nfd), "STOPPING=1") << "from the new main process, the only one";
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	close(nfd);
 }
 
 } // namespace

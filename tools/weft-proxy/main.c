@@ -7,7 +7,9 @@
  *   weft-proxy -c FILE --upgrade-from SOCKET
  *                               take the listening sockets of the running
  *                               proxy whose upgrade_socket is SOCKET, then
- *                               let it drain (binary upgrade: upgrade.c)
+ *                               let it drain (binary upgrade: upgrade.c;
+ *                               SIGUSR2 makes a running proxy start its
+ *                               own program file so)
  *   weft-proxy -t [-c FILE]     check the configuration, print the
  *                               effective settings, exit 0 or 1
  *   weft-proxy --version | --help
@@ -61,7 +63,9 @@
  *
  * Signals (signals task): SIGHUP reloads (reload: the steps are at the top
  * of reload.c), with RELOADING=1 before and READY=1 after; a broken
- * configuration is reported with FILE:LINE and the old one stays.  SIGTERM
+ * configuration is reported with FILE:LINE and the old one stays.  SIGUSR2
+ * starts this program's file (as it is on disk now: a new binary) as a
+ * child with --upgrade-from (upgrade_exec), which then takes over.  SIGTERM
  * or SIGINT: STOPPING=1 is sent and the drain begins.  A handover to a new
  * process (upgrade_serve) begins the same drain without STOPPING=1, which
  * would be the new main process's to send.
@@ -75,6 +79,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -83,6 +88,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -144,6 +150,7 @@ struct proxy {
 	struct weft_task *upgrade_loop;
 	struct upgrade_from from;   /* with --upgrade-from */
 	bool upgrading;
+	char exe[PATH_MAX];         /* this program's file, for SIGUSR2; "" if unknown */
 	struct weft_chan *events;   /* enum event, to the main task */
 	_Atomic int draining;
 	struct weft_rt *rt;
@@ -773,8 +780,39 @@ static void reload(void)
 	notify_ready();
 }
 
-/* Waits for SIGHUP (reload), SIGTERM and SIGINT (EV_STOP) until
- * cancelled or stopped. */
+/* SIGUSR2: starts P.exe (the program's file as it is now) as a child, with
+ * -c and --upgrade-from the control socket; it takes over as an upgrade
+ * does (upgrade_serve), or fails and leaves this process as it was. */
+static void upgrade_exec(void)
+{
+	if (P.upgrade_fd < 0 || !P.file || !P.exe[0]) {
+		fprintf(stderr, "weft-proxy: SIGUSR2: %s; not upgrading\n",
+			P.upgrade_fd < 0 ? "no upgrade_socket" : !P.file ? "no -c FILE"
+								    : "this program's file is unknown");
+		return;
+	}
+	/* Children of attempts that failed, so that they leave no zombie. */
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+	char *argv[] = {P.exe, "-c", (char *)P.file, "--upgrade-from", P.upgrade_path, NULL};
+	sigset_t none;
+	sigemptyset(&none);
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* The child: async-signal-safe calls only, up to exec. */
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execv(P.exe, argv);
+		_exit(127);
+	}
+	if (pid < 0)
+		fprintf(stderr, "weft-proxy: SIGUSR2: fork: %s; not upgrading\n", strerror(errno));
+	else
+		fprintf(stderr, "weft-proxy: SIGUSR2: started %s as pid %d to take over\n", P.exe,
+			(int)pid);
+}
+
+/* Waits for SIGHUP (reload), SIGUSR2 (upgrade_exec), SIGTERM and SIGINT
+ * (EV_STOP) until cancelled or stopped. */
 static intptr_t signals(void *arg)
 {
 	(void)arg;
@@ -783,12 +821,17 @@ static intptr_t signals(void *arg)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR2);
 	for (;;) {
 		int sig = weft_signal_wait(&set);
 		if (sig < 0)
 			return sig;
 		if (sig == SIGHUP) {
 			reload();
+			continue;
+		}
+		if (sig == SIGUSR2) {
+			upgrade_exec();
 			continue;
 		}
 		fprintf(stderr, "weft-proxy: %s\n", strsignal(sig));
@@ -943,10 +986,12 @@ static intptr_t run(void *arg)
 	/* Bound (before the runtime) and accepting: ready for systemd, and
 	 * for the old process after an upgrade. */
 	if (P.upgrading) {
+		/* systemd first: the old process may exit soon after "ready",
+		 * and the unit must know its new main process by then. */
+		notify_mainpid_ready();
 		if ((rc = upgrade_ready(&P.from)) < 0)
 			fprintf(stderr, "weft-proxy: upgrade: telling pid %d: %s\n", (int)P.from.pid,
 				strerror(-rc));
-		notify_mainpid_ready();
 	} else {
 		notify_ready();
 	}
@@ -1078,7 +1123,8 @@ static void usage(FILE *f)
 		"       weft-proxy -t [-c FILE]     check the configuration and print it\n"
 		"       weft-proxy --version | --help\n"
 		"\n"
-		"SIGHUP reloads the configuration; SIGTERM drains and stops.\n"
+		"SIGHUP reloads the configuration; SIGUSR2 starts this program's file\n"
+		"to take over (upgrade_socket); SIGTERM drains and stops.\n"
 		"Without -c the embedded default runs: a frontend on 127.0.0.1:8080 to a\n"
 		"round-robin backend of 127.0.0.1:8081 and 127.0.0.1:8082.\n"
 		"The configuration reference is docs/proxy.md.\n");
@@ -1101,8 +1147,15 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR2);
 	sigaddset(&sigs, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	/* The program's path, read now: a package upgrade that replaces the
+	 * file leaves /proc/self/exe naming the deleted one. */
+	ssize_t n = readlink("/proc/self/exe", P.exe, sizeof(P.exe) - 1);
+	P.exe[n > 0 ? n : 0] = 0;
+	if (n > 10 && strcmp(P.exe + n - 10, " (deleted)") == 0)
+		P.exe[0] = 0;
 	const char *upgrade_from = NULL;
 	int check = 0, opt;
 	while ((opt = getopt_long(argc, argv, "c:th", longs, NULL)) != -1) {
