@@ -66,6 +66,14 @@ static void count_error(struct wstate *w, int kind, int err, uint64_t n)
 		w->err_errno[kind] = err;
 }
 
+/* Whether now is inside the measured window: after the warm-up, not
+ * after the deadline (the connections' cancellation comes a little
+ * later). */
+static inline bool in_window(const struct bench *b, uint64_t now)
+{
+	return now >= b->measure_start && now <= b->deadline;
+}
+
 /* The oldest request got its answer at now. */
 static void complete(struct conn *c, uint64_t now, int status)
 {
@@ -75,7 +83,7 @@ static void complete(struct conn *c, uint64_t now, int status)
 	if (++c->qhead == b->depth)
 		c->qhead = 0;
 	c->busy_since = --c->inflight ? c->q[c->qhead].sent : 0;
-	if (now < b->measure_start)
+	if (!in_window(b, now))
 		return;
 	w->requests++;
 	if (status >= 0) {
@@ -98,7 +106,7 @@ static void fail(struct conn *c, int kind, int err, uint64_t now)
 		kind = E_TIMEOUT;
 		err = ETIMEDOUT;
 	}
-	if (c->inflight && now >= c->b->measure_start)
+	if (c->inflight && in_window(c->b, now))
 		count_error(c->w, kind, err, c->inflight);
 	weft_close(c->fd);
 	c->fd = -1;
@@ -298,7 +306,7 @@ intptr_t conn_task(void *arg)
 			struct slot *s = &c->q[at < b->depth ? at : at - b->depth];
 			s->sent = now;
 			s->intended = open ? due : now;
-			if (open && now >= b->measure_start) {
+			if (open && in_window(b, now)) {
 				uint64_t lag = now - due;
 				w->sends++;
 				w->lag_sum += lag;
@@ -361,7 +369,7 @@ intptr_t conn_task(void *arg)
 			     now);
 			continue;
 		}
-		if (now >= b->measure_start)
+		if (in_window(b, now))
 			w->bytes += (uint64_t)got;
 		int err = 0, r;
 		if (b->proto == P_ECHO) {
