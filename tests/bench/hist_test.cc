@@ -17,7 +17,8 @@
  *  - the .hgrm output reads back line by line: header, columns, footer,
  *    and each value/percentile pair equals hist_value_at_percentile;
  *  - the SVG starts with <svg, ends with </svg>, escapes its title and
- *    has one polyline with one point per hgrm line;
+ *    has one polyline with one point per hgrm line; several histograms
+ *    share the axes, one polyline and one escaped label each;
  *  - a million records run in a fast test (O(1) record, no timing check).
  * Every histogram is freed, so the ASan build checks for leaks.
  */
@@ -499,6 +500,40 @@ TEST(HistTest, SvgHasOnePolylineWithTheHgrmPoints)
 	std::string es = svg(e.get(), nullptr);
 	EXPECT_EQ(es.rfind("<svg", 0), 0u);
 	EXPECT_NE(es.find("points=\"\""), std::string::npos);
+}
+
+TEST(HistTest, SvgOfSeveralSharesAxesAndLabelsEach)
+{
+	Hist small = make(), big = make();
+	for (uint64_t i = 1; i <= 1000; i++) {
+		hist_record(small.get(), 1000 * i);
+		hist_record(big.get(), 4000 * i);
+	}
+	const hist *hs[] = { small.get(), big.get() };
+	const char *const labels[] = { "a <1>", "b" };
+	char *buf = nullptr;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	ASSERT_NE(f, nullptr);
+	EXPECT_EQ(hist_write_svg_n(hs, labels, 2, f, "t"), 0);
+	fclose(f);
+	std::string s(buf, len);
+	free(buf);
+	EXPECT_NE(s.find(">a &lt;1&gt;</text>"), std::string::npos);
+	EXPECT_NE(s.find(">b</text>"), std::string::npos);
+	// Two curves, in order; the second reaches 4 times higher on the
+	// shared y axis, so its last point is higher up (smaller y).
+	size_t a0 = s.find("<polyline"), a1 = s.find("<polyline", a0 + 1);
+	ASSERT_NE(a1, std::string::npos);
+	EXPECT_EQ(s.find("<polyline", a1 + 1), std::string::npos);
+	auto last_y = [&](size_t at) {
+		size_t q = s.find('"', s.find("points=\"", at) + 8);
+		size_t c = s.rfind(',', q);
+		return strtod(s.c_str() + c + 1, nullptr);
+	};
+	double y0 = last_y(a0), y1 = last_y(a1);
+	// The frame's bottom is at 384 (40 + 344): heights measured from it.
+	EXPECT_NEAR((384 - y0) / (384 - y1), 0.25, 0.01);
 }
 
 TEST(HistTest, MillionRecordsRunFast)
