@@ -882,7 +882,10 @@ static intptr_t upgrade_serve(void *arg)
 				return 0;
 			continue;
 		}
-		weft_mutex_lock(&P.reload_lock);
+		if (weft_mutex_lock(&P.reload_lock) < 0) {
+			weft_close(conn); /* cancelled: the drain begins */
+			return 0;
+		}
 		struct upgrade_item *items;
 		size_t n;
 		pid_t pid = 0;
@@ -921,18 +924,15 @@ static void stop_task(struct weft_task *t)
 }
 
 /* Stops accepting: the loops, then the sockets (after a handover only our
- * copies close; the new process has the same sockets). */
+ * copies close; the new process has the same sockets).  The signals and
+ * upgrade tasks have ended: nothing else moves the sockets now. */
 static void stop_accepting(bool handed_over)
 {
-	weft_mutex_lock(&P.reload_lock);
 	loops_stop(P.cur);
 	for (size_t i = 0; i < P.ls.n; i++)
 		close(P.ls.v[i].fd);
 	free(P.ls.v);
 	P.ls = (struct listen_set){0};
-	weft_mutex_unlock(&P.reload_lock);
-	stop_task(P.upgrade_loop);
-	P.upgrade_loop = NULL;
 	if (P.upgrade_fd >= 0) {
 		close(P.upgrade_fd);
 		if (!handed_over)
@@ -995,17 +995,22 @@ static intptr_t run(void *arg)
 	} else {
 		notify_ready();
 	}
-	int ev = EV_STOP;
+	int ev;
 	weft_chan_recv(P.events, &ev);
+	/* A reload under way ends first (it is shielded); a handover under
+	 * way is cut short, unless it is done: then the new process is the
+	 * main one, and STOPPING=1 would be its to send. */
 	stop_task(sig);
-	if (ev == EV_STOP)
+	stop_task(P.upgrade_loop);
+	bool handed_over = P.handed_over;
+	if (!handed_over)
 		notify_stopping();
 	/* Relaxed: a flag on its own, read by /health and /metrics. */
 	atomic_store_explicit(&P.draining, 1, memory_order_relaxed);
-	stop_accepting(ev == EV_HANDED_OVER);
+	stop_accepting(handed_over);
 	uint64_t timeout = P.cur->cfg->drain_timeout_ns;
 	fprintf(stderr, "weft-proxy: %s: draining %llu connections for up to %.1f s\n",
-		ev == EV_HANDED_OVER ? "handed over" : "stopping",
+		handed_over ? "handed over" : "stopping",
 		(unsigned long long)atomic_load(&P.active), (double)timeout / 1e9);
 	uint64_t until = weft_now() + timeout;
 	while (atomic_load(&P.active) > 0 && weft_now() < until)

@@ -49,7 +49,8 @@
 #include "reload.h"
 #include "upgrade.h"
 
-static void gen_free(struct gen *g)
+/* Frees g and what it holds; its config too when own_cfg. */
+static void gen_free(struct gen *g, bool own_cfg)
 {
 	for (size_t i = 0; g->fronts && i < g->cfg->nfrontends; i++)
 		shared_unref(g->fronts[i].st);
@@ -59,7 +60,8 @@ static void gen_free(struct gen *g)
 	free(g->fronts);
 	free(g->fstats);
 	free(g->loops);
-	proxy_config_free(g->cfg);
+	if (own_cfg)
+		proxy_config_free(g->cfg);
 	free(g);
 }
 
@@ -76,7 +78,7 @@ void gen_unref(struct gen *g)
 	/* Acq_rel, as in shared_unref: every holder's writes (counters, the
 	 * relay's callback) happen before the free by the last one. */
 	if (atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) == 1)
-		gen_free(g);
+		gen_free(g, true);
 }
 
 /* The backend of prev named name, or NULL. */
@@ -133,7 +135,7 @@ int gen_build(struct proxy_config *cfg, const struct gen *prev, struct gen **out
 	}
 	if (rc < 0) {
 		g->cfg = NULL; /* still the caller's */
-		gen_free(g);
+		gen_free(g, true);
 		return rc;
 	}
 	g->view = (struct admin_view){.cfg = cfg, .fronts = g->fstats, .backs = g->backs};
