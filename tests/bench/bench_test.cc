@@ -793,7 +793,10 @@ TEST(BenchTest, JsonAndIntervalLinesParse)
 	/* Two whole seconds and the last half. */
 	EXPECT_EQ(n, 3u);
 	EXPECT_EQ(sum, field(out, "", "requests"));
-	EXPECT_NEAR(field(out, "", "requests"), 1000, 10);
+	/* 1000 are due in the window; a loaded machine may finish the last
+	 * few after it. */
+	EXPECT_LE(field(out, "", "requests"), 1000);
+	EXPECT_GE(field(out, "", "requests"), 950);
 }
 
 TEST(BenchTest, RampOffersTheMeanRate)
@@ -808,7 +811,8 @@ TEST(BenchTest, RampOffersTheMeanRate)
 		  0);
 	SCOPED_TRACE(out);
 	EXPECT_EQ(field(out, "rate", "offered"), 300);
-	EXPECT_NEAR(field(out, "", "requests"), 300, 6);
+	EXPECT_LE(field(out, "", "requests"), 300);
+	EXPECT_GE(field(out, "", "requests"), 280);
 }
 
 /* The numbers of an SVG polyline's points attribute. */
