@@ -135,7 +135,8 @@ static void emit(const struct bench *b, struct ivals *iv, struct islot *s)
 		fflush(f);
 	}
 	if (b->progress && !s->final) {
-		/* "  3.00s, 7.00s left: 1234 req/s, 5678 requests, 0 errors" */
+		/* "  3.00s, 7.00s left: 1234 req/s (1890 overall), 5678 requests,
+		 * 0 errors": the last second's rate, then the run's so far. */
 		char el[32], left[48] = "", of[32] = "";
 		uint64_t t = end - b->measure_start;
 		fmt_time(el, sizeof(el), (double)t);
@@ -146,9 +147,10 @@ static void emit(const struct bench *b, struct ivals *iv, struct islot *s)
 		}
 		if (b->total)
 			snprintf(of, sizeof(of), " of %" PRIu64, b->total);
-		fprintf(stderr, "\r  %s%s: %.0f req/s, %" PRIu64 "%s requests, %" PRIu64
+		fprintf(stderr, "\r  %s%s: %.0f req/s (%.0f overall), %" PRIu64 "%s requests, %" PRIu64
 				" errors\033[K",
-			el, left, (double)s->requests / dur, iv->requests, of, iv->errors);
+			el, left, (double)s->requests / dur, (double)iv->requests * 1e9 / (double)t,
+			iv->requests, of, iv->errors);
 		iv->shown = true;
 	}
 	if (s->h)
