@@ -126,10 +126,11 @@ struct slot {
  * of the same worker to enforce --timeout: it shuts a connection down
  * whose oldest request is older than the timeout and sets timed_out, and
  * the task, seeing its receive end, counts a timeout.  Same worker, so
- * plain fields.
+ * plain fields.  Neighbouring connections run on different workers, so
+ * each one starts a cache line of its own (as do its slots, main.c).
  */
 struct conn {
-	struct bench *b;
+	_Alignas(64) struct bench *b;
 	struct endpoint *ep;
 	struct wstate *w;
 	int fd;

@@ -119,14 +119,18 @@ static int run(struct bench *b)
 	}
 	b->workers = weft_rt_workers(rt);
 	b->ws = aligned_alloc(64, b->workers * sizeof(*b->ws));
-	b->cs = calloc(b->conns, sizeof(*b->cs));
-	struct slot *slots = calloc((size_t)b->conns * b->depth, sizeof(*slots));
+	b->cs = aligned_alloc(64, b->conns * sizeof(*b->cs));
+	/* Each connection's slots on cache lines of their own: 4 a line. */
+	_Static_assert(sizeof(struct slot) == 16, "4 slots a cache line");
+	size_t per = (b->depth + 3) / 4 * 4;
+	struct slot *slots = aligned_alloc(64, (size_t)b->conns * per * sizeof(*slots));
 	int rc = EXIT_FAIL;
 	if (!b->ws || !b->cs || !slots)
 		goto out;
 	memset(b->ws, 0, b->workers * sizeof(*b->ws));
+	memset(b->cs, 0, b->conns * sizeof(*b->cs));
 	for (unsigned i = 0; i < b->conns; i++)
-		b->cs[i].q = slots + (size_t)i * b->depth;
+		b->cs[i].q = slots + (size_t)i * per;
 	for (unsigned i = 0; i < b->workers; i++) {
 		struct wstate *w = &b->ws[i];
 		w->b = b;
