@@ -19,10 +19,11 @@
  *
  * So a request costs one send, typically one receive and one clock read
  * (the time after a receive is also the next send's time in closed
- * loop); no allocation, no formatting, no timer: the per-request timeout
- * is the ticker's (ticker.c), which shuts the socket down under a
- * connection whose oldest request is late, and the end of the run is a
- * cancellation of the task (main.c).
+ * loop); no allocation, no formatting, and no timer beyond the open
+ * loop's wait for a due time: the per-request timeout is the ticker's
+ * (ticker.c), which shuts the socket down under a connection whose oldest
+ * request is late, and the end of the run is a cancellation of the task
+ * (main.c).
  *
  * Any failure counts one error per request in flight, of the kind the
  * failure is (a timeout when the ticker caused it), closes the socket and

@@ -38,7 +38,7 @@ static intptr_t main_task(void *arg)
 		int r = weft_addr_resolve(b->eps[i].name, &b->eps[i].addr, 1);
 		if (r < 0) {
 			fprintf(stderr, "weft-bench: cannot resolve %s: %s\n", b->eps[i].name,
-				strerror(-r));
+				r == -ENOENT ? "no such host" : strerror(-r));
 			b->setup_err = r;
 			return r;
 		}
