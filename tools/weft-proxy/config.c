@@ -542,6 +542,15 @@ static void print_admin(FILE *f, const struct key *k, const void *obj,
 	fprintf(f, "admin = %s\n", cfg->has_admin ? cfg->admin_address : "off");
 }
 
+/* Whether s holds a control character (paths may not). */
+static bool has_control(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
 /* [global] access_log = stderr | stdout | off | PATH */
 static int set_access_log(struct parser *p, const struct key *k, void *obj, const char *v)
 {
@@ -556,9 +565,8 @@ static int set_access_log(struct parser *p, const struct key *k, void *obj, cons
 	} else if (is_word(v, "off")) {
 		c->access_log = PROXY_LOG_OFF;
 	} else {
-		for (const char *s = v; *s; s++)
-			if ((unsigned char)*s < 0x20 || *s == 0x7f)
-				return fail(p, "access_log: the path has a control character");
+		if (has_control(v))
+			return fail(p, "access_log: the path has a control character");
 		if (!(c->access_log_path = sdup(p, v)))
 			return -ENOMEM;
 		c->access_log = PROXY_LOG_FILE;
@@ -589,15 +597,21 @@ static int set_user(struct parser *p, const struct key *k, void *obj, const char
 	return (c->user = sdup(p, v)) ? 0 : -ENOMEM;
 }
 
+/* "KEY = VALUE" for a global string that may be unset (NULL); unset, the
+ * line `unset` instead (nothing when NULL). */
+static void print_string(FILE *f, const char *key, const char *value, const char *unset)
+{
+	if (value)
+		fprintf(f, "%s = %s\n", key, value);
+	else if (unset)
+		fprintf(f, "%s\n", unset);
+}
+
 static void print_user(FILE *f, const struct key *k, const void *obj,
 		       const struct proxy_config *cfg)
 {
-	(void)k;
 	(void)obj;
-	if (cfg->user)
-		fprintf(f, "user = %s\n", cfg->user);
-	else
-		fprintf(f, "; user: not set, privileges are kept\n");
+	print_string(f, k->name, cfg->user, "; user: not set, privileges are kept");
 }
 
 /* [global] upgrade_socket = PATH | off: a unix socket path for --upgrade-from */
@@ -613,20 +627,17 @@ static int set_upgrade_socket(struct parser *p, const struct key *k, void *obj, 
 	if (v[0] != '/' || strlen(v) >= sizeof(un.sun_path))
 		return fail(p, "upgrade_socket: \"%s\" is not an absolute path of at most %zu bytes, "
 			    "or off", v, sizeof(un.sun_path) - 1);
-	for (const char *s = v; *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return fail(p, "upgrade_socket: the path has a control character");
+	if (has_control(v))
+		return fail(p, "upgrade_socket: the path has a control character");
 	return (c->upgrade_socket = sdup(p, v)) ? 0 : -ENOMEM;
 }
 
 static void print_upgrade_socket(FILE *f, const struct key *k, const void *obj,
 				 const struct proxy_config *cfg)
 {
-	(void)k;
 	(void)obj;
 	/* Off (the default) prints nothing: most configurations have none. */
-	if (cfg->upgrade_socket)
-		fprintf(f, "upgrade_socket = %s\n", cfg->upgrade_socket);
+	print_string(f, k->name, cfg->upgrade_socket, NULL);
 }
 
 /* [global] max_connections: the written value; apply_limits derives the rest. */

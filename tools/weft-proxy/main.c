@@ -811,17 +811,23 @@ static void upgrade_exec(void)
 			(int)pid);
 }
 
+/* The signals the signals task takes into *set. */
+static void handled_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGUSR2);
+}
+
 /* Waits for SIGHUP (reload), SIGUSR2 (upgrade_exec), SIGTERM and SIGINT
  * (EV_STOP) until cancelled or stopped. */
 static intptr_t signals(void *arg)
 {
 	(void)arg;
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGUSR2);
+	handled_signals(&set);
 	for (;;) {
 		int sig = weft_signal_wait(&set);
 		if (sig < 0)
@@ -1146,13 +1152,9 @@ int main(int argc, char **argv)
 	/* The signals the signals task takes, blocked before anything else:
 	 * a SIGHUP sent as soon as "listening on" is printed must wait for
 	 * the task, not end the process.  Every thread made later inherits
-	 * the mask. */
+	 * the mask.  SIGPIPE too: a write to a closed socket is an error. */
 	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	sigaddset(&sigs, SIGUSR2);
+	handled_signals(&sigs);
 	sigaddset(&sigs, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	/* The program's path, read now: a package upgrade that replaces the
