@@ -1,0 +1,399 @@
+// SPDX-License-Identifier: MIT
+/*
+ * balance_test.cc - end to end, against the weft-proxy binary: how each
+ * balancing mode spreads connections, a backup's turn, failover when a
+ * server dies in the middle of a stream of connections, the connect,
+ * idle and half-closed timeouts, and max_connections pausing the accepts.
+ *
+ * A backend of harness.h answers each connection with its one-byte tag, so
+ * a client learns which server it reached from the first byte.  Counts are
+ * exact where the mode is deterministic (smooth weighted round robin,
+ * least connections with connections held open, a source hash), and
+ * bounds where it draws at random.
+ */
+#include <map>
+#include <memory>
+
+#include "harness.h"
+
+namespace {
+
+/* A connection through the proxy that has reached a server: its tag. */
+struct held {
+	int fd = -1;
+	char tag = 0;
+};
+
+/* Dials the proxy (from source address `from`, if set) and reads the tag. */
+held reach(int port, const char *from = nullptr)
+{
+	held h;
+	struct sockaddr_in a = {};
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (from) {
+		struct sockaddr_in s = {};
+		s.sin_family = AF_INET;
+		inet_pton(AF_INET, from, &s.sin_addr);
+		EXPECT_EQ(bind(fd, (struct sockaddr *)&s, sizeof(s)), 0) << from;
+	}
+	struct timeval tv = {5, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || recv(fd, &h.tag, 1, 0) != 1) {
+		close(fd);
+		return h;
+	}
+	h.fd = fd;
+	return h;
+}
+
+/* One short connection: the tag of the server it reached, 0 on failure. */
+char tag_of_one(int port, const char *from = nullptr)
+{
+	held h = reach(port, from);
+	if (h.fd >= 0)
+		close(h.fd);
+	return h.tag;
+}
+
+/* A proxy on a fresh port in front of the given backends, with `backend`
+ * lines replacing the default ones (balance, options) and `servers` the
+ * server lines' option suffixes (weight=2, backup, ...). */
+struct setup {
+	proxy p;
+	int port = free_port();
+
+	bool start(const std::vector<backend *> &bs, const std::string &backend_keys,
+		   const std::vector<std::string> &opts = {}, const std::string &frontend_keys = "")
+	{
+		std::string c = "[frontend f]\nlisten = 127.0.0.1:" + std::to_string(port) +
+				"\nbackend = b\n" + frontend_keys + "\n[backend b]\n" + backend_keys + "\n";
+		for (size_t i = 0; i < bs.size(); i++)
+			c += "server s" + std::to_string(i) + " = 127.0.0.1:" +
+			     std::to_string(bs[i]->port) + (i < opts.size() ? " " + opts[i] : "") + "\n";
+		return p.start(c) && !p.wait_line("listening", 10000).empty();
+	}
+};
+
+TEST(BalanceTest, RoundRobinFollowsTheWeightsExactly)
+{
+	NEED_PROXY();
+	backend a('a'), b('b');
+	setup s;
+	ASSERT_TRUE(s.start({&a, &b}, "balance = roundrobin", {"weight=2", "weight=1"}));
+	std::map<char, int> n;
+	for (int i = 0; i < 300; i++)
+		n[tag_of_one(s.port)]++;
+	/* Smooth weighted round robin has one shared state: any 3 picks in a
+	 * row are a, a, b in some order. */
+	EXPECT_EQ(n['a'], 200);
+	EXPECT_EQ(n['b'], 100);
+	EXPECT_EQ(s.p.stop(), 0);
+}
+
+TEST(BalanceTest, LeastConnectionsFillsTheEmptierServer)
+{
+	NEED_PROXY();
+	backend a('a'), b('b');
+	setup s;
+	ASSERT_TRUE(s.start({&a, &b}, "balance = leastconn"));
+	std::vector<held> open;
+	std::map<char, int> n;
+	for (int i = 0; i < 10; i++) {
+		open.push_back(reach(s.port));
+		n[open.back().tag]++;
+	}
+	EXPECT_EQ(n['a'], 5);
+	EXPECT_EQ(n['b'], 5);
+	/* Four of a's end: the next four all go to a, now the emptier. */
+	int closed = 0;
+	for (auto &h : open)
+		if (h.tag == 'a' && closed < 4) {
+			close(h.fd);
+			h.fd = -1;
+			closed++;
+		}
+	/* The proxy counts a connection out when its relay ends: give it the
+	 * moment it takes to see the end of stream. */
+	usleep(200 * 1000);
+	for (int i = 0; i < 4; i++) {
+		open.push_back(reach(s.port));
+		EXPECT_EQ(open.back().tag, 'a') << "connection " << i;
+	}
+	for (auto &h : open)
+		if (h.fd >= 0)
+			close(h.fd);
+	EXPECT_EQ(s.p.stop(), 0);
+}
+
+TEST(BalanceTest, RandomOfTwoKeepsHeldConnectionsEven)
+{
+	NEED_PROXY();
+	backend a('a'), b('b'), c('c');
+	setup s;
+	ASSERT_TRUE(s.start({&a, &b, &c}, "balance = random2"));
+	std::vector<held> open;
+	std::map<char, int> n;
+	for (int i = 0; i < 60; i++) {
+		open.push_back(reach(s.port));
+		n[open.back().tag]++;
+	}
+	/* Of two servers drawn, the less loaded: with every connection held,
+	 * no server falls far behind (a uniform draw would leave one below 12
+	 * about once in 30 runs; two choices, practically never). */
+	for (char t : {'a', 'b', 'c'}) {
+		EXPECT_GE(n[t], 12) << t;
+		EXPECT_LE(n[t], 28) << t;
+	}
+	for (auto &h : open)
+		close(h.fd);
+	EXPECT_EQ(s.p.stop(), 0);
+}
+
+TEST(BalanceTest, SourceHashKeepsEachClientAddressOnOneServer)
+{
+	NEED_PROXY();
+	backend a('a'), b('b');
+	setup s;
+	ASSERT_TRUE(s.start({&a, &b}, "balance = source"));
+	std::map<std::string, char> first;
+	std::map<char, int> n;
+	for (int round = 0; round < 3; round++)
+		for (int i = 2; i < 22; i++) {
+			std::string from = "127.0.0." + std::to_string(i);
+			char t = tag_of_one(s.port, from.c_str());
+			ASSERT_NE(t, 0) << from;
+			if (round == 0) {
+				first[from] = t;
+				n[t]++;
+			} else {
+				EXPECT_EQ(t, first[from]) << from << " moved in round " << round;
+			}
+		}
+	/* Twenty addresses all hashing to one of two servers: 1 in 2^19. */
+	EXPECT_GT(n['a'], 0);
+	EXPECT_GT(n['b'], 0);
+	EXPECT_EQ(s.p.stop(), 0);
+}
+
+TEST(BalanceTest, ABackupServesOnlyWhileNoOtherServerIsUp)
+{
+	NEED_PROXY();
+	auto a = std::make_unique<backend>('a');
+	backend k('k');
+	setup s;
+	ASSERT_TRUE(s.start({a.get(), &k}, "balance = roundrobin", {"", "backup"}));
+	for (int i = 0; i < 20; i++)
+		EXPECT_EQ(tag_of_one(s.port), 'a');
+	a.reset(); /* its port now refuses */
+	for (int i = 0; i < 20; i++)
+		EXPECT_EQ(tag_of_one(s.port), 'k') << "connection " << i;
+	EXPECT_EQ(s.p.stop(), 0);
+}
+
+TEST(BalanceTest, AServerDyingMidStreamCostsNoClientAConnection)
+{
+	NEED_PROXY();
+	auto a = std::make_unique<backend>('a');
+	backend b('b');
+	setup s;
+	ASSERT_TRUE(s.start({a.get(), &b}, "balance = roundrobin\nretries = 2"));
+	int ok = 0;
+	std::map<char, int> n;
+	for (int i = 0; i < 200; i++) {
+		if (i == 60)
+			a.reset();
+		held h = reach(s.port);
+		if (h.fd < 0)
+			continue;
+		/* The whole exchange, not only the first byte. */
+		if (send(h.fd, "ping", 4, MSG_NOSIGNAL) == 4) {
+			char buf[4];
+			if (recv(h.fd, buf, 4, MSG_WAITALL) == 4 && memcmp(buf, "ping", 4) == 0)
+				ok++;
+		}
+		n[h.tag]++;
+		close(h.fd);
+	}
+	EXPECT_EQ(ok, 200) << "clients noticed the dead server";
+	EXPECT_EQ(n['a'], 30) << "a served its turns until it died";
+	EXPECT_EQ(n['b'], 170);
+	EXPECT_EQ(s.p.stop(), 0);
+}
+
+/* A listener whose accept queue is full: further SYNs are dropped, so a
+ * connect to it hangs (never refused) until the connector gives up. */
+struct blackhole {
+	int lfd = -1, port = 0;
+	std::vector<int> fillers;
+	blackhole()
+	{
+		struct sockaddr_in a = {};
+		a.sin_family = AF_INET;
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		socklen_t len = sizeof(a);
+		lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		EXPECT_EQ(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+		EXPECT_EQ(listen(lfd, 0), 0);
+		EXPECT_EQ(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+		port = ntohs(a.sin_port);
+		/* A backlog of 0 holds one; fill it with non-blocking
+		 * connects until one stays in progress. */
+		for (int i = 0; i < 8; i++) {
+			int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+			int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
+			fillers.push_back(fd);
+			if (rc < 0 && errno == EINPROGRESS) {
+				struct pollfd pf = {fd, POLLOUT, 0};
+				if (poll(&pf, 1, 100) == 0)
+					return; /* this SYN was dropped: full */
+			}
+		}
+		ADD_FAILURE() << "could not fill the accept queue";
+	}
+	~blackhole()
+	{
+		for (int fd : fillers)
+			close(fd);
+		close(lfd);
+	}
+};
+
+TEST(TimeoutTest, AConnectThatHangsIsAbandonedAtConnectTimeoutAndRetriedElsewhere)
+{
+	NEED_PROXY();
+	blackhole h;
+	backend b('b');
+	proxy p;
+	int port = free_port();
+	std::string c = "[frontend f]\nlisten = 127.0.0.1:" + std::to_string(port) +
+			"\nbackend = b\n\n[backend b]\nbalance = roundrobin\n"
+			"connect_timeout = 300ms\nretries = 1\n"
+			"server hole = 127.0.0.1:" + std::to_string(h.port) + "\n" +
+			"server live = 127.0.0.1:" + std::to_string(b.port) + "\n";
+	ASSERT_TRUE(p.start(c) && !p.wait_line("listening", 10000).empty());
+	/* Round robin starts at the first server: the hole. */
+	auto t0 = std::chrono::steady_clock::now();
+	held x = reach(port);
+	auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+			  std::chrono::steady_clock::now() - t0)
+			  .count();
+	EXPECT_EQ(x.tag, 'b');
+	EXPECT_GE(ms, 290) << "the connect was given up early";
+	EXPECT_LT(ms, 2000) << "the connect timeout did not apply";
+	if (x.fd >= 0)
+		close(x.fd);
+	EXPECT_EQ(p.stop(), 0);
+}
+
+/* A server that sends its tag and then neither reads nor closes. */
+struct mute {
+	int lfd = -1, port = 0;
+	std::vector<int> conns;
+	std::thread t;
+	mute()
+	{
+		lfd = listen_loopback(0, &port);
+		t = std::thread([this] {
+			int fd;
+			while ((fd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC)) >= 0) {
+				send(fd, "m", 1, MSG_NOSIGNAL);
+				conns.push_back(fd);
+			}
+		});
+	}
+	~mute()
+	{
+		shutdown(lfd, SHUT_RDWR);
+		t.join();
+		for (int fd : conns)
+			close(fd);
+		close(lfd);
+	}
+};
+
+/* Milliseconds until fd's end of stream (or reset), -1 if more bytes come. */
+long ms_to_end(int fd)
+{
+	auto t0 = std::chrono::steady_clock::now();
+	char ch;
+	if (recv(fd, &ch, 1, 0) > 0)
+		return -1;
+	return std::chrono::duration_cast<std::chrono::milliseconds>(
+		       std::chrono::steady_clock::now() - t0)
+		.count();
+}
+
+TEST(TimeoutTest, AQuietConnectionEndsAtTheIdleTimeout)
+{
+	NEED_PROXY();
+	mute m;
+	proxy p;
+	int port = free_port();
+	ASSERT_TRUE(p.start(config(port, {m.port}, "idle_timeout = 400ms\n")) &&
+		    !p.wait_line("listening", 10000).empty());
+	held x = reach(port);
+	ASSERT_EQ(x.tag, 'm');
+	long ms = ms_to_end(x.fd);
+	EXPECT_GE(ms, 350) << "ended early";
+	EXPECT_LT(ms, 3000) << "the idle timeout did not apply";
+	close(x.fd);
+	EXPECT_EQ(p.stop(), 0);
+}
+
+TEST(TimeoutTest, AfterTheClientsFinTheHalfClosedTimeoutApplies)
+{
+	NEED_PROXY();
+	mute m;
+	proxy p;
+	int port = free_port();
+	ASSERT_TRUE(p.start(config(port, {m.port},
+				   "idle_timeout = 30s\nhalf_closed_timeout = 300ms\n")) &&
+		    !p.wait_line("listening", 10000).empty());
+	held x = reach(port);
+	ASSERT_EQ(x.tag, 'm');
+	shutdown(x.fd, SHUT_WR); /* the server never answers with its own */
+	long ms = ms_to_end(x.fd);
+	EXPECT_GE(ms, 250) << "ended early";
+	EXPECT_LT(ms, 3000) << "still open long after the half-closed timeout";
+	close(x.fd);
+	EXPECT_EQ(p.stop(), 0);
+}
+
+TEST(LimitTest, AtMaxConnectionsAcceptingPausesAndResumes)
+{
+	NEED_PROXY();
+	backend b('b');
+	setup s;
+	ASSERT_TRUE(s.start({&b}, "", {}, "max_connections = 3\n"));
+	std::vector<held> open;
+	for (int i = 0; i < 3; i++) {
+		open.push_back(reach(s.port));
+		ASSERT_EQ(open.back().tag, 'b');
+	}
+	/* The fourth gets through the kernel's backlog but not accepted: no
+	 * tag, and no accept-and-close either (that would be end of stream). */
+	int fd = dial(s.port);
+	ASSERT_GE(fd, 0);
+	struct timeval tv = {0, 500 * 1000};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	char t;
+	errno = 0;
+	EXPECT_EQ(recv(fd, &t, 1, 0), -1) << "served or closed beyond the limit";
+	EXPECT_EQ(errno, EAGAIN);
+	/* One ends: the waiting one is accepted and reaches the server. */
+	close(open[0].fd);
+	tv = {5, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	EXPECT_EQ(recv(fd, &t, 1, 0), 1);
+	EXPECT_EQ(t, 'b');
+	close(fd);
+	for (size_t i = 1; i < open.size(); i++)
+		close(open[i].fd);
+	EXPECT_EQ(b.accepted.load(), 4);
+	EXPECT_EQ(s.p.stop(), 0);
+}
+
+} // namespace
