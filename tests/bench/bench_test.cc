@@ -299,6 +299,14 @@ int run_bench(const std::vector<std::string> &args, std::string *out, std::strin
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* Runs weft-bench with args, expecting exit status 0; returns its stdout. */
+std::string bench_ok(const std::vector<std::string> &args)
+{
+	std::string out;
+	EXPECT_EQ(run_bench(args, &out), 0) << out;
+	return out;
+}
+
 /* A strict JSON syntax check of one value filling s (RFC 8259, without
  * checking \u escapes' digits beyond being hex). */
 struct json_check {
@@ -471,8 +479,7 @@ TEST(BenchTest, ClosedLoopNeverReadsBelowServerDelay)
 	server s;
 	s.delay = std::chrono::milliseconds(10);
 	ASSERT_TRUE(s.start());
-	std::string out;
-	ASSERT_EQ(run_bench({"-c", "4", "-w", "1", "-d", "2s", "--json", s.url()}, &out), 0);
+	std::string out = bench_ok({"-c", "4", "-w", "1", "-d", "2s", "--json", s.url()});
 	SCOPED_TRACE(out);
 	EXPECT_GT(field(out, "", "requests"), 100);
 	EXPECT_GE(field(out, "latency", "min_ns"), 10 * MS);
@@ -487,8 +494,7 @@ TEST(BenchTest, ExactRequestCountSeenByServer)
 	NEED_BIN();
 	server s;
 	ASSERT_TRUE(s.start());
-	std::string out;
-	ASSERT_EQ(run_bench({"-c", "8", "-w", "2", "-n", "500", "--json", s.url()}, &out), 0);
+	std::string out = bench_ok({"-c", "8", "-w", "2", "-n", "500", "--json", s.url()});
 	SCOPED_TRACE(out);
 	EXPECT_EQ(s.count.load(), 500);
 	EXPECT_EQ(field(out, "", "requests"), 500);
@@ -501,11 +507,8 @@ TEST(BenchTest, OpenLoopShowsStallInCorrectedP99Only)
 	server s;
 	s.stall_at = 100; /* about 0.5 s into the run */
 	ASSERT_TRUE(s.start());
-	std::string out;
-	ASSERT_EQ(run_bench({"-c", "2", "-w", "1", "-d", "3s", "--rate", "200", "--json",
-			     s.url()},
-			    &out),
-		  0);
+	std::string out = bench_ok({"-c", "2", "-w", "1", "-d", "3s", "--rate", "200", "--json",
+				   s.url()});
 	SCOPED_TRACE(out);
 	EXPECT_GE(field(out, "latency", "p99_ns"), 500 * MS);
 	EXPECT_GE(field(out, "latency", "max_ns"), 900 * MS);
@@ -523,8 +526,7 @@ TEST(BenchTest, ClosedLoopHidesStall)
 	server s;
 	s.stall_at = 50;
 	ASSERT_TRUE(s.start());
-	std::string out;
-	ASSERT_EQ(run_bench({"-c", "2", "-w", "1", "-d", "2s", "--json", s.url()}, &out), 0);
+	std::string out = bench_ok({"-c", "2", "-w", "1", "-d", "2s", "--json", s.url()});
 	SCOPED_TRACE(out);
 	EXPECT_GE(field(out, "latency", "max_ns"), 900 * MS);
 	EXPECT_LT(field(out, "latency", "p99_ns"), 100 * MS);
@@ -535,8 +537,7 @@ TEST(BenchTest, SummaryHasWrkLines)
 	NEED_BIN();
 	server s;
 	ASSERT_TRUE(s.start());
-	std::string out;
-	ASSERT_EQ(run_bench({"-c", "2", "-w", "1", "-d", "500ms", s.url()}, &out), 0);
+	std::string out = bench_ok({"-c", "2", "-w", "1", "-d", "500ms", s.url()});
 	SCOPED_TRACE(out);
 	size_t at = out.find("\nRequests/sec: ");
 	ASSERT_NE(at, std::string::npos);
@@ -556,11 +557,8 @@ TEST(BenchTest, RefusedConnectionsAreCountedWithErrno)
 		ASSERT_TRUE(s.start());
 		port = s.port;
 	}
-	std::string out;
-	ASSERT_EQ(run_bench({"-c", "1", "-w", "1", "-d", "200ms", "--json",
-			     "http://127.0.0.1:" + std::to_string(port) + "/"},
-			    &out),
-		  0);
+	std::string out = bench_ok({"-c", "1", "-w", "1", "-d", "200ms", "--json",
+				   "http://127.0.0.1:" + std::to_string(port) + "/"});
 	SCOPED_TRACE(out);
 	EXPECT_EQ(field(out, "", "established"), 0);
 	EXPECT_GT(field(out, "connect", "count"), 0);
@@ -600,8 +598,7 @@ TEST(BenchTest, ResetMidResponseIsReadErrorNotCrash)
 	server s;
 	s.reset_at = 20;
 	ASSERT_TRUE(s.start());
-	std::string out;
-	ASSERT_EQ(run_bench({"-c", "1", "-w", "1", "-n", "100", "--json", s.url()}, &out), 0);
+	std::string out = bench_ok({"-c", "1", "-w", "1", "-n", "100", "--json", s.url()});
 	SCOPED_TRACE(out);
 	EXPECT_EQ(field(out, "read", "count"), 1);
 	EXPECT_NE(out.find("\"errno\":\"ECONNRESET\""), std::string::npos);
@@ -616,11 +613,8 @@ TEST(BenchTest, SilentServerGivesTimeouts)
 	server s;
 	s.silent = true;
 	ASSERT_TRUE(s.start());
-	std::string out;
-	ASSERT_EQ(run_bench({"-c", "2", "-w", "1", "-d", "700ms", "--timeout", "100ms", "--json",
-			     s.url()},
-			    &out),
-		  0);
+	std::string out = bench_ok({"-c", "2", "-w", "1", "-d", "700ms", "--timeout", "100ms",
+				   "--json", s.url()});
 	SCOPED_TRACE(out);
 	/* Each connection times out every 100..~115 ms. */
 	EXPECT_GE(field(out, "timeout", "count"), 6);
@@ -635,8 +629,7 @@ TEST(BenchTest, ChunkedResponsesAreReadWhole)
 	server s;
 	s.chunked = true;
 	ASSERT_TRUE(s.start());
-	std::string out;
-	ASSERT_EQ(run_bench({"-c", "2", "-w", "1", "-n", "300", "--json", s.url()}, &out), 0);
+	std::string out = bench_ok({"-c", "2", "-w", "1", "-n", "300", "--json", s.url()});
 	SCOPED_TRACE(out);
 	EXPECT_EQ(field(out, "", "requests"), 300);
 	EXPECT_EQ(field(out, "status", "200"), 300);
@@ -650,10 +643,8 @@ TEST(BenchTest, PipelineKeepsRequestsInFlightAndMatchesAnswers)
 	server s;
 	s.delay = std::chrono::milliseconds(1);
 	ASSERT_TRUE(s.start());
-	std::string out;
-	ASSERT_EQ(run_bench({"-c", "2", "-w", "1", "-p", "8", "-n", "400", "--json", s.url()},
-			    &out),
-		  0);
+	std::string out = bench_ok({"-c", "2", "-w", "1", "-p", "8", "-n", "400", "--json",
+				   s.url()});
 	SCOPED_TRACE(out);
 	EXPECT_EQ(s.count.load(), 400);
 	EXPECT_EQ(field(out, "", "requests"), 400);
@@ -671,13 +662,11 @@ TEST(BenchTest, MethodHeadersAndBodyReachServer)
 	NEED_BIN();
 	server s;
 	ASSERT_TRUE(s.start());
-	std::string out;
-	ASSERT_EQ(run_bench({"-c", "1", "-w", "1", "-n", "3", "-m", "PUT", "-H", "X-Test: 1",
-			     "-H", "Host: example.org", "--body", "abc=1", "--json",
-			     "http://127.0.0.1:" + std::to_string(s.port) + "/a?b",
-			     "http://127.0.0.1:" + std::to_string(s.port) + "/c"},
-			    &out),
-		  0);
+	std::string out = bench_ok({"-c", "1", "-w", "1", "-n", "3", "-m", "PUT", "-H",
+				   "X-Test: 1", "-H", "Host: example.org", "--body", "abc=1",
+				   "--json",
+				   "http://127.0.0.1:" + std::to_string(s.port) + "/a?b",
+				   "http://127.0.0.1:" + std::to_string(s.port) + "/c"});
 	SCOPED_TRACE(out);
 	std::lock_guard<std::mutex> g(s.mu);
 	ASSERT_EQ(s.requests.size(), 3u);
@@ -694,8 +683,7 @@ TEST(BenchTest, DefaultHostHeaderAndGet)
 	NEED_BIN();
 	server s;
 	ASSERT_TRUE(s.start());
-	std::string out;
-	ASSERT_EQ(run_bench({"-c", "1", "-w", "1", "-n", "1", "--json", s.url() + "x"}, &out), 0);
+	std::string out = bench_ok({"-c", "1", "-w", "1", "-n", "1", "--json", s.url() + "x"});
 	std::lock_guard<std::mutex> g(s.mu);
 	ASSERT_EQ(s.requests.size(), 1u);
 	EXPECT_EQ(s.requests[0],
@@ -708,11 +696,8 @@ TEST(BenchTest, UnixSocketTarget)
 	server s;
 	s.unix_path = "/tmp/weft-bench-test-" + std::to_string(getpid()) + ".sock";
 	ASSERT_TRUE(s.start());
-	std::string out;
-	ASSERT_EQ(run_bench({"-c", "2", "-w", "1", "-n", "50", "--host", "app.local", "--json",
-			     "unix:" + s.unix_path + ":/status"},
-			    &out),
-		  0);
+	std::string out = bench_ok({"-c", "2", "-w", "1", "-n", "50", "--host", "app.local",
+				   "--json", "unix:" + s.unix_path + ":/status"});
 	SCOPED_TRACE(out);
 	EXPECT_EQ(field(out, "", "requests"), 50);
 	EXPECT_EQ(s.count.load(), 50);
@@ -727,11 +712,8 @@ TEST(BenchTest, EchoVerifiesBytes)
 	server s;
 	s.echo = true;
 	ASSERT_TRUE(s.start());
-	std::string out;
-	ASSERT_EQ(run_bench({"-c", "2", "-w", "1", "-n", "200", "--size", "1000", "-p", "2",
-			     "--json", "tcp://127.0.0.1:" + std::to_string(s.port)},
-			    &out),
-		  0);
+	std::string out = bench_ok({"-c", "2", "-w", "1", "-n", "200", "--size", "1000", "-p",
+				   "2", "--json", "tcp://127.0.0.1:" + std::to_string(s.port)});
 	SCOPED_TRACE(out);
 	EXPECT_EQ(field(out, "", "requests"), 200);
 	EXPECT_EQ(field(out, "", "bytes"), 200000);
@@ -746,11 +728,8 @@ TEST(BenchTest, CorruptingEchoIsCaught)
 	s.echo = true;
 	s.corrupt = true;
 	ASSERT_TRUE(s.start());
-	std::string out;
-	ASSERT_EQ(run_bench({"-c", "1", "-w", "1", "-n", "50", "--size", "300", "--json",
-			     "tcp://127.0.0.1:" + std::to_string(s.port)},
-			    &out),
-		  0);
+	std::string out = bench_ok({"-c", "1", "-w", "1", "-n", "50", "--size", "300", "--json",
+				   "tcp://127.0.0.1:" + std::to_string(s.port)});
 	SCOPED_TRACE(out);
 	/* Every connection is corrupted in its 4th message: 3 good ones,
 	 * then an error and a new connection. */
@@ -765,11 +744,8 @@ TEST(BenchTest, JsonAndIntervalLinesParse)
 	server s;
 	ASSERT_TRUE(s.start());
 	tmpfile iv("interval");
-	std::string out;
-	ASSERT_EQ(run_bench({"-c", "2", "-w", "2", "-d", "2500ms", "--rate", "400", "--json",
-			     "--interval-json", iv.path, s.url()},
-			    &out),
-		  0);
+	std::string out = bench_ok({"-c", "2", "-w", "2", "-d", "2500ms", "--rate", "400",
+				   "--json", "--interval-json", iv.path, s.url()});
 	SCOPED_TRACE(out);
 	while (!out.empty() && out.back() == '\n')
 		out.pop_back();
@@ -804,11 +780,8 @@ TEST(BenchTest, RampOffersTheMeanRate)
 	NEED_BIN();
 	server s;
 	ASSERT_TRUE(s.start());
-	std::string out;
-	ASSERT_EQ(run_bench({"-c", "2", "-w", "1", "-d", "1s", "--rate", "100:500", "--json",
-			     s.url()},
-			    &out),
-		  0);
+	std::string out = bench_ok({"-c", "2", "-w", "1", "-d", "1s", "--rate", "100:500",
+				   "--json", s.url()});
 	SCOPED_TRACE(out);
 	EXPECT_EQ(field(out, "rate", "offered"), 300);
 	EXPECT_LE(field(out, "", "requests"), 300);
@@ -843,11 +816,8 @@ TEST(BenchTest, PlotDrawsTheHgrmDistribution)
 	s.stall_at = 60;
 	ASSERT_TRUE(s.start());
 	tmpfile hg("hgrm"), svg("svg");
-	std::string out;
-	ASSERT_EQ(run_bench({"-c", "2", "-w", "1", "-d", "2s", "--rate", "100", "--hgrm", hg.path,
-			     "--plot", svg.path, s.url()},
-			    &out),
-		  0);
+	std::string out = bench_ok({"-c", "2", "-w", "1", "-d", "2s", "--rate", "100", "--hgrm",
+				   hg.path, "--plot", svg.path, s.url()});
 	std::string h = read_all(hg.path), p = read_all(svg.path);
 	SCOPED_TRACE(h);
 	/* hgrm: "value percentile count ..." lines between the header and
