@@ -24,6 +24,10 @@ backend), so that drift in the machine's state hits all rows alike.
          answered by the sink end to end, then held idle: the proxy's VmRSS
          growth per connection (/proc/PID/status before and after).
 
+--weft-data-paths buffered,splice,auto gives weft-proxy a row per data path
+(its backend's data_path), side by side; the goals compare the auto row (or
+the first listed).
+
 Prints medians (min, max) over the runs and PASS/FAIL for weft-proxy's
 goals against HAProxy, or --json.  Standard library only.  Exit status: 0
 when every measurement that could run did (goal results and skipped peers
@@ -131,6 +135,7 @@ idle_timeout = 1h
 half_closed_timeout = 1h
 
 [backend be]
+data_path = {data_path}
 server s1 = {backend}
 """
 
@@ -180,12 +185,12 @@ class Proxy:
         return self.start is None
 
 
-def weft_proxy(binary):
+def weft_proxy(binary, data_path):
     def start(backend, tmpdir):
         port = free_port()
         conf = write(os.path.join(tmpdir, "weft-proxy.ini"),
                      WEFT_CONF.format(addr=f"127.0.0.1:{port}",
-                                      backend=backend))
+                                      backend=backend, data_path=data_path))
         return Proc("weft-proxy", [binary, "-c", conf], tmpdir,
                     {"WEFT_WORKERS": "1"}, port)
     return start
@@ -508,7 +513,7 @@ def measure(case, row, args, bins, tmpdir):
     finally:
         if proxy:
             note = benchlib.sigterm_note(proxy.stop())
-            if row.proxy.key == "weft" and note:
+            if row.proxy.key.startswith("weft") and note:
                 row.warnings.append(note)
         if backend:
             backend.stop()
@@ -580,12 +585,13 @@ def text_report(meta, cases, goal_list):
             cols += [(f"proxy {c.cpu_unit} (min-max)", "proxy_cpu", 24, True),
                      (f"backend {c.cpu_unit}", "backend_cpu", 14, False),
                      ("proxy util", "proxy_util", 10, "%")]
-        line = "proxy".ljust(14) + "".join(
+        w0 = max([14] + [len(r.proxy.label) for r in c.rows])
+        line = "proxy".ljust(w0) + "".join(
             "  " + h.rjust(w) for h, _, w, _ in cols)
         print("  " + line)
         print("  " + "-" * len(line))
         for r in c.rows:
-            cell0 = r.proxy.label.ljust(14)
+            cell0 = r.proxy.label.ljust(w0)
             st = benchlib.row_status(r)
             if st:
                 print(f"  {cell0}  {st}")
@@ -648,6 +654,9 @@ def main():
     ap.add_argument("--idle-conns", type=int, default=9900, metavar="N",
                     help="idle connections held through each proxy "
                     "(default 9900)")
+    ap.add_argument("--weft-data-paths", default="auto", metavar="P[,P]",
+                    help="weft-proxy rows, one per data_path: some of "
+                    "auto,splice,buffered (default: auto)")
     ap.add_argument("--json", action="store_true",
                     help="print one JSON object instead of the table")
     args = ap.parse_args()
@@ -655,6 +664,11 @@ def main():
         ap.error("--runs >= 1, --duration > 0 and --warmup >= 0")
     if args.bulk_mib < 1 or args.idle_conns < 1:
         ap.error("--bulk-mib and --idle-conns must be positive")
+    paths = [p.strip() for p in args.weft_data_paths.split(",") if p.strip()]
+    if (not paths or len(set(paths)) != len(paths) or
+            any(p not in ("auto", "splice", "buffered") for p in paths)):
+        ap.error("--weft-data-paths takes some of auto,splice,buffered, "
+                 "each once")
     names = CASES if not args.only else [
         c.strip() for c in args.only.split(",") if c.strip()]
     if not names or any(c not in CASES for c in names):
@@ -696,8 +710,14 @@ def main():
             need = "wrk not found (install wrk)"
         elif http and not nginx:
             need = "nginx not found (install nginx-light): the HTTP backend"
-        return [
-            Proxy("weft", "weft-proxy", weft_proxy(weft_bin), need),
+        # The row the goals read is "weft": auto's, else the first path's.
+        main_path = "auto" if "auto" in paths else paths[0]
+        weft_rows = [
+            Proxy("weft" if p == main_path else f"weft-{p}",
+                  "weft-proxy" if len(paths) == 1 else f"weft-proxy ({p})",
+                  weft_proxy(weft_bin, p), need)
+            for p in paths]
+        return weft_rows + [
             Proxy("haproxy", "HAProxy", haproxy and haproxy_proxy(haproxy),
                   need or (None if haproxy else
                            "haproxy not found (install haproxy)")),
@@ -762,6 +782,7 @@ def main():
         "duration_s": args.duration,
         "bulk_mib": args.bulk_mib,
         "bulk_conns": BULK_CONNS,
+        "weft_data_paths": paths,
         "idle_conns": args.idle_conns,
         "build_dir": args.build_dir,
         "clk_tck": CLK_TCK,

@@ -138,6 +138,18 @@ protected:
 		return config(port, servers, extra) + "data_path = " + GetParam() + "\n";
 	}
 
+	/* Starts p on conf(*port, servers, extra), *port a free one; the pipes
+	 * it holds once listening in *pipes (unless NULL). */
+	void start(proxy &p, const std::vector<int> &servers, int *port, int *pipes,
+		   const std::string &extra = "")
+	{
+		*port = free_port();
+		ASSERT_TRUE(p.start(conf(*port, servers, extra)));
+		ASSERT_NE(p.wait_line("listening on"), "");
+		if (pipes)
+			*pipes = open_pipes(p.pid);
+	}
+
 	/* After bursts: the spliced path went through pipes and keeps them
 	 * pooled, the buffered path has none; auto may have taken either. */
 	void expect_pipes(pid_t pid, int before)
@@ -161,10 +173,8 @@ TEST_P(DataPath, EveryByteArrivesOnceAndInOrderWithHalfClose)
 	NEED_PROXY();
 	backend a('a'), b('b');
 	proxy p;
-	int port = free_port();
-	ASSERT_TRUE(p.start(conf(port, {a.port, b.port})));
-	ASSERT_NE(p.wait_line("listening on"), "");
-	int pipes_before = open_pipes(p.pid);
+	int port, pipes_before;
+	ASSERT_NO_FATAL_FAILURE(start(p, {a.port, b.port}, &port, &pipes_before));
 	const int conns = 64;
 	/* 1 GiB in all, each way; a quarter under the sanitizers, where the
 	 * proxy runs several times slower. */
@@ -249,10 +259,8 @@ TEST_P(DataPath, TheServerHalfClosesFirstAndTheClientStillSends)
 		server_got = recv_pattern(fd, 777);
 	});
 	proxy p;
-	int port = free_port();
-	ASSERT_TRUE(p.start(conf(port, {s.port})));
-	ASSERT_NE(p.wait_line("listening on"), "");
-	int pipes_before = open_pipes(p.pid);
+	int port, pipes_before;
+	ASSERT_NO_FATAL_FAILURE(start(p, {s.port}, &port, &pipes_before));
 	int fd = dial(port);
 	ASSERT_GE(fd, 0);
 	/* The server's bytes, then its end of stream... */
@@ -292,10 +300,8 @@ TEST_P(DataPath, AResetInABurstReachesTheOtherSideAfterAnExactPrefix)
 			reset_close(fd);
 		});
 		proxy p;
-		int port = free_port();
-		ASSERT_TRUE(p.start(conf(port, {s.port})));
-		ASSERT_NE(p.wait_line("listening on"), "");
-		int pipes_before = open_pipes(p.pid);
+		int port, pipes_before;
+		ASSERT_NO_FATAL_FAILURE(start(p, {s.port}, &port, &pipes_before));
 		int fd = dial(port);
 		ASSERT_GE(fd, 0);
 		if (client_resets) {
@@ -531,9 +537,8 @@ TEST_P(DataPath, ADestinationThatTakesNothingEndsTheRelayAtTheIdleTimeout)
 			usleep(10000);
 	});
 	proxy p;
-	int port = free_port();
-	ASSERT_TRUE(p.start(conf(port, {s.port}, "idle_timeout = 300ms\n")));
-	ASSERT_NE(p.wait_line("listening on"), "");
+	int port;
+	ASSERT_NO_FATAL_FAILURE(start(p, {s.port}, &port, nullptr, "idle_timeout = 300ms\n"));
 	int fd = dial(port);
 	ASSERT_GE(fd, 0);
 	struct timeval tv = {20, 0};

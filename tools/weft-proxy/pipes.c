@@ -34,8 +34,8 @@
 #include "pipes.h"
 
 /* Each pipe's size.  Measured with 64 connections streaming through the
- * proxy: 256 KiB moved as much per CPU second as 1 MiB (the most an
- * unprivileged process gets), and a third more than the default 64 KiB;
+ * proxy: 256 KiB cost as little CPU per MB as 1 MiB (the most an
+ * unprivileged process gets), the default 64 KiB about 1.5 times that;
  * it takes a quarter of 1 MiB's share of the per-user pipe quota. */
 #define PIPES_SIZE (256u << 10)
 

@@ -5,7 +5,9 @@
  * A relay owns two connected sockets and forwards what either side sends
  * to the other until both sides have finished.  Neither direction holds a
  * task while it waits: each waits in weft_watch, so an idle proxied
- * connection costs its two sockets and a few hundred bytes.
+ * connection costs its two sockets and a few hundred bytes.  A burst
+ * moves through a buffer or, spliced, through a pipe (opts.data_path;
+ * relay.c says how it is chosen).
  */
 #ifndef WEFT_PROXY_RELAY_H
 #define WEFT_PROXY_RELAY_H
