@@ -55,7 +55,8 @@
  * (`last`), so each direction's watch, on expiry, checks whether the
  * other direction was busy and, if so, waits again for the rest.  After
  * one side's end of stream the remaining direction waits at most
- * half_closed_timeout.
+ * half_closed_timeout, which a sweeper task enforces from outside
+ * (sweep_half_closed): the remaining watch was armed with the idle budget.
  *
  * Lifetime: each direction holds a reference while it runs; the last one
  * to stop closes both sockets and calls opts.done.  Open relays are also
@@ -104,7 +105,8 @@ struct side {
 
 struct relay {
 	struct relay *prev, *next; /* the open list, under open_lock */
-	bool closing;              /* relay_close_all has it */
+	bool closing;              /* relay_close_all or the sweeper has it */
+	bool half;                 /* counted in half_closed, under open_lock */
 	int fd[2];
 	struct side side[2];
 	struct relay_opts o;
@@ -118,6 +120,13 @@ struct relay {
 
 static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct relay *open_head;
+
+/* The half-closed sweeper's state, under open_lock (see sweep_half_closed). */
+#define SWEEP_MIN (10 * WEFT_MSEC)
+#define SWEEP_MAX WEFT_SEC
+static unsigned half_closed;  /* open relays with one end of stream */
+static uint64_t sweep_every;  /* a quarter of the shortest timeout seen */
+static bool sweeping;         /* the sweeper task exists */
 
 const char *relay_end_name(enum relay_end e)
 {
@@ -171,6 +180,8 @@ static void unref(struct relay *r)
 		open_head = r->next;
 	if (r->next)
 		r->next->prev = r->prev;
+	if (r->half)
+		half_closed--;
 	pthread_mutex_unlock(&open_lock);
 	int end = atomic_load(&r->end);
 	weft_close(r->fd[0]);
@@ -359,6 +370,97 @@ static int drain(struct side *s, size_t n)
 	return ready >= SPLICE_MIN ? drain_spliced(s, ready) : drain_buffered(s);
 }
 
+/* Under open_lock: takes a reference to listed relay r for the caller,
+ * marking it closing, unless its last reference is already gone (it is
+ * leaving the list, under this lock, right after us). */
+static bool grab(struct relay *r)
+{
+	r->closing = true;
+	unsigned refs = atomic_load(&r->refs);
+	while (refs && !atomic_compare_exchange_weak(&r->refs, &refs, refs + 1))
+		;
+	return refs != 0;
+}
+
+/*
+ * After one side's end of stream, the direction still open waits in the
+ * watch it armed before, with the idle budget: it would learn of the
+ * shorter half_closed_timeout only when that watch ends.  So one task for
+ * the whole proxy ends the half-closed relays from outside.  While any
+ * relay is half closed it wakes every quarter of the shortest
+ * half_closed_timeout seen (10 ms to 1 s), walks the open list, and aborts
+ * each half-closed relay with no byte moved for its timeout.  A timeout
+ * thus fires between its time and a quarter of it later.
+ */
+static intptr_t sweep_half_closed(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		/* Leaving is decided under the lock that count_half_closed
+		 * takes, so a relay half closed just now finds either this
+		 * task still sweeping or `sweeping` false and starts another. */
+		pthread_mutex_lock(&open_lock);
+		uint64_t every = sweep_every;
+		bool leave = half_closed == 0;
+		if (leave) {
+			sweeping = false;
+			sweep_every = 0;
+		}
+		pthread_mutex_unlock(&open_lock);
+		if (leave || weft_sleep(every) < 0)
+			return 0; /* nothing half closed, or shutdown */
+		uint64_t now = weft_now();
+		/* In batches: the aborts happen outside the lock. */
+		struct relay *batch[64];
+		size_t n;
+		do {
+			n = 0;
+			pthread_mutex_lock(&open_lock);
+			for (struct relay *r = open_head; r && n < 64; r = r->next)
+				if (r->half && !r->closing && atomic_load(&r->end) < 0 &&
+				    now - atomic_load_explicit(&r->last, memory_order_relaxed) >=
+					    r->o.half_closed_timeout &&
+				    grab(r))
+					batch[n++] = r;
+			pthread_mutex_unlock(&open_lock);
+			for (size_t i = 0; i < n; i++) {
+				abort_relay(batch[i], RELAY_HALF_CLOSED_TIMEOUT, -1);
+				unref(batch[i]);
+			}
+		} while (n == 64);
+	}
+}
+
+/* r has just become half closed: have the sweeper look after it. */
+static void count_half_closed(struct relay *r)
+{
+	uint64_t timeout = r->o.half_closed_timeout;
+	if (timeout == WEFT_NEVER)
+		return; /* off: the idle timeout alone applies */
+	uint64_t every = timeout / 4;
+	every = every < SWEEP_MIN ? SWEEP_MIN : every > SWEEP_MAX ? SWEEP_MAX : every;
+	pthread_mutex_lock(&open_lock);
+	r->half = true;
+	half_closed++;
+	if (!sweep_every || every < sweep_every)
+		sweep_every = every;
+	bool start = !sweeping;
+	sweeping = true;
+	pthread_mutex_unlock(&open_lock);
+	if (!start)
+		return;
+	struct weft_spawn_opts o = {.name = "relay-half-closed"};
+	struct weft_task *t = weft_spawn(sweep_half_closed, NULL, &o);
+	if (t) {
+		weft_detach(t);
+	} else {
+		/* Out of memory: the next half close tries again. */
+		pthread_mutex_lock(&open_lock);
+		sweeping = false;
+		pthread_mutex_unlock(&open_lock);
+	}
+}
+
 static void on_bytes(int fd, const void *data, ssize_t n, void *arg)
 {
 	struct side *s = arg;
@@ -373,6 +475,8 @@ static void on_bytes(int fd, const void *data, ssize_t n, void *arg)
 		unsigned eof = atomic_fetch_or(&r->eof, 1u << s->d) | 1u << s->d;
 		if (eof == 3)
 			set_end(r, RELAY_CLOSED);
+		else
+			count_half_closed(r);
 		stop(s);
 		return;
 	}
@@ -454,19 +558,9 @@ size_t relay_close_all(uint64_t window_ns)
 		for (; k < per_tick; k++) {
 			pthread_mutex_lock(&open_lock);
 			struct relay *r = open_head;
-			for (; r; r = r->next) {
-				if (r->closing)
-					continue;
-				r->closing = true;
-				/* Ours until we are done with it, unless its last
-				 * reference is already gone (it is leaving the
-				 * list, under this lock, right after us). */
-				unsigned refs = atomic_load(&r->refs);
-				while (refs && !atomic_compare_exchange_weak(&r->refs, &refs, refs + 1))
-					;
-				if (refs)
+			for (; r; r = r->next)
+				if (!r->closing && grab(r))
 					break;
-			}
 			pthread_mutex_unlock(&open_lock);
 			if (!r)
 				return n;
