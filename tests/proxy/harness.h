@@ -122,6 +122,20 @@ struct proxy {
 	int port = 0;
 	std::string file;
 
+	proxy() = default;
+	proxy(const proxy &) = delete;
+	proxy &operator=(const proxy &) = delete;
+
+	/* A test that failed before stop(): the proxy would otherwise hold
+	 * connections open and the backends' threads would wait on them. */
+	~proxy()
+	{
+		if (pid > 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, nullptr, 0);
+		}
+	}
+
 	/* Writes conf to a file and starts weft-proxy on it. */
 	bool start(const std::string &conf)
 	{
@@ -232,6 +246,7 @@ struct proxy {
 				st = -1;
 			}
 		}
+		pid = -1;
 		close(err);
 		unlink(file.c_str());
 		return st;

@@ -14,7 +14,9 @@
  *  - a broken configuration on SIGHUP is reported with FILE:LINE, and so is
  *    a listen address that will not bind; the old configuration keeps
  *    serving and /metrics counts the failures;
- *  - a server's health state (verdict and counts) survives a reload;
+ *  - a server's health state (verdict and counts) survives a reload, and
+ *    its max_connections counts connections from before it: a new one
+ *    waits for them, and goes as soon as one ends;
  *  - a long connection keeps flowing through a reload that removes its
  *    server and through an upgrade (served by the old process while it
  *    drains, which then exits 0 once it closes);
@@ -213,12 +215,10 @@ TEST(ReloadTest, RepeatedUpgradesUnderConstantLoadFailNoConnection)
 	std::string conf = "[global]\naccess_log = off\ndrain_timeout = 5s\nupgrade_socket = " + sock +
 			   "\n" + frontend("web", port) + "\n[backend app]\n" + server("s0", a.port) +
 			   server("s1", b.port);
-	proxy first;
-	ASSERT_TRUE(first.start(conf));
-	ASSERT_NE(first.wait_line("listening on", 5000), "");
-	std::string file = first.file;
 	std::vector<proxy> gens(9);
-	gens[0] = first;
+	ASSERT_TRUE(gens[0].start(conf));
+	ASSERT_NE(gens[0].wait_line("listening on", 5000), "");
+	std::string file = gens[0].file;
 	load l(port, "ab");
 	std::this_thread::sleep_for(milliseconds(200));
 	for (size_t i = 1; i < gens.size(); i++) {
@@ -325,6 +325,44 @@ TEST(ReloadTest, HealthStateSurvivesAReload)
 		  stats_field(st, "down", "checks"));
 	int rc = p.stop();
 	EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0) << rc;
+}
+
+TEST(ReloadTest, AServersLimitCountsConnectionsFromBeforeAReload)
+{
+	NEED_PROXY();
+	backend a('a');
+	int port = free_port();
+	std::string conf = "[global]\naccess_log = off\n" + frontend("web", port) +
+			   "\n[backend app]\nqueue_timeout = 10s\nserver s0 = 127.0.0.1:" +
+			   std::to_string(a.port) + " max_connections=1\n";
+	proxy p;
+	ASSERT_TRUE(p.start(conf));
+	ASSERT_NE(p.wait_line("listening on", 5000), "");
+	int first = dial(port);
+	char tag = 0;
+	ASSERT_EQ(recv(first, &tag, 1, 0), 1);
+	write_file(p.file, conf + "retries = 1\n");
+	kill(p.pid, SIGHUP);
+	ASSERT_NE(p.wait_line("reloaded", 5000), "");
+	/* The server's one slot is the first connection's, from before. */
+	int second = dial(port);
+	struct timeval tv = {0, 300 * 1000};
+	setsockopt(second, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	EXPECT_EQ(recv(second, &tag, 1, 0), -1) << "served beside the first";
+	/* Its end frees the slot for the waiter of the new generation at once,
+	 * not at the queue's timeout. */
+	auto t0 = steady_clock::now();
+	shutdown(first, SHUT_WR);
+	EXPECT_EQ(read_all(first), "");
+	close(first);
+	tv = {5, 0};
+	setsockopt(second, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ASSERT_EQ(recv(second, &tag, 1, 0), 1);
+	EXPECT_EQ(tag, 'a');
+	EXPECT_LT(duration_cast<milliseconds>(steady_clock::now() - t0).count(), 1000);
+	close(second);
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 
 /* One echo on an open connection through the proxy: "" or what went wrong. */

@@ -139,6 +139,7 @@ struct proxy {
 	struct weft_mutex qlock;    /* server slot waits */
 	struct weft_cond qcond;
 	_Atomic uint64_t active;    /* established or connecting */
+	_Atomic uint32_t waiting;   /* in wait_for_slot, all backends and generations */
 	_Atomic uint64_t total, refused;
 	_Atomic uint64_t reloads, reload_failures;
 	struct accesslog *log;      /* NULL when off */
@@ -271,7 +272,6 @@ static void relay_done(void *arg, enum relay_end end, const uint64_t bytes[2], u
 	struct session *s = arg;
 	(void)ns;
 	uint64_t in = bytes[0] + s->early, out = bytes[1];
-	struct pbackend *pb = s->f->backend;
 	struct server_stats *ss = &s->server->st->stats;
 	/* Relaxed: independent counters (stats.h). */
 	STAT_ADD(s->f->st->bytes_in, in);
@@ -280,11 +280,13 @@ static void relay_done(void *arg, enum relay_end end, const uint64_t bytes[2], u
 	STAT_ADD(ss->bytes_out, out);
 	log_line(s, relay_end_name(end), in, out);
 	balance_done(s->server);
-	/* A slot freed: a connection waiting for this server may go.  The
-	 * lock is taken only when one waits (wait_for_slot: the fences pair
-	 * the freed slot with its count of waiters). */
+	/* A slot freed: a connection waiting for this server may go, in this
+	 * generation or a later one (the server's count of active connections
+	 * is shared), hence the count of all waiters.  The lock is taken only
+	 * when one waits (wait_for_slot: the fences pair the freed slot with
+	 * the count). */
 	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load(&pb->queued)) {
+	if (atomic_load(&P.waiting)) {
 		weft_mutex_lock(&P.qlock);
 		weft_cond_broadcast(&P.qcond);
 		weft_mutex_unlock(&P.qlock);
@@ -313,9 +315,10 @@ static int wait_for_slot(struct pbackend *pb, uint64_t deadline)
 		atomic_fetch_sub(&pb->queued, 1);
 		return -EBUSY; /* the queue is full */
 	}
-	/* Counted in queued (above), then the recheck under qlock: a slot
-	 * freed before it is seen here; one freed after it finds queued
-	 * non-zero and broadcasts under qlock, so after this wait began. */
+	/* Counted in waiting, then the recheck under qlock: a slot freed
+	 * before it is seen here; one freed after it finds waiting non-zero
+	 * and broadcasts under qlock, so after this wait began. */
+	atomic_fetch_add(&P.waiting, 1);
 	atomic_thread_fence(memory_order_seq_cst);
 	struct weft_scope sc;
 	weft_scope_deadline(&sc, deadline - now);
@@ -326,6 +329,7 @@ static int wait_for_slot(struct pbackend *pb, uint64_t deadline)
 		weft_mutex_unlock(&P.qlock);
 	}
 	weft_scope_end(&sc);
+	atomic_fetch_sub(&P.waiting, 1);
 	atomic_fetch_sub(&pb->queued, 1);
 	return rc;
 }

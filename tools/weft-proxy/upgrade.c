@@ -296,7 +296,8 @@ int upgrade_ready(struct upgrade_from *u)
 
 void upgrade_from_close(struct upgrade_from *u)
 {
-	listen_set_close(&u->listens, "handed over but not in the new configuration");
+	listen_set_close(&u->listens, "not in the new configuration; closed for good when the "
+				      "old process stops");
 	if (u->admin_fd >= 0)
 		close(u->admin_fd);
 	if (u->upgrade_fd >= 0)
