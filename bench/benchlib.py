@@ -57,6 +57,17 @@ def need_taskset(what):
     return True
 
 
+def can_pin_apart(what):
+    """True when taskset is there and CPUs 0 and 1 are ours, else logs why
+    `what` cannot be pinned apart."""
+    if not need_taskset(what):
+        return False
+    if not {0, 1} <= os.sched_getaffinity(0):
+        log(f"error: needs CPUs 0 and 1 to pin {what} apart")
+        return False
+    return True
+
+
 def host_line():
     cpu = platform.machine()
     try:
@@ -91,13 +102,18 @@ def raise_nofile():
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def base_meta(date, runs):
-    """The first keys of every report: when, where and how many runs."""
-    return {
+def base_meta(date, runs, build_dir=None, nofile=None):
+    """The first keys of every report: when, where and how many runs; with
+    build_dir and nofile also those, and the clock tick /proc counts in."""
+    meta = {
         "date": date.isoformat(timespec="seconds"),
         "host": host_line(),
         "runs": runs,
     }
+    if build_dir is not None:
+        meta.update({"build_dir": build_dir, "clk_tck": CLK_TCK,
+                     "rlimit_nofile": nofile})
+    return meta
 
 
 # --- building ---------------------------------------------------------------
@@ -112,6 +128,14 @@ def run_build(cmd, env=None, cwd=None):
         first = next((ln for ln in lines if "error" in ln), lines[0])
         return f"build failed: {first.strip()}"
     return None
+
+
+def gcc_build(src, out):
+    """gcc -O2 of one C file into out: None on success, else a reason."""
+    if shutil.which("gcc") is None:
+        return "gcc not found"
+    return run_build(["gcc", "-O2", "-std=gnu17", "-D_GNU_SOURCE", "-Wall",
+                      "-o", out, src])
 
 
 def go_build(out, out_dir, module_dir):
@@ -131,6 +155,17 @@ def go_build(out, out_dir, module_dir):
     })
     # Inside the module rather than `go build -C`, which Go < 1.20 lacks.
     return run_build(["go", "build", "-o", out, "."], env, cwd=module_dir)
+
+
+def meson_target(build_dir, target):
+    """The executable `target` (a path such as tools/weft-bench/weft-bench)
+    of the meson build dir, or None after saying how to build it."""
+    path = os.path.join(os.path.abspath(build_dir), target)
+    if os.access(path, os.X_OK):
+        return path
+    log(f"error: {os.path.basename(target)} not found: {path}\nbuild it "
+        f"first (meson setup {build_dir} && ninja -C {build_dir} {target})")
+    return None
 
 
 def find_prog(name, *extra):
@@ -372,6 +407,19 @@ def ratio(a, b):
 
 
 # --- goals ------------------------------------------------------------------
+
+def each_sample(runs, cases, label):
+    """(case, row) for each run, case and row, skipping rows that are
+    skipped or have failed, with progress on stderr; label(row) names it."""
+    for run in range(1, runs + 1):
+        log(f"run {run}/{runs}")
+        for c in cases:
+            for r in c.rows:
+                if r.skipped or r.error:
+                    continue
+                log(f"  {c.name}: {label(r)}")
+                yield c, r
+
 
 class Goals(list):
     """Each goal: (text, value, target, passed or None when data is missing)."""

@@ -90,15 +90,6 @@ def start_delay(binary, tmpdir):
                 tmpdir, port)
 
 
-def build_delayserver(out_dir):
-    path = os.path.join(out_dir, "delayserver")
-    if shutil.which("gcc") is None:
-        return path, "gcc not found"
-    cmd = ["gcc", "-O2", "-std=gnu17", "-D_GNU_SOURCE", "-Wall", "-o", path,
-           os.path.join(HERE, "delayserver.c")]
-    return path, benchlib.run_build(cmd)
-
-
 # --- generators: command lines and output -----------------------------------
 
 def wrk_args(binary, url, secs, rate):
@@ -439,26 +430,21 @@ def main():
     if not names or any(c not in CASES for c in names):
         ap.error(f"--only takes some of {','.join(CASES)}")
 
-    if not benchlib.need_taskset("processes"):
-        return 1
-    if not {0, 1} <= os.sched_getaffinity(0):
-        log("error: needs CPUs 0 and 1")
+    if not benchlib.can_pin_apart("servers and generators"):
         return 1
     nofile = benchlib.raise_nofile()
-    build_dir = os.path.abspath(args.build_dir)
-    weft = os.path.join(build_dir, "tools", "weft-bench", "weft-bench")
-    if not os.access(weft, os.X_OK):
-        log(f"error: weft-bench not found: {weft}\nbuild it first "
-            f"(meson setup {args.build_dir} && ninja -C {args.build_dir} "
-            f"tools/weft-bench/weft-bench)")
+    weft = benchlib.meson_target(args.build_dir,
+                                 "tools/weft-bench/weft-bench")
+    if not weft:
         return 1
     nginx = find_prog("nginx", "/usr/sbin/nginx")
     if not nginx:
         log("error: nginx not found (install nginx-light)")
         return 1
-    out_dir = os.path.join(build_dir, "bench-loadgen")
+    out_dir = os.path.join(os.path.abspath(args.build_dir), "bench-loadgen")
     os.makedirs(out_dir, exist_ok=True)
-    delay_bin, why = build_delayserver(out_dir)
+    delay_bin = os.path.join(out_dir, "delayserver")
+    why = benchlib.gcc_build(os.path.join(HERE, "delayserver.c"), delay_bin)
     if why and "rate2000" in names:
         log(f"error: the delay server could not be built: {why}")
         return 1
@@ -512,22 +498,17 @@ def main():
                 subprocess.run(["taskset", "-c", CLIENT_CPU] + wrk_args(
                     wrk, f"http://{srv.addr}/", args.warmup, 0),
                     capture_output=True, timeout=args.warmup + 60)
-        for run in range(1, args.runs + 1):
-            log(f"run {run}/{args.runs}")
-            for c in cases:
-                for r in c.rows:
-                    if r.skipped or r.error:
-                        continue
-                    log(f"  {c.name}: {r.subject.label}")
-                    try:
-                        r.samples.append(measure(c, r, servers[c.server]))
-                    except (Failed, OSError) as e:
-                        r.error = str(e)
-                        log(f"    failed: {r.error}")
-                        continue
-                    s = r.samples[-1]
-                    log(f"    {s['rate']:.0f} req/s, generator "
-                        f"{fmt(s['gen_cpu'])} us/req")
+        for c, r in benchlib.each_sample(args.runs, cases,
+                                         lambda r: r.subject.label):
+            try:
+                r.samples.append(measure(c, r, servers[c.server]))
+            except (Failed, OSError) as e:
+                r.error = str(e)
+                log(f"    failed: {r.error}")
+                continue
+            s = r.samples[-1]
+            log(f"    {s['rate']:.0f} req/s, generator "
+                f"{fmt(s['gen_cpu'])} us/req")
     finally:
         for srv in servers.values():
             note = benchlib.sigterm_note(srv.stop())
@@ -536,16 +517,13 @@ def main():
         shutil.rmtree(tmpdir, ignore_errors=True)
 
     tool_version = benchlib.tool_version
-    meta = benchlib.base_meta(date, args.runs)
+    meta = benchlib.base_meta(date, args.runs, args.build_dir, nofile)
     meta.update({
         "duration_s": args.duration,
         "pace_duration_s": args.pace_duration,
         "warmup_s": args.warmup,
         "connections": CONNS,
         "delay_us": DELAY_US,
-        "build_dir": args.build_dir,
-        "clk_tck": CLK_TCK,
-        "rlimit_nofile": nofile,
         # Other work on the machine shows here: 1-minute load average.
         "load_before": round(load_before[0], 2),
         "load_after": round(os.getloadavg()[0], 2),
