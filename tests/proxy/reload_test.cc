@@ -217,7 +217,7 @@ TEST(ReloadTest, RepeatedUpgradesUnderConstantLoadFailNoConnection)
 			   server("s1", b.port);
 	std::vector<proxy> gens(9);
 	ASSERT_TRUE(gens[0].start(conf));
-	ASSERT_NE(gens[0].wait_line("listening on", 5000), "");
+	ASSERT_NE(gens[0].wait_line("upgrade socket on", 5000), "");
 	std::string file = gens[0].file;
 	load l(port, "ab");
 	std::this_thread::sleep_for(milliseconds(200));
@@ -391,7 +391,7 @@ TEST(ReloadTest, LongConnectionsKeepFlowingThroughReloadAndUpgrade)
 			     sock + "\n";
 	proxy old;
 	ASSERT_TRUE(old.start(global + frontend("web", port) + "\n[backend app]\n" + server("s0", a.port)));
-	ASSERT_NE(old.wait_line("listening on", 5000), "");
+	ASSERT_NE(old.wait_line("upgrade socket on", 5000), "");
 	int fd = dial(port);
 	ASSERT_GE(fd, 0);
 	char tag = 0;
@@ -434,7 +434,7 @@ TEST(ReloadTest, AnUpgradeThatFailsBeforeReadyLeavesTheOldRunning)
 			   frontend("web", port) + "\n[backend app]\n" + server("s0", a.port);
 	proxy old;
 	ASSERT_TRUE(old.start(conf));
-	ASSERT_NE(old.wait_line("listening on", 5000), "");
+	ASSERT_NE(old.wait_line("upgrade socket on", 5000), "");
 	/* The new process takes the sockets, then cannot bind its second
 	 * frontend's address and exits 1 before it is ready. */
 	int busy_port;
@@ -469,7 +469,7 @@ TEST(ReloadTest, Sigusr2StartsTheProgramAnewToTakeOver)
 	proxy old;
 	ASSERT_TRUE(old.start("[global]\naccess_log = off\nupgrade_socket = " + sock + "\n" +
 			      frontend("web", port) + "\n[backend app]\n" + server("s0", a.port)));
-	ASSERT_NE(old.wait_line("listening on", 5000), "");
+	ASSERT_NE(old.wait_line("upgrade socket on", 5000), "");
 	load l(port, "a");
 	std::this_thread::sleep_for(milliseconds(100));
 	kill(old.pid, SIGUSR2);

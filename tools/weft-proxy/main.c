@@ -1125,6 +1125,7 @@ static int open_admin_and_upgrade(const struct proxy_config *cfg)
 			cfg->upgrade_socket_line, cfg->upgrade_socket, strerror(-P.upgrade_fd));
 		return 1;
 	}
+	fprintf(stderr, "weft-proxy: upgrade socket on %s\n", cfg->upgrade_socket);
 	return 0;
 }
 
