@@ -34,6 +34,7 @@ signals a process it did not start.
 
 import argparse
 import datetime
+import http.client
 import json
 import os
 import re
@@ -44,6 +45,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -88,6 +90,26 @@ def start_delay(binary, tmpdir):
     port = free_port()
     return Proc("delayserver", [binary, f"127.0.0.1:{port}", str(DELAY_US)],
                 tmpdir, port)
+
+
+def check_delay(port, n=20):
+    """None if n requests on one connection each took at least DELAY_US,
+    else the shortest: the delay server must never answer early."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        times = []
+        for _ in range(n):
+            t0 = time.monotonic_ns()
+            c.request("GET", "/")
+            c.getresponse().read()
+            times.append((time.monotonic_ns() - t0) / 1e3)
+    except (OSError, http.client.HTTPException) as e:
+        return f"GET / failed: {e}"
+    finally:
+        c.close()
+    if min(times) < DELAY_US:
+        return f"answered in {min(times):.0f} us, under {DELAY_US} us"
+    return None
 
 
 # --- generators: command lines and output -----------------------------------
@@ -491,6 +513,8 @@ def main():
                    start_delay(delay_bin, tmpdir))
             servers[kind] = srv
             why = srv.wait_listening() or check_hello(srv.port)
+            if not why and kind == "delay":
+                why = check_delay(srv.port)
             if why:
                 log(f"error: {srv.name}: {why}")
                 return 1
