@@ -25,7 +25,8 @@ struct weft__worker;
 /* t->run: where a task is as far as schedulers care (runtime/wait.c). */
 enum {
 	WEFT__RUNNING = 0,  /* on a CPU, or queued to be */
-	WEFT__PARKED = 1,   /* switched out, waiting for weft__wait_ready */
+	WEFT__PARKED = 1,   /* switched out: waiting, or readied and queued
+			     * since (wait.c, invariant 4) */
 	WEFT__NOTIFIED = 2, /* readied before it finished switching out */
 };
 

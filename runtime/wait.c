@@ -29,11 +29,16 @@
  *     operation, whose completion then claims).  No fence is needed.
  *  3. The claimer, and only it, writes t->wake_result and then calls
  *     weft__wait_ready exactly once.
- *  4. ready exchanges run to NOTIFIED.  If it was PARKED, the task is fully
- *     switched out and ready queues it.  If it was RUNNING, the task is still
- *     on its way out; weft__finish_switch, run by the next context after the
- *     switch, fails its RUNNING -> PARKED CAS and queues it instead.  Either
- *     way it is queued once, and never while its stack is in use.
+ *  4. ready first loads run (acquire).  PARKED means the task is fully
+ *     switched out, and nothing but this ready can make it runnable (its
+ *     wait is claimed, so no other waker gets here, and finish_switch has
+ *     committed): ready queues it with no read-modify-write, and run stays
+ *     PARKED until prepare_run sets RUNNING.  Otherwise ready exchanges run
+ *     to NOTIFIED.  If that finds PARKED (the commit came in between), ready
+ *     queues it.  If it finds RUNNING, the task is still on its way out;
+ *     weft__finish_switch, run by the next context after the switch, fails
+ *     its RUNNING -> PARKED CAS and queues it instead.  Either way it is
+ *     queued once, and never while its stack is in use.
  *  5. Task objects are never freed while the runtime lives (task.c), so a
  *     stale waker's CAS lands on valid memory and fails on the token.
  */
@@ -116,9 +121,19 @@ bool weft__wait_claim(const struct weft__wait *w)
 void weft__wait_ready(struct weft_task *t, int result)
 {
 	t->wake_result = result;
-	/* Release: wake_result and any hand-over data reach whoever runs t
-	 * next; acquire: if PARKED, the task's switch-out is complete (pairs
-	 * with the release CAS in weft__finish_switch). */
+	/* The common case, a task that parked before its waker came: no
+	 * read-modify-write (invariant 4).  Acquire: its switch-out is
+	 * complete (pairs with the release CAS in weft__finish_switch).
+	 * wake_result and any hand-over data reach whoever runs t next through
+	 * the queue t goes on: the LIFO slot is this thread's, and every other
+	 * queue publishes with a release (deque bottom, queue locks). */
+	if (atomic_load_explicit(&t->run, memory_order_acquire) == WEFT__PARKED) {
+		weft__enqueue(t->rt, t, true);
+		return;
+	}
+	/* Still on its way out, or committing now.  Release: wake_result and
+	 * the hand-over data reach finish_switch, which requeues t if it sees
+	 * NOTIFIED; acquire: as above if the commit came first. */
 	uint32_t was = atomic_exchange_explicit(&t->run, WEFT__NOTIFIED, memory_order_acq_rel);
 	if (was == WEFT__PARKED)
 		weft__enqueue(t->rt, t, true);
