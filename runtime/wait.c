@@ -103,21 +103,6 @@ bool weft__wake_token(struct weft_task *t, uint64_t token, int result)
 	return true;
 }
 
-bool weft__wait_claim(const struct weft__wait *w)
-{
-	struct weft_task *t = w->task;
-	uint64_t old = atomic_load_explicit(&t->wake, memory_order_relaxed);
-	for (;;) {
-		if ((old >> WEFT__WAKE_SHIFT) != w->token || !(old & WEFT__WAKE_ARMED))
-			return false;
-		if (atomic_compare_exchange_weak_explicit(&t->wake, &old,
-							  old & ~WEFT__WAKE_ARMED,
-							  memory_order_acquire,
-							  memory_order_relaxed))
-			return true;
-	}
-}
-
 void weft__wait_ready(struct weft_task *t, int result)
 {
 	t->wake_result = result;
@@ -177,52 +162,7 @@ void weft__wait_shield(struct weft_task *self, bool on)
 		atomic_fetch_and_explicit(&self->wake, ~WEFT__WAKE_SHIELD, memory_order_relaxed);
 }
 
-/* ---- Waiter queues ---------------------------------------------------------- */
-
-void weft__waitq_push(struct weft__waitq *q, struct weft__wait *w)
-{
-	struct weft__wait *tail = q->tail;
-	w->next = NULL;
-	w->prev = tail;
-	if (tail)
-		tail->next = w;
-	else
-		q->head = w;
-	q->tail = w;
-	q->n++;
-	w->queued = true;
-}
-
-void weft__waitq_remove(struct weft__waitq *q, struct weft__wait *w)
-{
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		q->head = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
-	else
-		q->tail = w->prev;
-	q->n--;
-	w->queued = false;
-}
-
-struct weft__wait *weft__waitq_pop(struct weft__waitq *q)
-{
-	struct weft__wait *w = q->head;
-	if (w)
-		weft__waitq_remove(q, w);
-	return w;
-}
-
-struct weft__wait *weft__waitq_claim_first(struct weft__waitq *q)
-{
-	struct weft__wait *w;
-	while ((w = weft__waitq_pop(q)))
-		if (weft__wait_claim(w))
-			return w;
-	return NULL;
-}
+/* ---- Waiter queues (the inline halves are in runtime/internal.h) ------------ */
 
 int weft__waitq_block(struct weft__waitq *q, struct weft_task *self, struct weft__wait *w)
 {
@@ -242,14 +182,6 @@ int weft__waitq_block(struct weft__waitq *q, struct weft_task *self, struct weft
 		weft__spin_unlock(&q->lock);
 	}
 	return rc;
-}
-
-/* Releases q's lock, then readies w (claimed under it) if not NULL. */
-void weft__waitq_unlock_ready(struct weft__waitq *q, struct weft__wait *w, int result)
-{
-	weft__spin_unlock(&q->lock);
-	if (w)
-		weft__wait_ready(w->task, result);
 }
 
 /* With q's lock held: claims every waiter, releases the lock, then readies
