@@ -367,6 +367,18 @@ int weft_join(struct weft_task *t, intptr_t *result)
 		return -EDEADLK;
 	/* Acquire pairs with the release of DONE in weft__task_complete. */
 	uint32_t st = atomic_load_explicit(&t->done, memory_order_acquire);
+	if (st == WEFT__DONE) {
+		/* Finished before we came, the usual case when joining many
+		 * tasks: its finisher saw no RELEASED, JOINER or DONE_EXT, so it
+		 * touches t no more after setting DONE, and the handle is ours
+		 * alone.  Free it without the read-modify-write of release(),
+		 * which on a task finished by another worker would stall on that
+		 * worker's cache line (the plain stores of the free do not). */
+		if (result)
+			*result = t->result;
+		weft__task_free(self->worker, t);
+		return 0;
+	}
 	if (!(st & WEFT__DONE)) {
 		struct weft__wait w;
 		int rc = weft__wait_arm(self, &w);
