@@ -15,8 +15,9 @@
  *   RELEASED  set by join / detach / block_on: nobody holds the handle.
  *   JOINER    a joiner task parked, t->joiner and t->joiner_token valid.
  *   JOIN_FREE the finisher is done with t->joiner (see join's cancel path).
- * Whoever sets the second of DONE and RELEASED frees the object.  Only one
- * joiner at a time: the handle has one owner.
+ * Whoever sets the second of DONE and RELEASED frees the object; a join
+ * that finds DONE alone frees it without setting RELEASED (weft_join says
+ * why that is safe).  Only one joiner at a time: the handle has one owner.
  */
 #include <errno.h>
 #include <linux/futex.h>
