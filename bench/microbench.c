@@ -22,6 +22,10 @@
  * The last line printed is ns_per_op=<value> (bytes_per_task=<value> for
  * parked, p99_ns=<value> for sleep-lateness, whose line before it gives
  * p50_ns, p999_ns and max_ns too); the exit status is non-zero on failure.
+ * switch, yield, spawn, pingpong* and forkjoin print cpu_ns_per_op=<value>
+ * just before it: the process's CPU time over the same span, per operation
+ * (idle workers' polling included), which other load on a shared machine
+ * disturbs far less than the wall clock.
  * The CPU affinity the process was started with is respected (workers are
  * not pinned unless WEFT_PIN=1).  --no-spin makes idle workers sleep at once
  * instead of polling first, so every cross-worker hand-off pays for a
@@ -42,12 +46,35 @@
 
 static uint64_t n_ops, n_pending;
 static double result;
+/* CPU time of the whole process per operation, over the span `result`
+ * times, where a case measures it (negative: not measured).  On a shared
+ * machine wall time also counts the time other processes had the CPU;
+ * this does not, so it is the steadier of the two for A/B comparisons. */
+static double cpu_result = -1;
 static _Atomic uint64_t n_blocked;
 
 static double per_op(uint64_t t0, uint64_t t1, uint64_t n)
 {
 	return (double)(t1 - t0) / (double)n;
 }
+
+static uint64_t cpu_ns(clockid_t clock)
+{
+	struct timespec ts;
+	clock_gettime(clock, &ts);
+	return (uint64_t)ts.tv_sec * WEFT_SEC + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+	return cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+}
+
+static uint64_t process_cpu_ns(void)
+{
+	return cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
+}
+
 
 /* ---- switch: the scheduler's switch routine, two contexts bouncing ------- */
 
@@ -72,11 +99,12 @@ static int bench_switch(uint64_t n)
 	weft__ctx_on_thread(&main_ctx);
 	weft__ctx_on_stack(&co_ctx, s, bounce, NULL, weft__fp_ctl_read());
 	weft__ctx_switch(&main_ctx, &co_ctx, NULL, false); /* warm up */
-	uint64_t t0 = weft_now();
+	uint64_t t0 = weft_now(), c0 = process_cpu_ns();
 	for (uint64_t i = 0; i < n / 2; i++)
 		weft__ctx_switch(&main_ctx, &co_ctx, NULL, false);
 	uint64_t t1 = weft_now();
 	result = per_op(t0, t1, n / 2 * 2);
+	cpu_result = per_op(c0, process_cpu_ns(), n / 2 * 2);
 	return 0;
 }
 
@@ -102,6 +130,7 @@ struct pp {
 	bool spin;
 	bool deadline;   /* each receive inside a 1 s deadline scope */
 	uint64_t max_rt; /* the slowest round trip, ns (pinger) */
+	uint64_t cpu_ns; /* process CPU time over the pinger's span */
 };
 
 static int send(struct pp *p, struct weft_chan *ch, uint64_t *v)
@@ -146,7 +175,7 @@ static intptr_t pinger(void *arg)
 {
 	struct pp *p = arg;
 	uint64_t v = 0;
-	uint64_t t0 = weft_now(), prev = t0;
+	uint64_t t0 = weft_now(), prev = t0, c0 = process_cpu_ns();
 	for (uint64_t i = 0; i < p->n; i++) {
 		if (send(p, p->a, &v) < 0 || recv(p, p->b, &v) < 0)
 			return -1;
@@ -159,7 +188,9 @@ static intptr_t pinger(void *arg)
 			prev = now;
 		}
 	}
-	return (intptr_t)(weft_now() - t0);
+	uint64_t t1 = weft_now();
+	p->cpu_ns = process_cpu_ns() - c0;
+	return (intptr_t)(t1 - t0);
 }
 
 static intptr_t fib(void *arg)
@@ -226,23 +257,6 @@ static uint64_t rnd(uint64_t *s)
 	*s ^= *s >> 7;
 	*s ^= *s << 17;
 	return *s;
-}
-
-static uint64_t cpu_ns(clockid_t clock)
-{
-	struct timespec ts;
-	clock_gettime(clock, &ts);
-	return (uint64_t)ts.tv_sec * WEFT_SEC + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t thread_cpu_ns(void)
-{
-	return cpu_ns(CLOCK_THREAD_CPUTIME_ID);
-}
-
-static uint64_t process_cpu_ns(void)
-{
-	return cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
 }
 
 static uint64_t rand_ms_1_100(uint64_t *s)
@@ -468,21 +482,24 @@ static const char *bench_name;
 static intptr_t bench_main(void *arg)
 {
 	(void)arg;
-	uint64_t n = n_ops, t0, t1;
+	uint64_t n = n_ops, t0, t1, c0 = 0;
 	if (strcmp(bench_name, "yield") == 0) {
 		struct weft_task *a = weft_spawn(yielder, &n, NULL);
 		struct weft_task *b = weft_spawn(yielder, &n, NULL);
 		t0 = weft_now();
+		c0 = process_cpu_ns();
 		weft_join(a, NULL);
 		weft_join(b, NULL);
 		t1 = weft_now();
 		result = per_op(t0, t1, 2 * n);
+		cpu_result = per_op(c0, process_cpu_ns(), 2 * n);
 	} else if (strcmp(bench_name, "spawn") == 0) {
 		struct weft_task **ts = malloc(n * sizeof(*ts));
 		/* Round 0 warms the task objects, stacks and deque, as a
 		 * long-running server has them; round 1 is timed. */
 		for (int round = 0; round < 2; round++) {
 			t0 = weft_now();
+			c0 = process_cpu_ns();
 			for (uint64_t i = 0; i < n; i++)
 				if (!(ts[i] = weft_spawn(empty, NULL, NULL)))
 					return -ENOMEM;
@@ -492,6 +509,7 @@ static intptr_t bench_main(void *arg)
 		}
 		free(ts);
 		result = per_op(t0, t1, n);
+		cpu_result = per_op(c0, process_cpu_ns(), n);
 	} else if (strcmp(bench_name, "sleep-lateness") == 0) {
 		return bench_lateness(n);
 	} else if (strcmp(bench_name, "scope") == 0) {
@@ -513,7 +531,7 @@ static intptr_t bench_main(void *arg)
 		bool deadline = strcmp(bench_name, "pingpong-deadline") == 0;
 		bool cross = strcmp(bench_name, "pingpong") != 0 && !deadline;
 		struct pp p = {weft_chan_new(8, 0), weft_chan_new(8, 0), n,
-			       strcmp(bench_name, "pingpong-cross-spin") == 0, deadline, 0};
+			       strcmp(bench_name, "pingpong-cross-spin") == 0, deadline, 0, 0};
 		struct weft_task **bg = deadline ? park_sleepers(n_pending) : NULL;
 		if (deadline && !bg)
 			return -ENOMEM;
@@ -543,13 +561,16 @@ static intptr_t bench_main(void *arg)
 				return -EIO;
 		}
 		result = (double)ns / (double)(2 * n);
+		cpu_result = (double)p.cpu_ns / (double)(2 * n);
 	} else if (strcmp(bench_name, "forkjoin") == 0) {
 		t0 = weft_now();
+		c0 = process_cpu_ns();
 		for (uint64_t i = 0; i < n; i++)
 			if (fib((void *)30) != 832040)
 				return -EIO;
 		t1 = weft_now();
 		result = per_op(t0, t1, n);
+		cpu_result = per_op(c0, process_cpu_ns(), n);
 	} else if (strcmp(bench_name, "parked") == 0) {
 		struct weft_chan *ch = weft_chan_new(8, 0);
 		struct weft_task **ts = malloc(n * sizeof(*ts));
@@ -665,7 +686,10 @@ int main(int argc, char **argv)
 		printf("bytes_per_task=%.1f\n", result);
 	else if (strcmp(bench_name, "sleep-lateness") == 0)
 		printf("p99_ns=%.0f\n", result);
-	else
+	else {
+		if (cpu_result >= 0)
+			printf("cpu_ns_per_op=%.2f\n", cpu_result);
 		printf("ns_per_op=%.2f\n", result);
+	}
 	return 0;
 }

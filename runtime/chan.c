@@ -102,13 +102,25 @@ static int park(struct weft_chan *ch, bool sender, void *msg)
 	return weft__waitq_block(&ch->q, weft__current(), &w);
 }
 
-static int send(struct weft_chan *ch, const void *msg, bool wait)
+/* The result of a call that did not park, and of one that did (which may
+ * have been resumed after a switch: see weft__resumed in runtime/context.h). */
+static inline struct weft__resumed ret(int rc)
+{
+	return (struct weft__resumed){rc, 0};
+}
+
+static inline struct weft__resumed parked(int rc)
+{
+	return (struct weft__resumed){rc, 1};
+}
+
+static struct weft__resumed send(struct weft_chan *ch, const void *msg, bool wait)
 {
 	weft__spin_lock(&ch->q.lock);
 	struct weft__wait *w;
 	if (ch->closed) {
 		weft__spin_unlock(&ch->q.lock);
-		return -EPIPE;
+		return ret(-EPIPE);
 	}
 	if ((w = claim_peer(ch, false))) {
 		copy(ch, w->data, msg);
@@ -117,16 +129,16 @@ static int send(struct weft_chan *ch, const void *msg, bool wait)
 		ch->len++;
 	} else if (wait) {
 		/* 0: a receiver took it; -EPIPE: closed first. */
-		return park(ch, true, (void *)msg);
+		return parked(park(ch, true, (void *)msg));
 	} else {
 		weft__spin_unlock(&ch->q.lock);
-		return -EAGAIN;
+		return ret(-EAGAIN);
 	}
 	weft__waitq_unlock_ready(&ch->q, w, 0);
-	return 0;
+	return ret(0);
 }
 
-static int recv(struct weft_chan *ch, void *msg, bool wait)
+static struct weft__resumed recv(struct weft_chan *ch, void *msg, bool wait)
 {
 	weft__spin_lock(&ch->q.lock);
 	struct weft__wait *w;
@@ -145,36 +157,41 @@ static int recv(struct weft_chan *ch, void *msg, bool wait)
 		copy(ch, msg, w->data);
 	} else if (ch->closed) {
 		weft__spin_unlock(&ch->q.lock);
-		return -EPIPE;
+		return ret(-EPIPE);
 	} else if (wait) {
 		/* 0: a sender filled msg; -EPIPE: closed while empty. */
-		return park(ch, false, msg);
+		return parked(park(ch, false, msg));
 	} else {
 		weft__spin_unlock(&ch->q.lock);
-		return -EAGAIN;
+		return ret(-EAGAIN);
 	}
 	weft__waitq_unlock_ready(&ch->q, w, 0);
-	return 0;
+	return ret(0);
 }
 
-int weft_chan_send(struct weft_chan *ch, const void *msg)
+/* The bodies of weft_chan_send and weft_chan_recv, whose entries are in
+ * runtime/switch_<arch>.S (RESUMING_ENTRY). */
+struct weft__resumed weft__chan_send(struct weft_chan *ch, const void *msg);
+struct weft__resumed weft__chan_recv(struct weft_chan *ch, void *msg);
+
+struct weft__resumed weft__chan_send(struct weft_chan *ch, const void *msg)
 {
 	return send(ch, msg, true);
 }
 
 int weft_chan_trysend(struct weft_chan *ch, const void *msg)
 {
-	return send(ch, msg, false);
+	return (int)send(ch, msg, false).value;
 }
 
-int weft_chan_recv(struct weft_chan *ch, void *msg)
+struct weft__resumed weft__chan_recv(struct weft_chan *ch, void *msg)
 {
 	return recv(ch, msg, true);
 }
 
 int weft_chan_tryrecv(struct weft_chan *ch, void *msg)
 {
-	return recv(ch, msg, false);
+	return (int)recv(ch, msg, false).value;
 }
 
 int weft_chan_close(struct weft_chan *ch)

@@ -27,6 +27,21 @@ typedef void (*weft__ctx_entry)(void *switch_arg, void *arg);
 void *weft__ctx_make(void *stack_top, weft__ctx_entry entry, void *arg, uint32_t fp_ctl);
 uint32_t weft__fp_ctl_read(void);
 
+/* ---- Entries of calls that may suspend (runtime/switch_<arch>.S) ----------
+ * A public call that may suspend the task (weft_chan_send, weft_chan_recv)
+ * is an assembly entry (RESUMING_ENTRY) that calls its C body and returns
+ * the body's `value`.  When `resumed` is non-zero the task may have been switched
+ * out and back in on the way, and the entry returns to its caller by an
+ * indirect jump rather than `ret`: the CPU's return-stack predictor then
+ * holds the return address of whichever task switched out last, not ours,
+ * and a `ret` would be mispredicted every time two tasks with different call
+ * chains hand off to each other (docs/internals.md, chapter 2).  The struct
+ * is returned in rax:rdx (SysV: two INTEGER words). */
+struct weft__resumed {
+	intptr_t value;
+	uintptr_t resumed;
+};
+
 /* ---- Stacks (runtime/stack.c) ---------------------------------------------- */
 struct weft__stack {
 	void *base;   /* lowest address of the mapping (the guard page) */

@@ -25,7 +25,8 @@ struct weft__worker;
 /* t->run: where a task is as far as schedulers care (runtime/wait.c). */
 enum {
 	WEFT__RUNNING = 0,  /* on a CPU, or queued to be */
-	WEFT__PARKED = 1,   /* switched out, waiting for weft__wait_ready */
+	WEFT__PARKED = 1,   /* switched out: waiting, or readied and queued
+			     * since (wait.c, invariant 4) */
 	WEFT__NOTIFIED = 2, /* readied before it finished switching out */
 };
 
@@ -135,8 +136,6 @@ int weft__wait_arm_io(struct weft_task *self, struct weft__wait *w);
  * deadline also claims it, with -ETIMEDOUT, if earlier. */
 int weft__wait_park(struct weft_task *self, struct weft__wait *w, uint64_t wake_at,
 		    int at_result);
-/* Claims w for the caller: true exactly once per armed wait. */
-bool weft__wait_claim(const struct weft__wait *w);
 /* Makes a claimed task runnable with result; any thread. */
 void weft__wait_ready(struct weft_task *t, int result);
 /* Claim + ready.  Returns whether this call woke it. */
@@ -168,18 +167,90 @@ static inline void weft__spin_unlock(uint32_t *l)
 	__atomic_store_n(l, 0, __ATOMIC_RELEASE);
 }
 
+/*
+ * What follows is inline because it is the hand-off path: a channel send to
+ * a parked receiver is lock, claim, copy, unlock, ready, and calls between
+ * them were a measurable part of it (docs/benchmarks.md).
+ */
+
+/* Claims w for the caller: true exactly once per armed wait (wait.c,
+ * invariant 1). */
+static inline bool weft__wait_claim(const struct weft__wait *w)
+{
+	struct weft_task *t = w->task;
+	uint64_t old = atomic_load_explicit(&t->wake, memory_order_relaxed);
+	for (;;) {
+		if ((old >> WEFT__WAKE_SHIFT) != w->token || !(old & WEFT__WAKE_ARMED))
+			return false;
+		/* Acquire, pairing with the release of the arm (see
+		 * weft__wake_token). */
+		if (atomic_compare_exchange_weak_explicit(&t->wake, &old,
+							  old & ~WEFT__WAKE_ARMED,
+							  memory_order_acquire,
+							  memory_order_relaxed))
+			return true;
+	}
+}
+
 /* Intrusive FIFO of struct weft__wait behind weft__waitq (public layout in
  * weft/sync.h).  All three need the queue's lock held. */
-void weft__waitq_push(struct weft__waitq *q, struct weft__wait *w);
-struct weft__wait *weft__waitq_pop(struct weft__waitq *q);
-void weft__waitq_remove(struct weft__waitq *q, struct weft__wait *w);
+static inline void weft__waitq_push(struct weft__waitq *q, struct weft__wait *w)
+{
+	struct weft__wait *tail = q->tail;
+	w->next = NULL;
+	w->prev = tail;
+	if (tail)
+		tail->next = w;
+	else
+		q->head = w;
+	q->tail = w;
+	q->n++;
+	w->queued = true;
+}
+
+static inline void weft__waitq_remove(struct weft__waitq *q, struct weft__wait *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		q->head = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	else
+		q->tail = w->prev;
+	q->n--;
+	w->queued = false;
+}
+
+static inline struct weft__wait *weft__waitq_pop(struct weft__waitq *q)
+{
+	struct weft__wait *w = q->head;
+	if (w)
+		weft__waitq_remove(q, w);
+	return w;
+}
+
 /* Pops waiters until one is claimed; returns it (claimed, not yet readied) or
  * NULL.  Queue lock held. */
-struct weft__wait *weft__waitq_claim_first(struct weft__waitq *q);
+static inline struct weft__wait *weft__waitq_claim_first(struct weft__waitq *q)
+{
+	struct weft__wait *w;
+	while ((w = weft__waitq_pop(q)))
+		if (weft__wait_claim(w))
+			return w;
+	return NULL;
+}
+
 /* The waking halves every primitive shares: release q's lock, then ready w
  * (claimed under it) if not NULL; or, with q's lock held, claim every waiter,
  * release the lock and ready them all with result, in FIFO order. */
-void weft__waitq_unlock_ready(struct weft__waitq *q, struct weft__wait *w, int result);
+static inline void weft__waitq_unlock_ready(struct weft__waitq *q, struct weft__wait *w,
+					    int result)
+{
+	weft__spin_unlock(&q->lock);
+	if (w)
+		weft__wait_ready(w->task, result);
+}
 void weft__waitq_wake_all(struct weft__waitq *q, int result);
 /* The blocking half every primitive shares: arms w, queues it on q (whose
  * lock the caller holds and this releases), parks, and on a wake-up that did

@@ -18,6 +18,8 @@
  * handful of moves.  Every other architecture provides the same four symbols
  * (weft__switch, weft__ctx_make, weft__ctx_trampoline, weft__fp_ctl_read) in
  * its own switch_<arch>.S; weft__ctx_make builds the frame described above.
+ * The file ends with the entries of public calls that may suspend
+ * (RESUMING_ENTRY, runtime/context.h), which every architecture defines too.
  */
 
 	.text
@@ -187,5 +189,51 @@ weft__fp_ctl_read:
 	ret
 	.cfi_endproc
 	.size	weft__fp_ctl_read, .-weft__fp_ctl_read
+
+/*
+ * RESUMING_ENTRY name, body: the public function `name`, whose body is the
+ * C function `body` with the same arguments, returning struct weft__resumed
+ * (runtime/context.h) in rax:rdx.  The entry returns rax.
+ *
+ * The return-stack predictor is a stack of the return addresses of the
+ * calls this CPU made, whichever task made them.  When task A suspends
+ * inside weft_chan_recv and task B resumes inside it, B returns through the
+ * same runtime frames as A (those predictions hold) up to this entry, whose
+ * `ret` would pop A's return address into A's caller and mispredict, since
+ * B's caller is elsewhere: a ping-pong between two different functions paid
+ * that on every message.  So when the body says it may have been resumed,
+ * we leave as weft__switch does, by `pop; jmp *`: an indirect jump is
+ * predicted from the recent branch history, which tells the two callers
+ * apart.  The predictor's entry for A's caller stays behind, unpopped; after
+ * a switch the entries below ours are another task's anyway.  A call that
+ * did not suspend returns with `ret`, which pops exactly what its call
+ * pushed.  rcx is free: caller-saved and not a return register.
+ */
+	.macro	RESUMING_ENTRY name, body
+	.globl	\name
+	.type	\name, @function
+	.p2align 4
+\name:
+	.cfi_startproc
+	/* Keep the 16-byte alignment the body expects at its call. */
+	subq	$8, %rsp
+	.cfi_adjust_cfa_offset 8
+	call	\body
+	addq	$8, %rsp
+	.cfi_adjust_cfa_offset -8
+	testq	%rdx, %rdx
+	jnz	1f
+	ret
+1:
+	popq	%rcx
+	.cfi_adjust_cfa_offset -8
+	.cfi_register %rip, %rcx
+	jmp	*%rcx
+	.cfi_endproc
+	.size	\name, .-\name
+	.endm
+
+	RESUMING_ENTRY weft_chan_send, weft__chan_send
+	RESUMING_ENTRY weft_chan_recv, weft__chan_recv
 
 	.section .note.GNU-stack,"",@progbits

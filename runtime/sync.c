@@ -103,8 +103,9 @@ void weft_mutex_unlock(struct weft_mutex *m)
 	struct weft__wait *w = weft__waitq_claim_first(&m->q);
 	if (w) {
 		/* Hand-off: the state stays held; the new owner sees our
-		 * critical section through weft__wait_ready's release.  With no
-		 * one left queued the next unlock may take the fast path. */
+		 * critical section through weft__wait_ready (wait.c,
+		 * invariant 4).  With no one left queued the next unlock may
+		 * take the fast path. */
 		__atomic_store_n(&m->state, m->q.n ? M_WAITERS : M_HELD, __ATOMIC_RELAXED);
 	} else {
 		/* Every waiter was cancelled or timed out.  Release: pairs with
@@ -239,7 +240,7 @@ int weft_wg_wait(struct weft_wg *wg)
  * value is written once, under the lock, before resolved is set; readers
  * look at resolved under the lock too (see the wait group on why there is no
  * lock-free fast path).  Waiters read value after their wake-up, which
- * weft__wait_ready's release orders after the write. */
+ * weft__wait_ready orders after the write (wait.c, invariant 4). */
 
 struct weft_future {
 	struct weft__waitq q; /* awaiting tasks; q.lock guards the rest */

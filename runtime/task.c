@@ -15,8 +15,9 @@
  *   RELEASED  set by join / detach / block_on: nobody holds the handle.
  *   JOINER    a joiner task parked, t->joiner and t->joiner_token valid.
  *   JOIN_FREE the finisher is done with t->joiner (see join's cancel path).
- * Whoever sets the second of DONE and RELEASED frees the object.  Only one
- * joiner at a time: the handle has one owner.
+ * Whoever sets the second of DONE and RELEASED frees the object; a join
+ * that finds DONE alone frees it without setting RELEASED (weft_join says
+ * why that is safe).  Only one joiner at a time: the handle has one owner.
  */
 #include <errno.h>
 #include <linux/futex.h>
@@ -367,6 +368,18 @@ int weft_join(struct weft_task *t, intptr_t *result)
 		return -EDEADLK;
 	/* Acquire pairs with the release of DONE in weft__task_complete. */
 	uint32_t st = atomic_load_explicit(&t->done, memory_order_acquire);
+	if (st == WEFT__DONE) {
+		/* Finished before we came, the usual case when joining many
+		 * tasks: its finisher saw no RELEASED, JOINER or DONE_EXT, so it
+		 * touches t no more after setting DONE, and the handle is ours
+		 * alone.  Free it without the read-modify-write of release(),
+		 * which on a task finished by another worker would stall on that
+		 * worker's cache line (the plain stores of the free do not). */
+		if (result)
+			*result = t->result;
+		weft__task_free(self->worker, t);
+		return 0;
+	}
 	if (!(st & WEFT__DONE)) {
 		struct weft__wait w;
 		int rc = weft__wait_arm(self, &w);

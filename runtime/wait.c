@@ -29,11 +29,16 @@
  *     operation, whose completion then claims).  No fence is needed.
  *  3. The claimer, and only it, writes t->wake_result and then calls
  *     weft__wait_ready exactly once.
- *  4. ready exchanges run to NOTIFIED.  If it was PARKED, the task is fully
- *     switched out and ready queues it.  If it was RUNNING, the task is still
- *     on its way out; weft__finish_switch, run by the next context after the
- *     switch, fails its RUNNING -> PARKED CAS and queues it instead.  Either
- *     way it is queued once, and never while its stack is in use.
+ *  4. ready first loads run (acquire).  PARKED means the task is fully
+ *     switched out, and nothing but this ready can make it runnable (its
+ *     wait is claimed, so no other waker gets here, and finish_switch has
+ *     committed): ready queues it with no read-modify-write, and run stays
+ *     PARKED until prepare_run sets RUNNING.  Otherwise ready exchanges run
+ *     to NOTIFIED.  If that finds PARKED (the commit came in between), ready
+ *     queues it.  If it finds RUNNING, the task is still on its way out;
+ *     weft__finish_switch, run by the next context after the switch, fails
+ *     its RUNNING -> PARKED CAS and queues it instead.  Either way it is
+ *     queued once, and never while its stack is in use.
  *  5. Task objects are never freed while the runtime lives (task.c), so a
  *     stale waker's CAS lands on valid memory and fails on the token.
  */
@@ -98,27 +103,22 @@ bool weft__wake_token(struct weft_task *t, uint64_t token, int result)
 	return true;
 }
 
-bool weft__wait_claim(const struct weft__wait *w)
-{
-	struct weft_task *t = w->task;
-	uint64_t old = atomic_load_explicit(&t->wake, memory_order_relaxed);
-	for (;;) {
-		if ((old >> WEFT__WAKE_SHIFT) != w->token || !(old & WEFT__WAKE_ARMED))
-			return false;
-		if (atomic_compare_exchange_weak_explicit(&t->wake, &old,
-							  old & ~WEFT__WAKE_ARMED,
-							  memory_order_acquire,
-							  memory_order_relaxed))
-			return true;
-	}
-}
-
 void weft__wait_ready(struct weft_task *t, int result)
 {
 	t->wake_result = result;
-	/* Release: wake_result and any hand-over data reach whoever runs t
-	 * next; acquire: if PARKED, the task's switch-out is complete (pairs
-	 * with the release CAS in weft__finish_switch). */
+	/* The common case, a task that parked before its waker came: no
+	 * read-modify-write (invariant 4).  Acquire: its switch-out is
+	 * complete (pairs with the release CAS in weft__finish_switch).
+	 * wake_result and any hand-over data reach whoever runs t next through
+	 * the queue t goes on: the LIFO slot is this thread's, and every other
+	 * queue publishes with a release (deque bottom, queue locks). */
+	if (atomic_load_explicit(&t->run, memory_order_acquire) == WEFT__PARKED) {
+		weft__enqueue(t->rt, t, true);
+		return;
+	}
+	/* Still on its way out, or committing now.  Release: wake_result and
+	 * the hand-over data reach finish_switch, which requeues t if it sees
+	 * NOTIFIED; acquire: as above if the commit came first. */
 	uint32_t was = atomic_exchange_explicit(&t->run, WEFT__NOTIFIED, memory_order_acq_rel);
 	if (was == WEFT__PARKED)
 		weft__enqueue(t->rt, t, true);
@@ -162,52 +162,7 @@ void weft__wait_shield(struct weft_task *self, bool on)
 		atomic_fetch_and_explicit(&self->wake, ~WEFT__WAKE_SHIELD, memory_order_relaxed);
 }
 
-/* ---- Waiter queues ---------------------------------------------------------- */
-
-void weft__waitq_push(struct weft__waitq *q, struct weft__wait *w)
-{
-	struct weft__wait *tail = q->tail;
-	w->next = NULL;
-	w->prev = tail;
-	if (tail)
-		tail->next = w;
-	else
-		q->head = w;
-	q->tail = w;
-	q->n++;
-	w->queued = true;
-}
-
-void weft__waitq_remove(struct weft__waitq *q, struct weft__wait *w)
-{
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		q->head = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
-	else
-		q->tail = w->prev;
-	q->n--;
-	w->queued = false;
-}
-
-struct weft__wait *weft__waitq_pop(struct weft__waitq *q)
-{
-	struct weft__wait *w = q->head;
-	if (w)
-		weft__waitq_remove(q, w);
-	return w;
-}
-
-struct weft__wait *weft__waitq_claim_first(struct weft__waitq *q)
-{
-	struct weft__wait *w;
-	while ((w = weft__waitq_pop(q)))
-		if (weft__wait_claim(w))
-			return w;
-	return NULL;
-}
+/* ---- Waiter queues (the inline halves are in runtime/internal.h) ------------ */
 
 int weft__waitq_block(struct weft__waitq *q, struct weft_task *self, struct weft__wait *w)
 {
@@ -227,14 +182,6 @@ int weft__waitq_block(struct weft__waitq *q, struct weft_task *self, struct weft
 		weft__spin_unlock(&q->lock);
 	}
 	return rc;
-}
-
-/* Releases q's lock, then readies w (claimed under it) if not NULL. */
-void weft__waitq_unlock_ready(struct weft__waitq *q, struct weft__wait *w, int result)
-{
-	weft__spin_unlock(&q->lock);
-	if (w)
-		weft__wait_ready(w->task, result);
 }
 
 /* With q's lock held: claims every waiter, releases the lock, then readies

@@ -18,7 +18,9 @@
  *
  * Fields (see deque.h): top is CAS'd by thieves and, for the last item, by the
  * owner; bottom, array and every slot are written only by the owner; retired
- * is owner-only. Thieves read top, bottom, array, the array's mask and slots.
+ * and top_seen (the last top push read, which spares it reading top on every
+ * push) are owner-only. Thieves read top, bottom, array, the array's mask and
+ * slots.
  *
  * Notation: t = top, b = bottom, C = capacity of the current array (a power
  * of two). The items are the logical indices [t, b); index i lives in slot
@@ -147,6 +149,7 @@ int weft__deque_init(struct weft__deque *d, unsigned log2_capacity)
     atomic_init(&d->bottom, 0);
     atomic_init(&d->array, a);
     d->retired = NULL;
+    d->top_seen = 0;
     return 0;
 }
 
@@ -212,13 +215,23 @@ int weft__deque_push(struct weft__deque *d, void *item)
     assert(item != NULL && ((uintptr_t)item & 1) == 0);
     /* Relaxed: only the owner, i.e. this thread, writes bottom. */
     int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
-    /* Acquire: pairs with the release half of the CAS on top in steal, so
-     * the read of slot b - C by the thief that took index b - C happens-before
-     * our store into that slot (invariant 5). A stale t only makes us grow
-     * early. */
-    int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
     /* Relaxed: only the owner writes array. */
     struct weft__deque_array *a = atomic_load_explicit(&d->array, memory_order_relaxed);
+    /* top_seen is a top we read earlier (with the acquire below), so a
+     * lower bound of top (invariant 1): if slot b is free by it, it is
+     * free, and the thief that took b - C read that slot before our
+     * acquire that returned top_seen, so before our store (invariant 5).
+     * Only a deque that looks full by it reads top again: with a thief
+     * stealing each item as it is pushed, reading top on every push cost
+     * a miss on the line the thief's CAS had just taken. */
+    int64_t t = d->top_seen;
+    if (b - t > a->mask) {
+        /* Acquire: pairs with the release half of the CAS on top in
+         * steal, so the read of slot b - C by the thief that took index
+         * b - C happens-before our store into that slot (invariant 5). A
+         * stale t only makes us grow early. */
+        t = d->top_seen = atomic_load_explicit(&d->top, memory_order_acquire);
+    }
     if (b - t > a->mask) {
         /* Trap (1): from here on use the grown array, not the retired one. */
         a = grow(d, a, t, b);

@@ -40,6 +40,7 @@ struct weft__deque_array; /* private to deque.c */
  *   array    written only by the owner (when push grows it); read by every
  *            thread.
  *   retired  read and written only by the owner (and destroy).
+ *   top_seen read and written only by the owner (push).
  *
  * The padding keeps top and bottom at least 64 bytes apart, so the thieves'
  * CAS traffic on top never invalidates the line holding the owner's bottom,
@@ -53,8 +54,9 @@ struct weft__deque {
     _Atomic int64_t bottom; /* written only by the owner */
     _Atomic(struct weft__deque_array *) array;
     struct weft__deque_array *retired; /* owner only: grown-out-of arrays, see deque.c */
+    int64_t top_seen; /* owner only: a top push has read, see deque.c */
     char pad1[64 - sizeof(_Atomic int64_t) - sizeof(_Atomic(struct weft__deque_array *)) -
-              sizeof(struct weft__deque_array *)];
+              sizeof(struct weft__deque_array *) - sizeof(int64_t)];
 };
 #else
 struct weft__deque;

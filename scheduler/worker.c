@@ -34,10 +34,11 @@
  * is what makes it safe: the old stack is no longer in use.
  *
  * Thread-local storage: tasks migrate, so code on a task stack must not keep
- * the address of a thread-local across a switch.  Here only
- * weft__worker_here() touches the TLS variable, is never inlined, and is
- * called afresh after every switch; a task finds its worker in self->worker,
- * which whoever resumed it set.
+ * the address of a thread-local across a switch.  Here only tls_here() reads
+ * the TLS variable, and only inside weft__worker_here(), weft__current() and
+ * weft__enqueue(), which are never inlined, never switch, and are called
+ * afresh after every switch; a task finds its worker in self->worker, which
+ * whoever resumed it set.
  */
 #include <errno.h>
 #include <signal.h>
@@ -52,7 +53,9 @@
  * the default model would call __tls_get_addr on every access. */
 static __thread struct weft__worker *tls_worker __attribute__((tls_model("initial-exec")));
 
-__attribute__((noinline)) struct weft__worker *weft__worker_here(void)
+/* The one read of tls_worker, inlined only into the noinline functions
+ * below, none of which switches. */
+static inline __attribute__((always_inline)) struct weft__worker *tls_here(void)
 {
 	/* The asm keeps the compiler from caching the TLS address in a caller
 	 * even across an inlined call. */
@@ -61,9 +64,17 @@ __attribute__((noinline)) struct weft__worker *weft__worker_here(void)
 	return w;
 }
 
+__attribute__((noinline)) struct weft__worker *weft__worker_here(void)
+{
+	return tls_here();
+}
+
+/* Reads the TLS itself rather than calling weft__worker_here: every
+ * blocking call starts here, and a call less is measurable on the channel
+ * hand-off (docs/benchmarks.md). */
 __attribute__((noinline)) struct weft_task *weft__current(void)
 {
-	struct weft__worker *w = weft__worker_here();
+	struct weft__worker *w = tls_here();
 	return w ? atomic_load_explicit(&w->current, memory_order_relaxed) : NULL;
 }
 
@@ -120,9 +131,11 @@ static void push_local(struct weft__worker *w, struct weft_task *t, bool lifo)
 		push_deque(w, t);
 }
 
-void weft__enqueue(struct weft_rt *rt, struct weft_task *t, bool lifo)
+__attribute__((noinline)) void weft__enqueue(struct weft_rt *rt, struct weft_task *t, bool lifo)
 {
-	struct weft__worker *w = weft__worker_here();
+	/* Every wake-up comes through here: the TLS read inline, as in
+	 * weft__current.  noinline keeps it out of any caller that switches. */
+	struct weft__worker *w = tls_here();
 	if (w && w->rt == rt) {
 		push_local(w, t, lifo);
 	} else {
