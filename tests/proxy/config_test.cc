@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "config.h"
+#include "pipes.h"
 
 namespace {
 
@@ -100,6 +101,12 @@ string WithFrontend(const string &extra)
 string WithBackend(const string &extra)
 {
 	return string(kMinimal) + extra + "\n";
+}
+/* WithGlobal with a backend that never splices, so the headroom holds no
+ * pipes: the limit tests' figures. */
+string BufferedWithGlobal(const string &extra)
+{
+	return WithGlobal(extra) + "data_path = buffered\n";
 }
 
 string Printed(const proxy_config *c)
@@ -258,6 +265,8 @@ TEST(ProxyConfigTest, EmbeddedDefaultParses)
 	EXPECT_EQ(Addr(c->backends[0].servers[0].addr), "127.0.0.1:8081");
 	EXPECT_EQ(Addr(c->backends[0].servers[1].addr), "127.0.0.1:8082");
 	EXPECT_EQ(c->backends[0].balance, PROXY_BALANCE_ROUNDROBIN);
+	ASSERT_TRUE(c->has_admin);
+	EXPECT_EQ(Addr(c->admin), "127.0.0.1:9901");
 	EXPECT_EQ(c->nwarnings, 0u);
 }
 
@@ -854,7 +863,7 @@ TEST(ProxyConfigTest, UnusedBackendAndHighFrontendLimitWarn)
 
 TEST(ProxyConfigTest, AutoMaxConnectionsIsWhatTheFdLimitHolds)
 {
-	Config c = Parse(WithGlobal("workers = 4"));
+	Config c = Parse(BufferedWithGlobal("workers = 4"));
 	ASSERT_TRUE(c);
 	char w[256];
 	/* headroom: 64 + 2*4 workers + 1 listen + 1 server = 74 */
@@ -870,7 +879,7 @@ TEST(ProxyConfigTest, AutoMaxConnectionsIsWhatTheFdLimitHolds)
 	ASSERT_EQ(proxy_config_apply_limits(c.get(), RLIM_INFINITY, w, sizeof(w)), 0);
 	EXPECT_EQ(c->max_connections, PROXY_CONNECTIONS_MAX);
 	/* an admin listener and an access log file take room too */
-	Config d = Parse(WithGlobal("workers = 4\nadmin = 127.0.0.1:9901\naccess_log = /tmp/x.log"));
+	Config d = Parse(BufferedWithGlobal("workers = 4\nadmin = 127.0.0.1:9901\naccess_log = /tmp/x.log"));
 	ASSERT_TRUE(d);
 	ASSERT_EQ(proxy_config_apply_limits(d.get(), 1024, w, sizeof(w)), 0);
 	EXPECT_EQ(d->max_connections, (1024u - 74 - 16 - 1) / 2);
@@ -878,7 +887,7 @@ TEST(ProxyConfigTest, AutoMaxConnectionsIsWhatTheFdLimitHolds)
 
 TEST(ProxyConfigTest, WrittenMaxConnectionsIsKeptOrClamped)
 {
-	Config c = Parse(WithGlobal("workers = 4\nmax_connections = 100000"));
+	Config c = Parse(BufferedWithGlobal("workers = 4\nmax_connections = 100000"));
 	ASSERT_TRUE(c);
 	char w[256];
 	ASSERT_EQ(proxy_config_apply_limits(c.get(), 1048576, w, sizeof(w)), 0);
@@ -894,12 +903,12 @@ TEST(ProxyConfigTest, WrittenMaxConnectionsIsKeptOrClamped)
 	EXPECT_EQ(c->max_connections_written, 100000u);
 
 	/* exactly at the edge: 2 * 475 + 74 = 1024 */
-	Config e = Parse(WithGlobal("workers = 4\nmax_connections = 475"));
+	Config e = Parse(BufferedWithGlobal("workers = 4\nmax_connections = 475"));
 	ASSERT_TRUE(e);
 	ASSERT_EQ(proxy_config_apply_limits(e.get(), 1024, w, sizeof(w)), 0);
 	EXPECT_STREQ(w, "");
 	EXPECT_EQ(e->max_connections_source, PROXY_LIMIT_CONFIGURED);
-	Config f = Parse(WithGlobal("workers = 4\nmax_connections = 476"));
+	Config f = Parse(BufferedWithGlobal("workers = 4\nmax_connections = 476"));
 	ASSERT_TRUE(f);
 	ASSERT_EQ(proxy_config_apply_limits(f.get(), 1024, w, sizeof(w)), 0);
 	EXPECT_EQ(f->max_connections_source, PROXY_LIMIT_CLAMPED);
@@ -909,7 +918,7 @@ TEST(ProxyConfigTest, WrittenMaxConnectionsIsKeptOrClamped)
 
 TEST(ProxyConfigTest, StrictLimitsRefuseAClamp)
 {
-	Config c = Parse(WithGlobal("workers = 4\nmax_connections = 100000\nstrict_limits = on"));
+	Config c = Parse(BufferedWithGlobal("workers = 4\nmax_connections = 100000\nstrict_limits = on"));
 	ASSERT_TRUE(c);
 	char w[256];
 	EXPECT_EQ(proxy_config_apply_limits(c.get(), 1024, w, sizeof(w)), -ERANGE);
@@ -920,14 +929,38 @@ TEST(ProxyConfigTest, StrictLimitsRefuseAClamp)
 	EXPECT_EQ(proxy_config_apply_limits(c.get(), 300000, w, sizeof(w)), 0);
 	EXPECT_STREQ(w, "");
 	/* auto never clamps, so strict_limits has nothing to refuse */
-	Config d = Parse(WithGlobal("workers = 4\nstrict_limits = on"));
+	Config d = Parse(BufferedWithGlobal("workers = 4\nstrict_limits = on"));
 	ASSERT_TRUE(d);
 	EXPECT_EQ(proxy_config_apply_limits(d.get(), 1024, w, sizeof(w)), 0);
 }
 
+TEST(ProxyConfigTest, SplicingBackendsKeepDescriptorsForPipes)
+{
+	char w[256];
+	/* auto data_path may splice: 2 * PIPES_PER_WORKER per worker more */
+	Config c = Parse(WithGlobal("workers = 4"));
+	ASSERT_TRUE(c);
+	uint64_t pipes = 4ull * PIPES_PER_WORKER, head = 74 + 2 * pipes;
+	ASSERT_EQ(proxy_config_apply_limits(c.get(), 1024, w, sizeof(w)), 0);
+	EXPECT_EQ(c->max_connections, (1024u - head) / 2);
+	EXPECT_EQ(c->pipes_max, pipes) << "auto leaves the pipes their share, no more";
+	/* a written limit below what fits leaves the rest to pipes */
+	Config d = Parse(WithGlobal("workers = 4\nmax_connections = 100"));
+	ASSERT_TRUE(d);
+	ASSERT_EQ(proxy_config_apply_limits(d.get(), 1024, w, sizeof(w)), 0);
+	EXPECT_EQ(d->max_connections, 100u);
+	EXPECT_EQ(d->pipes_max, (1024u - 74 - 200) / 2);
+	/* never splicing: no room kept, no pipes allowed */
+	Config e = Parse(BufferedWithGlobal("workers = 4"));
+	ASSERT_TRUE(e);
+	ASSERT_EQ(proxy_config_apply_limits(e.get(), 1024, w, sizeof(w)), 0);
+	EXPECT_EQ(e->max_connections, (1024u - 74) / 2);
+	EXPECT_EQ(e->pipes_max, 0u);
+}
+
 TEST(ProxyConfigTest, FdLimitWithNoRoomIsAnError)
 {
-	Config c = Parse(WithGlobal("workers = 4"));
+	Config c = Parse(BufferedWithGlobal("workers = 4"));
 	ASSERT_TRUE(c);
 	char w[256];
 	EXPECT_EQ(proxy_config_apply_limits(c.get(), 75, w, sizeof(w)), -ERANGE);
@@ -1010,7 +1043,7 @@ TEST(ProxyConfigTest, PrintedConfigParsesBackToTheSame)
 
 TEST(ProxyConfigTest, PrintShowsTheLimitsInForce)
 {
-	Config c = Parse(WithGlobal("workers = 4\nmax_connections = 100000") );
+	Config c = Parse(BufferedWithGlobal("workers = 4\nmax_connections = 100000"));
 	ASSERT_TRUE(c);
 	EXPECT_NE(Printed(c.get()).find("\nmax_connections = 100000\n"), string::npos);
 	ASSERT_EQ(proxy_config_apply_limits(c.get(), 1024, nullptr, 0), 0);
@@ -1024,7 +1057,7 @@ TEST(ProxyConfigTest, PrintShowsTheLimitsInForce)
 	ASSERT_TRUE(again);
 	EXPECT_EQ(again->max_connections_written, 475u);
 
-	Config d = Parse(WithGlobal("workers = 4") + "");
+	Config d = Parse(BufferedWithGlobal("workers = 4"));
 	ASSERT_TRUE(d);
 	EXPECT_NE(Printed(d.get()).find("\nmax_connections = auto\n"), string::npos);
 	ASSERT_EQ(proxy_config_apply_limits(d.get(), 1024, nullptr, 0), 0);

@@ -41,6 +41,7 @@
 #include <ini.h>
 
 #include "config.h"
+#include "pipes.h"
 
 #define MS (1000ull * 1000ull)
 #define SEC (1000ull * MS)
@@ -1555,12 +1556,16 @@ int proxy_config_apply_limits(struct proxy_config *c, rlim_t fd_limit, char *war
 		workers = cpus > 0 ? (uint64_t)cpus : 1;
 	}
 	uint64_t listens = 0, servers = 0;
+	bool splices = false;
 	for (size_t i = 0; i < c->nfrontends; i++)
 		listens += c->frontends[i].nlistens;
-	for (size_t i = 0; i < c->nbackends; i++)
+	for (size_t i = 0; i < c->nbackends; i++) {
 		servers += c->backends[i].nservers;
+		splices |= c->backends[i].data_path != PROXY_DATA_PATH_BUFFERED;
+	}
+	uint64_t pipe_fds = splices ? 2 * PIPES_PER_WORKER * workers : 0;
 	uint64_t head = 64 + 2 * workers + listens + servers + (c->has_admin ? 16 : 0) +
-			(c->access_log == PROXY_LOG_FILE ? 1 : 0);
+			(c->access_log == PROXY_LOG_FILE ? 1 : 0) + pipe_fds;
 	/* RLIM_INFINITY and limits past what any kernel gives count as 2^31. */
 	uint64_t fds = fd_limit == RLIM_INFINITY || fd_limit > INT32_MAX ? INT32_MAX : fd_limit;
 	int line = c->max_connections_line;
@@ -1608,6 +1613,7 @@ int proxy_config_apply_limits(struct proxy_config *c, rlim_t fd_limit, char *war
 	c->max_connections = got;
 	c->max_connections_source = src;
 	c->fd_limit = fds;
+	c->pipes_max = splices ? (fds - head + pipe_fds - 2ull * got) / 2 : 0;
 	return 0;
 }
 
@@ -1647,7 +1653,11 @@ void proxy_config_print(const struct proxy_config *c, FILE *f)
 
 const char proxy_config_default[] =
 	"; weft-proxy's built-in configuration, used when no -c FILE is given:\n"
-	"; 127.0.0.1:8080 to two local servers on ports 8081 and 8082.\n"
+	"; 127.0.0.1:8080 to two local servers on ports 8081 and 8082, and the\n"
+	"; admin listener (/metrics, /stats, /health) on 127.0.0.1:9901.\n"
+	"[global]\n"
+	"admin = 127.0.0.1:9901\n"
+	"\n"
 	"[frontend demo]\n"
 	"listen = 127.0.0.1:8080\n"
 	"backend = demo\n"

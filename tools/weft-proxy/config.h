@@ -145,6 +145,7 @@ struct proxy_config {
 	int max_connections_line; /* 0 when not written */
 	enum proxy_limit_source max_connections_source;
 	uint64_t fd_limit;     /* the limit apply_limits worked with; 0 before */
+	uint64_t pipes_max;    /* pipes the spliced path may hold (apply_limits) */
 	bool strict_limits;
 	bool has_admin;
 	struct weft_addr admin; /* when has_admin */
@@ -214,9 +215,13 @@ int proxy_config_error_format(const struct proxy_config_error *err, char *buf, s
  * is kept for everything else:
  *   64 + 2 per worker (auto: the CPUs configured) + 1 per listen address
  *   + 1 per server (its health check) + 16 with an admin listener
- *   + 1 with an access log file.
+ *   + 1 with an access log file + 2 * PIPES_PER_WORKER per worker when a
+ *   backend may splice (data_path other than buffered).
  * max_connections = auto becomes (fd_limit - headroom) / 2; a written one
  * larger than that is clamped to it, or, with strict_limits on, is an error.
+ * pipes_max becomes what is left for pipes: the descriptors neither the
+ * connections nor the rest of the headroom need, halved (0 when no backend
+ * splices).
  * Returns 0 (warning gets the clamp's warning as "FILE:LINE: text", or ""
  * when there is none), or -ERANGE with the error in warning: strict_limits
  * forbade a clamp, or fd_limit leaves no room for one connection.  cfg is

@@ -102,6 +102,7 @@
 #include "balance.h"
 #include "config.h"
 #include "notify.h"
+#include "pipes.h"
 #include "privs.h"
 #include "proxy_proto.h"
 #include "relay.h"
@@ -748,6 +749,7 @@ static int reload_locked(void)
 	needs_restart(old->cfg, cfg);
 	pthread_mutex_lock(&P.gen_lock);
 	P.cur = g;
+	pipes_limit(cfg->pipes_max);
 	pthread_mutex_unlock(&P.gen_lock);
 	loops_stop(old);
 	health_stop(old->health);
@@ -1142,7 +1144,8 @@ static void usage(FILE *f)
 		"SIGHUP reloads the configuration; SIGUSR2 starts this program's file\n"
 		"to take over (upgrade_socket); SIGTERM drains and stops.\n"
 		"Without -c the embedded default runs: a frontend on 127.0.0.1:8080 to a\n"
-		"round-robin backend of 127.0.0.1:8081 and 127.0.0.1:8082.\n"
+		"round-robin backend of 127.0.0.1:8081 and 127.0.0.1:8082, and the admin\n"
+		"listener on 127.0.0.1:9901.\n"
 		"The configuration reference is docs/proxy.md.\n");
 }
 
@@ -1212,6 +1215,7 @@ int main(int argc, char **argv)
 		proxy_config_print(cfg, stdout);
 		return 0;
 	}
+	pipes_limit(cfg->pipes_max);
 	/* The running proxy's sockets first (a broken configuration has
 	 * stopped us above without touching it), then bind everything else
 	 * before the runtime starts: a port in use is a startup error with

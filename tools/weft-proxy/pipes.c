@@ -22,12 +22,18 @@
  * pool is touched only by its own thread, so it needs no lock; the key's
  * destructor closes a pool's pipes when its worker thread ends.
  *
+ * Pipes in existence, pooled or in use, are counted and capped
+ * (pipes_limit): each takes two descriptors, which would otherwise come
+ * out of those the proxy keeps for connections.
+ *
  * Invariant: a pipe in a pool holds no bytes (relay.c drops, rather than
  * returns, a pipe a failed transfer may have left bytes in).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -39,9 +45,12 @@
  * it takes a quarter of 1 MiB's share of the per-user pipe quota. */
 #define PIPES_SIZE (256u << 10)
 
-/* Empty pipes kept per thread: as many as connections commonly transfer
- * at once on one worker, without holding descriptors for a crowd. */
-#define POOL_MAX 64
+/* Empty pipes kept per thread: as many as a worker may hold at all. */
+#define POOL_MAX PIPES_PER_WORKER
+
+/* Pipes in existence and the most there may be (pipes_limit). */
+static _Atomic size_t made;
+static _Atomic size_t made_max = SIZE_MAX;
 
 struct pool {
 	unsigned n;
@@ -86,9 +95,18 @@ int pipes_get(struct pipe_pair *p)
 		*p = pool->p[--pool->n];
 		return 0;
 	}
+	/* Relaxed: a count on its own, and an overshoot is undone. */
+	if (atomic_fetch_add_explicit(&made, 1, memory_order_relaxed) >=
+	    atomic_load_explicit(&made_max, memory_order_relaxed)) {
+		atomic_fetch_sub_explicit(&made, 1, memory_order_relaxed);
+		return -EMFILE;
+	}
 	int fd[2];
-	if (pipe2(fd, O_CLOEXEC) < 0)
-		return -errno;
+	if (pipe2(fd, O_CLOEXEC) < 0) {
+		int rc = -errno;
+		atomic_fetch_sub_explicit(&made, 1, memory_order_relaxed);
+		return rc;
+	}
 	/* EPERM past the per-user pipe quota (pipe-user-pages-soft): the
 	 * pipe keeps the kernel's size, and works as well, moving less per
 	 * splice. */
@@ -96,9 +114,10 @@ int pipes_get(struct pipe_pair *p)
 	if (size < 0)
 		size = fcntl(fd[1], F_GETPIPE_SZ);
 	if (size <= 0) {
-		close(fd[0]);
-		close(fd[1]);
-		return size < 0 ? -errno : -EINVAL;
+		int rc = size < 0 ? -errno : -EINVAL;
+		*p = (struct pipe_pair){.r = fd[0], .w = fd[1]};
+		pipes_drop(p);
+		return rc;
 	}
 	*p = (struct pipe_pair){.r = fd[0], .w = fd[1], .size = (size_t)size};
 	return 0;
@@ -117,4 +136,10 @@ void pipes_drop(struct pipe_pair *p)
 {
 	close(p->r);
 	close(p->w);
+	atomic_fetch_sub_explicit(&made, 1, memory_order_relaxed);
+}
+
+void pipes_limit(size_t max)
+{
+	atomic_store_explicit(&made_max, max, memory_order_relaxed);
 }

@@ -9,6 +9,15 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The pipes the spliced path may hold at once, per worker: its pool, and
+ * the limit on pipes in existence that pipes_limit sets (config.c counts
+ * their descriptors in the headroom). */
+#define PIPES_PER_WORKER 64
+
 /* The pipe a transfer moves bytes through: socket -> w, r -> socket. */
 struct pipe_pair {
 	int r, w;
@@ -33,5 +42,17 @@ void pipes_put(struct pipe_pair *p);
 
 /* Closes a pipe, with whatever it holds.  No failure path. */
 void pipes_drop(struct pipe_pair *p);
+
+/*
+ * Sets how many pipes may exist at once, pooled or in use (default: no
+ * limit).  Past it pipes_get fails with -EMFILE and the relay goes
+ * buffered: the descriptors the limits keep for connections are never
+ * spent on pipes.  Any thread.
+ */
+void pipes_limit(size_t max);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
