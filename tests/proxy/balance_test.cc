@@ -326,15 +326,22 @@ long ms_to_end(int fd)
 		.count();
 }
 
+/* A proxy with frontend keys `extra` in front of m, and a connection
+ * through it that reached m. */
+held through_mute(proxy &p, const mute &m, const std::string &extra)
+{
+	int port = free_port();
+	if (!p.start(config(port, {m.port}, extra)) || p.wait_line("listening", 10000).empty())
+		return held{};
+	return reach(port);
+}
+
 TEST(TimeoutTest, AQuietConnectionEndsAtTheIdleTimeout)
 {
 	NEED_PROXY();
 	mute m;
 	proxy p;
-	int port = free_port();
-	ASSERT_TRUE(p.start(config(port, {m.port}, "idle_timeout = 400ms\n")) &&
-		    !p.wait_line("listening", 10000).empty());
-	held x = reach(port);
+	held x = through_mute(p, m, "idle_timeout = 400ms\n");
 	ASSERT_EQ(x.tag, 'm');
 	long ms = ms_to_end(x.fd);
 	EXPECT_GE(ms, 350) << "ended early";
@@ -348,11 +355,7 @@ TEST(TimeoutTest, AfterTheClientsFinTheHalfClosedTimeoutApplies)
 	NEED_PROXY();
 	mute m;
 	proxy p;
-	int port = free_port();
-	ASSERT_TRUE(p.start(config(port, {m.port},
-				   "idle_timeout = 30s\nhalf_closed_timeout = 300ms\n")) &&
-		    !p.wait_line("listening", 10000).empty());
-	held x = reach(port);
+	held x = through_mute(p, m, "idle_timeout = 30s\nhalf_closed_timeout = 300ms\n");
 	ASSERT_EQ(x.tag, 'm');
 	shutdown(x.fd, SHUT_WR); /* the server never answers with its own */
 	long ms = ms_to_end(x.fd);

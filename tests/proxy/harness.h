@@ -3,8 +3,9 @@
  * harness.h - what the end-to-end tests of weft-proxy share: a backend
  * that tags and echoes, free ports, the proxy binary (WEFT_PROXY_BIN) run
  * on a configuration (or any arguments) with its stderr read line by line,
- * a configuration of one frontend and one backend, and a client dial.
- * Included by each end-to-end test (proxy, health, observe, ops, reload);
+ * a configuration of one frontend and one backend, a client dial, and a
+ * NOTIFY_SOCKET listener.  Included by each end-to-end test (proxy,
+ * health, observe, ops, reload, balance);
  * one translation unit each, so the helpers live in an unnamed namespace.
  */
 #ifndef WEFT_TESTS_PROXY_HARNESS_H
@@ -15,12 +16,15 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -287,6 +291,32 @@ inline std::string read_all(int fd)
 	while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
 		in.append(buf, (size_t)n);
 	return in;
+}
+
+/* A datagram socket at addr (a path, or @name: abstract) for
+ * NOTIFY_SOCKET, with a receive timeout. */
+inline int notify_listen(const std::string &addr)
+{
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = {};
+	a.sun_family = AF_UNIX;
+	memcpy(a.sun_path, addr.data(), addr.size());
+	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + addr.size());
+	if (addr[0] == '@')
+		a.sun_path[0] = 0;
+	else
+		len++;
+	EXPECT_EQ(bind(fd, (struct sockaddr *)&a, len), 0) << strerror(errno);
+	struct timeval tv = {10, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+inline std::string notify_recv(int fd)
+{
+	char buf[512];
+	ssize_t n = recv(fd, buf, sizeof(buf), 0);
+	return n > 0 ? std::string(buf, (size_t)n) : "";
 }
 
 #define NEED_PROXY()                                                                    \

@@ -133,32 +133,6 @@ TEST(OpsTest, UnknownUserFailsAtStartWithFileLineAndExit1)
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1) << st;
 }
 
-/* A datagram socket at addr (a path, or @name: abstract) for
- * NOTIFY_SOCKET, with a receive timeout. */
-int notify_listen(const std::string &addr)
-{
-	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_un a = {};
-	a.sun_family = AF_UNIX;
-	memcpy(a.sun_path, addr.data(), addr.size());
-	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + addr.size());
-	if (addr[0] == '@')
-		a.sun_path[0] = 0;
-	else
-		len++;
-	EXPECT_EQ(bind(fd, (struct sockaddr *)&a, len), 0) << strerror(errno);
-	struct timeval tv = {10, 0};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
-std::string notify_recv(int fd)
-{
-	char buf[512];
-	ssize_t n = recv(fd, buf, sizeof(buf), 0);
-	return n > 0 ? std::string(buf, (size_t)n) : "";
-}
-
 /* Runs the proxy with NOTIFY_SOCKET=addr (and extra global lines): READY=1
  * once it accepts, STOPPING=1 on SIGTERM, exit 0. */
 void check_notify(const std::string &addr, const std::string &global = "")

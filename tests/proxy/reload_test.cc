@@ -493,27 +493,6 @@ TEST(ReloadTest, Sigusr2StartsTheProgramAnewToTakeOver)
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 
-/* A datagram socket for NOTIFY_SOCKET (abstract), with a receive timeout. */
-int notify_listen(const std::string &name)
-{
-	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_un a = {};
-	a.sun_family = AF_UNIX;
-	memcpy(a.sun_path + 1, name.data(), name.size());
-	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + name.size());
-	EXPECT_EQ(bind(fd, (struct sockaddr *)&a, len), 0) << strerror(errno);
-	struct timeval tv = {5, 0};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
-std::string notify_recv(int fd)
-{
-	char buf[512];
-	ssize_t n = recv(fd, buf, sizeof(buf), 0);
-	return n > 0 ? std::string(buf, (size_t)n) : "";
-}
-
 TEST(ReloadTest, NotifyReloadingReadyAndTheNewMainPid)
 {
 	NEED_PROXY();
@@ -521,7 +500,7 @@ TEST(ReloadTest, NotifyReloadingReadyAndTheNewMainPid)
 	int port = free_port();
 	std::string name = "weft-proxy-reload-notify-" + std::to_string(getpid());
 	std::string sock = upgrade_path("notify");
-	int nfd = notify_listen(name);
+	int nfd = notify_listen("@" + name);
 	std::string conf = "[global]\naccess_log = off\nupgrade_socket = " + sock + "\n" +
 			   frontend("web", port) + "\n[backend app]\n" + server("s0", a.port);
 	setenv("NOTIFY_SOCKET", ("@" + name).c_str(), 1);
