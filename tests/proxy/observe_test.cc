@@ -246,6 +246,45 @@ TEST(ObserveTest, MetricsMoveByExactlyTheConnectionsAndBytesSent)
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 
+/* Bytes count as they are forwarded, not when the connection ends: a long
+ * transfer shows on /metrics while it runs. */
+TEST(ObserveTest, BytesShowWhileTheConnectionIsStillOpen)
+{
+	NEED_PROXY();
+	backend be('t');
+	admin_proxy p;
+	ASSERT_TRUE(p.start("", be.port));
+	int fd = dial(p.port);
+	ASSERT_GE(fd, 0);
+	char tag;
+	ASSERT_EQ(recv(fd, &tag, 1, 0), 1);
+	const std::string out(5000, 'x');
+	ASSERT_EQ(send(fd, out.data(), out.size(), MSG_NOSIGNAL), (ssize_t)out.size());
+	std::string back;
+	char buf[8192];
+	while (back.size() < out.size()) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		ASSERT_GT(n, 0);
+		back.append(buf, (size_t)n);
+	}
+	/* Still open, and the echo came back through the proxy: both
+	 * directions have sent their bytes on (the forwarding task counts
+	 * them just after its send completes: give it a moment). */
+	for (int i = 0; i < 100 && p.metric("weft_proxy_server_bytes_in_total" S) != 5000; i++)
+		usleep(10000);
+	EXPECT_EQ(p.metric("weft_proxy_frontend_connections_active" F), 1);
+	EXPECT_EQ(p.metric("weft_proxy_frontend_bytes_in_total" F), 5000);
+	EXPECT_EQ(p.metric("weft_proxy_frontend_bytes_out_total" F), 5001);
+	EXPECT_EQ(p.metric("weft_proxy_server_bytes_in_total" S), 5000);
+	EXPECT_EQ(p.metric("weft_proxy_server_bytes_out_total" S), 5001);
+	close(fd);
+	p.settle();
+	/* Ending adds nothing more. */
+	EXPECT_EQ(p.metric("weft_proxy_frontend_bytes_in_total" F), 5000);
+	EXPECT_EQ(p.metric("weft_proxy_server_bytes_out_total" S), 5001);
+	EXPECT_EQ(p.stop(), 0);
+}
+
 TEST(ObserveTest, StatsIsJsonHealthAnswers200AndOtherPaths404)
 {
 	NEED_PROXY();

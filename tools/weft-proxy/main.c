@@ -272,13 +272,9 @@ static void relay_done(void *arg, enum relay_end end, const uint64_t bytes[2], u
 {
 	struct session *s = arg;
 	(void)ns;
+	/* The relay counted its bytes as it forwarded them (relay_opts.count);
+	 * the early bytes went before it. */
 	uint64_t in = bytes[0] + s->early, out = bytes[1];
-	struct server_stats *ss = &s->server->st->stats;
-	/* Relaxed: independent counters (stats.h). */
-	STAT_ADD(s->f->st->bytes_in, in);
-	STAT_ADD(s->f->st->bytes_out, out);
-	STAT_ADD(ss->bytes_in, in);
-	STAT_ADD(ss->bytes_out, out);
 	log_line(s, relay_end_name(end), in, out);
 	balance_done(s->server);
 	/* A slot freed: a connection waiting for this server may go, in this
@@ -458,12 +454,19 @@ static intptr_t session(void *arg)
 		end_early(s, "server_reset", true);
 		return 0;
 	}
+	/* Relaxed: independent counters (stats.h).  The relay counts the
+	 * rest as it forwards it. */
+	struct server_stats *ss = &s->server->st->stats;
+	STAT_ADD(s->f->st->bytes_in, s->early);
+	STAT_ADD(ss->bytes_in, s->early);
 	struct relay_opts o = {
 		.idle_timeout = s->f->cfg->idle_timeout_ns ? s->f->cfg->idle_timeout_ns : WEFT_NEVER,
 		.half_closed_timeout = s->f->cfg->half_closed_timeout_ns
 					       ? s->f->cfg->half_closed_timeout_ns
 					       : WEFT_NEVER,
 		.data_path = b->data_path,
+		.count = {{&s->f->st->bytes_in, &ss->bytes_in},
+			  {&s->f->st->bytes_out, &ss->bytes_out}},
 		.done = relay_done,
 		.arg = s,
 	};

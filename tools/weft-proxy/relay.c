@@ -236,6 +236,9 @@ static void sent(struct side *s, size_t n)
 	/* Relaxed: counters and a time on their own; the last direction out
 	 * reads the counters after both have dropped their references. */
 	atomic_fetch_add_explicit(&s->r->bytes[s->d], n, memory_order_relaxed);
+	for (int i = 0; i < 2; i++)
+		if (s->r->o.count[s->d][i])
+			atomic_fetch_add_explicit(s->r->o.count[s->d][i], n, memory_order_relaxed);
 	atomic_store_explicit(&s->r->last, weft_now(), memory_order_relaxed);
 }
 

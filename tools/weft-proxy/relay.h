@@ -36,6 +36,11 @@ struct relay_opts {
 	uint64_t idle_timeout;        /* ns: no byte either way; WEFT_NEVER for none */
 	uint64_t half_closed_timeout; /* ns: after one side's FIN */
 	enum proxy_data_path data_path; /* how bursts move (relay.c's top comment) */
+	/* Counters the bytes are added to as they are forwarded, so that a
+	 * long transfer shows while it runs: count[d] for direction d (0
+	 * client to server, 1 server to client); NULL entries are skipped.
+	 * They must outlive the relay (until done is called). */
+	_Atomic uint64_t *count[2][2];
 	/* Called once, from a task, when both sockets are closed: bytes[0]
 	 * went client to server, bytes[1] server to client. */
 	void (*done)(void *arg, enum relay_end end, const uint64_t bytes[2], uint64_t duration_ns);

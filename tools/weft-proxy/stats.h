@@ -31,7 +31,7 @@ static const uint64_t stats_connect_le_us[STATS_CONNECT_BUCKETS] = {
 struct frontend_stats {
 	_Atomic uint64_t total;       /* connections accepted */
 	_Atomic uint64_t active;      /* accepted and not yet closed */
-	_Atomic uint64_t bytes_in;    /* client to server, counted when a connection ends */
+	_Atomic uint64_t bytes_in;    /* client to server, counted as forwarded */
 	_Atomic uint64_t bytes_out;   /* server to client, likewise */
 	_Atomic uint64_t no_server;   /* closed because no server could be connected */
 	_Atomic uint64_t proxy_errors;   /* accept_proxy: a malformed header */
@@ -40,7 +40,7 @@ struct frontend_stats {
 
 struct server_stats {
 	_Atomic uint64_t total;     /* connections established through it */
-	_Atomic uint64_t bytes_in;  /* client to server, counted when a connection ends */
+	_Atomic uint64_t bytes_in;  /* client to server, counted as forwarded */
 	_Atomic uint64_t bytes_out; /* server to client, likewise */
 };
 
