@@ -106,40 +106,16 @@ METRICS = [
 ]
 
 
-class Row:
-    """One server in one case; collects a sample per run."""
-
-    def __init__(self, server):
-        self.server = server
-        self.samples = []
-        self.error = None      # set once a run fails; later runs are skipped
-        self.warnings = []
-        self.cmdline = None
-
-    @property
-    def skipped(self):
-        return self.server.skipped
-
-    def summary(self):
-        if not self.samples or self.error:
-            return None
-        return benchlib.summarize(self.samples, [k for k, _, _ in METRICS])
-
-    def median(self, key):
-        s = self.summary()
-        return s[key]["median"] if s and key in s else None
-
-
 class Case:
     def __init__(self, name, kind, title, conns, servers):
         self.name = name       # echo-c50, http-c50
         self.kind = kind       # echo | http
         self.title = title
         self.conns = conns
-        self.rows = [Row(s) for s in servers]
+        self.rows = [benchlib.Row(s, [k for k, _, _ in METRICS]) for s in servers]
 
     def row(self, key):
-        return next((r for r in self.rows if r.server.key == key), None)
+        return next((r for r in self.rows if r.subject.key == key), None)
 
 
 # --- building ---------------------------------------------------------------
@@ -177,8 +153,8 @@ def start(row, tmpdir):
     try:
         port = benchlib.free_port()
         return benchlib.Proc(
-            row.server.key, row.server.command(f"127.0.0.1:{port}", tmpdir),
-            tmpdir, row.server.env, port, START_TIMEOUT_S, STOP_TIMEOUT_S)
+            row.subject.key, row.subject.command(f"127.0.0.1:{port}", tmpdir),
+            tmpdir, row.subject.env, port, START_TIMEOUT_S, STOP_TIMEOUT_S)
     except OSError as e:
         row.error = f"could not start: {e}"
         return None
@@ -309,7 +285,7 @@ def check_echo_server(row, tmpdir):
 
 def finish(row, srv):
     note = benchlib.sigterm_note(srv.stop())
-    if row.server.key.startswith("weft") and note:
+    if row.subject.key.startswith("weft") and note:
         row.warnings.append(note)
 
 
@@ -485,7 +461,7 @@ def text_report(meta, cases, goal_list):
     for c in cases:
         for i, r in enumerate(c.rows):
             name = c.name if i == 0 else ""
-            cells = [name.ljust(widths[0]), r.server.label.ljust(widths[1])]
+            cells = [name.ljust(widths[0]), r.subject.label.ljust(widths[1])]
             st = row_status(r)
             if st:
                 print("  ".join(cells) + "  " + st)
@@ -520,8 +496,8 @@ def json_report(meta, cases, goal_list):
     for c in cases:
         rows = {}
         for r in c.rows:
-            rows[r.server.key] = benchlib.row_json(
-                r, r.server.label, "command", r.cmdline)
+            rows[r.subject.key] = benchlib.row_json(
+                r, r.subject.label, "command", r.cmdline)
         doc[c.name] = {"title": c.title, "kind": c.kind,
                        "conns": c.conns, "rows": rows}
     benchlib.print_json(meta, doc, goal_list)
@@ -637,7 +613,7 @@ def main():
     for c in cases:
         for r in c.rows:
             if r.skipped:
-                log(f"{c.name}: {r.server.label}: skipped ({r.skipped})")
+                log(f"{c.name}: {r.subject.label}: skipped ({r.skipped})")
 
     tmpdir = tempfile.mkdtemp(prefix="weft-netbench-")
     if "wrk" in bins and bins["wrk"]:
@@ -650,12 +626,12 @@ def main():
         echo_case = next((c for c in cases if c.kind == "echo"), None)
         for r in echo_case.rows if echo_case else []:
             if not r.skipped:
-                log(f"check: {r.server.label}: short sends")
+                log(f"check: {r.subject.label}: short sends")
                 check_echo_server(r, tmpdir)
                 # Every echo case's row of this server shares the verdict.
                 for c in cases:
                     if c.kind == "echo" and c is not echo_case:
-                        row = c.row(r.server.key)
+                        row = c.row(r.subject.key)
                         row.warnings += r.warnings
                         row.error = row.error or r.error
         for run in range(1, args.runs + 1):
@@ -664,7 +640,7 @@ def main():
                 for r in c.rows:
                     if r.skipped or r.error:
                         continue
-                    log(f"  {c.name}: {r.server.label}")
+                    log(f"  {c.name}: {r.subject.label}")
                     if c.kind == "echo":
                         measure_echo(r, c, args, bins, tmpdir)
                     else:

@@ -256,38 +256,16 @@ METRICS = ["rate", "p50_us", "p99_us", "proxy_cpu", "backend_cpu",
            "rss_after_kib"]
 
 
-class Row:
-    def __init__(self, proxy):
-        self.proxy = proxy
-        self.samples = []
-        self.error = None
-        self.warnings = []
-        self.cmdlines = []
-
-    @property
-    def skipped(self):
-        return self.proxy.skipped
-
-    def summary(self):
-        if not self.samples or self.error:
-            return None
-        return benchlib.summarize(self.samples, METRICS)
-
-    def median(self, key):
-        s = self.summary()
-        return s[key]["median"] if s and key in s else None
-
-
 class Case:
     def __init__(self, name, title, rate_unit, cpu_unit, proxies):
         self.name = name
         self.title = title
         self.rate_unit = rate_unit
         self.cpu_unit = cpu_unit
-        self.rows = [Row(p) for p in proxies]
+        self.rows = [benchlib.Row(p, METRICS) for p in proxies]
 
     def row(self, key):
-        return next((r for r in self.rows if r.proxy.key == key), None)
+        return next((r for r in self.rows if r.subject.key == key), None)
 
 
 # --- building ---------------------------------------------------------------
@@ -503,14 +481,14 @@ def measure(case, row, args, bins, tmpdir):
         why = backend.wait_listening()
         if why:
             raise Failed(f"backend: {why}")
-        if not row.proxy.direct:
-            proxy = row.proxy.start(backend.addr, tmpdir)
+        if not row.subject.direct:
+            proxy = row.subject.start(backend.addr, tmpdir)
             why = proxy.wait_listening()
             if why:
                 raise Failed(why)
         cmds = [backend.cmdline] + ([proxy.cmdline] if proxy else [])
-        if not row.cmdlines:
-            row.cmdlines = cmds
+        if not row.cmdline:
+            row.cmdline = cmds
         env = {"target": proxy or backend, "proxy": proxy, "backend": backend}
         sample = MEASURE[case.name](case, env, args, bins)
         if proxy and not proxy.alive():
@@ -523,7 +501,7 @@ def measure(case, row, args, bins, tmpdir):
     finally:
         if proxy:
             note = benchlib.sigterm_note(proxy.stop())
-            if row.proxy.key.startswith("weft") and note:
+            if row.subject.key.startswith("weft") and note:
                 row.warnings.append(note)
         if backend:
             backend.stop()
@@ -576,8 +554,8 @@ def text_report(meta, cases, goal_list):
     print("commands (backend, then proxy; one run of each):")
     for c in cases:
         for r in c.rows:
-            for cl in r.cmdlines:
-                print(f"  {c.name}/{r.proxy.key}: {cl}")
+            for cl in r.cmdline or []:
+                print(f"  {c.name}/{r.subject.key}: {cl}")
     print()
     for c in cases:
         print(f"{c.name}: {c.title}")
@@ -595,13 +573,13 @@ def text_report(meta, cases, goal_list):
             cols += [(f"proxy {c.cpu_unit} (min-max)", "proxy_cpu", 24, True),
                      (f"backend {c.cpu_unit}", "backend_cpu", 14, False),
                      ("proxy util", "proxy_util", 10, "%")]
-        w0 = max([14] + [len(r.proxy.label) for r in c.rows])
+        w0 = max([14] + [len(r.subject.label) for r in c.rows])
         line = "proxy".ljust(w0) + "".join(
             "  " + h.rjust(w) for h, _, w, _ in cols)
         print("  " + line)
         print("  " + "-" * len(line))
         for r in c.rows:
-            cell0 = r.proxy.label.ljust(w0)
+            cell0 = r.subject.label.ljust(w0)
             st = benchlib.row_status(r)
             if st:
                 print(f"  {cell0}  {st}")
@@ -635,8 +613,8 @@ def json_report(meta, cases, goal_list):
     for c in cases:
         rows = {}
         for r in c.rows:
-            rows[r.proxy.key] = benchlib.row_json(
-                r, r.proxy.label, "commands", r.cmdlines)
+            rows[r.subject.key] = benchlib.row_json(
+                r, r.subject.label, "commands", r.cmdline or [])
         doc[c.name] = {"title": c.title, "rows": rows}
     benchlib.print_json(meta, doc, goal_list)
 
@@ -766,7 +744,7 @@ def main():
     for c in cases:
         for r in c.rows:
             if r.skipped:
-                log(f"{c.name}: {r.proxy.label}: skipped ({r.skipped})")
+                log(f"{c.name}: {r.subject.label}: skipped ({r.skipped})")
 
     tmpdir = tempfile.mkdtemp(prefix="weft-proxybench-")
     bins["wrk_script"] = write(os.path.join(tmpdir, "errors.lua"), WRK_SCRIPT)
@@ -778,7 +756,7 @@ def main():
                 for r in c.rows:
                     if r.skipped or r.error:
                         continue
-                    log(f"  {c.name}: {r.proxy.label}")
+                    log(f"  {c.name}: {r.subject.label}")
                     measure(c, r, args, bins, tmpdir)
                     if r.error:
                         log(f"    failed: {r.error}")
