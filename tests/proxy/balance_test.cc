@@ -230,15 +230,12 @@ struct blackhole {
 	std::vector<int> fillers;
 	blackhole()
 	{
+		lfd = listen_loopback(0, &port);
+		EXPECT_EQ(listen(lfd, 0), 0); /* again: the smallest backlog */
 		struct sockaddr_in a = {};
 		a.sin_family = AF_INET;
+		a.sin_port = htons((uint16_t)port);
 		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		socklen_t len = sizeof(a);
-		lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		EXPECT_EQ(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-		EXPECT_EQ(listen(lfd, 0), 0);
-		EXPECT_EQ(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
-		port = ntohs(a.sin_port);
 		/* A backlog of 0 holds one; fill it with non-blocking
 		 * connects until one stays in progress. */
 		for (int i = 0; i < 8; i++) {
