@@ -173,7 +173,11 @@ struct bench {
 	bool json, progress;
 	const char *interval_path, *hgrm_path, *plot_path;
 
-	/* The run.  t0..deadline are set before the tasks start. */
+	/* The run.  Its clock starts once every connection has made its
+	 * first connect attempt (main.c): `tried` counts the attempts down,
+	 * `go` then releases the connections, t0..deadline set. */
+	struct weft_wg tried;
+	struct weft_future *go;
 	uint64_t t0, measure_start, deadline;
 	uint64_t t_end; /* when the last connection ended */
 	_Alignas(64) _Atomic uint64_t ticket; /* request j of the run (-n, --rate) */

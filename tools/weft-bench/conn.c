@@ -17,6 +17,10 @@
  *     response parser or the echo checker; each complete answer pops the
  *     oldest request and is recorded at the time of that receive.
  *
+ * Before the loop the connection makes its first connect attempt and
+ * waits for the run's clock, which starts when every connection has made
+ * one (main.c).
+ *
  * So a request costs one send, typically one receive and one clock read
  * (the time after a receive is also the next send's time in closed
  * loop); no allocation, no formatting, and no timer beyond the open
@@ -267,7 +271,14 @@ intptr_t conn_task(void *arg)
 	struct rx rx;
 	bool have_next = false, no_more = false;
 	uint64_t due = 0, now = weft_now();
-	for (;;) {
+	/* The first attempt, then wait for the clock to start (main.c). */
+	int first = open_conn(c, now);
+	weft_wg_done(&b->tried);
+	bool started = weft_future_await(b->go, NULL) == 0 && first >= 0;
+	rx.in_body = false;
+	weft_http1_parser_init(&rx.p, NULL, rx.hdrs, NHDR);
+	now = weft_now();
+	while (started) {
 		if (c->fd < 0) {
 			if (no_more && !have_next)
 				break;

@@ -4,7 +4,8 @@
  * reads the command line (options.c), builds the request bytes
  * (request.c), starts a runtime, and runs the test from its main task:
  * resolves the endpoints, spawns each connection (conn.c) pinned to a
- * worker, round robin, and each worker's ticker (ticker.c), waits for the
+ * worker, round robin, starts the clock once each has made its first
+ * connect attempt, spawns each worker's ticker (ticker.c), waits for the
  * connections under a deadline scope at the end of the measured window
  * (its expiry cancels them: that is how a -d run stops), then cancels the
  * tickers.  After the runtime is gone the main thread merges the
@@ -44,18 +45,20 @@ static intptr_t main_task(void *arg)
 		}
 	}
 	struct weft_group *g = weft_group_new(0), *tg = weft_group_new(0);
-	if (!g || !tg) {
+	b->go = weft_future_new();
+	if (!g || !tg || !b->go) {
 		weft_group_free(g);
 		weft_group_free(tg);
+		if (b->go)
+			weft_future_free(b->go);
 		b->setup_err = -ENOMEM;
 		return -ENOMEM;
 	}
-	b->t0 = weft_now();
-	b->measure_start = b->t0 + b->warmup_ns;
-	b->deadline = b->duration_ns ? b->measure_start + b->duration_ns : WEFT_NEVER;
+	/* Connect first, then start the clock, as wrk does: a schedule that
+	 * began while 10,000 connects were still on their way would open the
+	 * run with a backlog that is the generator's, not the server's. */
+	weft_wg_init(&b->tried);
 	int r = 0;
-	for (unsigned i = 0; i < b->workers && ticker_needed(b) && r == 0; i++)
-		r = spawn_on(tg, ticker_task, &b->ws[i], i, "ticker");
 	for (unsigned i = 0; i < b->conns && r == 0; i++) {
 		struct conn *c = &b->cs[i];
 		c->b = b;
@@ -63,8 +66,17 @@ static intptr_t main_task(void *arg)
 		c->w = &b->ws[i % b->workers];
 		c->fd = -1;
 		c->next = b->proto == P_HTTP ? (i / b->neps) % c->ep->nurls : 0;
-		r = spawn_on(g, conn_task, c, i % b->workers, "conn");
+		weft_wg_add(&b->tried, 1);
+		if ((r = spawn_on(g, conn_task, c, i % b->workers, "conn")) < 0)
+			weft_wg_done(&b->tried);
 	}
+	weft_wg_wait(&b->tried);
+	b->t0 = weft_now();
+	b->measure_start = b->t0 + b->warmup_ns;
+	b->deadline = b->duration_ns ? b->measure_start + b->duration_ns : WEFT_NEVER;
+	weft_future_resolve(b->go, 0);
+	for (unsigned i = 0; i < b->workers && ticker_needed(b) && r == 0; i++)
+		r = spawn_on(tg, ticker_task, &b->ws[i], i, "ticker");
 	if (r < 0) {
 		fprintf(stderr, "weft-bench: out of memory for the tasks\n");
 		b->setup_err = r;
@@ -80,6 +92,7 @@ static intptr_t main_task(void *arg)
 	weft_group_wait(tg);
 	weft_group_free(g);
 	weft_group_free(tg);
+	weft_future_free(b->go);
 	ivals_finish(b);
 	return 0;
 }
