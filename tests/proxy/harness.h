@@ -3,9 +3,10 @@
  * harness.h - what the end-to-end tests of weft-proxy share: a backend
  * that tags and echoes, free ports, the proxy binary (WEFT_PROXY_BIN) run
  * on a configuration (or any arguments) with its stderr read line by line,
- * a configuration of one frontend and one backend, a client dial, and a
- * NOTIFY_SOCKET listener.  Included by each end-to-end test (proxy,
- * health, observe, ops, reload, balance);
+ * a configuration of one frontend and one backend, a client dial, a
+ * request to the admin listener, and a NOTIFY_SOCKET listener.  Included
+ * by each end-to-end test (proxy, health, observe, ops, reload, balance,
+ * state);
  * one translation unit each, so the helpers live in an unnamed namespace.
  */
 #ifndef WEFT_TESTS_PROXY_HARNESS_H
@@ -291,6 +292,48 @@ inline std::string read_all(int fd)
 	while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
 		in.append(buf, (size_t)n);
 	return in;
+}
+
+/* One HTTP/1.1 request to the admin listener at port (method and path as
+ * sent, no body): the status code, or -1 when no whole answer came; the
+ * head (status line and fields) in *head and the body in *body when not
+ * NULL. */
+inline int http_request(int port, const std::string &method, const std::string &path,
+			std::string *body, std::string *head = nullptr)
+{
+	int fd = dial(port);
+	if (fd < 0)
+		return -1;
+	std::string req = method + " " + path + " HTTP/1.1\r\nHost: test\r\n\r\n";
+	send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+	std::string r = read_all(fd);
+	close(fd);
+	size_t sp = r.find(' '), end = r.find("\r\n\r\n");
+	if (sp == std::string::npos || end == std::string::npos)
+		return -1;
+	if (head)
+		*head = r.substr(0, end);
+	if (body)
+		*body = r.substr(end + 4);
+	return atoi(r.c_str() + sp + 1);
+}
+
+/* The value of the series whose /metrics line starts with `series ` (name
+ * and labels, as printed) from the admin listener at port; -1 if none. */
+inline double metric_at(int port, const std::string &series)
+{
+	std::string m;
+	if (http_request(port, "GET", "/metrics", &m) != 200)
+		return -1;
+	for (size_t at = 0; at < m.size();) {
+		size_t nl = m.find('\n', at);
+		if (nl == std::string::npos)
+			nl = m.size();
+		if (m.compare(at, series.size() + 1, series + " ") == 0)
+			return atof(m.c_str() + at + series.size() + 1);
+		at = nl + 1;
+	}
+	return -1;
 }
 
 /* A datagram socket at addr (a path, or @name: abstract) for

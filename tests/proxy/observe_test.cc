@@ -31,7 +31,6 @@
 #include <fstream>
 #include <mutex>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -73,33 +72,13 @@ struct admin_proxy : proxy {
 	/* GET path on the admin listener: the status code, the body in *body. */
 	int get(const std::string &path, std::string *body)
 	{
-		int fd = dial(admin);
-		if (fd < 0)
-			return -1;
-		std::string req = "GET " + path + " HTTP/1.1\r\nHost: test\r\n\r\n";
-		send(fd, req.data(), req.size(), MSG_NOSIGNAL);
-		std::string r = read_all(fd);
-		close(fd);
-		size_t sp = r.find(' '), end = r.find("\r\n\r\n");
-		if (sp == std::string::npos || end == std::string::npos)
-			return -1;
-		if (body)
-			*body = r.substr(end + 4);
-		return atoi(r.c_str() + sp + 1);
+		return http_request(admin, "GET", path, body);
 	}
 
 	/* The value of the series whose line starts with `series ` in /metrics; -1 if none. */
 	double metric(const std::string &series)
 	{
-		std::string m;
-		if (get("/metrics", &m) != 200)
-			return -1;
-		std::istringstream in(m);
-		std::string line;
-		while (std::getline(in, line))
-			if (line.compare(0, series.size() + 1, series + " ") == 0)
-				return atof(line.c_str() + series.size() + 1);
-		return -1;
+		return metric_at(admin, series);
 	}
 
 	/* The access log's lines, once there are at least n (within 5 s). */

@@ -1,17 +1,20 @@
 // SPDX-License-Identifier: MIT
 /*
- * admin.c - the admin listener (admin.h): /metrics, /stats and /health.
+ * admin.c - the admin listener (admin.h): /metrics, /stats and /health,
+ * and POST /servers/BACKEND/SERVER?state=... to set a server's state.
  *
  * Each accepted connection gets a detached task that reads one request
  * head (at most ADMIN_REQUEST_MAX bytes, within ADMIN_TIMEOUT), parses it
  * with <weft/http1.h>, renders the page into a heap buffer from a racy
  * snapshot of the counters (stats.h, balance.h), sends it with
- * Connection: close and closes.  Only GET and HEAD are answered; a body
- * sent with the request is ignored.  Series names and the JSON layout are
+ * Connection: close and closes.  The pages answer GET and HEAD; the one
+ * thing written, a server's administrative state (set_server_state), takes
+ * POST with the state in the query and no body.  Series names and the JSON layout are
  * documented in docs/proxy.md; tests/proxy/observe_test.cc reads them.
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,7 +124,7 @@ void admin_metrics(struct sbuf *b, const struct admin_source *src, const struct 
 		{"weft_proxy_server_connect_errors_total", "counter", "Connects to the server that failed or timed out."},
 		{"weft_proxy_server_bytes_in_total", "counter", "Bytes from clients to the server, counted as they are forwarded."},
 		{"weft_proxy_server_bytes_out_total", "counter", "Bytes from the server to clients, counted as they are forwarded."},
-		{"weft_proxy_server_up", "gauge", "1 when the server is in rotation: up by its checks and not marked down by connect failures."},
+		{"weft_proxy_server_up", "gauge", "1 when its health allows the server: up by its checks and not marked down by connect failures (weft_proxy_server_state says whether it is also ready)."},
 		{"weft_proxy_server_checks_total", "counter", "Active health checks finished."},
 		{"weft_proxy_server_checks_failed_total", "counter", "Active health checks that failed."},
 	};
@@ -149,6 +152,22 @@ void admin_metrics(struct sbuf *b, const struct admin_source *src, const struct 
 				sbuf_printf(b, "%s{backend=\"%s\",server=\"%s\"} %llu\n", sm[m][0],
 					    cfg->backends[bi].name, s->cfg->name, U(x));
 			}
+		}
+	}
+
+	/* The servers' administrative state, one series per state with 1 on
+	 * the one in force (as Prometheus exporters give an enum), so that
+	 * `== 1` selects and a change shows as two series flipping. */
+	family(b, "weft_proxy_server_state", "gauge",
+	       "1 for the server's administrative state (ready, drain, maint: POST /servers/BACKEND/SERVER), 0 for the others.");
+	for (size_t bi = 0; bi < cfg->nbackends; bi++) {
+		const struct pbackend *pb = &v->backs[bi];
+		for (size_t i = 0; i < pb->n; i++) {
+			enum server_admin now_in = balance_admin(&pb->servers[i]);
+			for (int a = SERVER_READY; a <= SERVER_MAINT; a++)
+				sbuf_printf(b, "weft_proxy_server_state{backend=\"%s\",server=\"%s\",state=\"%s\"} %d\n",
+					    cfg->backends[bi].name, pb->servers[i].cfg->name,
+					    balance_admin_name((enum server_admin)a), a == (int)now_in);
 		}
 	}
 
@@ -284,6 +303,7 @@ void admin_stats(struct sbuf *b, const struct admin_source *src, const struct ad
 			health_server_state(s, &h);
 			char why[128];
 			health_format_error(&h, why, sizeof(why));
+			sbuf_printf(b, ",\"state\":\"%s\"", balance_admin_name(balance_admin(s)));
 			sbuf_printf(b, ",\"up\":%s,\"checked\":%s,\"check_up\":%s,\"passive_down\":%s,"
 				       "\"checks\":%llu,\"checks_failed\":%llu,\"last_check_error\":",
 				    h.eligible ? "true" : "false", h.checked ? "true" : "false",
@@ -322,18 +342,34 @@ struct request {
 	int fd;
 };
 
-/* Sends a whole response: head, then body unless head_only. */
-static void respond(int fd, int status, const char *reason, const char *type, const char *body,
-		    size_t len, int head_only)
+/* Sends a whole response: head (with the header lines of extra, each
+ * ending in CRLF, or ""), then body unless head_only. */
+static void respond(int fd, int status, const char *reason, const char *extra, const char *type,
+		    const char *body, size_t len, int head_only)
 {
-	char head[256];
+	char head[320];
 	int n = snprintf(head, sizeof(head),
 			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-			 "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-			 status, reason, type, len);
+			 "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
+			 status, reason, type, len, extra);
 	if (weft_sock_send_all(fd, head, (size_t)n, NULL) < 0 || head_only || !len)
 		return;
 	weft_sock_send_all(fd, body, len, NULL);
+}
+
+/* A short text/plain answer, formatted. */
+static void answer(int fd, int status, const char *reason, const char *extra, int head_only,
+		   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static void answer(int fd, int status, const char *reason, const char *extra, int head_only,
+		   const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	size_t len = n < 0 ? 0 : (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1;
+	respond(fd, status, reason, extra, "text/plain", msg, len, head_only);
 }
 
 /* Whether the request target's path (before any query) is path. */
@@ -341,6 +377,115 @@ static int is_path(struct weft_http1_slice t, const char *path)
 {
 	size_t n = strlen(path);
 	return t.len >= n && memcmp(t.ptr, path, n) == 0 && (t.len == n || t.ptr[n] == '?');
+}
+
+#define SERVERS_PATH "/servers/"
+
+/* Whether len bytes at p are the NUL-terminated name. */
+static int is_name(const char *p, size_t len, const char *name)
+{
+	return strlen(name) == len && memcmp(p, name, len) == 0;
+}
+
+/* The state a query (the bytes after '?') asks for: a server_admin, or
+ * -EINVAL with *why set.  It must hold state= once and nothing else. */
+static int query_state(const char *q, size_t len, const char **why)
+{
+	int state = -ENOENT;
+	while (len) {
+		const char *amp = memchr(q, '&', len);
+		size_t n = amp ? (size_t)(amp - q) : len;
+		bool is_state = n >= 6 && memcmp(q, "state=", 6) == 0;
+		if (n && !is_state) {
+			*why = "unknown parameter (state=ready|drain|maint only)";
+			return -EINVAL;
+		}
+		if (is_state && state != -ENOENT) {
+			*why = "state given twice";
+			return -EINVAL;
+		}
+		if (is_state && (state = balance_admin_parse(q + 6, n - 6)) < 0) {
+			*why = "unknown state (ready, drain or maint)";
+			return -EINVAL;
+		}
+		q += n + (amp != NULL);
+		len -= n + (amp != NULL);
+	}
+	if (state == -ENOENT) {
+		*why = "state=ready, drain or maint is needed";
+		return -EINVAL;
+	}
+	return state;
+}
+
+/*
+ * POST /servers/BACKEND/SERVER?state=ready|drain|maint: sets the
+ * administrative state (balance.h) of that server of the generation in
+ * force, which its state block carries to every other generation and
+ * through reloads.  404 for a backend or server v does not have, 400 for a
+ * missing or unknown state or a request body, 200 with "BACKEND/SERVER
+ * STATE (was OLD)" otherwise.  A change is said on stderr, and
+ * connections waiting for a server slot are woken to pick again
+ * (src->servers_changed): a server made ready may have room, and with none
+ * ready they give up at once (or go to a backup) rather than at their
+ * queue_timeout.
+ */
+static void set_server_state(int fd, const struct admin_source *src, const struct admin_view *v,
+			     const struct weft_http1_head *h)
+{
+	const char *p = h->target.ptr + strlen(SERVERS_PATH);
+	const char *end = h->target.ptr + h->target.len;
+	const char *q = memchr(p, '?', (size_t)(end - p));
+	if (!q)
+		q = end;
+	const char *slash = memchr(p, '/', (size_t)(q - p));
+	if (!slash) {
+		answer(fd, 404, "Not Found", "", 0, "use /servers/BACKEND/SERVER?state=...\n");
+		return;
+	}
+	size_t blen = (size_t)(slash - p), slen = (size_t)(q - slash - 1);
+	const struct proxy_config *cfg = v->cfg;
+	struct pbackend *pb = NULL;
+	struct pserver *s = NULL;
+	for (size_t i = 0; i < cfg->nbackends && !pb; i++)
+		if (is_name(p, blen, cfg->backends[i].name))
+			pb = &v->backs[i];
+	for (size_t i = 0; pb && i < pb->n && !s; i++)
+		if (is_name(slash + 1, slen, pb->servers[i].cfg->name))
+			s = &pb->servers[i];
+	if (!s) {
+		/* Names are printable (config.c checks them); what is echoed
+		 * is bounded by the answer's buffer. */
+		answer(fd, 404, "Not Found", "", 0, "no %s %.*s\n", pb ? "server" : "backend",
+		       pb ? (int)slen : (int)blen, pb ? slash + 1 : p);
+		return;
+	}
+	const char *why = NULL;
+	int state = query_state(q + (q < end), (size_t)(end - q) - (q < end), &why);
+	if (state >= 0 && h->framing != WEFT_HTTP1_NONE) {
+		why = "no body: the state goes in the query";
+		state = -EINVAL;
+	}
+	if (state < 0) {
+		answer(fd, 400, "Bad Request", "", 0, "%s\n", why);
+		return;
+	}
+	enum server_admin old = balance_set_admin(s, (enum server_admin)state);
+	const char *bname = pb->cfg->name, *sname = s->cfg->name;
+	if (old != (enum server_admin)state) {
+		size_t ready = 0;
+		for (size_t i = 0; i < pb->n; i++)
+			ready += balance_admin(&pb->servers[i]) == SERVER_READY;
+		fprintf(stderr, "weft-proxy: server %s/%s set to %s (was %s) through the admin "
+				"listener; %zu of %zu ready in backend %s\n",
+			bname, sname, balance_admin_name((enum server_admin)state),
+			balance_admin_name(old), ready, pb->n, bname);
+		if (ready == 0)
+			fprintf(stderr, "weft-proxy: backend %s has no server ready\n", bname);
+		src->servers_changed();
+	}
+	answer(fd, 200, "OK", "", 0, "%s/%s %s (was %s)\n", bname, sname,
+	       balance_admin_name((enum server_admin)state), balance_admin_name(old));
 }
 
 static intptr_t serve_one(void *arg)
@@ -368,40 +513,48 @@ static intptr_t serve_one(void *arg)
 	if (n < 0) {
 		int status = 431;
 		const char *why = n == -EAGAIN ? "request too large" : weft_http1_parser_error(&p, &status);
-		char msg[160];
-		int m = snprintf(msg, sizeof(msg), "%s\n", why);
-		respond(fd, status, "Bad Request", "text/plain", msg, (size_t)m, 0);
+		answer(fd, status, "Bad Request", "", 0, "%s\n", why);
 		goto out;
 	}
+	/* The pages are read with GET or HEAD; a server's state is changed
+	 * with POST, and is not a page. */
+	bool post_path = h.target.len > strlen(SERVERS_PATH) &&
+			 memcmp(h.target.ptr, SERVERS_PATH, strlen(SERVERS_PATH)) == 0;
 	int head_only = h.method_id == WEFT_HTTP1_HEAD;
-	if (h.method_id != WEFT_HTTP1_GET && !head_only) {
-		respond(fd, 405, "Method Not Allowed", "text/plain", "GET or HEAD only\n", 17, 0);
+	if (post_path && h.method_id != WEFT_HTTP1_POST) {
+		answer(fd, 405, "Method Not Allowed", "Allow: POST\r\n", head_only, "POST only\n");
+		goto out;
+	}
+	if (!post_path && h.method_id != WEFT_HTTP1_GET && !head_only) {
+		answer(fd, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n", 0, "GET or HEAD only\n");
 		goto out;
 	}
 	struct sbuf b = {0};
 	void *hold;
 	const struct admin_view *v = src->get(&hold);
-	if (is_path(h.target, "/metrics")) {
+	if (post_path) {
+		set_server_state(fd, src, v, &h);
+	} else if (is_path(h.target, "/metrics")) {
 		admin_metrics(&b, src, v);
 		if (!b.failed)
-			respond(fd, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b.p, b.len,
-				head_only);
+			respond(fd, 200, "OK", "", "text/plain; version=0.0.4; charset=utf-8", b.p,
+				b.len, head_only);
 	} else if (is_path(h.target, "/stats")) {
 		admin_stats(&b, src, v);
 		if (!b.failed)
-			respond(fd, 200, "OK", "application/json", b.p, b.len, head_only);
+			respond(fd, 200, "OK", "", "application/json", b.p, b.len, head_only);
 	} else if (is_path(h.target, "/health")) {
 		if (atomic_load_explicit(src->draining, memory_order_relaxed))
-			respond(fd, 503, "Service Unavailable", "text/plain", "draining\n", 9, head_only);
+			answer(fd, 503, "Service Unavailable", "", head_only, "draining\n");
 		else
-			respond(fd, 200, "OK", "text/plain", "ok\n", 3, head_only);
+			answer(fd, 200, "OK", "", head_only, "ok\n");
 	} else {
-		respond(fd, 404, "Not Found", "text/plain", "/metrics, /stats or /health\n", 28,
-			head_only);
+		answer(fd, 404, "Not Found", "", head_only,
+		       "/metrics, /stats, /health, or POST /servers/BACKEND/SERVER?state=...\n");
 	}
 	src->put(hold);
 	if (b.failed)
-		respond(fd, 500, "Internal Server Error", "text/plain", "out of memory\n", 14, 0);
+		answer(fd, 500, "Internal Server Error", "", 0, "out of memory\n");
 	free(b.p);
 out:
 	weft_scope_end(&sc);

@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: MIT
 /*
  * admin.h - weft-proxy's admin listener: GET /metrics (Prometheus text
- * format 0.0.4), GET /stats (the same figures as one JSON object) and
- * GET /health, over HTTP/1.1 with Connection: close, one task per request.
+ * format 0.0.4), GET /stats (the same figures as one JSON object),
+ * GET /health, and POST /servers/BACKEND/SERVER?state=ready|drain|maint
+ * (a server's administrative state, balance.h), over HTTP/1.1 with
+ * Connection: close, one task per request.
  *
  * admin.c reads the counters of stats.h and balance.h through the view of
  * the configuration generation in force (reload.h), which it holds while a
- * page renders; it never writes them.  The series and the JSON
+ * page renders; it never writes them.  The one thing it writes is a
+ * server's administrative state.  The series and the JSON
  * fields are listed in docs/proxy.md ("Observability").
  */
 #ifndef WEFT_PROXY_ADMIN_H
@@ -47,6 +50,9 @@ struct admin_source {
 	 * called with what get stored in *hold.  Any task; no failure path. */
 	const struct admin_view *(*get)(void **hold);
 	void (*put)(void *hold);
+	/* A server's administrative state changed: wakes the connections
+	 * waiting for a server slot, to pick again.  Task only. */
+	void (*servers_changed)(void);
 };
 /* A growing text buffer for the pages. */
 struct sbuf {

@@ -19,6 +19,11 @@
  * health: a server its checks hold down (health.c clears phealth.up) is
  * skipped until they bring it up (which also lifts a passive mark:
  * balance_passive_clear); with checks off, up stays true.
+ *
+ * Administrative state: a server in drain or maint (balance.h) is not
+ * eligible, like one that is down, so backups stand in exactly when no
+ * other server is both ready and up, as HAProxy's drain (weight 0) and
+ * maint do.  Nothing here ends its connections.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -138,8 +143,10 @@ static bool eligible(const struct pserver *s, struct pserver *const *tried, size
 	for (size_t i = 0; i < ntried; i++)
 		if (tried[i] == s)
 			return false;
-	/* Relaxed: the verdict is a flag on its own (struct phealth). */
-	if (!atomic_load_explicit(&s->st->health.up, memory_order_relaxed))
+	/* Relaxed: the verdict and the state are values on their own
+	 * (struct phealth, struct pserver_state). */
+	if (!atomic_load_explicit(&s->st->health.up, memory_order_relaxed) ||
+	    atomic_load_explicit(&s->st->admin, memory_order_relaxed) != SERVER_READY)
 		return false;
 	if (atomic_load_explicit(&s->st->down_until, memory_order_relaxed) > now)
 		return false;
@@ -302,4 +309,38 @@ void balance_passive_clear(struct pserver *s)
 	/* Relaxed: as in balance_connect_result, each is a value on its own. */
 	atomic_store_explicit(&s->st->fails, 0, memory_order_relaxed);
 	atomic_store_explicit(&s->st->down_until, 0, memory_order_relaxed);
+}
+
+static const char *const admin_names[] = {
+	[SERVER_READY] = "ready",
+	[SERVER_DRAIN] = "drain",
+	[SERVER_MAINT] = "maint",
+};
+
+const char *balance_admin_name(enum server_admin a)
+{
+	return (unsigned)a < sizeof(admin_names) / sizeof(admin_names[0]) ? admin_names[a] : "?";
+}
+
+int balance_admin_parse(const char *word, size_t len)
+{
+	for (int a = 0; a < (int)(sizeof(admin_names) / sizeof(admin_names[0])); a++)
+		if (strlen(admin_names[a]) == len && memcmp(admin_names[a], word, len) == 0)
+			return a;
+	return -EINVAL;
+}
+
+enum server_admin balance_admin(const struct pserver *s)
+{
+	/* Relaxed: a value on its own; a pick that reads the state before
+	 * it changes is one that came just before the change. */
+	return (enum server_admin)atomic_load_explicit(&s->st->admin, memory_order_relaxed);
+}
+
+enum server_admin balance_set_admin(struct pserver *s, enum server_admin a)
+{
+	/* Relaxed, as balance_admin: the waiters that must see it take
+	 * main.c's queue lock after it. */
+	return (enum server_admin)atomic_exchange_explicit(&s->st->admin, (int)a,
+							   memory_order_relaxed);
 }

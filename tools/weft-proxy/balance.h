@@ -51,6 +51,20 @@ struct phealth {
 	_Atomic int last_step;        /* enum health_step of a failed last check */
 };
 
+/*
+ * A server's administrative state, set at run time from the admin listener
+ * (admin.c) and never by the configuration.  Both states but ready take the
+ * server out of every pick (a backup stands in when no other server is
+ * ready and up); connections through it go on.  They differ in the checks:
+ * under drain they go on (the verdict stays current), under maint they
+ * stop (health.c).  Zero is ready, so a new server state starts ready.
+ */
+enum server_admin {
+	SERVER_READY = 0,
+	SERVER_DRAIN,
+	SERVER_MAINT,
+};
+
 /* What one server keeps across reloads, shared by the pservers of every
  * generation that has it (a counted block).  Any thread reads and writes
  * it with relaxed atomics: each field is a value on its own. */
@@ -59,6 +73,7 @@ struct pserver_state {
 	_Atomic uint32_t fails;       /* connect failures in a row */
 	_Atomic uint64_t down_until;  /* weft_now() before which it is skipped */
 	_Atomic uint64_t total, connect_errors;
+	_Atomic int admin;            /* enum server_admin; written by balance_set_admin */
 	struct phealth health;        /* active checks: health.c */
 	struct server_stats stats;    /* established, bytes (stats.h) */
 };
@@ -103,8 +118,8 @@ void balance_fini(struct pbackend *pb);
 
 /*
  * Picks a server for a connection from client, none of tried[0, ntried):
- * the eligible ones are up (by their checks, and not passively marked
- * down) and below their own max_connections; backups
+ * the eligible ones are ready (enum server_admin), up (by their checks,
+ * and not passively marked down) and below their own max_connections; backups
  * only when no other server is eligible.  Counts the connection in the
  * server's active count.  Returns the server, or NULL with *why set:
  * -EBUSY (servers are up but all at their limit: worth waiting), or
@@ -123,6 +138,22 @@ void balance_connect_result(struct pserver *s, bool ok);
  * have just brought it up, which says more than the mark's timer.  Any
  * thread; no failure path. */
 void balance_passive_clear(struct pserver *s);
+
+/* The word for a state ("ready", "drain", "maint"), and back: the state
+ * named by the len bytes at word, or -EINVAL. */
+const char *balance_admin_name(enum server_admin a);
+int balance_admin_parse(const char *word, size_t len);
+
+/* s's administrative state now.  Any thread; no failure path. */
+enum server_admin balance_admin(const struct pserver *s);
+
+/*
+ * Sets s's administrative state (shared with every generation that has the
+ * server) and returns the one it replaced.  Connections waiting for a
+ * server slot are not woken here: the caller (main.c, through
+ * admin_source.servers_changed) does that.  Any thread; no failure path.
+ */
+enum server_admin balance_set_admin(struct pserver *s, enum server_admin a);
 
 /* The checks of these servers (health_start, health_server_state): every
  * user of balance.h, the daemon and its metrics, needs them too. */

@@ -44,6 +44,12 @@
  *     agree.  The one link: the transition to UP lifts a passive mark
  *     (balance_passive_clear), since rise connects in a row just worked;
  *     else a server that came back would wait out the mark's timer.
+ *  6. A server in maint (enum server_admin, set from the admin listener)
+ *     is not checked: its checker keeps its timing but skips the check, and
+ *     a check under way when maint is set records nothing.  The verdict
+ *     and counts stay as they were, so a server that was down in maint is
+ *     still down when it is made ready again, until rise checks pass (the
+ *     first one an interval later at most).  Under drain checks go on.
  *
  * Timing: the first check of a server comes after a random delay in
  * [0, min(interval, 1 s)), then each next one an interval (give or take up
@@ -297,11 +303,16 @@ static intptr_t checker(void *arg)
 		/* -ECANCELED ends the loop; -ENOMEM (no timer) only shortens a pause. */
 		if (weft_sleep(pause) == -ECANCELED || weft_cancelled())
 			break;
-		enum health_step step;
-		int rc = check_once(c, &step);
-		if (weft_cancelled())
-			break; /* invariant 4: a check cut short counts for nothing */
-		record(c, rc, step);
+		/* Invariant 6: no check of a server in maint, and none that
+		 * ran into the change counts. */
+		if (balance_admin(c->s) != SERVER_MAINT) {
+			enum health_step step;
+			int rc = check_once(c, &step);
+			if (weft_cancelled())
+				break; /* invariant 4: a check cut short counts for nothing */
+			if (balance_admin(c->s) != SERVER_MAINT)
+				record(c, rc, step);
+		}
 		/* interval +- interval/8 */
 		uint64_t spread = hc->interval_ns / 4;
 		pause = hc->interval_ns - hc->interval_ns / 8 + (spread ? next_random(&c->rng) % (spread + 1) : 0);

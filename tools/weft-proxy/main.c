@@ -620,6 +620,32 @@ static void view_put(void *hold)
 	gen_unref(hold);
 }
 
+/* A server's administrative state changed (admin_source.servers_changed):
+ * every connection waiting for a slot picks again.  The state was stored
+ * before qlock is taken here, so a waiter either checked balance_has_room
+ * under qlock after it (and saw it) or sleeps in qcond and is woken. */
+static void servers_changed(void)
+{
+	weft_mutex_lock(&P.qlock);
+	weft_cond_broadcast(&P.qcond);
+	weft_mutex_unlock(&P.qlock);
+}
+
+/* After a reload: the servers whose administrative state carried over
+ * (one not ready would otherwise look forgotten). */
+static void say_kept_states(const struct gen *g)
+{
+	for (size_t i = 0; i < g->cfg->nbackends; i++)
+		for (size_t j = 0; j < g->backs[i].n; j++) {
+			const struct pserver *s = &g->backs[i].servers[j];
+			enum server_admin a = balance_admin(s);
+			if (a != SERVER_READY)
+				fprintf(stderr, "weft-proxy: reload: server %s/%s stays in %s (set "
+						"through the admin listener)\n",
+					g->cfg->backends[i].name, s->cfg->name, balance_admin_name(a));
+		}
+}
+
 /* Takes n global slots for good: what a lower max_connections leaves over
  * is retired as connections end. */
 static intptr_t retire_slots(void *arg)
@@ -766,6 +792,7 @@ static int reload_locked(void)
 	slots_resize(cfg->max_connections);
 	fprintf(stderr, "weft-proxy: reloaded %s: generation %llu, %zu frontends, %zu backends\n",
 		cfg->file, (unsigned long long)g->number, cfg->nfrontends, cfg->nbackends);
+	say_kept_states(g);
 	gen_unref(old); /* freed with its last connection */
 	return 0;
 }
@@ -986,6 +1013,7 @@ static intptr_t run(void *arg)
 		.started = weft_now(),
 		.get = view_get,
 		.put = view_put,
+		.servers_changed = servers_changed,
 	};
 	if (P.admin_fd >= 0 &&
 	    !(P.admin_loop = weft_spawn(admin_serve, &P.admin, &(struct weft_spawn_opts){.name = "admin"})))

@@ -1,0 +1,344 @@
+// SPDX-License-Identifier: MIT
+/*
+ * state_test.cc - a server's administrative state, set at run time with
+ * POST /servers/BACKEND/SERVER?state=ready|drain|maint on the admin
+ * listener (tools/weft-proxy/admin.c, balance.c, health.c), end to end on
+ * the real binary (WEFT_PROXY_BIN) in front of backends this test serves:
+ *  - drain: new connections go to the other server while one already
+ *    through the drained server keeps working both ways; ready brings it
+ *    back into the rotation; /metrics and /stats show the state and the
+ *    change is logged;
+ *  - maint: a server that is down gets no more health checks (its count
+ *    stands still while the other server's moves); under drain checks go
+ *    on, and after ready they resume;
+ *  - the state survives a SIGHUP reload (logged as kept) and only ready
+ *    lifts it;
+ *  - a connection waiting in the queue for a slot of the last ready
+ *    server is not left to its queue_timeout when that server goes to
+ *    maint: it goes to the backup at once, or without one is reset at once;
+ *  - errors: 404 for an unknown backend or server, 400 for a missing,
+ *    unknown or repeated state, an unknown parameter or a body, 405 with
+ *    Allow for a GET on a server and for a POST on a page;
+ *  - every test ends with SIGTERM: exit 0.
+ */
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "harness.h"
+
+namespace {
+
+using namespace std::chrono;
+
+/* The proxy with an admin listener, one frontend and backend b of servers
+ * s0, s1, ... on the given ports (s0 with s0_options), then backend_extra. */
+struct state_proxy : proxy {
+	int admin = 0;
+
+	bool start(const std::vector<int> &servers, const std::string &backend_extra = "",
+		   const std::string &s0_options = "")
+	{
+		port = free_port();
+		admin = free_port();
+		return proxy::start(conf(servers, backend_extra, s0_options)) &&
+		       wait_line("admin listening on", 5000) != "";
+	}
+
+	std::string conf(const std::vector<int> &servers, const std::string &backend_extra,
+			 const std::string &s0_options = "") const
+	{
+		std::string c = "[global]\nadmin = 127.0.0.1:" + std::to_string(admin) +
+				"\naccess_log = off\ndrain_timeout = 1s\n\n[frontend f]\nlisten = 127.0.0.1:" +
+				std::to_string(port) + "\nbackend = b\n\n[backend b]\nconnect_timeout = 1s\n";
+		for (size_t i = 0; i < servers.size(); i++)
+			c += "server s" + std::to_string(i) + " = 127.0.0.1:" + std::to_string(servers[i]) +
+			     (i == 0 ? " " + s0_options : "") + "\n";
+		return c + backend_extra;
+	}
+
+	/* POST /servers/b/SERVER?QUERY: the status code. */
+	int set(const std::string &server, const std::string &query, std::string *body = nullptr)
+	{
+		return http_request(admin, "POST", "/servers/b/" + server + "?" + query, body);
+	}
+
+	double metric(const std::string &series)
+	{
+		return metric_at(admin, series);
+	}
+};
+
+#define STATE(srv, st) "weft_proxy_server_state{backend=\"b\",server=\"" srv "\",state=\"" st "\"}"
+#define CHECKS(srv) "weft_proxy_server_checks_total{backend=\"b\",server=\"" srv "\"}"
+
+/* A short connection through the proxy: the tag of the server it reached,
+ * or 0 (reset, or nothing). */
+char tag_of(int port)
+{
+	int fd = dial(port);
+	if (fd < 0)
+		return 0;
+	char tag = 0;
+	if (recv(fd, &tag, 1, 0) != 1)
+		tag = 0;
+	close(fd);
+	return tag;
+}
+
+/* n short connections: how many reached the server tagged t. */
+int count_tag(int port, char t, int n)
+{
+	int k = 0;
+	for (int i = 0; i < n; i++)
+		k += tag_of(port) == t;
+	return k;
+}
+
+/* Whether what goes out on fd comes back (the echo backend), within 5 s. */
+bool echoes(int fd, const std::string &what)
+{
+	if (send(fd, what.data(), what.size(), MSG_NOSIGNAL) != (ssize_t)what.size())
+		return false;
+	std::string back;
+	char buf[256];
+	struct timeval tv = {5, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while (back.size() < what.size()) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		if (n <= 0)
+			return false;
+		back.append(buf, (size_t)n);
+	}
+	return back == what;
+}
+
+/* SIGTERM, then the exit status, with what stderr still had in *tail
+ * (if not NULL). */
+int finish(state_proxy &p, std::string *tail = nullptr)
+{
+	kill(p.pid, SIGTERM);
+	std::string rest = p.rest();
+	if (tail)
+		*tail = rest;
+	return p.stop();
+}
+
+TEST(StateTest, DrainTakesNoNewConnectionsButAnOpenOneKeepsWorkingAndReadyBringsItBack)
+{
+	NEED_PROXY();
+	backend a('a'), b('b');
+	state_proxy p;
+	ASSERT_TRUE(p.start({a.port, b.port}));
+	EXPECT_EQ(p.metric(STATE("s0", "ready")), 1);
+	EXPECT_EQ(p.metric(STATE("s0", "drain")), 0);
+
+	/* A long connection, through s0 or s1; drain the server it reached. */
+	int held = dial(p.port);
+	ASSERT_GE(held, 0);
+	char tag = 0;
+	ASSERT_EQ(recv(held, &tag, 1, 0), 1);
+	ASSERT_TRUE(tag == 'a' || tag == 'b') << tag;
+	std::string name = tag == 'a' ? "s0" : "s1";
+	char other = tag == 'a' ? 'b' : 'a';
+	std::string body;
+	ASSERT_EQ(p.set(name, "state=drain", &body), 200);
+	EXPECT_EQ(body, "b/" + name + " drain (was ready)\n");
+	std::string line = p.wait_line("set to drain", 3000);
+	EXPECT_NE(line.find("server b/" + name + " set to drain (was ready) through the admin listener; 1 of 2 ready"),
+		  std::string::npos) << line;
+	EXPECT_EQ(p.metric("weft_proxy_server_state{backend=\"b\",server=\"" + name + "\",state=\"drain\"}"), 1);
+	EXPECT_EQ(p.metric("weft_proxy_server_state{backend=\"b\",server=\"" + name + "\",state=\"ready\"}"), 0);
+	std::string stats;
+	ASSERT_EQ(http_request(p.admin, "GET", "/stats", &stats), 200);
+	EXPECT_NE(stats.find("\"name\":\"" + name + "\",\"address\":\"127.0.0.1:" +
+			     std::to_string(tag == 'a' ? a.port : b.port) + "\",\"state\":\"drain\""),
+		  std::string::npos) << stats;
+
+	/* Every new connection goes to the other server; the drained one's
+	 * open connection works on, both ways. */
+	EXPECT_EQ(count_tag(p.port, other, 20), 20);
+	EXPECT_TRUE(echoes(held, "still here"));
+
+	/* Ready again: back in the round robin. */
+	ASSERT_EQ(p.set(name, "state=ready", &body), 200);
+	EXPECT_EQ(body, "b/" + name + " ready (was drain)\n");
+	EXPECT_NE(p.wait_line("set to ready (was drain)", 3000), "");
+	EXPECT_NEAR(count_tag(p.port, tag, 20), 10, 1);
+	EXPECT_TRUE(echoes(held, "and now"));
+	close(held);
+	int st = finish(p);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+TEST(StateTest, MaintStopsTheChecksOfADownServerDrainDoesNot)
+{
+	NEED_PROXY();
+	backend a('a');
+	int dead = free_port();
+	state_proxy p;
+	ASSERT_TRUE(p.start({a.port, dead}, "health_check = tcp interval=50ms\n"));
+	ASSERT_NE(p.wait_line("server b/s1 is down", 3000), "");
+
+	/* Drain: the checks go on. */
+	ASSERT_EQ(p.set("s1", "state=drain"), 200);
+	double d0 = p.metric(CHECKS("s1"));
+	std::this_thread::sleep_for(milliseconds(400));
+	EXPECT_GE(p.metric(CHECKS("s1")) - d0, 3) << "checks stopped under drain";
+
+	/* Maint: none.  A check under way at the change (50 ms at most)
+	 * records nothing either; give it that long and then some. */
+	ASSERT_EQ(p.set("s1", "state=maint"), 200);
+	std::this_thread::sleep_for(milliseconds(150));
+	double m0 = p.metric(CHECKS("s1")), a0 = p.metric(CHECKS("s0"));
+	std::this_thread::sleep_for(milliseconds(500));
+	EXPECT_EQ(p.metric(CHECKS("s1")), m0) << "a server in maint was checked";
+	EXPECT_GE(p.metric(CHECKS("s0")) - a0, 5) << "the other server's checks stopped";
+	EXPECT_EQ(p.metric(STATE("s1", "maint")), 1);
+	/* Still down by its last verdict; in maint, and so out, either way. */
+	EXPECT_EQ(p.metric("weft_proxy_server_up{backend=\"b\",server=\"s1\"}"), 0);
+	EXPECT_EQ(count_tag(p.port, 'a', 10), 10);
+
+	/* Ready: checked again. */
+	ASSERT_EQ(p.set("s1", "state=ready"), 200);
+	std::this_thread::sleep_for(milliseconds(400));
+	EXPECT_GE(p.metric(CHECKS("s1")) - m0, 3) << "checks did not resume";
+	int st = finish(p);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+TEST(StateTest, TheStateSurvivesAReload)
+{
+	NEED_PROXY();
+	backend a('a'), b('b'), c('c');
+	state_proxy p;
+	ASSERT_TRUE(p.start({a.port, b.port}));
+	ASSERT_EQ(p.set("s0", "state=maint"), 200);
+	EXPECT_EQ(count_tag(p.port, 'b', 10), 10);
+
+	/* A reload that adds a server: s0 is matched by name and stays in maint. */
+	FILE *f = fopen(p.file.c_str(), "w");
+	ASSERT_NE(f, nullptr);
+	fputs(p.conf({a.port, b.port, c.port}, "").c_str(), f);
+	fclose(f);
+	kill(p.pid, SIGHUP);
+	ASSERT_NE(p.wait_line("reloaded", 5000), "");
+	std::string kept = p.wait_line("stays in", 2000);
+	EXPECT_NE(kept.find("server b/s0 stays in maint"), std::string::npos) << kept;
+	EXPECT_EQ(p.metric(STATE("s0", "maint")), 1);
+	EXPECT_EQ(p.metric(STATE("s2", "ready")), 1);
+	EXPECT_EQ(count_tag(p.port, 'a', 20), 0);
+
+	/* Only ready lifts it. */
+	std::string body;
+	ASSERT_EQ(p.set("s0", "state=ready", &body), 200);
+	EXPECT_EQ(body, "b/s0 ready (was maint)\n");
+	EXPECT_NEAR(count_tag(p.port, 'a', 30), 10, 1);
+	int st = finish(p);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+/* A server at its max_connections, a second client queued for it (10 s
+ * queue_timeout): how long that client waits once the server goes to
+ * maint, and what it gets. */
+void queued_then_maint(bool with_backup, char want)
+{
+	backend a('a'), spare('z');
+	state_proxy p;
+	std::string extra = "queue_timeout = 10s\n";
+	if (with_backup)
+		extra += "server spare = 127.0.0.1:" + std::to_string(spare.port) + " backup\n";
+	ASSERT_TRUE(p.start({a.port}, extra, "max_connections=1"));
+
+	int first = dial(p.port);
+	ASSERT_GE(first, 0);
+	char tag = 0;
+	ASSERT_EQ(recv(first, &tag, 1, 0), 1);
+	ASSERT_EQ(tag, 'a');
+	int second = dial(p.port);
+	ASSERT_GE(second, 0);
+	for (int i = 0; i < 200 && p.metric("weft_proxy_backend_queue_length{backend=\"b\"}") != 1; i++)
+		std::this_thread::sleep_for(milliseconds(10));
+	ASSERT_EQ(p.metric("weft_proxy_backend_queue_length{backend=\"b\"}"), 1);
+
+	auto t0 = steady_clock::now();
+	ASSERT_EQ(p.set("s0", "state=maint"), 200);
+	char got = 0;
+	if (recv(second, &got, 1, 0) != 1)
+		got = 0; /* reset: no server */
+	auto waited = steady_clock::now() - t0;
+	EXPECT_EQ(got, want);
+	EXPECT_LT(waited, milliseconds(2000)) << "the queued connection waited for its queue_timeout";
+	EXPECT_EQ(p.metric("weft_proxy_backend_queue_length{backend=\"b\"}"), 0);
+	/* The first connection, through the server now in maint, goes on. */
+	EXPECT_TRUE(echoes(first, "on"));
+	close(first);
+	close(second);
+	int st = finish(p);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+TEST(StateTest, AQueuedConnectionGoesToTheBackupWhenTheLastReadyServerGoesToMaint)
+{
+	NEED_PROXY();
+	queued_then_maint(true, 'z');
+}
+
+TEST(StateTest, AQueuedConnectionIsResetAtOnceWhenNoServerIsLeft)
+{
+	NEED_PROXY();
+	queued_then_maint(false, 0);
+}
+
+TEST(StateTest, ErrorsAre404400And405)
+{
+	NEED_PROXY();
+	backend a('a');
+	state_proxy p;
+	ASSERT_TRUE(p.start({a.port}));
+	std::string body, head;
+	EXPECT_EQ(http_request(p.admin, "POST", "/servers/nope/s0?state=drain", &body), 404);
+	EXPECT_EQ(body, "no backend nope\n");
+	EXPECT_EQ(p.set("s9", "state=drain", &body), 404);
+	EXPECT_EQ(body, "no server s9\n");
+	EXPECT_EQ(http_request(p.admin, "POST", "/servers/b?state=drain", &body), 404);
+	EXPECT_EQ(p.set("s0", "state=down", &body), 400);
+	EXPECT_EQ(body, "unknown state (ready, drain or maint)\n");
+	EXPECT_EQ(p.set("s0", "", &body), 400);
+	EXPECT_EQ(body, "state=ready, drain or maint is needed\n");
+	EXPECT_EQ(p.set("s0", "state=drain&weight=0", &body), 400);
+	EXPECT_EQ(p.set("s0", "state=drain&state=maint", &body), 400);
+	EXPECT_EQ(body, "state given twice\n");
+	/* A body: the state goes in the query only. */
+	{
+		int fd = dial(p.admin);
+		ASSERT_GE(fd, 0);
+		std::string req = "POST /servers/b/s0?state=drain HTTP/1.1\r\nHost: x\r\n"
+				  "Content-Length: 11\r\n\r\nstate=maint";
+		send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+		std::string r = read_all(fd);
+		close(fd);
+		EXPECT_EQ(r.rfind("HTTP/1.1 400 ", 0), 0u) << r;
+	}
+	EXPECT_EQ(http_request(p.admin, "GET", "/servers/b/s0?state=drain", &body, &head), 405);
+	EXPECT_NE(head.find("\r\nAllow: POST"), std::string::npos) << head;
+	EXPECT_EQ(http_request(p.admin, "POST", "/metrics", &body, &head), 405);
+	EXPECT_NE(head.find("\r\nAllow: GET, HEAD"), std::string::npos) << head;
+	/* None of that changed anything. */
+	EXPECT_EQ(p.metric(STATE("s0", "ready")), 1);
+	EXPECT_EQ(tag_of(p.port), 'a');
+	std::string tail;
+	int st = finish(p, &tail);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	EXPECT_EQ(tail.find("set to"), std::string::npos) << tail;
+}
+
+} // namespace
