@@ -9,6 +9,11 @@
  *  - /stats is one JSON object (checked with python3 when there is one),
  *    /health answers 200, an unknown path 404;
  *  - the access log has one JSON line per connection with its bytes;
+ *  - the bytes by data path: with data_path = splice a 1 MiB echo moves
+ *    spliced both ways, and the buffered and spliced counts of each
+ *    direction sum to its bytes counter exactly; afterwards no pipe is in
+ *    use and the pool holds the ones used, and nothing fell back; with
+ *    data_path = buffered nothing is spliced and the pipe limit is 0;
  *  - accept_proxy: a version 1 and a version 2 header give the client's
  *    address to the log, the bytes after the header reach the backend,
  *    a LOCAL header keeps the real peer, a malformed header closes the
@@ -46,7 +51,8 @@ struct admin_proxy : proxy {
 	int admin = 0;
 	std::string log;
 
-	bool start(const std::string &frontend_extra, int backend_port)
+	bool start(const std::string &frontend_extra, int backend_port,
+		   const std::string &backend_extra = "")
 	{
 		port = free_port();
 		admin = free_port();
@@ -57,7 +63,7 @@ struct admin_proxy : proxy {
 				   "\naccess_log = " + log + "\ndrain_timeout = 2s\n\n[frontend f]\nlisten = 127.0.0.1:" +
 				   std::to_string(port) + "\nbackend = b\n" + frontend_extra +
 				   "\n[backend b]\nconnect_timeout = 1s\nserver s0 = 127.0.0.1:" +
-				   std::to_string(backend_port) + "\n";
+				   std::to_string(backend_port) + "\n" + backend_extra;
 		/* Up once the admin listener says so (it binds last). */
 		return proxy::start(conf) && wait_line("admin listening on") != "";
 	}
@@ -144,6 +150,8 @@ int json_ok(const std::string &text, bool per_line)
 #define F "{frontend=\"f\"}"
 #define S "{backend=\"b\",server=\"s0\"}"
 #define B "{backend=\"b\"}"
+#define PATH_IN(p) "weft_proxy_frontend_path_bytes_in_total{frontend=\"f\",path=\"" p "\"}"
+#define PATH_OUT(p) "weft_proxy_frontend_path_bytes_out_total{frontend=\"f\",path=\"" p "\"}"
 
 TEST(ObserveTest, MetricsMoveByExactlyTheConnectionsAndBytesSent)
 {
@@ -162,7 +170,11 @@ TEST(ObserveTest, MetricsMoveByExactlyTheConnectionsAndBytesSent)
 	      "weft_proxy_backend_retries_total" B, "weft_proxy_backend_queue_length" B,
 	      "weft_proxy_backend_connect_seconds_bucket{backend=\"b\",le=\"+Inf\"}",
 	      "weft_proxy_backend_connect_seconds_count" B, "weft_proxy_access_log_dropped_total",
-	      "weft_runtime_workers", "weft_runtime_tasks_spawned_total", "weft_runtime_steals_total"})
+	      "weft_runtime_workers", "weft_runtime_tasks_spawned_total", "weft_runtime_steals_total",
+	      PATH_IN("buffered"), PATH_IN("spliced"), PATH_OUT("buffered"), PATH_OUT("spliced"),
+	      "weft_proxy_server_state{backend=\"b\",server=\"s0\",state=\"ready\"}",
+	      "weft_proxy_pipes_in_use", "weft_proxy_pipes_pooled", "weft_proxy_pipes_limit",
+	      "weft_proxy_splice_fallbacks_total{reason=\"pipe_limit\"}"})
 		EXPECT_NE(m.find(std::string("\n") + series + " "), std::string::npos) << series;
 	EXPECT_EQ(p.metric("weft_runtime_workers"), 2);
 	EXPECT_EQ(p.metric("weft_proxy_server_up" S), 1);
@@ -294,6 +306,84 @@ TEST(ObserveTest, StatsIsJsonHealthAnswers200AndOtherPaths404)
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 
+/* Sends len bytes through p to the echo backend and reads them back (and
+ * the tag): whether all came back. */
+bool echo_through(admin_proxy &p, size_t len)
+{
+	int fd = dial(p.port);
+	if (fd < 0)
+		return false;
+	std::string out(len, 'q');
+	/* The reader on its own thread: the echo comes back while the
+	 * client still sends. */
+	std::string in;
+	std::thread reader([&] { in = read_all(fd); });
+	size_t off = 0;
+	while (off < len) {
+		ssize_t w = send(fd, out.data() + off, len - off, MSG_NOSIGNAL);
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
+	shutdown(fd, SHUT_WR);
+	reader.join();
+	close(fd);
+	return in.size() == len + 1 && in.compare(1, len, out) == 0;
+}
+
+TEST(ObserveTest, SplicedAndBufferedBytesAreCountedApartAndSumToTheTotals)
+{
+	NEED_PROXY();
+	backend be('t');
+	admin_proxy p;
+	ASSERT_TRUE(p.start("", be.port, "data_path = splice\n"));
+	EXPECT_GT(p.metric("weft_proxy_pipes_limit"), 0);
+	const size_t len = 1u << 20;
+	ASSERT_TRUE(echo_through(p, len));
+	p.settle();
+	double in_b = p.metric(PATH_IN("buffered")), in_s = p.metric(PATH_IN("spliced"));
+	double out_b = p.metric(PATH_OUT("buffered")), out_s = p.metric(PATH_OUT("spliced"));
+	EXPECT_EQ(p.metric("weft_proxy_frontend_bytes_in_total" F), (double)len);
+	EXPECT_EQ(in_b + in_s, (double)len);
+	EXPECT_EQ(out_b + out_s, (double)len + 1);
+	/* Beyond the watch's first 4 KiB of each burst, splice moves it all. */
+	EXPECT_GT(in_s, 0);
+	EXPECT_GT(out_s, 0);
+	/* Every pipe went back to a pool, none fell back to a buffer. */
+	EXPECT_EQ(p.metric("weft_proxy_pipes_in_use"), 0);
+	EXPECT_GE(p.metric("weft_proxy_pipes_pooled"), 1);
+	EXPECT_EQ(p.metric("weft_proxy_splice_fallbacks_total{reason=\"pipe_limit\"}"), 0);
+	EXPECT_EQ(p.metric("weft_proxy_splice_fallbacks_total{reason=\"pipe_error\"}"), 0);
+	std::string body;
+	ASSERT_EQ(p.get("/stats", &body), 200);
+	char want[160];
+	snprintf(want, sizeof(want), "\"bytes_in_buffered\":%.0f,\"bytes_in_spliced\":%.0f,", in_b, in_s);
+	EXPECT_NE(body.find(want), std::string::npos) << want << "\n" << body;
+	EXPECT_NE(body.find("\"pipes\":{\"in_use\":0,"), std::string::npos) << body;
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+TEST(ObserveTest, WithDataPathBufferedNothingIsSpliced)
+{
+	NEED_PROXY();
+	backend be('t');
+	admin_proxy p;
+	ASSERT_TRUE(p.start("", be.port, "data_path = buffered\n"));
+	const size_t len = 1u << 20;
+	ASSERT_TRUE(echo_through(p, len));
+	p.settle();
+	EXPECT_EQ(p.metric(PATH_IN("buffered")), (double)len);
+	EXPECT_EQ(p.metric(PATH_IN("spliced")), 0);
+	EXPECT_EQ(p.metric(PATH_OUT("buffered")), (double)len + 1);
+	EXPECT_EQ(p.metric(PATH_OUT("spliced")), 0);
+	/* No backend splices: no pipe may exist. */
+	EXPECT_EQ(p.metric("weft_proxy_pipes_limit"), 0);
+	EXPECT_EQ(p.metric("weft_proxy_pipes_pooled"), 0);
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
 /* Sends header + payload in one write, ends the stream, returns the echo. */
 std::string through(int port, const std::string &header, const std::string &payload)
 {
@@ -372,6 +462,12 @@ TEST(AcceptProxyTest, HeadersGiveTheClientAddressAndTheRestReachesTheBackend)
 	EXPECT_EQ(field_str(l, "client"), field_str(l, "peer")) << l;
 	l = by_bytes(8);
 	EXPECT_EQ(field_str(l, "client"), "[2001:db8::1]:7") << l;
+	/* The bytes after a header went on from the session's buffer: they
+	 * count as buffered, and the paths still sum to the total. */
+	p.settle();
+	EXPECT_EQ(p.metric(PATH_IN("buffered")) + p.metric(PATH_IN("spliced")),
+		  p.metric("weft_proxy_frontend_bytes_in_total" F));
+	EXPECT_EQ(p.metric("weft_proxy_frontend_bytes_in_total" F), 5 + 6 + 1 + 8);
 	int st = p.stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }

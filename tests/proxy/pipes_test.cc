@@ -3,10 +3,13 @@
  * pipes_test.cc - the spliced path's pipe pool (tools/weft-proxy/pipes.c):
  * a pipe comes back empty and is reused, pipes_limit caps the pipes in
  * existence, pooled or in use, with -EMFILE past it, and a pipe closed or
- * dropped makes room again.  One thread: the pool is per thread.
+ * dropped makes room again; pipes_stats counts the pipes in use and
+ * pooled, and each refusal, at the limit or when a pipe cannot be made.
+ * One thread: the pool is per thread.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <vector>
@@ -85,6 +88,62 @@ TEST(PipesTest, AFullPoolClosesWhatComesBack)
 		ASSERT_EQ(pipes_get(&p), 0);
 		pipes_drop(&p);
 	}
+}
+
+TEST(PipesTest, StatsCountInUsePooledAndEachRefusal)
+{
+	pipes_limit(SIZE_MAX);
+	struct pipes_stats s0, s;
+	pipes_stats(&s0);
+	EXPECT_EQ(s0.limit, SIZE_MAX);
+	struct pipe_pair a, b;
+	ASSERT_EQ(pipes_get(&a), 0);
+	ASSERT_EQ(pipes_get(&b), 0);
+	pipes_stats(&s);
+	EXPECT_EQ(s.in_use, s0.in_use + 2);
+	pipes_put(&a);
+	pipes_stats(&s);
+	EXPECT_EQ(s.in_use, s0.in_use + 1);
+	EXPECT_EQ(s.pooled, s0.pooled + 1);
+	ASSERT_EQ(pipes_get(&a), 0); /* the pooled one */
+	pipes_stats(&s);
+	EXPECT_EQ(s.in_use, s0.in_use + 2);
+	EXPECT_EQ(s.pooled, s0.pooled);
+
+	/* At the limit: refused and counted as such, twice. */
+	pipes_limit(s.in_use + s.pooled);
+	struct pipe_pair x;
+	EXPECT_EQ(pipes_get(&x), -EMFILE);
+	EXPECT_EQ(pipes_get(&x), -EMFILE);
+	pipes_stats(&s);
+	EXPECT_EQ(s.limit, s.in_use + s.pooled);
+	EXPECT_EQ(s.refused_limit, s0.refused_limit + 2);
+	EXPECT_EQ(s.refused_error, s0.refused_error);
+	pipes_limit(SIZE_MAX);
+
+	/* Out of descriptors: pipe2 fails, counted as an error.  The soft
+	 * limit is set to the lowest free descriptor, then put back. */
+	struct rlimit rl, low;
+	ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	int lowest = dup(0);
+	ASSERT_GE(lowest, 0);
+	close(lowest);
+	low = rl;
+	low.rlim_cur = (rlim_t)lowest;
+	ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+	int rc = pipes_get(&x);
+	ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	EXPECT_EQ(rc, -EMFILE);
+	pipes_stats(&s);
+	EXPECT_EQ(s.refused_error, s0.refused_error + 1);
+	EXPECT_EQ(s.refused_limit, s0.refused_limit + 2);
+	EXPECT_EQ(s.in_use, s0.in_use + 2) << "a failed pipes_get left a pipe counted";
+
+	pipes_drop(&a);
+	pipes_drop(&b);
+	pipes_stats(&s);
+	EXPECT_EQ(s.in_use, s0.in_use);
+	EXPECT_EQ(s.pooled, s0.pooled);
 }
 
 } // namespace

@@ -25,6 +25,7 @@
 #include <weft/net.h>
 
 #include "admin.h"
+#include "pipes.h"
 
 #define ADMIN_REQUEST_MAX 8192
 #define ADMIN_TIMEOUT (5 * WEFT_SEC)
@@ -113,6 +114,23 @@ void admin_metrics(struct sbuf *b, const struct admin_source *src, const struct 
 			sbuf_printf(b, "%s{frontend=\"%s\"} %llu\n", fm[m].name, cfg->frontends[i].name,
 				    U(atomic_load_explicit(c, memory_order_relaxed)));
 		}
+	}
+	/* The frontends' bytes by data path: a label, since the two paths of
+	 * a direction sum to its bytes counter. */
+	static const char *const pathm[2][2] = {
+		{"weft_proxy_frontend_path_bytes_in_total",
+		 "Bytes from clients to servers by data path (buffered, spliced); the two sum to weft_proxy_frontend_bytes_in_total."},
+		{"weft_proxy_frontend_path_bytes_out_total",
+		 "Bytes from servers to clients by data path (buffered, spliced); the two sum to weft_proxy_frontend_bytes_out_total."},
+	};
+	static const char *const path_names[STATS_PATHS] = {"buffered", "spliced"};
+	for (int d = 0; d < 2; d++) {
+		family(b, pathm[d][0], "counter", pathm[d][1]);
+		for (size_t i = 0; i < cfg->nfrontends; i++)
+			for (int k = 0; k < STATS_PATHS; k++)
+				sbuf_printf(b, "%s{frontend=\"%s\",path=\"%s\"} %llu\n", pathm[d][0],
+					    cfg->frontends[i].name, path_names[k],
+					    U(STAT_GET(v->fronts[i]->path_bytes[d][k])));
 	}
 
 	/* Servers: established, active, attempts and errors, bytes, health. */
@@ -234,6 +252,23 @@ void admin_metrics(struct sbuf *b, const struct admin_source *src, const struct 
 			    U(accesslog_dropped(src->log)));
 	}
 
+	/* The spliced path's pipes (pipes.c): process-wide, like its limit. */
+	struct pipes_stats ps;
+	pipes_stats(&ps);
+	family(b, "weft_proxy_pipes_in_use", "gauge", "Pipes a spliced transfer holds now.");
+	sbuf_printf(b, "weft_proxy_pipes_in_use %zu\n", ps.in_use);
+	family(b, "weft_proxy_pipes_pooled", "gauge", "Empty pipes kept in the workers' pools.");
+	sbuf_printf(b, "weft_proxy_pipes_pooled %zu\n", ps.pooled);
+	family(b, "weft_proxy_pipes_limit", "gauge",
+	       "The most pipes that may exist at once, in use and pooled (0: no backend splices).");
+	sbuf_printf(b, "weft_proxy_pipes_limit %zu\n", ps.limit);
+	family(b, "weft_proxy_splice_fallbacks_total", "counter",
+	       "Bursts that were to be spliced and moved buffered for want of a pipe: the pipe limit was reached, or making one failed.");
+	sbuf_printf(b, "weft_proxy_splice_fallbacks_total{reason=\"pipe_limit\"} %llu\n",
+		    U(ps.refused_limit));
+	sbuf_printf(b, "weft_proxy_splice_fallbacks_total{reason=\"pipe_error\"} %llu\n",
+		    U(ps.refused_error));
+
 	/* The runtime (weft_rt_stats). */
 	struct weft_rt_stats rs;
 	weft_rt_stats(src->rt, &rs);
@@ -275,10 +310,16 @@ void admin_stats(struct sbuf *b, const struct admin_source *src, const struct ad
 		json_str(b, cfg->frontends[i].name);
 		sbuf_printf(b, ",\"connections_total\":%llu,\"connections_active\":%llu,"
 			       "\"bytes_in\":%llu,\"bytes_out\":%llu,\"no_server\":%llu,"
-			       "\"proxy_header_errors\":%llu,\"proxy_header_timeouts\":%llu}",
+			       "\"proxy_header_errors\":%llu,\"proxy_header_timeouts\":%llu,"
+			       "\"bytes_in_buffered\":%llu,\"bytes_in_spliced\":%llu,"
+			       "\"bytes_out_buffered\":%llu,\"bytes_out_spliced\":%llu}",
 			    U(STAT_GET(f->total)), U(STAT_GET(f->active)), U(STAT_GET(f->bytes_in)),
 			    U(STAT_GET(f->bytes_out)), U(STAT_GET(f->no_server)),
-			    U(STAT_GET(f->proxy_errors)), U(STAT_GET(f->proxy_timeouts)));
+			    U(STAT_GET(f->proxy_errors)), U(STAT_GET(f->proxy_timeouts)),
+			    U(STAT_GET(f->path_bytes[0][STATS_BUFFERED])),
+			    U(STAT_GET(f->path_bytes[0][STATS_SPLICED])),
+			    U(STAT_GET(f->path_bytes[1][STATS_BUFFERED])),
+			    U(STAT_GET(f->path_bytes[1][STATS_SPLICED])));
 	}
 	sbuf_printf(b, "],\"backends\":[");
 	for (size_t bi = 0; bi < cfg->nbackends; bi++) {
@@ -320,7 +361,12 @@ void admin_stats(struct sbuf *b, const struct admin_source *src, const struct ad
 		}
 		sbuf_printf(b, "]}");
 	}
-	sbuf_printf(b, "],\"access_log\":");
+	struct pipes_stats ps;
+	pipes_stats(&ps);
+	sbuf_printf(b, "],\"pipes\":{\"in_use\":%zu,\"pooled\":%zu,\"limit\":%zu,"
+		       "\"fallbacks_limit\":%llu,\"fallbacks_error\":%llu}",
+		    ps.in_use, ps.pooled, ps.limit, U(ps.refused_limit), U(ps.refused_error));
+	sbuf_printf(b, ",\"access_log\":");
 	if (src->log)
 		sbuf_printf(b, "{\"lines\":%llu,\"dropped\":%llu}", U(accesslog_written(src->log)),
 			    U(accesslog_dropped(src->log)));

@@ -458,6 +458,7 @@ static intptr_t session(void *arg)
 	 * rest as it forwards it. */
 	struct server_stats *ss = &s->server->st->stats;
 	STAT_ADD(s->f->st->bytes_in, s->early);
+	STAT_ADD(s->f->st->path_bytes[0][STATS_BUFFERED], s->early);
 	STAT_ADD(ss->bytes_in, s->early);
 	struct relay_opts o = {
 		.idle_timeout = s->f->cfg->idle_timeout_ns ? s->f->cfg->idle_timeout_ns : WEFT_NEVER,
@@ -467,6 +468,10 @@ static intptr_t session(void *arg)
 		.data_path = b->data_path,
 		.count = {{&s->f->st->bytes_in, &ss->bytes_in},
 			  {&s->f->st->bytes_out, &ss->bytes_out}},
+		.path = {{&s->f->st->path_bytes[0][STATS_BUFFERED],
+			  &s->f->st->path_bytes[0][STATS_SPLICED]},
+			 {&s->f->st->path_bytes[1][STATS_BUFFERED],
+			  &s->f->st->path_bytes[1][STATS_SPLICED]}},
 		.done = relay_done,
 		.arg = s,
 	};

@@ -26,6 +26,14 @@
  * (pipes_limit): each takes two descriptors, which would otherwise come
  * out of those the proxy keeps for connections.
  *
+ * For the metrics (pipes_stats), the pipes in all pools are counted too,
+ * and the pipes_get calls that failed, at the limit or making a pipe: the
+ * relay moves each such burst buffered, so these are its fallbacks.  The
+ * counts are process-wide relaxed atomics, one add per pipe taken from or
+ * given to a pool: a spliced burst costs two splices through io_uring's
+ * workers besides, so summing per-thread counts instead would save
+ * nothing worth a registry of pools.
+ *
  * Invariant: a pipe in a pool holds no bytes (relay.c drops, rather than
  * returns, a pipe a failed transfer may have left bytes in).
  */
@@ -48,9 +56,13 @@
 /* Empty pipes kept per thread: as many as a worker may hold at all. */
 #define POOL_MAX PIPES_PER_WORKER
 
-/* Pipes in existence and the most there may be (pipes_limit). */
+/* Pipes in existence and the most there may be (pipes_limit); those in
+ * the pools, and pipes_get's failures (pipes_stats).  Relaxed, all: each
+ * is a count on its own. */
 static _Atomic size_t made;
 static _Atomic size_t made_max = SIZE_MAX;
+static _Atomic size_t pooled;
+static _Atomic uint64_t refused_limit, refused_error;
 
 struct pool {
 	unsigned n;
@@ -66,6 +78,7 @@ static void pool_free(void *arg)
 	struct pool *pool = arg;
 	for (unsigned i = 0; i < pool->n; i++)
 		pipes_drop(&pool->p[i]);
+	atomic_fetch_sub_explicit(&pooled, pool->n, memory_order_relaxed);
 	free(pool);
 }
 
@@ -93,18 +106,21 @@ int pipes_get(struct pipe_pair *p)
 	struct pool *pool = pool_here();
 	if (pool && pool->n) {
 		*p = pool->p[--pool->n];
+		atomic_fetch_sub_explicit(&pooled, 1, memory_order_relaxed);
 		return 0;
 	}
 	/* Relaxed: a count on its own, and an overshoot is undone. */
 	if (atomic_fetch_add_explicit(&made, 1, memory_order_relaxed) >=
 	    atomic_load_explicit(&made_max, memory_order_relaxed)) {
 		atomic_fetch_sub_explicit(&made, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&refused_limit, 1, memory_order_relaxed);
 		return -EMFILE;
 	}
 	int fd[2];
 	if (pipe2(fd, O_CLOEXEC) < 0) {
 		int rc = -errno;
 		atomic_fetch_sub_explicit(&made, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&refused_error, 1, memory_order_relaxed);
 		return rc;
 	}
 	/* EPERM past the per-user pipe quota (pipe-user-pages-soft): the
@@ -117,6 +133,7 @@ int pipes_get(struct pipe_pair *p)
 		int rc = size < 0 ? -errno : -EINVAL;
 		*p = (struct pipe_pair){.r = fd[0], .w = fd[1]};
 		pipes_drop(p);
+		atomic_fetch_add_explicit(&refused_error, 1, memory_order_relaxed);
 		return rc;
 	}
 	*p = (struct pipe_pair){.r = fd[0], .w = fd[1], .size = (size_t)size};
@@ -126,10 +143,12 @@ int pipes_get(struct pipe_pair *p)
 void pipes_put(struct pipe_pair *p)
 {
 	struct pool *pool = pool_here();
-	if (pool && pool->n < POOL_MAX)
+	if (pool && pool->n < POOL_MAX) {
 		pool->p[pool->n++] = *p;
-	else
+		atomic_fetch_add_explicit(&pooled, 1, memory_order_relaxed);
+	} else {
 		pipes_drop(p);
+	}
 }
 
 void pipes_drop(struct pipe_pair *p)
@@ -142,4 +161,19 @@ void pipes_drop(struct pipe_pair *p)
 void pipes_limit(size_t max)
 {
 	atomic_store_explicit(&made_max, max, memory_order_relaxed);
+}
+
+void pipes_stats(struct pipes_stats *out)
+{
+	/* Pooled first, so that a pipe made and pooled between the two loads
+	 * makes in_use err high, not negative; a pooled pipe closed in
+	 * between (a worker's end) can still make the difference negative,
+	 * hence the clamp. */
+	size_t pool_n = atomic_load_explicit(&pooled, memory_order_relaxed);
+	size_t all = atomic_load_explicit(&made, memory_order_relaxed);
+	out->pooled = pool_n;
+	out->in_use = all > pool_n ? all - pool_n : 0;
+	out->limit = atomic_load_explicit(&made_max, memory_order_relaxed);
+	out->refused_limit = atomic_load_explicit(&refused_limit, memory_order_relaxed);
+	out->refused_error = atomic_load_explicit(&refused_error, memory_order_relaxed);
 }

@@ -8,6 +8,7 @@
 #define WEFT_PROXY_PIPES_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -27,8 +28,10 @@ struct pipe_pair {
 /*
  * Takes a pipe from the calling thread's pool, or makes one (sized with
  * F_SETPIPE_SZ to PIPES_SIZE, or left at the kernel's size when the
- * per-user pipe limit refuses).  Returns 0 with *p filled, or -errno of
- * pipe2 (-EMFILE, -ENFILE, ...) or -ENOMEM.  Any thread; does not suspend.
+ * per-user pipe limit refuses).  Returns 0 with *p filled, or -EMFILE at
+ * the limit (pipes_limit), or -errno of pipe2 (-EMFILE, -ENFILE, ...) or
+ * fcntl; each failure is counted (pipes_stats).  Any thread; does not
+ * suspend.
  */
 int pipes_get(struct pipe_pair *p);
 
@@ -50,6 +53,23 @@ void pipes_drop(struct pipe_pair *p);
  * spent on pipes.  Any thread.
  */
 void pipes_limit(size_t max);
+
+/* The pool's figures for the metrics, as pipes_stats reads them. */
+struct pipes_stats {
+	size_t in_use;          /* taken by a transfer now */
+	size_t pooled;          /* empty in a worker's pool */
+	size_t limit;           /* pipes_limit's; SIZE_MAX: none */
+	uint64_t refused_limit; /* pipes_get refused: the limit was reached */
+	uint64_t refused_error; /* pipes_get failed to make one (pipe2, fcntl) */
+};
+
+/*
+ * Fills *out.  A racy snapshot of counters updated apart: in_use is
+ * derived from pipes in existence and pooled, read one after the other,
+ * and is clamped at 0 when a pipe made or freed between the two reads
+ * would make it negative.  Any thread; no failure path.
+ */
+void pipes_stats(struct pipes_stats *out);
 
 #ifdef __cplusplus
 }

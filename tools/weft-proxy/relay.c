@@ -230,8 +230,9 @@ static void rewatch(struct side *s)
 	}
 }
 
-/* Direction s handed n bytes to its destination. */
-static void sent(struct side *s, size_t n)
+/* Direction s handed n bytes to its destination, by path (enum
+ * stats_path). */
+static void sent(struct side *s, size_t n, enum stats_path path)
 {
 	/* Relaxed: counters and a time on their own; the last direction out
 	 * reads the counters after both have dropped their references. */
@@ -239,6 +240,8 @@ static void sent(struct side *s, size_t n)
 	for (int i = 0; i < 2; i++)
 		if (s->r->o.count[s->d][i])
 			atomic_fetch_add_explicit(s->r->o.count[s->d][i], n, memory_order_relaxed);
+	if (s->r->o.path[s->d][path])
+		atomic_fetch_add_explicit(s->r->o.path[s->d][path], n, memory_order_relaxed);
 	atomic_store_explicit(&s->r->last, weft_now(), memory_order_relaxed);
 }
 
@@ -265,7 +268,7 @@ static bool forward(struct side *s, const void *data, size_t n)
 		send_failed(s, expired);
 		return false;
 	}
-	sent(s, n);
+	sent(s, n, STATS_BUFFERED);
 	return true;
 }
 
@@ -312,7 +315,7 @@ static bool splice_out(struct side *s, const struct pipe_pair *p, size_t n)
 	 * short count), not -ETIMEDOUT, when its deadline cancels it: the
 	 * scope says whether the time ran out. */
 	bool expired = weft_scope_end(&sc);
-	sent(s, n - left);
+	sent(s, n - left, STATS_SPLICED);
 	if (left)
 		send_failed(s, expired);
 	return !left;
@@ -324,8 +327,10 @@ static int drain_spliced(struct side *s, size_t ready)
 {
 	struct relay *r = s->r;
 	struct pipe_pair p;
+	/* Out of pipes (the limit, or descriptors): a buffer needs none.
+	 * pipes_get counts the refusal, so each fallback is counted once. */
 	if (pipes_get(&p) < 0)
-		return drain_buffered(s); /* out of descriptors: a buffer needs none */
+		return drain_buffered(s);
 	int rc = 1;
 	bool empty = true;
 	while (ready && rc == 1) {

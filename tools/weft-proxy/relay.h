@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "stats.h"
 
 struct relay;
 
@@ -41,6 +42,10 @@ struct relay_opts {
 	 * client to server, 1 server to client); NULL entries are skipped.
 	 * They must outlive the relay (until done is called). */
 	_Atomic uint64_t *count[2][2];
+	/* And by the path they took: path[d][p] for direction d and
+	 * enum stats_path p (buffered or spliced).  NULL entries are skipped;
+	 * they must outlive the relay likewise. */
+	_Atomic uint64_t *path[2][STATS_PATHS];
 	/* Called once, from a task, when both sockets are closed: bytes[0]
 	 * went client to server, bytes[1] server to client. */
 	void (*done)(void *arg, enum relay_end end, const uint64_t bytes[2], uint64_t duration_ns);

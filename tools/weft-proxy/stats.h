@@ -28,11 +28,25 @@ static const uint64_t stats_connect_le_us[STATS_CONNECT_BUCKETS] = {
 	50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000, 500000, 1000000, 5000000,
 };
 
+/* Data paths of the byte counters by path (relay.c's top comment). */
+enum stats_path {
+	STATS_BUFFERED, /* through a buffer: the watch's bytes, drain_buffered, a PROXY header's tail */
+	STATS_SPLICED,  /* through a pipe, never in user space */
+	STATS_PATHS,
+};
+
 struct frontend_stats {
 	_Atomic uint64_t total;       /* connections accepted */
 	_Atomic uint64_t active;      /* accepted and not yet closed */
 	_Atomic uint64_t bytes_in;    /* client to server, counted as forwarded */
 	_Atomic uint64_t bytes_out;   /* server to client, likewise */
+	/* The same bytes by data path: path_bytes[d][p], d 0 in and 1 out;
+	 * the paths of a direction sum to its bytes_ counter (both are added
+	 * after the same send, so a scrape may find them a send apart).  Per
+	 * frontend, as the byte counters are, and next to them: one more add
+	 * per send on a line the send dirties anyway.  A frontend has one
+	 * backend, whose data_path chooses the path. */
+	_Atomic uint64_t path_bytes[2][STATS_PATHS];
 	_Atomic uint64_t no_server;   /* closed because no server could be connected */
 	_Atomic uint64_t proxy_errors;   /* accept_proxy: a malformed header */
 	_Atomic uint64_t proxy_timeouts; /* accept_proxy: no whole header in time */
