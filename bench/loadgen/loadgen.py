@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 """Load-generator benchmark: weft-bench beside wrk and h2load --h1.
 
-Builds bench/loadgen/delayserver.c with gcc -O2 into
+Builds bench/loadgen/delayserver.c and floorgen.c with gcc -O2 into
 <build-dir>/bench-loadgen/, starts two servers pinned to CPU 0 and keeps
 them for the whole run: nginx "hello" (worker_processes 1, access_log
 off, keepalive_requests 1000000, keepalive_timeout 1h, return 200 in a
@@ -16,6 +16,9 @@ generators interleaved case by case:
             time per request (utime+stime of its process, taken with
             getrusage(RUSAGE_CHILDREN) around it: taskset execs it, so the
             child is the generator), nginx's CPU per request (/proc/PID/stat);
+            floorgen beside them, the yardstick: one blocking send and one
+            recv per request and nothing else, the least any generator
+            can cost;
   rate2000: weft-bench --rate 2000 -c50 against the delay server: corrected
             p50 (must lie in 1.0-1.2 ms) and achieved rate (within 1% of
             2000); h2load --rps 40 per connection beside it;
@@ -133,6 +136,11 @@ def weft_args(binary, url, secs, rate):
     if rate:
         argv += ["--rate", f"{rate:g}"]
     return argv + [url]
+
+
+def floor_args(binary, url, secs, rate):
+    # url is http://HOST:PORT/ here; floorgen takes HOST:PORT.
+    return [binary, url.split("/")[2], str(CONNS), f"{secs:g}"]
 
 
 def parse_wrk(out):
@@ -470,6 +478,8 @@ def main():
     if why and "rate2000" in names:
         log(f"error: the delay server could not be built: {why}")
         return 1
+    floor_bin = os.path.join(out_dir, "floorgen")
+    floor_why = benchlib.gcc_build(os.path.join(HERE, "floorgen.c"), floor_bin)
     wrk = find_prog("wrk")
     h2load = find_prog("h2load")
     gens = {
@@ -479,11 +489,14 @@ def main():
         "h2load": Gen("h2load", "h2load --h1", h2load_args, parse_h2load,
                       h2load, None if h2load else
                       "h2load not found (install nghttp2-client)"),
+        "floor": Gen("floor", "floorgen", floor_args, parse_wrk, floor_bin,
+                     f"not built: {floor_why}" if floor_why else None),
     }
     short = args.pace_duration
     specs = {
         "closed": (f"closed loop against nginx, -c{CONNS}, one thread",
-                   "nginx", 0, args.duration, ["wrk", "h2load", "weft"]),
+                   "nginx", 0, args.duration,
+                   ["wrk", "h2load", "weft", "floor"]),
         "rate2000": (f"--rate 2000 against the {DELAY_US} us delay server, "
                      f"-c{CONNS}", "delay", 2000, args.duration,
                      ["weft", "h2load"]),
