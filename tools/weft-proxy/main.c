@@ -35,7 +35,9 @@
  *     within connect_timeout; a failed connect is retried on another
  *     server, up to `retries` times.  Servers that are all at their own
  *     max_connections make it wait up to queue_timeout (at most
- *     queue_size waiting per backend) for a slot.
+ *     queue_size waiting per backend) for a slot; a slot freed, or a
+ *     server's administrative state changed from the admin listener,
+ *     makes it pick again (servers_changed).
  *  3. With send_proxy, the PROXY header goes to the server first.
  *     With accept_proxy, the session first reads the client's PROXY
  *     header (read_proxy_header), takes the client's address from it,
@@ -48,7 +50,8 @@
  *
  * Observability: counters (stats.h) are relaxed atomics bumped here;
  * admin.c serves them at /metrics and /stats when `admin` is set, from the
- * generation in force; accesslog.c writes the lines from a thread of its
+ * generation in force, and sets servers' administrative state (ready,
+ * drain, maint: balance.h) there; accesslog.c writes the lines from a thread of its
  * own, never blocking a worker.  The line format and the series are in
  * docs/proxy.md.
  *
@@ -628,12 +631,18 @@ static void view_put(void *hold)
 /* A server's administrative state changed (admin_source.servers_changed):
  * every connection waiting for a slot picks again.  The state was stored
  * before qlock is taken here, so a waiter either checked balance_has_room
- * under qlock after it (and saw it) or sleeps in qcond and is woken. */
+ * under qlock after it (and saw it) or sleeps in qcond and is woken.
+ * Shielded: the admin request's deadline must not leave the waiters
+ * asleep until their queue_timeout; qlock is held for moments only. */
 static void servers_changed(void)
 {
-	weft_mutex_lock(&P.qlock);
-	weft_cond_broadcast(&P.qcond);
-	weft_mutex_unlock(&P.qlock);
+	struct weft_scope sc;
+	weft_scope_shield(&sc, WEFT_NEVER);
+	if (weft_mutex_lock(&P.qlock) == 0) {
+		weft_cond_broadcast(&P.qcond);
+		weft_mutex_unlock(&P.qlock);
+	}
+	weft_scope_end(&sc);
 }
 
 /* After a reload: the servers whose administrative state carried over
