@@ -16,6 +16,11 @@ rows alike.
         driver reads /proc/PID/stat just before and just after the measured
         wrk run.
 
+Beside the peers, a yardstick: bench/net/floorserver, blocking sockets
+taking turns, one recv and one send per message and nothing else (no
+readiness mechanism at all): the kernel's cost of a message, below which a
+server making one receive and one send per message cannot go.
+
 Before the first run each echo server is started once and 8 MiB are pushed
 through it by a slow reader, so that its sends come up short; a server that
 loses data there gets a note under its rows.
@@ -58,7 +63,8 @@ CLIENT_CPU = "0"   # netload and wrk
 HTTP_CONNS = 50    # wrk connections (the goals are stated at 50)
 START_TIMEOUT_S = 10
 STOP_TIMEOUT_S = 10
-C_PROGRAMS = ["netload", "echo_uring_plain", "echo_uring_tuned", "echo_epoll"]
+C_PROGRAMS = ["netload", "echo_uring_plain", "echo_uring_tuned", "echo_epoll",
+              "floorserver"]
 
 
 # --- servers ----------------------------------------------------------------
@@ -562,9 +568,9 @@ def main():
     go_bin, go_skip = build_go(out_dir)
     bins = {prog: path for prog, (path, _) in cbins.items()}
 
-    def c_server(key, label, prog):
+    def c_server(key, label, prog, *mode):
         path, skip = cbins[prog]
-        return Server(key, label, lambda a, t: [path, a], skipped=skip)
+        return Server(key, label, lambda a, t: [path, *mode, a], skipped=skip)
 
     weft_env = {"WEFT_WORKERS": "1"}
     go_env = {"GOMAXPROCS": "1"}
@@ -586,6 +592,7 @@ def main():
                     c_server("epoll", "epoll", "echo_epoll"),
                     Server("go", "Go goroutines",
                            lambda a, t: [go_bin, "echo", a], go_env, go_skip),
+                    c_server("floor", "floor", "floorserver", "echo"),
                 ]))
     if "http" in kinds:
         wrk = shutil.which("wrk")
@@ -609,6 +616,7 @@ def main():
                 Server("go", "Go net/http",
                        lambda a, t: [go_bin, "http", a], go_env,
                        http_skip or go_skip),
+                c_server("floor", "floor", "floorserver", "http"),
             ]))
     for c in cases:
         for r in c.rows:

@@ -24,6 +24,12 @@ backend), so that drift in the machine's state hits all rows alike.
          answered by the sink end to end, then held idle: the proxy's VmRSS
          growth per connection (/proc/PID/status before and after).
 
+In the http case a yardstick runs beside them: bench/proxy/floorproxy,
+blocking sockets taking turns, per request one recv and one send each way
+and nothing else (no readiness mechanism): the kernel's cost of proxying a
+request, below which a proxy making one receive and one send per message
+cannot go.
+
 --weft-data-paths buffered,splice,auto gives weft-proxy a row per data path
 (its backend's data_path), side by side; the goals compare the auto row (or
 the first listed).
@@ -270,13 +276,18 @@ class Case:
 
 # --- building ---------------------------------------------------------------
 
-def build_proxyload(out_dir):
-    path = os.path.join(out_dir, "proxyload")
-    if shutil.which("gcc") is None:
-        return path, "gcc not found"
-    cmd = ["gcc", "-O2", "-std=gnu17", "-D_GNU_SOURCE", "-Wall", "-o", path,
-           os.path.join(HERE, "proxyload.c")]
-    return path, benchlib.run_build(cmd)
+def build_c(out_dir, prog):
+    """(path, skip reason or None) of bench/proxy/PROG.c built with gcc."""
+    path = os.path.join(out_dir, prog)
+    return path, benchlib.gcc_build(os.path.join(HERE, prog + ".c"), path)
+
+
+def floor_proxy(binary):
+    def start(backend, tmpdir):
+        port = free_port()
+        return Proc("floorproxy", [binary, f"127.0.0.1:{port}", backend],
+                    tmpdir, port=port)
+    return start
 
 
 def nginx_stream_module(nginx):
@@ -685,7 +696,8 @@ def main():
         return 1
     out_dir = os.path.join(build_dir, "bench-proxy")
     os.makedirs(out_dir, exist_ok=True)
-    proxyload, pl_skip = build_proxyload(out_dir)
+    proxyload, pl_skip = build_c(out_dir, "proxyload")
+    floor_bin, floor_skip = build_c(out_dir, "floorproxy")
     if pl_skip and any(c in names for c in ("bulk", "idle")):
         log(f"error: proxyload could not be built: {pl_skip}")
         return 1
@@ -696,7 +708,7 @@ def main():
                                (None, "nginx not found (install nginx-light)"))
     bins = {"wrk": wrk, "nginx": nginx, "proxyload": proxyload}
 
-    def proxies(http):
+    def proxies(http, floor=False):
         need = None
         if http and not wrk:
             need = "wrk not found (install wrk)"
@@ -717,12 +729,13 @@ def main():
                 Proxy("haproxy-splice", "HAProxy splice",
                       haproxy and haproxy_proxy(haproxy, splice=True),
                       need or no_haproxy))
+        floor_rows = [Proxy("floor", "floor", floor_proxy(floor_bin),
+                            need or floor_skip)] if floor else []
         return weft_rows + haproxy_rows + [
             Proxy("nginx", "nginx stream",
                   nginx and nginx_stream_proxy(nginx, stream_mod),
                   need or stream_skip),
-            Proxy("direct", "direct", None, need),
-        ]
+        ] + floor_rows + [Proxy("direct", "direct", None, need)]
 
     titles = {
         "http": ("HTTP keep-alive GET / through the proxy to nginx 'hello', "
@@ -737,7 +750,7 @@ def main():
     cases = []
     for name in names:
         title, ru, cu = titles[name]
-        ps = proxies(name in ("http", "close"))
+        ps = proxies(name in ("http", "close"), floor=name == "http")
         if name == "idle":
             ps = [p for p in ps if not p.direct]
         cases.append(Case(name, title, ru, cu, ps))
