@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * balance_test.cc - end to end, against the weft-proxy binary: how each
- * balancing mode spreads connections, a backup's turn, failover when a
+ * balancing mode spreads connections, a backup's turn (and that a
+ * connection queued for a busy server waits for it, asleep, rather than
+ * for the backup), failover when a
  * server dies in the middle of a stream of connections, the connect,
  * idle and half-closed timeouts, and max_connections pausing the accepts.
  *
@@ -190,6 +192,58 @@ TEST(BalanceTest, ABackupServesOnlyWhileNoOtherServerIsUp)
 	a.reset(); /* its port now refuses */
 	for (int i = 0; i < 20; i++)
 		EXPECT_EQ(tag_of_one(s.port), 'k') << "connection " << i;
+	EXPECT_EQ(s.p.stop(), 0);
+}
+
+/* The proxy's CPU time so far, in clock ticks (utime + stime). */
+long cpu_ticks(pid_t pid)
+{
+	FILE *f = fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+	if (!f)
+		return -1;
+	char buf[1024];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	const char *p = strrchr(buf, ')');
+	long utime = 0, stime = 0;
+	/* After the name: state, then fields 4..13, then utime and stime. */
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime,
+			 &stime) != 2)
+		return -1;
+	return utime + stime;
+}
+
+/* A backup is for servers that are down, not busy: a connection that finds
+ * the only server at its max_connections waits for it, asleep (it used to
+ * spin, picking and waiting again, as the backup looked like room), and
+ * takes its slot when it frees. */
+TEST(BalanceTest, AQueuedConnectionWaitsForItsBusyServerAsleepNotForTheBackup)
+{
+	NEED_PROXY();
+	backend a('a'), k('k');
+	setup s;
+	ASSERT_TRUE(s.start({&a, &k}, "queue_timeout = 10s", {"max_connections=1", "backup"}));
+	held first = reach(s.port);
+	ASSERT_EQ(first.tag, 'a');
+	int second = dial(s.port);
+	ASSERT_GE(second, 0);
+	usleep(100 * 1000); /* it is queued now */
+	long t0 = cpu_ticks(s.p.pid);
+	usleep(1000 * 1000);
+	long used = cpu_ticks(s.p.pid) - t0;
+	ASSERT_GE(t0, 0);
+	/* A spinning waiter takes a whole CPU (100 ticks a second, less on a
+	 * crowded machine); a sleeping one next to nothing. */
+	EXPECT_LT(used, 30) << "the queued connection kept the proxy busy";
+	char tag = 0;
+	EXPECT_EQ(recv(second, &tag, 1, MSG_DONTWAIT), -1) << "it went on before a slot freed: " << tag;
+	close(first.fd);
+	struct timeval tv = {5, 0};
+	setsockopt(second, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	EXPECT_EQ(recv(second, &tag, 1, 0), 1);
+	EXPECT_EQ(tag, 'a');
+	close(second);
 	EXPECT_EQ(s.p.stop(), 0);
 }
 

@@ -277,12 +277,25 @@ struct pserver *balance_pick(struct pbackend *pb, const struct weft_addr *client
 
 bool balance_has_room(struct pbackend *pb)
 {
+	/* As balance_pick decides: a non-backup with room, or a backup with
+	 * room while no non-backup is merely busy (busy ones are waited for,
+	 * not passed over).  A backup counted here that the pick would skip
+	 * would make wait_for_slot return at once and its caller pick and
+	 * wait again, spinning until queue_timeout. */
 	uint64_t now = weft_now();
-	bool busy = false;
-	for (size_t i = 0; i < pb->n; i++)
-		if (eligible(&pb->servers[i], NULL, 0, now, &busy))
-			return true;
-	return false;
+	bool busy = false, backup = false;
+	for (size_t i = 0; i < pb->n; i++) {
+		const struct pserver *s = &pb->servers[i];
+		bool full = false;
+		if (eligible(s, NULL, 0, now, &full)) {
+			if (!s->cfg->backup)
+				return true;
+			backup = true;
+		} else if (!s->cfg->backup) {
+			busy |= full;
+		}
+	}
+	return backup && !busy;
 }
 
 void balance_done(struct pserver *s)

@@ -130,7 +130,9 @@ struct pserver *balance_pick(struct pbackend *pb, const struct weft_addr *client
 
 /* A connection through s ended (or its connect failed: ok false). */
 void balance_done(struct pserver *s);
-/* Whether a pick on pb could find a server with room now (any thread). */
+/* Whether a pick on pb could find a server with room now, by the same
+ * rules as balance_pick (backups only while no other server is eligible
+ * or busy).  Any thread; never suspends. */
 bool balance_has_room(struct pbackend *pb);
 void balance_connect_result(struct pserver *s, bool ok);
 
