@@ -406,20 +406,3 @@ void health_server_state(const struct pserver *s, struct health_state *out)
 	out->last_error = atomic_load_explicit(&h->last_error, memory_order_relaxed);
 	out->step = (enum health_step)atomic_load_explicit(&h->last_step, memory_order_relaxed);
 }
-
-size_t health_backend_up(const struct pbackend *pb, size_t *backups)
-{
-	size_t up = 0, b = 0;
-	uint64_t now = weft_now();
-	for (size_t i = 0; i < pb->n; i++) {
-		const struct pserver *s = &pb->servers[i];
-		if (!atomic_load_explicit(&s->st->health.up, memory_order_relaxed) ||
-		    atomic_load_explicit(&s->st->down_until, memory_order_relaxed) > now)
-			continue;
-		up++;
-		b += s->cfg->backup;
-	}
-	if (backups)
-		*backups = b;
-	return up;
-}

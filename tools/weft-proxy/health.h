@@ -66,10 +66,6 @@ void health_stop(struct health_run *r);
 /* Fills *out with s's health.  Any thread; never suspends; no failure path. */
 void health_server_state(const struct pserver *s, struct health_state *out);
 
-/* Servers of pb that balance_pick may take now (eligible), and of those
- * the backups in *backups (if not NULL).  Any thread; no failure path. */
-size_t health_backend_up(const struct pbackend *pb, size_t *backups);
-
 /* The step as a log word ("connect", "status", ...); "" for NONE. */
 const char *health_step_name(enum health_step step);
 
