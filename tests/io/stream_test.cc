@@ -1,0 +1,417 @@
+// SPDX-License-Identifier: MIT
+/*
+ * stream_test.cc - the receive side of a connection on one multishot
+ * receive (io/stream.c): a large transfer read in random chunk sizes
+ * arrives whole and in order (also when the queue fills and the receive
+ * stops and resumes); a short read keeps the rest for the next; end of
+ * stream and a reset come after the bytes before them; a deadline or a
+ * cancellation ends a wait without losing bytes, also when it races their
+ * arrival; a reader on another worker than the owner gets every byte; more
+ * streams with bytes than the ring has buffers all complete; close drops
+ * queued bytes, stops the receive and leaves the fd open, from the owner
+ * or another worker; a second reader and a close under a reader are
+ * refused.
+ */
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common.h"
+#include "sockets.h"
+#include "weft/io.h"
+#include "weft/sync.h"
+
+namespace {
+
+/* Byte i of a transfer: not periodic in any buffer size. */
+unsigned char pattern(size_t i)
+{
+	return (unsigned char)((i * 2654435761u) >> 13);
+}
+
+/* Writes n pattern bytes to fd in random chunk sizes (a plain thread, so the
+ * writer does not depend on the runtime it tests), then shuts down. */
+std::thread writer(int fd, size_t n, unsigned seed)
+{
+	return std::thread([fd, n, seed] {
+		std::mt19937 rng(seed);
+		std::vector<unsigned char> chunk(20000);
+		size_t at = 0;
+		while (at < n) {
+			size_t k = std::min(n - at, (size_t)(rng() % chunk.size()) + 1);
+			for (size_t i = 0; i < k; i++)
+				chunk[i] = pattern(at + i);
+			size_t done = 0;
+			while (done < k) {
+				ssize_t w = write(fd, chunk.data() + done, k - done);
+				ASSERT_GT(w, 0);
+				done += (size_t)w;
+			}
+			at += k;
+		}
+		shutdown(fd, SHUT_WR);
+	});
+}
+
+/* Reads s to its end in random sizes; returns the bytes read, counting
+ * those that broke the pattern in *bad. */
+size_t read_all(struct weft_stream *s, unsigned seed, size_t *bad)
+{
+	std::mt19937 rng(seed);
+	std::vector<unsigned char> buf(10000);
+	size_t at = 0;
+	*bad = 0;
+	for (;;) {
+		size_t want = (size_t)(rng() % buf.size()) + 1;
+		ssize_t n = weft_stream_recv(s, buf.data(), want);
+		EXPECT_GE(n, 0);
+		EXPECT_LE((size_t)std::max<ssize_t>(n, 0), want);
+		if (n <= 0)
+			return at;
+		for (ssize_t i = 0; i < n; i++)
+			if (buf[(size_t)i] != pattern(at + (size_t)i))
+				(*bad)++;
+		at += (size_t)n;
+	}
+}
+
+TEST(StreamTest, ALargeTransferInRandomChunksArrivesWholeAndInOrder)
+{
+	const size_t n = WEFT_TEST_SCALE((size_t)32 << 20) + (1 << 20);
+	pair p = socket_pair();
+	std::thread t = writer(p.a, n, 1);
+	run_in_weft(2, [&] {
+		struct weft_stream *s;
+		EXPECT_EQ(weft_stream_open(p.b, &s), 0);
+		/* Let the queue fill to its cap first: the receive stops, and
+		 * reading resumes it. */
+		weft_sleep(20 * WEFT_MSEC);
+		size_t bad;
+		EXPECT_EQ(read_all(s, 2, &bad), n);
+		EXPECT_EQ(bad, 0u);
+		EXPECT_EQ(weft_stream_recv(s, &bad, 1), 0) << "the end repeats";
+		EXPECT_EQ(weft_stream_close(s), 0);
+		return (intptr_t)0;
+	});
+	t.join();
+	close(p.a);
+	close(p.b);
+}
+
+TEST(StreamTest, AShortReadKeepsTheRestForTheNext)
+{
+	pair p = socket_pair();
+	run_in_weft(1, [&] {
+		struct weft_stream *s;
+		EXPECT_EQ(weft_stream_open(p.b, &s), 0);
+		EXPECT_EQ(write(p.a, "hello world", 11), 11);
+		char buf[16] = {};
+		EXPECT_EQ(weft_stream_recv(s, buf, 3), 3);
+		EXPECT_EQ(std::string(buf, 3), "hel");
+		EXPECT_EQ(weft_stream_recv(s, buf, 3), 3);
+		EXPECT_EQ(std::string(buf, 3), "lo ");
+		EXPECT_EQ(weft_stream_recv(s, buf, sizeof(buf)), 5);
+		EXPECT_EQ(std::string(buf, 5), "world");
+		EXPECT_EQ(weft_stream_recv(s, buf, 0), 0) << "len 0 reads nothing";
+		/* Bytes that span buffers come out in one read once queued. */
+		std::vector<unsigned char> big(10000), back(10000);
+		for (size_t i = 0; i < big.size(); i++)
+			big[i] = pattern(i);
+		EXPECT_EQ(write(p.a, big.data(), big.size()), (ssize_t)big.size());
+		size_t got = 0;
+		while (got < back.size()) {
+			ssize_t n = weft_stream_recv(s, back.data() + got, back.size() - got);
+			EXPECT_GT(n, 0);
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+		EXPECT_EQ(back, big);
+		EXPECT_EQ(weft_stream_close(s), 0);
+		return (intptr_t)0;
+	});
+	close(p.a);
+	close(p.b);
+}
+
+TEST(StreamTest, EndOfStreamComesAfterTheLastBytes)
+{
+	pair p = socket_pair();
+	run_in_weft(1, [&] {
+		struct weft_stream *s;
+		EXPECT_EQ(weft_stream_open(p.b, &s), 0);
+		EXPECT_EQ(write(p.a, "abc", 3), 3);
+		shutdown(p.a, SHUT_WR);
+		weft_sleep(5 * WEFT_MSEC); /* the end is seen with bytes queued */
+		char buf[8];
+		EXPECT_EQ(weft_stream_recv(s, buf, 2), 2);
+		EXPECT_EQ(weft_stream_recv(s, buf, sizeof(buf)), 1);
+		EXPECT_EQ(buf[0], 'c');
+		EXPECT_EQ(weft_stream_recv(s, buf, sizeof(buf)), 0);
+		EXPECT_EQ(weft_stream_recv(s, buf, sizeof(buf)), 0);
+		EXPECT_EQ(weft_stream_close(s), 0);
+		return (intptr_t)0;
+	});
+	close(p.a);
+	close(p.b);
+}
+
+TEST(StreamTest, AResetIsReportedAndRepeated)
+{
+	struct sockaddr_in addr;
+	int l = listen_loopback(&addr);
+	int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ASSERT_EQ(connect(c, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	int fd = accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
+	ASSERT_GE(fd, 0);
+	run_in_weft(1, [&] {
+		struct weft_stream *s;
+		EXPECT_EQ(weft_stream_open(fd, &s), 0);
+		EXPECT_EQ(write(c, "x", 1), 1);
+		char buf[8];
+		EXPECT_EQ(weft_stream_recv(s, buf, sizeof(buf)), 1);
+		struct linger lg = {1, 0}; /* close sends a reset */
+		EXPECT_EQ(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+		close(c);
+		EXPECT_EQ(weft_stream_recv(s, buf, sizeof(buf)), -ECONNRESET);
+		EXPECT_EQ(weft_stream_recv(s, buf, sizeof(buf)), -ECONNRESET);
+		EXPECT_EQ(weft_stream_close(s), 0);
+		return (intptr_t)0;
+	});
+	close(fd);
+	close(l);
+}
+
+TEST(StreamTest, ADeadlineOrACancelEndsAWaitAndTheBytesStayQueued)
+{
+	pair p = socket_pair();
+	static struct weft_stream *s;
+	run_in_weft(2, [&] {
+		EXPECT_EQ(weft_stream_open(p.b, &s), 0);
+		char buf[8];
+		struct weft_scope sc;
+		uint64_t t0 = weft_now();
+		weft_scope_deadline(&sc, 20 * WEFT_MSEC);
+		EXPECT_EQ(weft_stream_recv(s, buf, sizeof(buf)), -ETIMEDOUT);
+		weft_scope_end(&sc);
+		EXPECT_GE(weft_now() - t0, 20 * WEFT_MSEC);
+
+		struct weft_task *r = go([] {
+			char b[8];
+			return (intptr_t)weft_stream_recv(s, b, sizeof(b));
+		});
+		weft_sleep(10 * WEFT_MSEC);
+		EXPECT_EQ(weft_stream_recv(s, buf, sizeof(buf)), -EBUSY) << "a second reader";
+		EXPECT_EQ(weft_stream_close(s), -EBUSY) << "closed under its reader";
+		weft_cancel(r);
+		EXPECT_EQ(join(r), -ECANCELED);
+
+		EXPECT_EQ(write(p.a, "late", 4), 4);
+		EXPECT_EQ(weft_stream_recv(s, buf, sizeof(buf)), 4);
+		EXPECT_EQ(std::string(buf, 4), "late");
+		EXPECT_EQ(weft_stream_close(s), 0);
+		return (intptr_t)0;
+	});
+	close(p.a);
+	close(p.b);
+}
+
+/* A reader cancelled as its bytes arrive either returns them or leaves
+ * them queued for a later read: counted over many rounds, every byte is
+ * read once. */
+TEST(StreamTest, ACancelRacingTheBytesLosesNone)
+{
+	const int rounds = WEFT_TEST_SCALE(2000) + 20;
+	pair p = socket_pair();
+	static struct weft_stream *s;
+	static std::atomic<int> got;
+	got = 0;
+	run_in_weft(2, [&] {
+		EXPECT_EQ(weft_stream_open(p.b, &s), 0);
+		for (int i = 0; i < rounds; i++) {
+			struct weft_task *r = go([] {
+				char b[64];
+				ssize_t n = weft_stream_recv(s, b, sizeof(b));
+				if (n > 0)
+					got += (int)n;
+				return (intptr_t)n;
+			});
+			EXPECT_EQ(write(p.a, "x", 1), 1);
+			weft_cancel(r);
+			intptr_t n = join(r);
+			EXPECT_TRUE(n == -ECANCELED || n >= 1) << n;
+		}
+		shutdown(p.a, SHUT_WR);
+		char b[64];
+		ssize_t n;
+		while ((n = weft_stream_recv(s, b, sizeof(b))) > 0)
+			got += (int)n;
+		EXPECT_EQ(n, 0);
+		EXPECT_EQ(got.load(), rounds);
+		EXPECT_EQ(weft_stream_close(s), 0);
+		return (intptr_t)0;
+	});
+	close(p.a);
+	close(p.b);
+}
+
+/* The stream is opened on worker 0 and read and closed on worker 1: bytes
+ * are handed over across workers, buffers go back through the owner, and
+ * a receive stopped for back-pressure is resumed at the reader's request. */
+TEST(StreamTest, AReaderOnAnotherWorkerGetsEveryByte)
+{
+	const size_t n = WEFT_TEST_SCALE((size_t)16 << 20) + (1 << 20);
+	static pair p;
+	p = socket_pair();
+	static size_t total;
+	total = n;
+	std::thread t = writer(p.a, n, 3);
+	run_in_weft(2, [] {
+		struct weft_spawn_opts on0 = {}, on1 = {};
+		on0.flags = on1.flags = WEFT_SPAWN_ON | WEFT_SPAWN_PINNED;
+		on1.worker = 1;
+		static struct weft_stream *s;
+		struct weft_task *o = weft_spawn(
+			[](void *) -> intptr_t { return weft_stream_open(p.b, &s); }, nullptr, &on0);
+		EXPECT_EQ(join(o), 0);
+		struct weft_task *r = weft_spawn(
+			[](void *) -> intptr_t {
+				weft_sleep(20 * WEFT_MSEC); /* the queue fills: stopped */
+				size_t bad;
+				EXPECT_EQ(read_all(s, 4, &bad), total);
+				EXPECT_EQ(bad, 0u);
+				return weft_stream_close(s);
+			},
+			nullptr, &on1);
+		EXPECT_EQ(join(r), 0);
+		return (intptr_t)0;
+	});
+	t.join();
+	close(p.a);
+	close(p.b);
+}
+
+/* 600 streams with 2 buffers' worth of bytes each, nobody reading until
+ * all were written: 1,200 buffers wanted from a ring of 256.  The
+ * receives that find it empty wait and resume as readers free buffers;
+ * every stream gets all of its bytes. */
+TEST(StreamTest, MoreStreamsWithBytesThanBuffersAllComplete)
+{
+	const int nstreams = 600;
+	const size_t each = 5000;
+	std::vector<pair> ps;
+	for (int i = 0; i < nstreams; i++)
+		ps.push_back(socket_pair());
+	static std::atomic<int> wrong;
+	wrong = 0;
+	run_in_weft(2, [&] {
+		struct weft_sem gate;
+		weft_sem_init(&gate, 0);
+		struct weft_wg done;
+		weft_wg_init(&done);
+		weft_wg_add(&done, nstreams);
+		struct job {
+			struct weft_stream *s;
+			struct weft_sem *gate;
+			struct weft_wg *done;
+		};
+		std::vector<job> jobs(nstreams);
+		std::vector<unsigned char> bytes(each);
+		for (size_t i = 0; i < each; i++)
+			bytes[i] = pattern(i);
+		for (int i = 0; i < nstreams; i++) {
+			EXPECT_EQ(weft_stream_open(ps[i].b, &jobs[i].s), 0);
+			jobs[i].gate = &gate;
+			jobs[i].done = &done;
+			EXPECT_EQ(write(ps[i].a, bytes.data(), each), (ssize_t)each);
+			shutdown(ps[i].a, SHUT_WR);
+		}
+		weft_sleep(50 * WEFT_MSEC); /* the ring runs dry */
+		for (int i = 0; i < nstreams; i++) {
+			struct weft_task *t = weft_spawn(
+				[](void *a) -> intptr_t {
+					auto *j = static_cast<job *>(a);
+					weft_sem_acquire(j->gate);
+					weft_sem_release(j->gate);
+					size_t bad;
+					if (read_all(j->s, 5, &bad) != 5000 || bad)
+						wrong++;
+					EXPECT_EQ(weft_stream_close(j->s), 0);
+					weft_wg_done(j->done);
+					return 0;
+				},
+				&jobs[i], nullptr);
+			weft_detach(t);
+		}
+		weft_sem_release(&gate);
+		EXPECT_EQ(weft_wg_wait(&done), 0);
+		return (intptr_t)0;
+	});
+	EXPECT_EQ(wrong.load(), 0);
+	for (auto &p : ps) {
+		close(p.a);
+		close(p.b);
+	}
+}
+
+/* Close with bytes queued (and the receive stopped at the cap) drops
+ * them, and with the receive armed stops it; the fd stays open, and a new
+ * stream on it reads what comes next.  Closing from another worker than the
+ * owner's goes through the owner. */
+TEST(StreamTest, CloseDropsQueuedBytesAndLeavesTheFdOpen)
+{
+	static pair p;
+	p = socket_pair();
+	run_in_weft(2, [] {
+		struct weft_stream *s;
+		EXPECT_EQ(weft_stream_open(p.b, &s), 0);
+		std::vector<char> junk(100000, 'j');
+		EXPECT_EQ(write(p.a, junk.data(), junk.size()), (ssize_t)junk.size());
+		weft_sleep(10 * WEFT_MSEC);
+		EXPECT_EQ(weft_stream_close(s), 0);
+		/* What the closed stream did not take is still in the socket:
+		 * drain it, then the fd works as before. */
+		char buf[4096];
+		while (recv(p.b, buf, sizeof(buf), MSG_DONTWAIT) > 0) {
+		}
+		EXPECT_EQ(fcntl(p.b, F_GETFD), FD_CLOEXEC) << "the fd was closed";
+
+		static struct weft_stream *s2;
+		struct weft_spawn_opts on0 = {}, on1 = {};
+		on0.flags = on1.flags = WEFT_SPAWN_ON | WEFT_SPAWN_PINNED;
+		on1.worker = 1;
+		struct weft_task *o = weft_spawn(
+			[](void *) -> intptr_t { return weft_stream_open(p.b, &s2); }, nullptr, &on0);
+		EXPECT_EQ(join(o), 0);
+		EXPECT_EQ(write(p.a, "next", 4), 4);
+		EXPECT_EQ(weft_stream_recv(s2, buf, sizeof(buf)), 4);
+		EXPECT_EQ(std::string(buf, 4), "next");
+		EXPECT_EQ(write(p.a, "more", 4), 4); /* queued on s2 */
+		weft_sleep(5 * WEFT_MSEC);
+		struct weft_task *c = weft_spawn(
+			[](void *) -> intptr_t { return weft_stream_close(s2); }, nullptr, &on1);
+		EXPECT_EQ(join(c), 0);
+		return (intptr_t)0;
+	});
+	close(p.a);
+	close(p.b);
+}
+
+TEST(StreamTest, BadArgumentsAreRejected)
+{
+	run_in_weft(1, [] {
+		struct weft_stream *s;
+		EXPECT_EQ(weft_stream_open(-1, &s), -EINVAL);
+		return (intptr_t)0;
+	});
+}
+
+} // namespace
