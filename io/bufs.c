@@ -31,6 +31,8 @@ int weft__bufs_init(struct weft__worker *w)
 	struct weft__bufs *b = &w->bufs;
 	if (b->ring)
 		return 0;
+	if (!weft__io_supported(w, IORING_OP_RECV))
+		return -EOPNOTSUPP;
 	if (b->setup_rc)
 		return b->setup_rc;
 	size_t ring_bytes = WEFT__BUFS_N * sizeof(struct io_uring_buf);
@@ -59,8 +61,8 @@ int weft__bufs_init(struct weft__worker *w)
 		free(ret);
 		free(meta);
 		/* -EINVAL: a kernel before 5.19.  Remembered: not retried. */
-		b->setup_rc = rc;
-		return rc;
+		b->setup_rc = rc == -EINVAL ? -EOPNOTSUPP : rc;
+		return b->setup_rc;
 	}
 	b->ring = ring;
 	b->mem = mem;

@@ -76,8 +76,9 @@ struct weft__bufs {
 	_Atomic bool has_asked;
 };
 
-/* bufs.c.  Sets up w's buffer ring once (owner, in a task): 0, -ENOMEM, or
- * the kernel's error (-EINVAL: before 5.19), remembered. */
+/* bufs.c.  Sets up w's buffer ring once (owner, in a task): 0, -ENOMEM,
+ * -EOPNOTSUPP (no receive in this io_uring, or no provided-buffer rings:
+ * before 5.19), or another error of the kernel's; a failure is remembered. */
 int weft__bufs_init(struct weft__worker *w);
 /* Owner only: buffer bid goes back to the ring. */
 void weft__buf_put(struct weft__bufs *b, unsigned bid);

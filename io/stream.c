@@ -336,11 +336,9 @@ int weft_stream_open(int fd, struct weft_stream **out)
 	struct weft__worker *w = weft__current()->worker;
 	if (fd < 0)
 		return -EINVAL;
-	if (!weft__io_supported(w, IORING_OP_RECV))
-		return -EOPNOTSUPP;
 	int rc = weft__bufs_init(w);
 	if (rc < 0)
-		return rc == -EINVAL ? -EOPNOTSUPP : rc;
+		return rc;
 	struct weft_stream *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;

@@ -136,11 +136,9 @@ int weft_watch(int fd, uint64_t timeout_ns, weft_watch_fn fn, void *arg)
 	struct weft__worker *w = self->worker;
 	if (fd < 0 || !fn)
 		return -EINVAL;
-	if (!weft__io_supported(w, IORING_OP_RECV))
-		return -EOPNOTSUPP;
 	int rc = weft__bufs_init(w);
 	if (rc < 0)
-		return rc == -EINVAL ? -EOPNOTSUPP : rc;
+		return rc;
 	struct weft__watch *x = malloc(sizeof(*x));
 	if (!x)
 		return -ENOMEM;

@@ -136,7 +136,8 @@ WEFT_API int weft_listener_close(struct weft_listener *l);
  * bytes would go to either).  At most 8 buffers (32 KiB) queue on one
  * stream: past that it stops receiving, and the socket's own buffer (then
  * TCP's window) holds the rest until the queue is read.  Queued bytes hold
- * buffers of the shared ring, so keep reading.  Needs Linux 6.0.
+ * buffers of the shared ring, so keep reading.  Close every stream before
+ * the runtime shuts down (one left open is leaked).  Needs Linux 6.0.
  */
 struct weft_stream;
 
