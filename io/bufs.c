@@ -11,7 +11,7 @@
  * buffer freed on another worker (its task was stolen) is handed back
  * through a locked list that the owner drains at its submission points
  * (weft__bufs_poll), and the owner is woken for it when a receive waits
- * for a buffer (nstarved).
+ * for a buffer (nstarved, weft__bufs_starve).
  *
  * Invariant: a buffer id is in the ring, or held by exactly one user (a
  * watch's task, or a stream's queue), or on the owner's return list; each
@@ -96,16 +96,37 @@ void weft__buf_give(struct weft__worker *owner, struct weft__worker *here, unsig
 	struct weft__bufs *b = &owner->bufs;
 	weft__spin_lock(&b->lock);
 	b->ret[b->nret++] = (uint16_t)bid;
-	atomic_store_explicit(&b->has_ret, true, memory_order_relaxed);
+	/* Seq_cst, this store and the load of nstarved: the owner counts a
+	 * starved receive, then looks at has_ret (weft__bufs_starve).  Store
+	 * then load on both sides: seq_cst forbids that each load misses the
+	 * other's store, so either the owner takes this buffer in or we wake
+	 * it.  With release/acquire both could miss, and the receive would
+	 * wait for a buffer already returned while its owner sleeps. */
+	atomic_store_explicit(&b->has_ret, true, memory_order_seq_cst);
 	weft__spin_unlock(&b->lock);
-	if (atomic_load_explicit(&b->nstarved, memory_order_relaxed))
+	if (atomic_load_explicit(&b->nstarved, memory_order_seq_cst))
 		weft__unpark(owner); /* a receive waits for it */
+}
+
+bool weft__bufs_starve(struct weft__worker *w)
+{
+	struct weft__bufs *b = &w->bufs;
+	/* Seq_cst: see weft__buf_give; the load of has_ret in
+	 * weft__bufs_poll is the other half. */
+	atomic_fetch_add_explicit(&b->nstarved, 1, memory_order_seq_cst);
+	weft__bufs_poll(w);
+	if (b->held >= WEFT__BUFS_N)
+		return true;
+	/* Relaxed: a giver that still sees the count only wakes us once more. */
+	atomic_fetch_sub_explicit(&b->nstarved, 1, memory_order_relaxed);
+	return false;
 }
 
 void weft__bufs_poll(struct weft__worker *w)
 {
 	struct weft__bufs *b = &w->bufs;
-	if (!atomic_load_explicit(&b->has_ret, memory_order_relaxed))
+	/* Seq_cst: pairs with the store in weft__buf_give (see there). */
+	if (!atomic_load_explicit(&b->has_ret, memory_order_seq_cst))
 		return;
 	weft__spin_lock(&b->lock);
 	for (unsigned i = 0; i < b->nret; i++)

@@ -88,6 +88,12 @@ void weft__buf_give(struct weft__worker *owner, struct weft__worker *here, unsig
 /* The submission point's share: buffers handed back by other threads
  * return to the ring. */
 void weft__bufs_poll(struct weft__worker *w);
+/* Owner, for a receive that failed with -ENOBUFS: counts it in nstarved,
+ * so that a thread handing a buffer back wakes the owner, and takes in
+ * what was handed back before.  Returns true if the ring is still empty:
+ * the caller puts the receive on its starved list (and takes it out of
+ * nstarved when it re-arms it); false: re-arm it now, it is not counted. */
+bool weft__bufs_starve(struct weft__worker *w);
 /* At shutdown, after the ring is gone. */
 void weft__bufs_fini(struct weft__worker *w);
 static inline char *weft__buf(const struct weft__bufs *b, unsigned bid)

@@ -77,7 +77,7 @@
 enum { ARMED, STOPPING, PAUSED, RESUMING, STARVED, ENDED };
 
 struct weft_stream {
-	uint32_t lock;             /* guards the fields below it */
+	uint32_t lock;             /* guards state through closer */
 	uint8_t state;
 	bool closing;
 	int fd;
@@ -125,6 +125,8 @@ static void stop(struct weft__worker *w, struct weft_stream *s)
 	s->state = STOPPING;
 }
 
+/* Owner, under s->lock: s waits for a buffer (counted by
+ * weft__bufs_starve). */
 static void starve(struct weft__worker *w, struct weft_stream *s)
 {
 	struct weft__bufs *b = &w->bufs;
@@ -133,7 +135,6 @@ static void starve(struct weft__worker *w, struct weft_stream *s)
 	if (b->sstarved)
 		b->sstarved->prev = s;
 	b->sstarved = s;
-	atomic_fetch_add_explicit(&b->nstarved, 1, memory_order_relaxed);
 	s->state = STARVED;
 }
 
@@ -212,7 +213,7 @@ static void settle(struct weft__worker *w, struct weft_stream *s, int res)
 		s->state = ENDED;
 	} else if (s->nq >= QMAX) {
 		s->state = PAUSED; /* stopped for back-pressure (-ECANCELED) */
-	} else if (res == -ENOBUFS && w->bufs.held >= WEFT__BUFS_N) {
+	} else if (res == -ENOBUFS && w->bufs.held >= WEFT__BUFS_N && weft__bufs_starve(w)) {
 		starve(w, s);
 	} else {
 		/* Buffers came back since, drained below the cap meanwhile, or

@@ -202,9 +202,12 @@ void weft__watch_complete(struct weft__worker *w, uint64_t user_data, int res, u
 	list_del(&w->watches, x);
 	w->io_inflight--;
 	if (res == -ENOBUFS && !x->expired) {
-		/* No buffer when bytes came: wait for one (see the top). */
-		list_add(&w->bufs.starved, x);
-		atomic_fetch_add_explicit(&w->bufs.nstarved, 1, memory_order_relaxed);
+		/* No buffer when bytes came: wait for one (see the top), unless
+		 * one came back meanwhile. */
+		if (weft__bufs_starve(w))
+			list_add(&w->bufs.starved, x);
+		else
+			arm(w, x);
 		return;
 	}
 	deliver(w, x, res,

@@ -7,9 +7,10 @@
  * stream and a reset come after the bytes before them; a deadline or a
  * cancellation ends a wait without losing bytes, also when it races their
  * arrival; a reader on another worker than the owner gets every byte; more
- * streams with bytes than the ring has buffers all complete; close drops
- * queued bytes, stops the receive and leaves the fd open, from the owner
- * or another worker; a second reader and a close under a reader are
+ * streams with bytes than the ring has buffers all complete, their
+ * buffers handed back from another worker to an owner that sleeps; close
+ * drops queued bytes, stops the receive and leaves the fd open, from the
+ * owner or another worker; a second reader and a close under a reader are
  * refused.
  */
 #include <fcntl.h>
@@ -282,64 +283,74 @@ TEST(StreamTest, AReaderOnAnotherWorkerGetsEveryByte)
 	close(p.b);
 }
 
-/* 600 streams with 2 buffers' worth of bytes each, nobody reading until
- * all were written: 1,200 buffers wanted from a ring of 256.  The
- * receives that find it empty wait and resume as readers free buffers;
- * every stream gets all of its bytes. */
+/* 600 streams with 2 buffers' worth of bytes each, opened on worker 0 and
+ * read only once all were written: 1,200 buffers wanted from a ring of
+ * 256.  The receives that find it empty wait; the readers, on worker 1,
+ * hand the buffers back through the owner, which must be woken for them
+ * while it has nothing else to do; every stream gets all of its bytes. */
+struct crowd {
+	std::vector<pair> ps;
+	std::vector<struct weft_stream *> ss;
+	struct weft_sem gate;
+	struct weft_wg done;
+	std::atomic<int> wrong{0};
+	std::atomic<int> next{0};
+};
+
 TEST(StreamTest, MoreStreamsWithBytesThanBuffersAllComplete)
 {
 	const int nstreams = 600;
-	const size_t each = 5000;
-	std::vector<pair> ps;
+	static crowd c;
+	c.ps.clear();
 	for (int i = 0; i < nstreams; i++)
-		ps.push_back(socket_pair());
-	static std::atomic<int> wrong;
-	wrong = 0;
-	run_in_weft(2, [&] {
-		struct weft_sem gate;
-		weft_sem_init(&gate, 0);
-		struct weft_wg done;
-		weft_wg_init(&done);
-		weft_wg_add(&done, nstreams);
-		struct job {
-			struct weft_stream *s;
-			struct weft_sem *gate;
-			struct weft_wg *done;
-		};
-		std::vector<job> jobs(nstreams);
-		std::vector<unsigned char> bytes(each);
-		for (size_t i = 0; i < each; i++)
-			bytes[i] = pattern(i);
-		for (int i = 0; i < nstreams; i++) {
-			EXPECT_EQ(weft_stream_open(ps[i].b, &jobs[i].s), 0);
-			jobs[i].gate = &gate;
-			jobs[i].done = &done;
-			EXPECT_EQ(write(ps[i].a, bytes.data(), each), (ssize_t)each);
-			shutdown(ps[i].a, SHUT_WR);
-		}
+		c.ps.push_back(socket_pair());
+	c.ss.assign(nstreams, nullptr);
+	c.wrong = 0;
+	c.next = 0;
+	run_in_weft(2, [] {
+		weft_sem_init(&c.gate, 0);
+		weft_wg_init(&c.done);
+		weft_wg_add(&c.done, (int)c.ps.size());
+		struct weft_spawn_opts on0 = {}, on1 = {};
+		on0.flags = on1.flags = WEFT_SPAWN_ON | WEFT_SPAWN_PINNED;
+		on1.worker = 1;
+		struct weft_task *o = weft_spawn(
+			[](void *) -> intptr_t {
+				std::vector<unsigned char> bytes(5000);
+				for (size_t i = 0; i < bytes.size(); i++)
+					bytes[i] = pattern(i);
+				for (size_t i = 0; i < c.ps.size(); i++) {
+					EXPECT_EQ(weft_stream_open(c.ps[i].b, &c.ss[i]), 0);
+					EXPECT_EQ(write(c.ps[i].a, bytes.data(), bytes.size()), 5000);
+					shutdown(c.ps[i].a, SHUT_WR);
+				}
+				return 0;
+			},
+			nullptr, &on0);
+		EXPECT_EQ(join(o), 0);
 		weft_sleep(50 * WEFT_MSEC); /* the ring runs dry */
-		for (int i = 0; i < nstreams; i++) {
+		for (size_t i = 0; i < c.ps.size(); i++) {
 			struct weft_task *t = weft_spawn(
-				[](void *a) -> intptr_t {
-					auto *j = static_cast<job *>(a);
-					weft_sem_acquire(j->gate);
-					weft_sem_release(j->gate);
+				[](void *) -> intptr_t {
+					struct weft_stream *s = c.ss[(size_t)c.next++];
+					weft_sem_acquire(&c.gate);
+					weft_sem_release(&c.gate);
 					size_t bad;
-					if (read_all(j->s, 5, &bad) != 5000 || bad)
-						wrong++;
-					EXPECT_EQ(weft_stream_close(j->s), 0);
-					weft_wg_done(j->done);
+					if (read_all(s, 5, &bad) != 5000 || bad)
+						c.wrong++;
+					EXPECT_EQ(weft_stream_close(s), 0);
+					weft_wg_done(&c.done);
 					return 0;
 				},
-				&jobs[i], nullptr);
+				nullptr, &on1);
 			weft_detach(t);
 		}
-		weft_sem_release(&gate);
-		EXPECT_EQ(weft_wg_wait(&done), 0);
+		weft_sem_release(&c.gate);
+		EXPECT_EQ(weft_wg_wait(&c.done), 0);
 		return (intptr_t)0;
 	});
-	EXPECT_EQ(wrong.load(), 0);
-	for (auto &p : ps) {
+	EXPECT_EQ(c.wrong.load(), 0);
+	for (auto &p : c.ps) {
 		close(p.a);
 		close(p.b);
 	}
