@@ -143,8 +143,8 @@ struct weft_stream;
 
 /* Starts receiving on fd, which stays the caller's: close it after
  * weft_stream_close.  Task only; does not suspend.  Returns 0 with *s set,
- * -EINVAL (fd < 0), -ENOMEM, or -EOPNOTSUPP (no provided-buffer rings:
- * a kernel before 5.19). */
+ * -EINVAL (fd < 0), -ENOMEM, or -EOPNOTSUPP (no receive in this
+ * io_uring, or no provided-buffer rings: a kernel before 5.19). */
 WEFT_API int weft_stream_open(int fd, struct weft_stream **s);
 /* Reads up to len bytes into buf: returns the count; 0 once the peer has
  * ended the stream and every byte before the end has been read (and for
