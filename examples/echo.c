@@ -9,8 +9,6 @@
  * SIGTERM or SIGINT, which cancels the loop (server.h), cancels them all,
  * and the program exits once each has closed its socket.
  */
-#include <errno.h>
-
 #include "server.h"
 
 static intptr_t serve(void *arg)
@@ -27,19 +25,7 @@ static intptr_t serve(void *arg)
 
 static intptr_t accept_loop(void *arg)
 {
-	struct weft_listener *l = arg;
-	struct weft_group *g = weft_group_new(0);
-	if (!g)
-		return -ENOMEM;
-	int fd;
-	/* The listener backs off by itself when descriptors run out. */
-	while ((fd = weft_listener_accept(l)) >= 0)
-		if (weft_group_spawn(g, serve, (void *)(intptr_t)fd, NULL) < 0)
-			weft_close(fd);
-	weft_group_cancel(g);
-	weft_group_wait(g);
-	weft_group_free(g);
-	return fd;
+	return server_task_per_connection(arg, serve);
 }
 
 int main(int argc, char **argv)

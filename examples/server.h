@@ -2,7 +2,8 @@
 /*
  * server.h - what the example servers share: `NAME HOST:PORT` on the
  * command line, a listening socket, a weft_listener on it, and a clean
- * stop on SIGTERM or SIGINT.  Each example supplies its accept loop.
+ * stop on SIGTERM or SIGINT.  Each example supplies its accept loop, or
+ * builds it on server_task_per_connection (a task per connection).
  *
  * The stop signals are blocked before the runtime starts, so no thread
  * takes them the default way; a task waits for them with weft_signal_wait
@@ -65,6 +66,27 @@ static intptr_t server_run(void *arg)
 	}
 	weft_listener_close(l);
 	return result == -ECANCELED ? 0 : result;
+}
+
+/*
+ * An accept loop that runs serve((void *)(intptr_t)fd) in a task per
+ * connection, all in one task group: when the loop is cancelled (or the
+ * listener fails) it cancels them and returns once each has finished.
+ */
+static inline intptr_t server_task_per_connection(struct weft_listener *l, weft_fn serve)
+{
+	struct weft_group *g = weft_group_new(0);
+	if (!g)
+		return -ENOMEM;
+	int fd;
+	/* The listener backs off by itself when descriptors run out. */
+	while ((fd = weft_listener_accept(l)) >= 0)
+		if (weft_group_spawn(g, serve, (void *)(intptr_t)fd, NULL) < 0)
+			weft_close(fd);
+	weft_group_cancel(g);
+	weft_group_wait(g);
+	weft_group_free(g);
+	return fd;
 }
 
 /* The whole of main: returns the process's exit status. */

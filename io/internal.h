@@ -26,6 +26,7 @@ struct io_uring_buf_ring;
 #define WEFT__TAG_IO 4ull         /* a task's operation (io.c) */
 #define WEFT__TAG_IGNORE 5ull     /* link timeouts, async cancels */
 #define WEFT__TAG_WATCH 6ull      /* a watched connection's receive (watch.c) */
+#define WEFT__TAG_STREAM 7ull     /* a stream's multishot receive (stream.c) */
 #define WEFT__TAG_MASK 7ull
 
 /* Tasks whose I/O another thread asked the owner to cancel, linked through
@@ -36,26 +37,69 @@ struct weft__cancelq {
 	struct weft_task *head, *tail;
 };
 
-/* A worker's provided-buffer ring for watched connections (watch.c). */
+/* A worker's provided-buffer ring (bufs.c), shared by watched connections
+ * (watch.c) and streams (stream.c): 256 buffers of 4 KiB, 1 MiB of address
+ * space, resident only once touched by the kernel. */
+#define WEFT__BUFS_N 256u
+#define WEFT__BUFS_SIZE 4096u
+#define WEFT__BUFS_GROUP 0
+/* Per buffer: while a stream's queue holds it, the next buffer of that
+ * queue and the bytes the kernel put in it (stream.c). */
+struct weft__bufmeta {
+	uint16_t next, len;
+};
 struct weft__watch;
+struct weft_stream;
 struct weft__bufs {
-	struct io_uring_buf_ring *ring; /* NULL until the first weft_watch */
+	struct io_uring_buf_ring *ring; /* NULL until the first use */
 	char *mem;
+	struct weft__bufmeta *meta;
 	int setup_rc;                   /* a failed setup, not retried */
 	unsigned held;                  /* buffers out of the ring, owner only */
-	struct weft__watch *starved;    /* receives that found the ring empty */
+	/* Receives that found the ring empty, owner only; nstarved counts
+	 * both lists, for threads that hand a buffer back. */
+	struct weft__watch *starved;
+	struct weft_stream *sstarved;
 	_Atomic unsigned nstarved;
 	/* Watches with a timeout, and their sweeper (watch.c); owner only. */
 	unsigned ntimed;
 	uint64_t sweep_every;
 	bool sweeping;
 	struct weft_sem poke; /* wakes the sweeper early: sweep_every shrank */
-	/* Buffers freed on other workers, for the owner to put back. */
+	/* Under lock: buffers freed on other workers, for the owner to put
+	 * back; streams that asked the owner to act (stream.c). */
 	uint32_t lock;
 	uint16_t *ret;
 	unsigned nret;
 	_Atomic bool has_ret;
+	struct weft_stream *asked;
+	_Atomic bool has_asked;
 };
+
+/* bufs.c.  Sets up w's buffer ring once (owner, in a task): 0, -ENOMEM,
+ * -EOPNOTSUPP (no receive in this io_uring, or no provided-buffer rings:
+ * before 5.19), or another error of the kernel's; a failure is remembered. */
+int weft__bufs_init(struct weft__worker *w);
+/* Owner only: buffer bid goes back to the ring. */
+void weft__buf_put(struct weft__bufs *b, unsigned bid);
+/* On any thread (here: the caller's worker, or NULL): buffer bid of
+ * owner's ring is free again. */
+void weft__buf_give(struct weft__worker *owner, struct weft__worker *here, unsigned bid);
+/* The submission point's share: buffers handed back by other threads
+ * return to the ring. */
+void weft__bufs_poll(struct weft__worker *w);
+/* Owner, for a receive that failed with -ENOBUFS: counts it in nstarved,
+ * so that a thread handing a buffer back wakes the owner, and takes in
+ * what was handed back before.  Returns true if the ring is still empty:
+ * the caller puts the receive on its starved list (and takes it out of
+ * nstarved when it re-arms it); false: re-arm it now, it is not counted. */
+bool weft__bufs_starve(struct weft__worker *w);
+/* At shutdown, after the ring is gone. */
+void weft__bufs_fini(struct weft__worker *w);
+static inline char *weft__buf(const struct weft__bufs *b, unsigned bid)
+{
+	return b->mem + (size_t)bid * WEFT__BUFS_SIZE;
+}
 
 void weft__cancelq_push(struct weft__cancelq *q, struct weft_task *t);
 struct weft_task *weft__cancelq_pop(struct weft__cancelq *q);
@@ -89,9 +133,13 @@ struct io_uring_sqe *weft__io_sqe(struct weft__worker *w);
  * it shuts down. */
 void weft__watch_complete(struct weft__worker *w, uint64_t user_data, int res, unsigned flags);
 void weft__watch_fini(struct weft__worker *w);
-/* The submission point's share of watch.c: buffers handed back by other
- * threads return to the ring, and starved receives are re-armed. */
+/* The submission point's share of watch.c: starved receives are re-armed
+ * once the ring has a buffer. */
 void weft__watch_poll(struct weft__worker *w);
+/* stream.c: a completion tagged WEFT__TAG_STREAM; the submission point's
+ * share (what other workers asked of the owner, starved receives). */
+void weft__stream_complete(struct weft__worker *w, uint64_t user_data, int res, unsigned flags);
+void weft__stream_poll(struct weft__worker *w);
 /* weft_cancel found t armed in an IO wait: have its ring cancel it. */
 void weft__io_cancel_request(struct weft_task *t);
 /* The owner issues the cancels queued for it. */

@@ -199,6 +199,8 @@ struct weft_task *weft__cancelq_pop(struct weft__cancelq *q)
 void weft__io_poll(struct weft__worker *w)
 {
 	weft__io_process_cancels(w);
+	weft__bufs_poll(w);
+	weft__stream_poll(w);
 	weft__watch_poll(w);
 	if (w->io_inflight) {
 		/* DEFER_TASKRUN delivers completions only when we enter the

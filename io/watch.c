@@ -12,19 +12,17 @@
  * with the bytes; the buffer goes back to the ring when that function
  * returns.  To wait again, the function calls weft_watch once more.
  *
- * The buffer ring (struct weft__bufs) is per worker, made on the worker's
- * first weft_watch, mapped and registered by hand: liburing 2.3 has no
- * io_uring_setup_buf_ring.  Only the owner touches it.  A buffer freed on
- * another worker (the task was stolen) is handed back through a locked
- * list that the owner drains at its submission points (weft__watch_poll).
+ * The buffer ring is the worker's (io/bufs.c, shared with streams); a
+ * buffer freed on another worker (the task was stolen) goes back through
+ * the owner.
  *
  * Receives are single-shot.  A multishot receive would keep delivering into
  * buffers while the started task runs, so the bytes would need a queue per
- * connection; one receive per wait keeps the record at a few dozen bytes
- * and lets the connection move to whichever worker runs its task.  A
- * receive that finds the ring empty fails with -ENOBUFS: the watch waits on
- * the owner's starved list and is re-armed when buffers come back, never in
- * a loop on an empty ring.
+ * connection (that is what a stream is, io/stream.c); one receive per wait
+ * keeps the record at a few dozen bytes and lets the connection move to
+ * whichever worker runs its task.  A receive that finds the ring empty
+ * fails with -ENOBUFS: the watch waits on the owner's starved list and is
+ * re-armed when buffers come back, never in a loop on an empty ring.
  *
  * Timeouts are idle timeouts: they need no precision, and a kernel linked
  * timeout per wait (an hrtimer armed and disarmed for every request of a
@@ -51,19 +49,12 @@
  */
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "io/internal.h"
 #include "scheduler/internal.h"
 #include "weft.h"
 #include "weft/io.h"
-
-/* 256 buffers of 4 KiB per worker that watches: 1 MiB of address space,
- * resident only once touched by the kernel. */
-#define NBUFS 256u
-#define BUFSZ 4096u
-#define BGID 0
 
 struct weft__watch {
 	struct weft__watch *prev, *next; /* owner's armed or starved list */
@@ -99,70 +90,15 @@ static void list_del(struct weft__watch **head, struct weft__watch *x)
 		x->next->prev = x->prev;
 }
 
-static int bufs_init(struct weft__worker *w)
-{
-	struct weft__bufs *b = &w->bufs;
-	if (b->ring)
-		return 0;
-	if (b->setup_rc)
-		return b->setup_rc;
-	size_t ring_bytes = NBUFS * sizeof(struct io_uring_buf);
-	void *ring = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-			  -1, 0);
-	void *mem = mmap(NULL, (size_t)NBUFS * BUFSZ, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	uint16_t *ret = malloc(NBUFS * sizeof(*ret));
-	int rc = 0;
-	if (ring == MAP_FAILED || mem == MAP_FAILED || !ret) {
-		rc = -ENOMEM;
-	} else {
-		struct io_uring_buf_reg reg = {
-			.ring_addr = (uint64_t)(uintptr_t)ring,
-			.ring_entries = NBUFS,
-			.bgid = BGID,
-		};
-		rc = io_uring_register_buf_ring(&w->ring, &reg, 0);
-	}
-	if (rc < 0) {
-		if (ring != MAP_FAILED)
-			munmap(ring, ring_bytes);
-		if (mem != MAP_FAILED)
-			munmap(mem, (size_t)NBUFS * BUFSZ);
-		free(ret);
-		/* -EINVAL: a kernel before 5.19.  Remembered: not retried. */
-		b->setup_rc = rc;
-		return rc;
-	}
-	b->ring = ring;
-	b->mem = mem;
-	b->ret = ret;
-	weft_sem_init(&b->poke, 0);
-	io_uring_buf_ring_init(b->ring);
-	for (unsigned i = 0; i < NBUFS; i++)
-		io_uring_buf_ring_add(b->ring, b->mem + (size_t)i * BUFSZ, BUFSZ, (uint16_t)i,
-				      io_uring_buf_ring_mask(NBUFS), (int)i);
-	io_uring_buf_ring_advance(b->ring, NBUFS);
-	return 0;
-}
-
-/* Owner only: buffer bid is free again. */
-static void buf_put(struct weft__bufs *b, unsigned bid)
-{
-	io_uring_buf_ring_add(b->ring, b->mem + (size_t)bid * BUFSZ, BUFSZ, (uint16_t)bid,
-			      io_uring_buf_ring_mask(NBUFS), 0);
-	io_uring_buf_ring_advance(b->ring, 1);
-	b->held--;
-}
-
 static intptr_t sweeper(void *arg);
 
 /* Owner only: hands x's receive to the ring (invariant 1). */
 static void arm(struct weft__worker *w, struct weft__watch *x)
 {
 	struct io_uring_sqe *sqe = weft__io_sqe(w);
-	io_uring_prep_recv(sqe, x->fd, NULL, BUFSZ, 0);
+	io_uring_prep_recv(sqe, x->fd, NULL, WEFT__BUFS_SIZE, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = BGID;
+	sqe->buf_group = WEFT__BUFS_GROUP;
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)x | WEFT__TAG_WATCH);
 	list_add(&w->watches, x);
 	w->io_inflight++;
@@ -200,11 +136,9 @@ int weft_watch(int fd, uint64_t timeout_ns, weft_watch_fn fn, void *arg)
 	struct weft__worker *w = self->worker;
 	if (fd < 0 || !fn)
 		return -EINVAL;
-	if (!weft__io_supported(w, IORING_OP_RECV))
-		return -EOPNOTSUPP;
-	int rc = bufs_init(w);
+	int rc = weft__bufs_init(w);
 	if (rc < 0)
-		return rc == -EINVAL ? -EOPNOTSUPP : rc;
+		return rc;
 	struct weft__watch *x = malloc(sizeof(*x));
 	if (!x)
 		return -ENOMEM;
@@ -228,22 +162,10 @@ int weft_watch(int fd, uint64_t timeout_ns, weft_watch_fn fn, void *arg)
 static intptr_t watch_run(void *arg)
 {
 	struct weft__watch *x = arg;
-	const void *data = x->bid >= 0 ? x->owner->bufs.mem + (size_t)x->bid * BUFSZ : NULL;
+	const void *data = x->bid >= 0 ? weft__buf(&x->owner->bufs, (unsigned)x->bid) : NULL;
 	x->fn(x->fd, data, x->res, x->arg);
-	if (x->bid >= 0) {
-		struct weft__worker *here = weft__current()->worker, *o = x->owner;
-		if (here == o) {
-			buf_put(&o->bufs, (unsigned)x->bid);
-		} else {
-			/* Not our ring: the owner puts it back (invariant 3). */
-			weft__spin_lock(&o->bufs.lock);
-			o->bufs.ret[o->bufs.nret++] = (uint16_t)x->bid;
-			atomic_store_explicit(&o->bufs.has_ret, true, memory_order_relaxed);
-			weft__spin_unlock(&o->bufs.lock);
-			if (atomic_load_explicit(&o->bufs.nstarved, memory_order_relaxed))
-				weft__unpark(o); /* a starved watch waits for it */
-		}
-	}
+	if (x->bid >= 0)
+		weft__buf_give(x->owner, weft__current()->worker, (unsigned)x->bid); /* invariant 3 */
 	free(x);
 	return 0;
 }
@@ -265,7 +187,7 @@ static void deliver(struct weft__worker *w, struct weft__watch *x, int res, int 
 		/* Out of memory for a task: the connection is dropped, the
 		 * process goes on. */
 		if (bid >= 0)
-			buf_put(&w->bufs, (unsigned)bid);
+			weft__buf_put(&w->bufs, (unsigned)bid);
 		close(x->fd);
 		free(x);
 		return;
@@ -280,9 +202,12 @@ void weft__watch_complete(struct weft__worker *w, uint64_t user_data, int res, u
 	list_del(&w->watches, x);
 	w->io_inflight--;
 	if (res == -ENOBUFS && !x->expired) {
-		/* No buffer when bytes came: wait for one (see the top). */
-		list_add(&w->bufs.starved, x);
-		atomic_fetch_add_explicit(&w->bufs.nstarved, 1, memory_order_relaxed);
+		/* No buffer when bytes came: wait for one (see the top), unless
+		 * one came back meanwhile. */
+		if (weft__bufs_starve(w))
+			list_add(&w->bufs.starved, x);
+		else
+			arm(w, x);
 		return;
 	}
 	deliver(w, x, res,
@@ -292,17 +217,9 @@ void weft__watch_complete(struct weft__worker *w, uint64_t user_data, int res, u
 void weft__watch_poll(struct weft__worker *w)
 {
 	struct weft__bufs *b = &w->bufs;
-	if (atomic_load_explicit(&b->has_ret, memory_order_relaxed)) {
-		weft__spin_lock(&b->lock);
-		for (unsigned i = 0; i < b->nret; i++)
-			buf_put(b, b->ret[i]);
-		b->nret = 0;
-		atomic_store_explicit(&b->has_ret, false, memory_order_relaxed);
-		weft__spin_unlock(&b->lock);
-	}
 	/* Re-arm the starved once the ring has a buffer: not before, or an
 	 * empty ring would be polled in a loop. */
-	if (b->starved && b->held < NBUFS) {
+	if (b->starved && b->held < WEFT__BUFS_N) {
 		struct weft__watch *x;
 		while ((x = b->starved)) {
 			list_del(&b->starved, x);
@@ -370,11 +287,5 @@ void weft__watch_fini(struct weft__worker *w)
 		}
 	}
 	w->watches = w->bufs.starved = NULL;
-	struct weft__bufs *b = &w->bufs;
-	if (b->ring) {
-		munmap(b->ring, NBUFS * sizeof(struct io_uring_buf));
-		munmap(b->mem, (size_t)NBUFS * BUFSZ);
-		free(b->ret);
-		b->ring = NULL;
-	}
+	weft__bufs_fini(w);
 }

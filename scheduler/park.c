@@ -194,6 +194,9 @@ void weft__park_reap(struct weft__worker *w)
 			case WEFT__TAG_WATCH:
 				weft__watch_complete(w, ud, batch[i].res, batch[i].flags);
 				break;
+			case WEFT__TAG_STREAM:
+				weft__stream_complete(w, ud, batch[i].res, batch[i].flags);
+				break;
 			default: /* WEFT__TAG_IGNORE */
 				break;
 			}

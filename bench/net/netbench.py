@@ -525,6 +525,10 @@ def main():
                     "to whole seconds)")
     ap.add_argument("--warmup", type=float, default=2.0, metavar="S",
                     help="warm-up seconds before each measurement (default 2)")
+    ap.add_argument("--servers", metavar="KEY[,KEY]",
+                    help="run only these rows, by key: weft, weft-stream, "
+                    "uring-plain, uring-tuned, epoll, go, nginx "
+                    "(default: all)")
     ap.add_argument("--json", action="store_true",
                     help="print one JSON object instead of the table")
     args = ap.parse_args()
@@ -555,6 +559,9 @@ def main():
 
     build_dir = os.path.abspath(args.build_dir)
     weft_echo = os.path.join(build_dir, "examples", "echo")
+    weft_echo_stream = os.path.join(build_dir, "examples", "echo_stream")
+    stream_skip = (None if os.access(weft_echo_stream, os.X_OK) else
+                   f"{weft_echo_stream} not built")
     weft_http = os.path.join(build_dir, "examples", "http_hello")
     if "echo" in kinds and not os.access(weft_echo, os.X_OK):
         log(f"error: weft's echo server not found: {weft_echo}\n"
@@ -587,6 +594,9 @@ def main():
                 f"{'s' if n != 1 else ''}", n, [
                     Server("weft", "weft echo",
                            lambda a, t: [weft_echo, a], weft_env),
+                    Server("weft-stream", "weft echo_stream",
+                           lambda a, t: [weft_echo_stream, a], weft_env,
+                           stream_skip),
                     c_server("uring-plain", "io_uring plain", "echo_uring_plain"),
                     c_server("uring-tuned", "io_uring tuned", "echo_uring_tuned"),
                     c_server("epoll", "epoll", "echo_epoll"),
@@ -618,6 +628,10 @@ def main():
                        http_skip or go_skip),
                 c_server("floor", "floor", "floorserver", "http"),
             ]))
+    if args.servers:
+        keep = set(args.servers.split(","))
+        for c in cases:
+            c.rows = [r for r in c.rows if r.subject.key in keep]
     for c in cases:
         for r in c.rows:
             if r.skipped:

@@ -122,6 +122,47 @@ WEFT_API int weft_listener_accept(struct weft_listener *l);
  * error that had stopped the listener before.  Task only; not cancellable. */
 WEFT_API int weft_listener_close(struct weft_listener *l);
 
+/* ---- Streams ------------------------------------------------------------------ */
+
+/*
+ * A stream owns the receive side of a connected stream socket: one
+ * multishot receive stays armed on the ring of the worker that opened it,
+ * and bytes land, as they arrive, in buffers of that worker's shared ring
+ * (4 KiB each, 256 per worker, shared with weft_watch), queued in order on
+ * the stream until read.  A read of queued bytes makes no system call; a
+ * reader that waits is handed the bytes by their completion.  Any task on
+ * any worker may read, one at a time.  Sending stays weft_send on the fd;
+ * never receive on the fd by other means while the stream is open (the
+ * bytes would go to either).  At most 8 buffers (32 KiB) queue on one
+ * stream: past that it stops receiving, and the socket's own buffer (then
+ * TCP's window) holds the rest until the queue is read.  Queued bytes hold
+ * buffers of the shared ring, so keep reading.  Close every stream before
+ * the runtime shuts down (one left open is leaked).  Needs Linux 6.0.
+ */
+struct weft_stream;
+
+/* Starts receiving on fd, which stays the caller's: close it after
+ * weft_stream_close.  Task only; does not suspend.  Returns 0 with *s set,
+ * -EINVAL (fd < 0), -ENOMEM, or -EOPNOTSUPP (no receive in this
+ * io_uring, or no provided-buffer rings: a kernel before 5.19). */
+WEFT_API int weft_stream_open(int fd, struct weft_stream **s);
+/* Reads up to len bytes into buf: returns the count; 0 once the peer has
+ * ended the stream and every byte before the end has been read (and for
+ * len 0); or -errno: the receive's error once the bytes before it are read
+ * (-ECONNRESET, ...; every later call returns it again; -EINVAL from a
+ * kernel before 6.0), -ECANCELED or -ETIMEDOUT while waiting (bytes that
+ * arrive meanwhile stay queued for the next call), -EBUSY (another task is
+ * reading s), -ENOMEM (no timer for the deadline).  Bytes already queued
+ * are returned without suspending, cancelled or not.  Task only;
+ * suspension point when nothing is queued. */
+WEFT_API ssize_t weft_stream_recv(struct weft_stream *s, void *buf, size_t len);
+/* Stops receiving, waits until the receive has ended in the kernel, drops
+ * the bytes still queued (their buffers go back to the ring) and frees s;
+ * the fd stays open and the caller's.  Returns 0, or -EBUSY, doing nothing,
+ * while a task is in weft_stream_recv on s (cancel it first).  Task only;
+ * not cancellable. */
+WEFT_API int weft_stream_close(struct weft_stream *s);
+
 /* ---- Signals ------------------------------------------------------------------ */
 
 /*

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * examples_test.cc - the example programs as a user runs them.  Each server
- * reports the address it bound; echo echoes every byte for many
- * connections; http_hello answers keep-alive, pipelined and split requests
- * and refuses a malformed one with 400; both close every connection and
- * exit 0 on SIGTERM, and refuse bad arguments with a message and status 2.
+ * reports the address it bound; echo and echo_stream echo every byte for
+ * many connections; http_hello answers keep-alive, pipelined and split
+ * requests and refuses a malformed one with 400; all close every connection
+ * and exit 0 on SIGTERM, and refuse bad arguments with a message and status 2.
  * The crawler fetches every page of a small site served by the test once,
  * never more than its bound at a time.
  * The programs' directory comes from meson (WEFT_EXAMPLES_DIR).
@@ -130,21 +130,25 @@ void stop_and_check(child &c, std::vector<int> &fds)
 	close(c.err);
 }
 
+/* echo, and echo_stream (the same server reading through a weft_stream). */
 TEST(ExamplesTest, EchoServesManyConnectionsAndExitsCleanlyOnSigterm)
 {
 	NEED_EXAMPLES();
-	child c;
-	int port = serve("echo", &c);
-	ASSERT_GT(port, 0);
-	std::vector<int> fds = dial(port, 200);
-	for (size_t i = 0; i < fds.size(); i++) {
-		char out[32], in[32] = {};
-		int n = snprintf(out, sizeof(out), "connection %zu", i);
-		ASSERT_EQ(send(fds[i], out, (size_t)n, 0), n);
-		ASSERT_EQ(recv(fds[i], in, (size_t)n, MSG_WAITALL), n);
-		EXPECT_EQ(memcmp(in, out, (size_t)n), 0);
+	for (const char *name : {"echo", "echo_stream"}) {
+		SCOPED_TRACE(name);
+		child c;
+		int port = serve(name, &c);
+		ASSERT_GT(port, 0);
+		std::vector<int> fds = dial(port, 200);
+		for (size_t i = 0; i < fds.size(); i++) {
+			char out[32], in[32] = {};
+			int n = snprintf(out, sizeof(out), "connection %zu", i);
+			ASSERT_EQ(send(fds[i], out, (size_t)n, 0), n);
+			ASSERT_EQ(recv(fds[i], in, (size_t)n, MSG_WAITALL), n);
+			EXPECT_EQ(memcmp(in, out, (size_t)n), 0);
+		}
+		stop_and_check(c, fds);
 	}
-	stop_and_check(c, fds);
 }
 
 /* Reads from fd until want bytes have come (or 10 s pass). */
