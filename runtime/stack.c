@@ -1,22 +1,50 @@
 // SPDX-License-Identifier: MIT
 /*
- * stack.c - task stacks: mmap'd, guarded, pooled per worker.
+ * stack.c - task stacks: mmap'd in slabs, guarded, pooled per worker, with
+ * the surplus parked page-less in a per-runtime depot.
  *
- * Each stack is its own anonymous mapping with one guard page at its low end
- * (stacks grow down), so running off the end faults instead of corrupting a
- * neighbour; runtime/fault.c turns that fault into a report naming the task.
+ * Every stack has one guard page at its low end (stacks grow down), so
+ * running off the end faults instead of corrupting a neighbour;
+ * runtime/fault.c turns that fault into a report naming the task.  The guard
+ * is made with madvise(MADV_GUARD_INSTALL) where the kernel has it (6.13+):
+ * the page stays part of the same VMA, so a slab is one VMA and neighbouring
+ * slabs merge, and a million stacks fit in the default vm.max_map_count of
+ * 65,530.  The fallback, mprotect(PROT_NONE), splits each stack into two
+ * VMAs: with it the limit is about 32,000 mapped stacks, free ones in slabs
+ * included (less what the rest of the process maps).  WEFT_STACK_GUARD=mprotect
+ * forces the fallback, for tests.
  *
- * The guard is made with madvise(MADV_GUARD_INSTALL) where the kernel has it
- * (6.13+): the page stays part of the same VMA, so neighbouring stacks merge
- * into a few large VMAs and a million stacks fit in the default
- * vm.max_map_count of 65,530.  The fallback, mprotect(PROT_NONE), splits each
- * stack into two VMAs: with it the limit is about 32,000 live stacks (less
- * what the rest of the process maps).  WEFT_STACK_GUARD=mprotect forces the
- * fallback, for tests.
+ * Why slabs: a mapping per stack made every stack cost an mmap, a guard and a
+ * munmap, and a munmap in a multi-threaded process takes mmap_lock for
+ * writing and shoots down the other CPUs' TLBs.  A burst of a million tasks
+ * spent most of its time there.  So default-size stacks come in slabs of up
+ * to 64 stacks (8 MiB at most), one mmap each, laid out guard, stack, guard,
+ * stack, and go back to the kernel a slab at a time.
  *
- * Pools hold default-size stacks only, at most `max` per worker; beyond that
- * a freed stack is unmapped.  Pooled stacks keep the pages they touched, so
- * reuse costs no page faults.
+ * Where a free default-size stack waits:
+ *   1. In the pool of the worker where it was freed: a LIFO list, owned by
+ *      that worker, no locks.  Pooled stacks keep the pages they touched, so
+ *      reuse costs no page faults.  A pool holds at most `max`.
+ *   2. In the runtime's depot, beyond that: a put that takes a pool over
+ *      `max` hands the older half to the depot (pool_flush).  Their pages go
+ *      back to the kernel first, with one madvise(MADV_DONTNEED) per run of
+ *      stacks adjacent in memory (sorted by address; a run spans the guards
+ *      between, which MADV_DONTNEED leaves in place), so a burst's stacks
+ *      cost a few syscalls per slab, not one each.  The address range stays
+ *      mapped; a depot stack costs no memory, only address space.
+ *   3. Nowhere: when every stack of a slab is in the depot, the slab is
+ *      unmapped with one munmap, unless the depot keeps it as one of its
+ *      WEFT__STACK_DEPOT_KEEP empty slabs (so a pool hovering at the boundary does not
+ *      map and unmap the same slab over and over).
+ * An empty pool refills from the depot, up to a slab's worth at a time,
+ * from slabs partly in use first (so that others can empty), then from empty
+ * ones, then from a freshly mapped slab.  After a burst, then, what stays is
+ * the pools (at most `max` stacks each, with their pages), the slabs that
+ * still hold a live stack (address space, no memory for the free stacks in
+ * them) and WEFT__STACK_DEPOT_KEEP empty slabs.
+ *
+ * Stacks of other sizes (per-spawn sizes, and stacks got without a pool) are
+ * a slab of one of their own, unmapped when freed.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -31,6 +59,20 @@
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102 /* Linux 6.13; Debian 12's headers lack it */
 #endif
+
+#define SLAB_BYTES (8u << 20) /* bytes per slab at most, unless one stack is more */
+
+/* One mapping of nstacks stacks, each `stride` bytes: guard page, then the
+ * stack.  The list fields and `free`, `nfree` are under the depot's lock. */
+struct weft__stack_slab {
+	struct weft__stack_slab *prev, *next; /* on the depot's partial or empty list */
+	struct weft__stack_depot *depot;      /* NULL: a lone stack */
+	char *base;
+	size_t len;
+	struct weft__stack *free; /* this slab's stacks now in the depot */
+	unsigned nfree, nstacks;
+	struct weft__stack stacks[];
+};
 
 static size_t page_size_cached;
 static _Atomic int guard_mode = -1; /* -1 unknown, 1 madvise, 0 mprotect */
@@ -66,37 +108,239 @@ static int guard(void *base, size_t page)
 	return mprotect(base, page, PROT_NONE) == 0 ? 0 : -errno;
 }
 
-static struct weft__stack *stack_map(size_t size)
+/* ---- Slabs ------------------------------------------------------------------ */
+
+/* Maps a slab of stacks of `size` bytes (a page multiple) for depot d, or a
+ * lone stack when d is NULL; its stacks are all in use.  NULL when memory,
+ * the mapping or a guard could not be had. */
+static struct weft__stack_slab *slab_map(struct weft__stack_depot *d, size_t size)
 {
-	size_t page = weft__page_size();
-	size = (size + page - 1) & ~(page - 1);
-	void *base = mmap(NULL, size + page, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (base == MAP_FAILED)
+	size_t page = weft__page_size(), stride = size + page;
+	unsigned n = 1;
+	if (d) {
+		n = SLAB_BYTES / stride;
+		n = n < 1 ? 1 : n > WEFT__STACK_SLAB_MAX ? WEFT__STACK_SLAB_MAX : n;
+	}
+	struct weft__stack_slab *sl = malloc(sizeof(*sl) + n * sizeof(sl->stacks[0]));
+	if (!sl)
 		return NULL;
-	if (guard(base, page) < 0) {
-		munmap(base, size + page);
+	sl->len = n * stride;
+	sl->base = mmap(NULL, sl->len, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (sl->base == MAP_FAILED) {
+		free(sl);
 		return NULL;
 	}
-	struct weft__stack *s = malloc(sizeof(*s));
-	if (!s) {
-		munmap(base, size + page);
-		return NULL;
+	for (unsigned i = 0; i < n; i++) {
+		if (guard(sl->base + i * stride, page) < 0) {
+			munmap(sl->base, sl->len);
+			free(sl);
+			return NULL;
+		}
 	}
-	s->base = base;
-	s->size = size;
-	s->next = NULL;
-	s->valgrind_id = WEFT__VALGRIND_STACK_REGISTER((char *)base + page,
-							(char *)base + page + size);
-	return s;
+	sl->prev = sl->next = NULL;
+	sl->depot = d;
+	sl->free = NULL;
+	sl->nfree = 0;
+	sl->nstacks = n;
+	for (unsigned i = 0; i < n; i++) {
+		struct weft__stack *s = &sl->stacks[i];
+		s->base = sl->base + i * stride;
+		s->size = size;
+		s->next = NULL;
+		s->slab = sl;
+		s->valgrind_id = WEFT__VALGRIND_STACK_REGISTER((char *)s->base + page,
+							       (char *)s->base + stride);
+	}
+	return sl;
 }
 
-static void stack_unmap(struct weft__stack *s)
+static void slab_unmap(struct weft__stack_slab *sl)
 {
-	WEFT__VALGRIND_STACK_DEREGISTER(s->valgrind_id);
-	munmap(s->base, s->size + weft__page_size());
-	free(s);
+	for (unsigned i = 0; i < sl->nstacks; i++)
+		WEFT__VALGRIND_STACK_DEREGISTER(sl->stacks[i].valgrind_id);
+	munmap(sl->base, sl->len);
+	free(sl);
 }
+
+static void slab_link(struct weft__stack_slab **list, struct weft__stack_slab *sl)
+{
+	sl->prev = NULL;
+	sl->next = *list;
+	if (*list)
+		(*list)->prev = sl;
+	*list = sl;
+}
+
+static void slab_unlink(struct weft__stack_slab **list, struct weft__stack_slab *sl)
+{
+	if (sl->prev)
+		sl->prev->next = sl->next;
+	else
+		*list = sl->next;
+	if (sl->next)
+		sl->next->prev = sl->prev;
+	sl->prev = sl->next = NULL;
+}
+
+/* ---- The depot ----------------------------------------------------------------- */
+
+void weft__stack_depot_init(struct weft__stack_depot *d, size_t size)
+{
+	pthread_mutex_init(&d->lock, NULL);
+	d->size = size;
+	d->partial = d->empty = NULL;
+	d->nempty = d->nslabs = 0;
+}
+
+/* Once no stack of d is in use: unmaps the slabs it still has. */
+void weft__stack_depot_destroy(struct weft__stack_depot *d)
+{
+	struct weft__stack_slab *lists[] = {d->partial, d->empty};
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		for (struct weft__stack_slab *sl = lists[i], *next; sl; sl = next) {
+			next = sl->next;
+			slab_unmap(sl);
+		}
+	}
+	d->partial = d->empty = NULL;
+	d->nempty = d->nslabs = 0;
+	pthread_mutex_destroy(&d->lock);
+}
+
+/* Moves up to `want` stacks from sl's free list onto *out; returns how many.
+ * Caller holds the lock and has taken sl off its list. */
+static unsigned slab_take(struct weft__stack_slab *sl, unsigned want, struct weft__stack **out)
+{
+	unsigned got = 0;
+	while (got < want && sl->free) {
+		struct weft__stack *s = sl->free;
+		sl->free = s->next;
+		s->next = *out;
+		*out = s;
+		got++;
+	}
+	sl->nfree -= got;
+	return got;
+}
+
+/* Takes up to `want` (> 0) free stacks from d onto *out, mapping a slab when d
+ * has none; returns how many, 0 when none could be had. */
+static unsigned depot_take(struct weft__stack_depot *d, unsigned want, struct weft__stack **out)
+{
+	unsigned got = 0;
+	pthread_mutex_lock(&d->lock);
+	while (got < want && (d->partial || d->empty)) {
+		struct weft__stack_slab *sl = d->partial;
+		if (sl) {
+			slab_unlink(&d->partial, sl);
+		} else {
+			sl = d->empty;
+			slab_unlink(&d->empty, sl);
+			d->nempty--;
+		}
+		got += slab_take(sl, want - got, out);
+		if (sl->nfree)
+			slab_link(&d->partial, sl);
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (got)
+		return got;
+	/* Map outside the lock: other pools may refill meanwhile. */
+	struct weft__stack_slab *sl = slab_map(d, d->size);
+	if (!sl)
+		return 0;
+	for (unsigned i = sl->nstacks; i-- > 0;) {
+		sl->stacks[i].next = sl->free;
+		sl->free = &sl->stacks[i];
+	}
+	sl->nfree = sl->nstacks;
+	got = slab_take(sl, want, out);
+	pthread_mutex_lock(&d->lock);
+	d->nslabs++;
+	if (sl->nfree)
+		slab_link(&d->partial, sl);
+	pthread_mutex_unlock(&d->lock);
+	return got;
+}
+
+/* Sorts the n stacks of list l by address (merge sort; depth log2 n). */
+static struct weft__stack *sort_by_address(struct weft__stack *l, unsigned n)
+{
+	if (n < 2)
+		return l;
+	struct weft__stack *mid = l;
+	for (unsigned i = 1; i < n / 2; i++)
+		mid = mid->next;
+	struct weft__stack *r = mid->next;
+	mid->next = NULL;
+	l = sort_by_address(l, n / 2);
+	r = sort_by_address(r, n - n / 2);
+	struct weft__stack *head = NULL, **tail = &head;
+	while (l && r) {
+		struct weft__stack **min = (char *)l->base < (char *)r->base ? &l : &r;
+		*tail = *min;
+		tail = &(*min)->next;
+		*min = (*min)->next;
+	}
+	*tail = l ? l : r;
+	return head;
+}
+
+/* Gives the pages of the stacks on sorted list l back to the kernel: one
+ * madvise per run of stacks adjacent in memory.  The guard pages inside a
+ * run keep their guards: MADV_DONTNEED drops pages, not guard markers, and
+ * leaves PROT_NONE alone.  It cannot fail on a mapped range. */
+static void release_pages(struct weft__stack *l)
+{
+	size_t page = weft__page_size();
+	while (l) {
+		char *lo = (char *)l->base + page, *hi = lo + l->size;
+		for (l = l->next; l && (char *)l->base == hi; l = l->next)
+			hi = (char *)l->base + page + l->size;
+		madvise(lo, (size_t)(hi - lo), MADV_DONTNEED);
+	}
+}
+
+/* Returns the n stacks on list l, none in use, to d: their pages to the
+ * kernel, their slabs to the kernel once wholly free beyond WEFT__STACK_DEPOT_KEEP. */
+static void depot_give(struct weft__stack_depot *d, struct weft__stack *l, unsigned n)
+{
+	l = sort_by_address(l, n);
+	release_pages(l);
+	struct weft__stack_slab *doomed = NULL;
+	pthread_mutex_lock(&d->lock);
+	for (struct weft__stack *s = l, *next; s; s = next) {
+		next = s->next;
+		struct weft__stack_slab *sl = s->slab;
+		s->next = sl->free;
+		sl->free = s;
+		bool was_partial = sl->nfree++ > 0;
+		if (sl->nfree < sl->nstacks) {
+			if (!was_partial)
+				slab_link(&d->partial, sl);
+			continue;
+		}
+		if (was_partial)
+			slab_unlink(&d->partial, sl);
+		if (d->nempty < WEFT__STACK_DEPOT_KEEP) {
+			slab_link(&d->empty, sl);
+			d->nempty++;
+		} else {
+			sl->next = doomed;
+			doomed = sl;
+			d->nslabs--;
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+	while (doomed) {
+		struct weft__stack_slab *sl = doomed;
+		doomed = sl->next;
+		slab_unmap(sl);
+	}
+}
+
+/* ---- Pools and the public calls --------------------------------------------------- */
 
 void *weft__stack_top(const struct weft__stack *s)
 {
@@ -107,36 +351,61 @@ struct weft__stack *weft__stack_get(struct weft__stack_pool *p, size_t size)
 {
 	size_t page = weft__page_size();
 	size = (size + page - 1) & ~(page - 1);
-	if (p && size == p->size && p->head) {
-		struct weft__stack *s = p->head;
+	struct weft__stack *s;
+	if (p && size == p->size) {
+		if (!p->head) {
+			unsigned want = p->max / 2 < WEFT__STACK_SLAB_MAX ? p->max / 2 : WEFT__STACK_SLAB_MAX;
+			p->n = depot_take(p->depot, want ? want : 1, &p->head);
+			if (!p->n)
+				return NULL;
+		}
+		s = p->head;
 		p->head = s->next;
 		p->n--;
-		/* A finished task never returned from its first frames; clear
-		 * ASan's redzones they left behind (no-op otherwise). */
-		WEFT__ASAN_UNPOISON((char *)s->base + weft__page_size(), s->size);
-		return s;
+	} else {
+		struct weft__stack_slab *sl = slab_map(NULL, size);
+		if (!sl)
+			return NULL;
+		s = &sl->stacks[0];
 	}
-	return stack_map(size);
+	/* A finished task never returned from its first frames; clear ASan's
+	 * redzones they left behind (no-op otherwise). */
+	WEFT__ASAN_UNPOISON((char *)s->base + page, s->size);
+	return s;
 }
 
 void weft__stack_put(struct weft__stack_pool *p, struct weft__stack *s)
 {
-	if (p && s->size == p->size && p->n < p->max) {
+	struct weft__stack_depot *d = s->slab->depot;
+	if (p && d == p->depot) {
 		s->next = p->head;
 		p->head = s;
-		p->n++;
-		return;
+		if (++p->n > p->max) {
+			/* Keep the newer half, whose pages are the warmest; hand
+			 * the rest to the depot, so that the pool flushes once per
+			 * max/2 puts, not at every put. */
+			unsigned keep = p->max / 2;
+			struct weft__stack **link = &p->head;
+			for (unsigned i = 0; i < keep; i++)
+				link = &(*link)->next;
+			struct weft__stack *rest = *link;
+			*link = NULL;
+			depot_give(d, rest, p->n - keep);
+			p->n = keep;
+		}
+	} else if (d) {
+		s->next = NULL;
+		depot_give(d, s, 1);
+	} else {
+		slab_unmap(s->slab);
 	}
-	stack_unmap(s);
 }
 
 void weft__stack_pool_drain(struct weft__stack_pool *p)
 {
-	while (p->head) {
-		struct weft__stack *s = p->head;
-		p->head = s->next;
-		stack_unmap(s);
-	}
+	if (p->head)
+		depot_give(p->depot, p->head, p->n);
+	p->head = NULL;
 	p->n = 0;
 }
 
