@@ -1,56 +1,63 @@
 // SPDX-License-Identifier: MIT
 /*
- * stack.c - task stacks: mmap'd in slabs, guarded, pooled per worker, with
- * the surplus parked page-less in a per-runtime depot.
+ * stack.c - task stacks: mapped in slabs, guarded, pooled per worker, the
+ * surplus kept without its pages in a per-runtime depot.
  *
  * Every stack has one guard page at its low end (stacks grow down), so
  * running off the end faults instead of corrupting a neighbour;
  * runtime/fault.c turns that fault into a report naming the task.  The guard
- * is made with madvise(MADV_GUARD_INSTALL) where the kernel has it (6.13+):
- * the page stays part of the same VMA, so a slab is one VMA and neighbouring
- * slabs merge, and a million stacks fit in the default vm.max_map_count of
- * 65,530.  The fallback, mprotect(PROT_NONE), splits each stack into two
- * VMAs: with it the limit is about 32,000 mapped stacks, free ones in slabs
- * included (less what the rest of the process maps).  WEFT_STACK_GUARD=mprotect
- * forces the fallback, for tests.
+ * is made with MADV_GUARD_INSTALL where the kernel has it (6.13+): the page
+ * stays part of the same VMA, so a slab is one VMA, neighbouring slabs merge,
+ * and a million stacks fit in the default vm.max_map_count of 65,530.  The
+ * fallback, mprotect(PROT_NONE), splits each stack into two VMAs: with it the
+ * limit is about 32,000 mapped stacks, free ones in slabs included (less what
+ * the rest of the process maps).  WEFT_STACK_GUARD=mprotect forces the
+ * fallback, for tests.
  *
- * Why slabs: a mapping per stack made every stack cost an mmap, a guard and a
- * munmap, and a munmap in a multi-threaded process takes mmap_lock for
- * writing and shoots down the other CPUs' TLBs.  A burst of a million tasks
- * spent most of its time there.  So default-size stacks come in slabs of up
- * to 64 stacks (8 MiB at most), one mmap each, laid out guard, stack, guard,
- * stack, and go back to the kernel a slab at a time.
+ * Why slabs: with a mapping per stack, every stack past the pool's cap cost
+ * an mmap, a guard and a munmap, and a munmap in a multi-threaded process
+ * takes mmap_lock for writing and interrupts the other CPUs to flush their
+ * TLBs.  A burst of a million tasks spent half its time in mmap and munmap
+ * (docs/benchmarks.md).  So default-size stacks come in slabs: one mmap of up
+ * to WEFT__STACK_SLAB_MAX stacks (SLAB_BYTES at most), laid out guard, stack,
+ * guard, stack.  The guards of a slab are installed with one process_madvise
+ * where the kernel takes PIDFD_SELF (6.15+), else one call each.
  *
  * Where a free default-size stack waits:
- *   1. In the pool of the worker where it was freed: a LIFO list, owned by
+ *   1. In the pool of the worker where it was freed: a LIFO list owned by
  *      that worker, no locks.  Pooled stacks keep the pages they touched, so
  *      reuse costs no page faults.  A pool holds at most `max`.
- *   2. In the runtime's depot, beyond that: a put that takes a pool over
- *      `max` hands the older half to the depot (pool_flush).  Their pages go
- *      back to the kernel first, with one madvise(MADV_DONTNEED) per run of
- *      stacks adjacent in memory (sorted by address; a run spans the guards
- *      between, which MADV_DONTNEED leaves in place), so a burst's stacks
- *      cost a few syscalls per slab, not one each.  The address range stays
- *      mapped; a depot stack costs no memory, only address space.
+ *   2. In the runtime's depot, past that: a put that takes a pool over `max`
+ *      hands all but the newest max/2 to the depot (pool_flush).  Their pages
+ *      go back to the kernel first, with one madvise(MADV_DONTNEED) per run
+ *      of stacks adjacent in memory (sorted by address; a run spans the
+ *      guards between, which MADV_DONTNEED leaves in place), so a burst's
+ *      stacks cost about one syscall per slab, not one each.  The address
+ *      range stays mapped: a depot stack costs address space, no memory.
  *   3. Nowhere: when every stack of a slab is in the depot, the slab is
  *      unmapped with one munmap, unless the depot keeps it as one of its
- *      WEFT__STACK_DEPOT_KEEP empty slabs (so a pool hovering at the boundary does not
- *      map and unmap the same slab over and over).
- * An empty pool refills from the depot, up to a slab's worth at a time,
- * from slabs partly in use first (so that others can empty), then from empty
- * ones, then from a freshly mapped slab.  After a burst, then, what stays is
- * the pools (at most `max` stacks each, with their pages), the slabs that
- * still hold a live stack (address space, no memory for the free stacks in
- * them) and WEFT__STACK_DEPOT_KEEP empty slabs.
+ *      WEFT__STACK_DEPOT_KEEP empty slabs, so that a pool hovering at its cap
+ *      does not map and unmap the same slab over and over.
+ * An empty pool refills from the depot, up to a slab's worth at a time, from
+ * slabs partly in use first (so that others can empty), then from empty
+ * ones, then from a slab mapped there and then.  After a burst, what stays
+ * is the pools (at most `max` stacks each, with their pages), the slabs that
+ * still hold a live stack (address space only, for their free stacks), and
+ * WEFT__STACK_DEPOT_KEEP empty slabs.
  *
- * Stacks of other sizes (per-spawn sizes, and stacks got without a pool) are
- * a slab of one of their own, unmapped when freed.
+ * Pools are touched by their worker only; the depot and the slabs' free
+ * lists only under the depot's lock, which also orders a stack's last use on
+ * one worker before its next use on another.  Stacks of other sizes
+ * (per-spawn sizes, and stacks got without a pool) are a slab of one, mapped
+ * when got and unmapped when put.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "runtime/internal.h"
@@ -58,6 +65,9 @@
 
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102 /* Linux 6.13; Debian 12's headers lack it */
+#endif
+#ifndef PIDFD_SELF
+#define PIDFD_SELF (-10000) /* the calling thread (so our mm): Linux 6.15 */
 #endif
 
 #define SLAB_BYTES (8u << 20) /* bytes per slab at most, unless one stack is more */
@@ -108,6 +118,33 @@ static int guard(void *base, size_t page)
 	return mprotect(base, page, PROT_NONE) == 0 ? 0 : -errno;
 }
 
+/* Guards the n stacks of a slab at base.  With MADV_GUARD_INSTALL, one
+ * process_madvise on our own process (PIDFD_SELF, Linux 6.15+) guards them
+ * all; else, or for what it left undone, one call per stack (installing a
+ * guard twice is harmless). */
+static int guard_slab(char *base, unsigned n, size_t stride, size_t page)
+{
+	static _Atomic bool batch_refused;
+	static __thread struct iovec iov[WEFT__STACK_SLAB_MAX]; /* off the caller's stack */
+	if (n > 1 && weft__stack_guard_mode() == 1 &&
+	    !atomic_load_explicit(&batch_refused, memory_order_relaxed)) {
+		for (unsigned i = 0; i < n; i++)
+			iov[i] = (struct iovec){.iov_base = base + i * stride, .iov_len = page};
+		long r = syscall(SYS_process_madvise, PIDFD_SELF, iov, (size_t)n,
+				 MADV_GUARD_INSTALL, 0u);
+		if (r == (long)(n * page))
+			return 0;
+		if (r < 0 && (errno == EBADF || errno == EINVAL || errno == ENOSYS))
+			atomic_store_explicit(&batch_refused, true, memory_order_relaxed);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		int rc = guard(base + i * stride, page);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 /* ---- Slabs ------------------------------------------------------------------ */
 
 /* Maps a slab of stacks of `size` bytes (a page multiple) for depot d, or a
@@ -131,12 +168,10 @@ static struct weft__stack_slab *slab_map(struct weft__stack_depot *d, size_t siz
 		free(sl);
 		return NULL;
 	}
-	for (unsigned i = 0; i < n; i++) {
-		if (guard(sl->base + i * stride, page) < 0) {
-			munmap(sl->base, sl->len);
-			free(sl);
-			return NULL;
-		}
+	if (guard_slab(sl->base, n, stride, page) < 0) {
+		munmap(sl->base, sl->len);
+		free(sl);
+		return NULL;
 	}
 	sl->prev = sl->next = NULL;
 	sl->depot = d;
@@ -374,25 +409,29 @@ struct weft__stack *weft__stack_get(struct weft__stack_pool *p, size_t size)
 	return s;
 }
 
+/* A pool past its cap keeps its newer half, whose pages are the warmest, and
+ * hands the rest to its depot: so it flushes once per max/2 puts, not at
+ * every put. */
+static void pool_flush(struct weft__stack_pool *p)
+{
+	unsigned keep = p->max / 2;
+	struct weft__stack **link = &p->head;
+	for (unsigned i = 0; i < keep; i++)
+		link = &(*link)->next;
+	struct weft__stack *rest = *link;
+	*link = NULL;
+	depot_give(p->depot, rest, p->n - keep);
+	p->n = keep;
+}
+
 void weft__stack_put(struct weft__stack_pool *p, struct weft__stack *s)
 {
 	struct weft__stack_depot *d = s->slab->depot;
 	if (p && d == p->depot) {
 		s->next = p->head;
 		p->head = s;
-		if (++p->n > p->max) {
-			/* Keep the newer half, whose pages are the warmest; hand
-			 * the rest to the depot, so that the pool flushes once per
-			 * max/2 puts, not at every put. */
-			unsigned keep = p->max / 2;
-			struct weft__stack **link = &p->head;
-			for (unsigned i = 0; i < keep; i++)
-				link = &(*link)->next;
-			struct weft__stack *rest = *link;
-			*link = NULL;
-			depot_give(d, rest, p->n - keep);
-			p->n = keep;
-		}
+		if (++p->n > p->max)
+			pool_flush(p);
 	} else if (d) {
 		s->next = NULL;
 		depot_give(d, s, 1);

@@ -262,12 +262,12 @@ TEST(StackTest, SlabIsUnmappedOnceAllItsStacksAreFree)
 	}
 	EXPECT_EQ(t.d.nslabs, slabs);
 	/* One stack in use holds its slab; of the nine emptied, the depot
-	 * keeps `keep`. */
+	 * keeps `keep`.  (An unmapped slab's descriptors are freed too.) */
+	void *last = v.back()->base;
 	for (size_t i = 1; i < v.size(); i++)
 		weft__stack_put(&t.p, v[i]);
 	EXPECT_EQ(t.d.nslabs, 1 + keep);
 	EXPECT_EQ(t.d.nempty, keep);
-	void *last = v.back()->base;
 	EXPECT_EQ(mincore(last, weft__page_size(), std::vector<unsigned char>(1).data()), -1);
 	EXPECT_EQ(errno, ENOMEM) << "the slab emptied last is unmapped";
 	weft__stack_put(&t.p, v[0]);
