@@ -59,9 +59,9 @@ struct weft__stack {
 	struct weft__stack_slab *slab; /* the mapping it lies in */
 	unsigned valgrind_id; /* VALGRIND_STACK_REGISTER's id */
 };
-/* Free default-size stacks shared by a runtime's pools; every field is under
- * `lock`.  Slabs with free stacks sit on `partial` (some in use) or `empty`
- * (none in use, at most a few kept mapped). */
+/* Free default-size stacks shared by a runtime's pools; `size` is fixed at
+ * init, the rest is under `lock`.  Slabs with free stacks sit on `partial`
+ * (some in use) or `empty` (none in use, at most a few kept mapped). */
 struct weft__stack_depot {
 	pthread_mutex_t lock;
 	size_t size;

@@ -244,7 +244,8 @@ void weft__stack_depot_destroy(struct weft__stack_depot *d)
 }
 
 /* Moves up to `want` stacks from sl's free list onto *out; returns how many.
- * Caller holds the lock and has taken sl off its list. */
+ * The caller holds the lock and has taken sl off its list, or sl is new and
+ * not in the depot yet. */
 static unsigned slab_take(struct weft__stack_slab *sl, unsigned want, struct weft__stack **out)
 {
 	unsigned got = 0;
@@ -338,7 +339,8 @@ static void release_pages(struct weft__stack *l)
 }
 
 /* Returns the n stacks on list l, none in use, to d: their pages to the
- * kernel, their slabs to the kernel once wholly free beyond WEFT__STACK_DEPOT_KEEP. */
+ * kernel, and each slab they complete to the kernel too, past the
+ * WEFT__STACK_DEPOT_KEEP empty ones the depot keeps. */
 static void depot_give(struct weft__stack_depot *d, struct weft__stack *l, unsigned n)
 {
 	l = sort_by_address(l, n);
@@ -389,8 +391,9 @@ struct weft__stack *weft__stack_get(struct weft__stack_pool *p, size_t size)
 	struct weft__stack *s;
 	if (p && size == p->size) {
 		if (!p->head) {
-			unsigned want = p->max / 2 < WEFT__STACK_SLAB_MAX ? p->max / 2 : WEFT__STACK_SLAB_MAX;
-			p->n = depot_take(p->depot, want ? want : 1, &p->head);
+			unsigned want = p->max / 2;
+			want = want < 1 ? 1 : want > WEFT__STACK_SLAB_MAX ? WEFT__STACK_SLAB_MAX : want;
+			p->n = depot_take(p->depot, want, &p->head);
 			if (!p->n)
 				return NULL;
 		}

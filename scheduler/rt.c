@@ -193,8 +193,8 @@ static void free_rt(struct weft_rt *rt)
 			free(w);
 		}
 	}
-	/* After the pools and the abandoned tasks have given their stacks
-	 * back: no stack is in use. */
+	/* Abandoned tasks give their stacks back too; then, with the pools
+	 * drained above, no stack is in use and the depot unmaps its slabs. */
 	weft__tasks_free_all(rt);
 	weft__stack_depot_destroy(&rt->stack_depot);
 	free(rt->workers);
