@@ -8,6 +8,7 @@
 #ifndef WEFT_RUNTIME_CONTEXT_H
 #define WEFT_RUNTIME_CONTEXT_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,20 +43,44 @@ struct weft__resumed {
 	uintptr_t resumed;
 };
 
-/* ---- Stacks (runtime/stack.c) ---------------------------------------------- */
+/* ---- Stacks (runtime/stack.c) ----------------------------------------------
+ * A stack lies in a slab: one mapping of up to 64 guarded stacks of one
+ * size, or of a single stack for sizes other than the runtime's default.
+ * Free default-size stacks wait in a worker's pool (pages kept, lock-free),
+ * and beyond the pool's cap in the runtime's depot (pages released, under a
+ * lock); the depot unmaps a slab once all its stacks are free. */
+#define WEFT__STACK_SLAB_MAX 64  /* stacks per slab at most (64 KiB stacks: 64) */
+#define WEFT__STACK_DEPOT_KEEP 4 /* empty slabs a depot keeps mapped */
+struct weft__stack_slab;
 struct weft__stack {
-	void *base;   /* lowest address of the mapping (the guard page) */
+	void *base;   /* lowest address of the stack's range (the guard page) */
 	size_t size;  /* usable bytes above the guard */
-	struct weft__stack *next; /* pool link */
+	struct weft__stack *next; /* pool or depot link */
+	struct weft__stack_slab *slab; /* the mapping it lies in */
 	unsigned valgrind_id; /* VALGRIND_STACK_REGISTER's id */
 };
-/* A per-worker cache of default-size stacks. */
+/* Free default-size stacks shared by a runtime's pools; `size` is fixed at
+ * init, the rest is under `lock`.  Slabs with free stacks sit on `partial`
+ * (some in use) or `empty` (none in use, at most a few kept mapped). */
+struct weft__stack_depot {
+	pthread_mutex_t lock;
+	size_t size;
+	struct weft__stack_slab *partial, *empty;
+	unsigned nempty;
+	unsigned nslabs; /* slabs mapped, in use or not */
+};
+/* A per-worker cache of default-size stacks, owned by one thread. */
 struct weft__stack_pool {
 	struct weft__stack *head;
 	unsigned n, max;
 	size_t size;
+	struct weft__stack_depot *depot; /* where the surplus goes; never NULL */
 };
-/* p may be NULL (no pool): map a fresh stack / unmap it. */
+void weft__stack_depot_init(struct weft__stack_depot *d, size_t size);
+void weft__stack_depot_destroy(struct weft__stack_depot *d);
+/* weft__stack_get returns NULL when no memory or mapping could be had.
+ * With p NULL, or a size other than the pool's, it maps a stack of its own,
+ * which weft__stack_put unmaps. */
 struct weft__stack *weft__stack_get(struct weft__stack_pool *p, size_t size);
 void weft__stack_put(struct weft__stack_pool *p, struct weft__stack *s);
 void weft__stack_pool_drain(struct weft__stack_pool *p);

@@ -109,6 +109,7 @@ struct weft_rt {
 	unsigned nworkers;
 	struct weft__worker **workers;
 	size_t stack_size;
+	struct weft__stack_depot stack_depot; /* free default-size stacks past the pools */
 	uint64_t stall_ns, shutdown_ns;
 	uint64_t spin_ns;              /* 0: no polling before parking */
 	int pin;

@@ -193,7 +193,10 @@ static void free_rt(struct weft_rt *rt)
 			free(w);
 		}
 	}
+	/* Abandoned tasks give their stacks back too; then, with the pools
+	 * drained above, no stack is in use and the depot unmaps its slabs. */
 	weft__tasks_free_all(rt);
+	weft__stack_depot_destroy(&rt->stack_depot);
 	free(rt->workers);
 	free(rt->sleepers);
 	pthread_mutex_destroy(&rt->idle_lock);
@@ -273,6 +276,7 @@ int weft_rt_new(struct weft_rt **out, const struct weft_opts *opts)
 	rt->nworkers = n;
 	size_t page = weft__page_size();
 	rt->stack_size = ((o.stack_size ? o.stack_size : DEFAULT_STACK) + page - 1) & ~(page - 1);
+	weft__stack_depot_init(&rt->stack_depot, rt->stack_size);
 	rt->shutdown_ns = o.shutdown_timeout_ns ? o.shutdown_timeout_ns : DEFAULT_SHUTDOWN_NS;
 	rt->stall_ns = o.stall_warn_ns ? o.stall_warn_ns : DEFAULT_STALL_NS;
 	rt->pin = o.pin_workers;
@@ -307,6 +311,7 @@ int weft_rt_new(struct weft_rt **out, const struct weft_opts *opts)
 		w->tick = WEFT__GLOBAL_INTERVAL;
 		w->stacks.size = rt->stack_size;
 		w->stacks.max = STACK_POOL_MAX;
+		w->stacks.depot = &rt->stack_depot;
 		if (weft__deque_init(&w->deque, 8) < 0)
 			goto nomem;
 	}
