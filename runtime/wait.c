@@ -50,9 +50,11 @@
 
 static int arm(struct weft_task *self, struct weft__wait *w, uint64_t kind)
 {
-	uint64_t old = atomic_load_explicit(&self->wake, memory_order_relaxed);
 	if (self->deadline != WEFT_NEVER && weft_now() >= self->deadline)
 		return -ETIMEDOUT;
+	/* Read after the clock, not before: nothing then lives across that
+	 * call, which spared a channel hand-off two saved registers. */
+	uint64_t old = atomic_load_explicit(&self->wake, memory_order_relaxed);
 	for (;;) {
 		if ((old & WEFT__WAKE_CANCEL) && !(old & WEFT__WAKE_SHIELD))
 			return -ECANCELED;

@@ -299,18 +299,21 @@ void weft__finish_switch(struct weft__worker *w, struct weft_task *prev)
 {
 	if (!prev)
 		return;
-	switch (prev->after) {
-	case WEFT__AFTER_PARK: {
+	/* A park first: every hand-off ends in one, and a switch statement
+	 * tested it last. */
+	if (__builtin_expect(prev->after == WEFT__AFTER_PARK, 1)) {
 		uint32_t exp = WEFT__RUNNING;
 		/* Release: everything prev did before parking is visible to the
-		 * waker that sees PARKED (pairs with its acq_rel exchange in
-		 * weft__wait_ready); acquire on failure: its wake_result. */
+		 * waker that sees PARKED (pairs with its acquire load, or its
+		 * acq_rel exchange, in weft__wait_ready); acquire on failure: its
+		 * wake_result. */
 		if (!atomic_compare_exchange_strong_explicit(&prev->run, &exp, WEFT__PARKED,
 							     memory_order_acq_rel,
 							     memory_order_acquire))
 			push_local(w, prev, true);
-		break;
+		return;
 	}
+	switch (prev->after) {
 	case WEFT__AFTER_YIELD:
 		weft__tlist_push(&w->yielded, prev);
 		break;
