@@ -228,11 +228,20 @@ static inline void weft__waitq_remove(struct weft__waitq *q, struct weft__wait *
 	w->queued = false;
 }
 
+/* weft__waitq_remove of the head, which has no prev: a waker pops on
+ * every hand-off. */
 static inline struct weft__wait *weft__waitq_pop(struct weft__waitq *q)
 {
 	struct weft__wait *w = q->head;
-	if (w)
-		weft__waitq_remove(q, w);
+	if (w) {
+		q->head = w->next;
+		if (w->next)
+			w->next->prev = NULL;
+		else
+			q->tail = NULL;
+		q->n--;
+		w->queued = false;
+	}
 	return w;
 }
 

@@ -167,7 +167,8 @@ int weft__waitq_block(struct weft__waitq *q, struct weft_task *self, struct weft
 	weft__waitq_push(q, w);
 	weft__spin_unlock(&q->lock);
 	rc = weft__wait_park(self, w, WEFT_NEVER, 0);
-	if (rc == -ECANCELED || rc == -ETIMEDOUT || rc == -ENOMEM) {
+	/* rc < 0 first: one test for the common 0 rather than three. */
+	if (rc < 0 && (rc == -ECANCELED || rc == -ETIMEDOUT || rc == -ENOMEM)) {
 		/* Not woken through q: w may still be queued there. */
 		weft__spin_lock(&q->lock);
 		if (w->queued)
