@@ -142,6 +142,10 @@ int weft__wait_park(struct weft_task *self, struct weft__wait *w, uint64_t wake_
  * with WEFT_SPAWN_ON and not yet started) goes to that worker: its LIFO slot
  * when woken there, else its inbox.  (scheduler/worker.c) */
 void weft__enqueue(struct weft_rt *rt, struct weft_task *t, bool lifo);
+/* weft__enqueue(rt, t, true) with the hand-off's case, an empty LIFO slot,
+ * decided first and without a stack frame; spawns keep to weft__enqueue,
+ * which that test would only slow down. */
+void weft__enqueue_woken(struct weft_rt *rt, struct weft_task *t);
 /* weft__wait_ready for a task not yet seen PARKED (wait.c). */
 void weft__wait_ready_unparked(struct weft_task *t);
 /* Claim + ready.  Returns whether this call woke it. */
@@ -268,7 +272,7 @@ static inline void weft__wait_ready(struct weft_task *t, int result)
 	 * this thread's, and every other queue publishes with a release
 	 * (deque bottom, queue locks). */
 	if (atomic_load_explicit(&t->run, memory_order_acquire) == WEFT__PARKED)
-		weft__enqueue(t->rt, t, true);
+		weft__enqueue_woken(t->rt, t);
 	else
 		weft__wait_ready_unparked(t);
 }

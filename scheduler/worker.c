@@ -35,10 +35,10 @@
  *
  * Thread-local storage: tasks migrate, so code on a task stack must not keep
  * the address of a thread-local across a switch.  Here only tls_here() reads
- * the TLS variable, and only inside weft__worker_here(), weft__current() and
- * weft__enqueue(), which are never inlined, never switch, and are called
- * afresh after every switch; a task finds its worker in self->worker, which
- * whoever resumed it set.
+ * the TLS variable, and only inside weft__worker_here(), weft__current(),
+ * weft__enqueue() and weft__enqueue_woken(), which are never inlined, never
+ * switch, and are called afresh after every switch; a task finds its worker
+ * in self->worker, which whoever resumed it set.
  */
 #include <errno.h>
 #include <signal.h>
@@ -131,11 +131,11 @@ static void push_local(struct weft__worker *w, struct weft_task *t, bool lifo)
 		push_deque(w, t);
 }
 
-/* weft__enqueue for every case but the hand-off's.  w is the caller's
- * worker, or NULL outside any worker. */
-static __attribute__((noinline)) void enqueue(struct weft__worker *w, struct weft_rt *rt,
-					      struct weft_task *t, bool lifo)
+__attribute__((noinline)) void weft__enqueue(struct weft_rt *rt, struct weft_task *t, bool lifo)
 {
+	/* Every wake-up comes through here: the TLS read inline, as in
+	 * weft__current.  noinline keeps it out of any caller that switches. */
+	struct weft__worker *w = tls_here();
 	if (w && w->rt == rt) {
 		push_local(w, t, lifo);
 	} else {
@@ -150,21 +150,18 @@ static __attribute__((noinline)) void enqueue(struct weft__worker *w, struct wef
 	}
 }
 
-__attribute__((noinline)) void weft__enqueue(struct weft_rt *rt, struct weft_task *t, bool lifo)
+__attribute__((noinline)) void weft__enqueue_woken(struct weft_rt *rt, struct weft_task *t)
 {
-	/* Every wake-up comes through here: the TLS read inline, as in
-	 * weft__current.  noinline keeps it out of any caller that switches. */
-	struct weft__worker *w = tls_here();
+	struct weft__worker *w = tls_here(); /* as in weft__enqueue */
 	/* The hand-off's case, push_local's first choice made here: a task
 	 * woken on a worker of its runtime into an empty LIFO slot.  Kept
 	 * free of calls but the last, so it needs no stack frame: that saved
 	 * a dozen instructions of a channel hand-off's ~350. */
-	if (w && w->rt == rt && lifo && !w->lifo && !w->batch_wake && !t->pinned &&
-	    !t->start_home) {
+	if (w && w->rt == rt && !w->lifo && !w->batch_wake && !t->pinned && !t->start_home) {
 		w->lifo = t;
 		return;
 	}
-	enqueue(w, rt, t, lifo);
+	weft__enqueue(rt, t, true);
 }
 
 /* Wakes the tasks whose timers are due, onto the I/O queue in deadline
@@ -299,9 +296,8 @@ void weft__finish_switch(struct weft__worker *w, struct weft_task *prev)
 {
 	if (!prev)
 		return;
-	/* A park first: every hand-off ends in one, and a switch statement
-	 * tested it last. */
-	if (__builtin_expect(prev->after == WEFT__AFTER_PARK, 1)) {
+	switch (prev->after) {
+	case WEFT__AFTER_PARK: {
 		uint32_t exp = WEFT__RUNNING;
 		/* Release: everything prev did before parking is visible to the
 		 * waker that sees PARKED (pairs with its acquire load, or its
@@ -311,9 +307,8 @@ void weft__finish_switch(struct weft__worker *w, struct weft_task *prev)
 							     memory_order_acq_rel,
 							     memory_order_acquire))
 			push_local(w, prev, true);
-		return;
+		break;
 	}
-	switch (prev->after) {
 	case WEFT__AFTER_YIELD:
 		weft__tlist_push(&w->yielded, prev);
 		break;
