@@ -136,8 +136,18 @@ int weft__wait_arm_io(struct weft_task *self, struct weft__wait *w);
  * deadline also claims it, with -ETIMEDOUT, if earlier. */
 int weft__wait_park(struct weft_task *self, struct weft__wait *w, uint64_t wake_at,
 		    int at_result);
-/* Makes a claimed task runnable with result; any thread. */
-void weft__wait_ready(struct weft_task *t, int result);
+/* Queues a runnable task: on this thread's worker if it belongs to rt (the
+ * LIFO slot if lifo, for a task just woken; else the deque), otherwise
+ * through the injection queue.  A task bound to a worker (pinned, or spawned
+ * with WEFT_SPAWN_ON and not yet started) goes to that worker: its LIFO slot
+ * when woken there, else its inbox.  (scheduler/worker.c) */
+void weft__enqueue(struct weft_rt *rt, struct weft_task *t, bool lifo);
+/* weft__enqueue(rt, t, true) with the hand-off's case, an empty LIFO slot,
+ * decided first and without a stack frame; spawns keep to weft__enqueue,
+ * which that test would only slow down. */
+void weft__enqueue_woken(struct weft_rt *rt, struct weft_task *t);
+/* weft__wait_ready for a task not yet seen PARKED (wait.c). */
+void weft__wait_ready_unparked(struct weft_task *t);
 /* Claim + ready.  Returns whether this call woke it. */
 bool weft__wake_token(struct weft_task *t, uint64_t token, int result);
 /* group.c: a group's child has finished (called before its DONE bit). */
@@ -222,11 +232,20 @@ static inline void weft__waitq_remove(struct weft__waitq *q, struct weft__wait *
 	w->queued = false;
 }
 
+/* weft__waitq_remove of the head, which has no prev: a waker pops on
+ * every hand-off. */
 static inline struct weft__wait *weft__waitq_pop(struct weft__waitq *q)
 {
 	struct weft__wait *w = q->head;
-	if (w)
-		weft__waitq_remove(q, w);
+	if (w) {
+		q->head = w->next;
+		if (w->next)
+			w->next->prev = NULL;
+		else
+			q->tail = NULL;
+		q->n--;
+		w->queued = false;
+	}
 	return w;
 }
 
@@ -239,6 +258,23 @@ static inline struct weft__wait *weft__waitq_claim_first(struct weft__waitq *q)
 		if (weft__wait_claim(w))
 			return w;
 	return NULL;
+}
+
+/* Makes a claimed task runnable with result; any thread.  Inline, with the
+ * race against the task's switch-out in wait.c: a hand-off readies a task
+ * that parked long before (wait.c, invariant 4). */
+static inline void weft__wait_ready(struct weft_task *t, int result)
+{
+	t->wake_result = result;
+	/* Acquire: its switch-out is complete (pairs with the release CAS in
+	 * weft__finish_switch).  wake_result and any hand-over data reach
+	 * whoever runs t next through the queue t goes on: the LIFO slot is
+	 * this thread's, and every other queue publishes with a release
+	 * (deque bottom, queue locks). */
+	if (atomic_load_explicit(&t->run, memory_order_acquire) == WEFT__PARKED)
+		weft__enqueue_woken(t->rt, t);
+	else
+		weft__wait_ready_unparked(t);
 }
 
 /* The waking halves every primitive shares: release q's lock, then ready w

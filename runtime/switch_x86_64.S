@@ -58,6 +58,11 @@ weft__switch:
 	.cfi_adjust_cfa_offset 8
 	stmxcsr	(%rsp)
 	fnstcw	4(%rsp)
+	/* The x87 control word in force, read back to compare below.  Not
+	 * MXCSR: reading back what stmxcsr stored costs more than the ldmxcsr
+	 * it would save (docs/benchmarks.md). */
+	movzwl	4(%rsp), %r9d
+	.cfi_remember_state
 
 	/* The one instruction that leaves this context... */
 	movq	%rsp, (%rdi)
@@ -67,7 +72,11 @@ weft__switch:
 	movq	%rsi, %rsp
 
 	ldmxcsr	(%rsp)
-	fldcw	4(%rsp)
+	/* fldcw is slow, and nearly every switch finds the resumed context's
+	 * control word already in force. */
+	cmpw	4(%rsp), %r9w
+	jne	.Lload_cw
+.Lcw_loaded:
 	addq	$8, %rsp
 	.cfi_adjust_cfa_offset -8
 	popq	%r15
@@ -97,6 +106,12 @@ weft__switch:
 	.cfi_adjust_cfa_offset -8
 	.cfi_register %rip, %rcx
 	jmp	*%rcx
+
+	/* Out of line, in the frame as it is before the pops above. */
+	.cfi_restore_state
+.Lload_cw:
+	fldcw	4(%rsp)
+	jmp	.Lcw_loaded
 	.cfi_endproc
 	.size	weft__switch, .-weft__switch
 

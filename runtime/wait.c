@@ -50,9 +50,11 @@
 
 static int arm(struct weft_task *self, struct weft__wait *w, uint64_t kind)
 {
-	uint64_t old = atomic_load_explicit(&self->wake, memory_order_relaxed);
 	if (self->deadline != WEFT_NEVER && weft_now() >= self->deadline)
 		return -ETIMEDOUT;
+	/* Read after the clock, not before: nothing then lives across that
+	 * call, which spared a channel hand-off two saved registers. */
+	uint64_t old = atomic_load_explicit(&self->wake, memory_order_relaxed);
 	for (;;) {
 		if ((old & WEFT__WAKE_CANCEL) && !(old & WEFT__WAKE_SHIELD))
 			return -ECANCELED;
@@ -103,22 +105,13 @@ bool weft__wake_token(struct weft_task *t, uint64_t token, int result)
 	return true;
 }
 
-void weft__wait_ready(struct weft_task *t, int result)
+/* The common case, a task that parked before its waker came, needs no
+ * read-modify-write and is inline (weft__wait_ready, runtime/internal.h). */
+void weft__wait_ready_unparked(struct weft_task *t)
 {
-	t->wake_result = result;
-	/* The common case, a task that parked before its waker came: no
-	 * read-modify-write (invariant 4).  Acquire: its switch-out is
-	 * complete (pairs with the release CAS in weft__finish_switch).
-	 * wake_result and any hand-over data reach whoever runs t next through
-	 * the queue t goes on: the LIFO slot is this thread's, and every other
-	 * queue publishes with a release (deque bottom, queue locks). */
-	if (atomic_load_explicit(&t->run, memory_order_acquire) == WEFT__PARKED) {
-		weft__enqueue(t->rt, t, true);
-		return;
-	}
 	/* Still on its way out, or committing now.  Release: wake_result and
 	 * the hand-over data reach finish_switch, which requeues t if it sees
-	 * NOTIFIED; acquire: as above if the commit came first. */
+	 * NOTIFIED; acquire: as with the load if the commit came first. */
 	uint32_t was = atomic_exchange_explicit(&t->run, WEFT__NOTIFIED, memory_order_acq_rel);
 	if (was == WEFT__PARKED)
 		weft__enqueue(t->rt, t, true);
@@ -174,7 +167,8 @@ int weft__waitq_block(struct weft__waitq *q, struct weft_task *self, struct weft
 	weft__waitq_push(q, w);
 	weft__spin_unlock(&q->lock);
 	rc = weft__wait_park(self, w, WEFT_NEVER, 0);
-	if (rc == -ECANCELED || rc == -ETIMEDOUT || rc == -ENOMEM) {
+	/* rc < 0 first: one test for the common 0 rather than three. */
+	if (rc < 0 && (rc == -ECANCELED || rc == -ETIMEDOUT || rc == -ENOMEM)) {
 		/* Not woken through q: w may still be queued there. */
 		weft__spin_lock(&q->lock);
 		if (w->queued)

@@ -328,14 +328,8 @@ void *weft__deque_steal(struct weft__deque *d)
     return item;
 }
 
-int64_t weft__deque_size(const struct weft__deque *d)
-{
-    /* Relaxed: an estimate; the two loads are not a consistent snapshot
-     * anyway, hence the clamp (pop may hold bottom at top - 1 for a moment). */
-    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
-    int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);
-    return b > t ? b - t : 0;
-}
+/* The external definition of the inline one in deque.h (C99 6.7.4). */
+extern inline int64_t weft__deque_size(const struct weft__deque *d);
 
 int weft__deque_check(const struct weft__deque *d)
 {

@@ -93,8 +93,21 @@ void *weft__deque_pop(struct weft__deque *d);
  * another thread took that item first. */
 void *weft__deque_steal(struct weft__deque *d);
 
-/* Any thread. A racy estimate of the number of items, never negative. */
+/* Any thread. A racy estimate of the number of items, never negative.
+ * Inline in C, where the worker asks on every few hand-offs (worker.c,
+ * next_local); deque.c holds the external definition C++ links to. */
+#ifdef __cplusplus
 int64_t weft__deque_size(const struct weft__deque *d);
+#else
+inline int64_t weft__deque_size(const struct weft__deque *d)
+{
+    /* Relaxed: an estimate; the two loads are not a consistent snapshot
+     * anyway, hence the clamp (pop may hold bottom at top - 1 for a moment). */
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+    int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);
+    return b > t ? b - t : 0;
+}
+#endif
 
 /* Owner only, for use inside assert(): 1 when d's invariants hold, else 0. */
 int weft__deque_check(const struct weft__deque *d);

@@ -151,12 +151,6 @@ void *weft__worker_main(void *w);
 /* Switches from the running task `self` (whose `after` says what happens to
  * it) to the next ready task of its worker or to the worker loop. */
 void weft__schedule(struct weft_task *self);
-/* Queues a runnable task: on this thread's worker if it belongs to rt (the
- * LIFO slot if lifo, for a task just woken; else the deque), otherwise
- * through the injection queue.  A task bound to a worker (pinned, or spawned
- * with WEFT_SPAWN_ON and not yet started) goes to that worker: its LIFO slot
- * when woken there, else its inbox. */
-void weft__enqueue(struct weft_rt *rt, struct weft_task *t, bool lifo);
 void weft__finish_switch(struct weft__worker *w, struct weft_task *prev);
 
 /*

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * switch_test.cc - the context switch keeps what the ABI says a callee must
- * keep: rbx, rbp, r12-r15, the MXCSR control bits and the x87 control word;
+ * keep: rbx, rbp, r12-r15, the MXCSR control bits and the x87 control word
+ * (also when only the latter differs, which the switch loads only then);
  * and a task's arg and FP state start out right.
  */
 #include <cfenv>
@@ -95,6 +96,54 @@ TEST(SwitchTest, KeepsFPControlState)
 	__asm__ volatile("fnstcw %0" : "=m"(cw));
 	EXPECT_EQ(cw & 0x0c00, 0x0800) << "x87 rounding control is not upward";
 	fesetround(saved);
+	weft__ctx_release(&b_ctx);
+	weft__stack_put(nullptr, s);
+}
+
+uint16_t x87_cw()
+{
+	uint16_t cw;
+	__asm__ volatile("fnstcw %0" : "=m"(cw));
+	return cw;
+}
+
+void x87_set_cw(uint16_t cw)
+{
+	__asm__ volatile("fldcw %0" ::"m"(cw));
+}
+
+/* Precision control 00 (single): a field fesetround never touches, so the
+ * two sides below differ in the x87 control word alone, with MXCSR equal.
+ * The switch loads the control word only when it differs from the one in
+ * force; this is the case where it must. */
+constexpr uint16_t kSinglePrecision = 0x0300;
+uint16_t b_seen_cw;
+
+[[noreturn]] void x87_changer(void *, void *)
+{
+	weft__ctx_entered();
+	x87_set_cw(x87_cw() & ~kSinglePrecision);
+	for (;;) {
+		weft__ctx_switch(&b_ctx, &a_ctx, nullptr, false);
+		b_seen_cw = x87_cw();
+	}
+}
+
+TEST(SwitchTest, KeepsTheX87ControlWordAloneWhenMXCSRIsEqual)
+{
+	struct weft__stack *s = weft__stack_get(nullptr, 64 * 1024);
+	ASSERT_NE(s, nullptr);
+	uint16_t mine = x87_cw();
+	ASSERT_EQ(mine & kSinglePrecision, kSinglePrecision) << "expected double-extended precision";
+	weft__ctx_on_thread(&a_ctx);
+	weft__ctx_on_stack(&b_ctx, s, x87_changer, nullptr, weft__fp_ctl_read());
+	for (int i = 0; i < 3; i++) {
+		weft__ctx_switch(&a_ctx, &b_ctx, nullptr, false);
+		EXPECT_EQ(x87_cw(), mine) << "round " << i;
+		if (i > 0) {
+			EXPECT_EQ(b_seen_cw, mine & ~kSinglePrecision) << "round " << i;
+		}
+	}
 	weft__ctx_release(&b_ctx);
 	weft__stack_put(nullptr, s);
 }
