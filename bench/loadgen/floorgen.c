@@ -12,8 +12,11 @@
  * nearly always there already, so the recv rarely sleeps.  What the
  * process costs per request is then the kernel's: two system calls and
  * the TCP work behind them, on loopback including the delivery into the
- * server's socket and its wake-up.  A generator cannot cost less without
- * doing less than one send and one receive per request.
+ * server's socket and its wake-up.  A generator that makes one send and
+ * one receive system call per request cannot cost less; one that hands
+ * its operations to io_uring in batches saves most of the two calls'
+ * entry and exit (about 190 ns each on the machine of docs/benchmarks.md)
+ * and can go below it by that much, but not by the TCP work.
  *
  * Prints wrk's two lines, "N requests in Ts" and "Requests/sec: R", so the
  * driver reads it as it reads wrk; exits 1 on any socket error or an

@@ -17,8 +17,8 @@ generators interleaved case by case:
             getrusage(RUSAGE_CHILDREN) around it: taskset execs it, so the
             child is the generator), nginx's CPU per request (/proc/PID/stat);
             floorgen beside them, the yardstick: one blocking send and one
-            recv per request and nothing else, the least any generator
-            can cost;
+            recv per request and nothing else, the kernel's TCP work plus
+            two system calls' entry and exit;
   rate2000: weft-bench --rate 2000 -c50 against the delay server: corrected
             p50 (must lie in 1.0-1.2 ms) and achieved rate (within 1% of
             2000); h2load --rps 40 per connection beside it;

@@ -16,11 +16,11 @@
  * message is the kernel's: two system calls and the TCP work behind them.
  *
  * Only for that load: one idle connection stalls all the others, which a
- * real server must never let happen.  The lower bound it gives is for
- * servers that make one receive and one send per message; a server that
- * receives several messages with one operation (a multishot receive) can
- * go below it by what the receive's setup costs.  SIGTERM's default action
- * ends it.
+ * real server must never let happen.  It is a yardstick, not a bound: a
+ * server that hands its operations to io_uring in batches saves most of
+ * the two calls' entry and exit, and its recv never sleeps, so it can go
+ * below this (the plain io_uring echo loop does), though not by the TCP
+ * work.  SIGTERM's default action ends it.
  */
 #include <errno.h>
 #include <poll.h>

@@ -26,9 +26,10 @@ backend), so that drift in the machine's state hits all rows alike.
 
 In the http case a yardstick runs beside them: bench/proxy/floorproxy,
 blocking sockets taking turns, per request one recv and one send each way
-and nothing else (no readiness mechanism): the kernel's cost of proxying a
-request, below which a proxy making one receive and one send per message
-cannot go.
+and nothing else (no readiness mechanism): the kernel's TCP work for a
+proxied request plus four system calls' entry and exit.  A proxy batching
+its operations through io_uring saves most of the latter and can go below
+it.
 
 --weft-data-paths buffered,splice,auto gives weft-proxy a row per data path
 (its backend's data_path), side by side; the goals compare the auto row (or
