@@ -141,7 +141,10 @@ static void on_bytes(int fd, const void *data, ssize_t n, void *arg);
 /* The requests start in data[0, n), the watch's buffer. */
 static void serve(int fd, const char *data, size_t n)
 {
-	struct out o = {.len = 0};
+	/* Not `= {.len = 0}`: that would zero the 4 KiB buffer for every
+	 * burst, which was 2% of this server's CPU. */
+	struct out o;
+	o.len = 0;
 	ssize_t used = answer(fd, data, n, &o);
 	if (used < 0)
 		goto close;
