@@ -657,23 +657,18 @@ def main():
                         row = c.row(r.subject.key)
                         row.warnings += r.warnings
                         row.error = row.error or r.error
-        for run in range(1, args.runs + 1):
-            log(f"run {run}/{args.runs}")
-            for c in cases:
-                for r in c.rows:
-                    if r.skipped or r.error:
-                        continue
-                    log(f"  {c.name}: {r.subject.label}")
-                    if c.kind == "echo":
-                        measure_echo(r, c, args, bins, tmpdir)
-                    else:
-                        measure_http(r, c, args, bins, tmpdir)
-                    if r.error:
-                        log(f"    failed: {r.error}")
-                    elif r.samples:
-                        s = r.samples[-1]
-                        log(f"    {s['rate']:.0f}/s, p99 {fmt(s['p99_us'])} us, "
-                            f"server {fmt(s['cpu_us'])} us/op")
+        for c, r in benchlib.each_sample(args.runs, cases,
+                                         lambda r: r.subject.label):
+            if c.kind == "echo":
+                measure_echo(r, c, args, bins, tmpdir)
+            else:
+                measure_http(r, c, args, bins, tmpdir)
+            if r.error:
+                log(f"    failed: {r.error}")
+            elif r.samples:
+                s = r.samples[-1]
+                log(f"    {s['rate']:.0f}/s, p99 {fmt(s['p99_us'])} us, "
+                    f"server {fmt(s['cpu_us'])} us/op")
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 

@@ -764,25 +764,20 @@ def main():
     bins["wrk_script"] = write(os.path.join(tmpdir, "errors.lua"), WRK_SCRIPT)
     date = datetime.datetime.now(datetime.timezone.utc)
     try:
-        for run in range(1, args.runs + 1):
-            log(f"run {run}/{args.runs}")
-            for c in cases:
-                for r in c.rows:
-                    if r.skipped or r.error:
-                        continue
-                    log(f"  {c.name}: {r.subject.label}")
-                    measure(c, r, args, bins, tmpdir)
-                    if r.error:
-                        log(f"    failed: {r.error}")
-                        continue
-                    s = r.samples[-1]
-                    if c.name == "idle":
-                        log(f"    {fmt(s['rss_per_conn_kib'])} KiB/conn "
-                            f"({s['rss_before_kib']} -> "
-                            f"{s['rss_after_kib']} KiB)")
-                    else:
-                        log(f"    {s['rate']:.0f} {c.rate_unit}, proxy "
-                            f"{fmt(s['proxy_cpu'])} {c.cpu_unit}")
+        for c, r in benchlib.each_sample(args.runs, cases,
+                                         lambda r: r.subject.label):
+            measure(c, r, args, bins, tmpdir)
+            if r.error:
+                log(f"    failed: {r.error}")
+                continue
+            s = r.samples[-1]
+            if c.name == "idle":
+                log(f"    {fmt(s['rss_per_conn_kib'])} KiB/conn "
+                    f"({s['rss_before_kib']} -> "
+                    f"{s['rss_after_kib']} KiB)")
+            else:
+                log(f"    {s['rate']:.0f} {c.rate_unit}, proxy "
+                    f"{fmt(s['proxy_cpu'])} {c.cpu_unit}")
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
