@@ -22,12 +22,18 @@
  *    drains, which then exits 0 once it closes);
  *  - a new process that fails before it is ready leaves the old one
  *    running;
+ *  - a new process takes over from an old one that speaks version 1 of
+ *    the hand-over (no state lines), and refuses a version it does not
+ *    know before taking anything; a listening socket handed over blocking
+ *    is made nonblocking (else a worker would sleep in accept4 and the
+ *    proxy could not stop);
  *  - SIGUSR2 makes the proxy start its own program file to take over, under
  *    load, without a failed connection;
  *  - with NOTIFY_SOCKET: RELOADING=1 with MONOTONIC_USEC then READY=1 around
  *    a reload (a refused one too), MAINPID= of the new process with READY=1
  *    after an upgrade, and no STOPPING=1 from the old one.
  */
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -454,6 +460,90 @@ TEST(ReloadTest, AnUpgradeThatFailsBeforeReadyLeavesTheOldRunning)
 	for (int i = 0; i < 5; i++)
 		EXPECT_EQ(exchange(port, "a", i), "") << "the old process serves on";
 	st = old.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+/* Plays the old process on a control socket at path: hands over the
+ * listening socket lfd as frontend web's, announced as `version`, and
+ * returns what the new process answers ("" when it closes, or after 5 s). */
+std::string hand_over_as(int version, const std::string &path, int lfd, int port, proxy *next,
+			 const std::string &conf_file)
+{
+	int ctl = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = {};
+	a.sun_family = AF_UNIX;
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path.c_str());
+	unlink(path.c_str());
+	EXPECT_EQ(bind(ctl, (struct sockaddr *)&a, sizeof(a)), 0);
+	EXPECT_EQ(listen(ctl, 1), 0);
+	EXPECT_TRUE(next->launch({"-c", conf_file, "--upgrade-from", path}));
+	struct pollfd pf = {ctl, POLLIN, 0};
+	int conn = poll(&pf, 1, 5000) == 1 ? accept(ctl, nullptr, nullptr) : -1;
+	EXPECT_GE(conn, 0);
+	auto packet = [&](const std::string &text, int fd) {
+		struct iovec iov = {const_cast<char *>(text.data()), text.size()};
+		union {
+			char b[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} u = {};
+		struct msghdr m = {};
+		m.msg_iov = &iov;
+		m.msg_iovlen = 1;
+		if (fd >= 0) {
+			m.msg_control = u.b;
+			m.msg_controllen = sizeof(u.b);
+			struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+			c->cmsg_level = SOL_SOCKET;
+			c->cmsg_type = SCM_RIGHTS;
+			c->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(c), &fd, sizeof(int));
+		}
+		sendmsg(conn, &m, MSG_NOSIGNAL);
+	};
+	packet("weft-proxy-upgrade " + std::to_string(version) + " pid=" + std::to_string(getpid()) +
+		       " count=1", -1);
+	packet("listen web 127.0.0.1:" + std::to_string(port), lfd);
+	packet("end", -1);
+	char buf[128];
+	struct timeval tv = {5, 0};
+	setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ssize_t n = recv(conn, buf, sizeof(buf), 0);
+	close(conn);
+	close(ctl);
+	unlink(path.c_str());
+	return n > 0 ? std::string(buf, (size_t)n) : "";
+}
+
+TEST(ReloadTest, AnOldProcessOfVersion1HandsOverAndAnUnknownVersionIsRefused)
+{
+	NEED_PROXY();
+	backend a('a');
+	int port;
+	int lfd = listen_loopback(0, &port);
+	std::string sock = upgrade_path("v1");
+	char path[] = "/tmp/weft-proxy-test-XXXXXX";
+	close(mkstemp(path));
+	write_file(path, "[global]\naccess_log = off\n" + frontend("web", port) + "\n[backend app]\n" +
+				 server("s0", a.port));
+
+	/* A version this program does not know: nothing taken, exit 1. */
+	proxy newer;
+	EXPECT_EQ(hand_over_as(3, sock, lfd, port, &newer, path), "");
+	EXPECT_NE(newer.wait_line("newer version of the upgrade protocol", 5000), "");
+	int st = newer.wait_exit(5000);
+	EXPECT_TRUE(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 1) << st;
+	close(newer.err);
+
+	/* Version 1: taken over, ready, and it serves on the socket it got
+	 * (a blocking one, as listen_loopback makes it). */
+	proxy next;
+	std::string ready = hand_over_as(1, sock, lfd, port, &next, path);
+	EXPECT_EQ(ready.rfind("ready pid=", 0), 0u) << ready;
+	close(lfd); /* the proxy holds its own copy */
+	for (int i = 0; i < 3; i++)
+		EXPECT_EQ(exchange(port, "a", i), "") << "the new process serves";
+	next.file = path;
+	st = next.stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 

@@ -13,6 +13,10 @@
  *    on, and after ready they resume;
  *  - the state survives a SIGHUP reload (logged as kept) and only ready
  *    lifts it;
+ *  - it survives a binary upgrade too: the hand-over carries a state line
+ *    for each server not ready, a state change waiting on a hand-over is
+ *    refused with 503 (never lost), and the new process starts with the
+ *    states the old one had;
  *  - a connection waiting in the queue for a slot of the last ready
  *    server is not left to its queue_timeout when that server goes to
  *    maint: it goes to the backup at once, or without one is reset at once;
@@ -23,6 +27,7 @@
  */
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,6 +35,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -43,6 +49,7 @@ using namespace std::chrono;
  * s0, s1, ... on the given ports (s0 with s0_options), then backend_extra. */
 struct state_proxy : proxy {
 	int admin = 0;
+	std::string global; /* more lines for [global] */
 
 	bool start(const std::vector<int> &servers, const std::string &backend_extra = "",
 		   const std::string &s0_options = "")
@@ -57,7 +64,8 @@ struct state_proxy : proxy {
 			 const std::string &s0_options = "") const
 	{
 		std::string c = "[global]\nadmin = 127.0.0.1:" + std::to_string(admin) +
-				"\naccess_log = off\ndrain_timeout = 1s\n\n[frontend f]\nlisten = 127.0.0.1:" +
+				"\naccess_log = off\ndrain_timeout = 1s\n" + global +
+				"\n[frontend f]\nlisten = 127.0.0.1:" +
 				std::to_string(port) + "\nbackend = b\n\n[backend b]\nconnect_timeout = 1s\n";
 		for (size_t i = 0; i < servers.size(); i++)
 			c += "server s" + std::to_string(i) + " = 127.0.0.1:" + std::to_string(servers[i]) +
@@ -243,6 +251,104 @@ TEST(StateTest, TheStateSurvivesAReload)
 	EXPECT_EQ(body, "b/s0 ready (was maint)\n");
 	EXPECT_NEAR(count_tag(p.port, 'a', 30), 10, 1);
 	int st = finish(p);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+/* The packets an old process hands over on the control socket at path,
+ * read as a new process would up to "end" (descriptors closed), with fd
+ * the connection, left open: the old process waits for "ready" on it. */
+std::vector<std::string> read_handover(const std::string &path, int *fd)
+{
+	std::vector<std::string> lines;
+	*fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = {};
+	a.sun_family = AF_UNIX;
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path.c_str());
+	if (*fd < 0 || connect(*fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+		return lines;
+	struct timeval tv = {5, 0};
+	setsockopt(*fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	for (;;) {
+		char buf[512];
+		union {
+			char b[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = {buf, sizeof(buf)};
+		struct msghdr m = {};
+		m.msg_iov = &iov;
+		m.msg_iovlen = 1;
+		m.msg_control = u.b;
+		m.msg_controllen = sizeof(u.b);
+		ssize_t n = recvmsg(*fd, &m, MSG_CMSG_CLOEXEC);
+		if (n <= 0)
+			return lines;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+			if (c->cmsg_type == SCM_RIGHTS) {
+				int got;
+				memcpy(&got, CMSG_DATA(c), sizeof(got));
+				close(got);
+			}
+		lines.emplace_back(buf, (size_t)n);
+		if (lines.back() == "end")
+			return lines;
+	}
+}
+
+TEST(StateTest, TheStateSurvivesAnUpgrade)
+{
+	NEED_PROXY();
+	backend a('a'), b('b'), c('c');
+	std::string sock = "/tmp/weft-proxy-state-" + std::to_string(getpid()) + ".sock";
+	state_proxy p;
+	p.global = "upgrade_socket = " + sock + "\n";
+	ASSERT_TRUE(p.start({a.port, b.port, c.port}));
+	ASSERT_EQ(p.set("s0", "state=maint"), 200);
+	ASSERT_EQ(p.set("s1", "state=drain"), 200);
+
+	/* A new process that takes the sockets and never says ready: the
+	 * states come after the descriptors, one line per server not ready. */
+	int fake;
+	std::vector<std::string> lines = read_handover(sock, &fake);
+	ASSERT_FALSE(lines.empty());
+	EXPECT_EQ(lines.front().rfind("weft-proxy-upgrade 2 pid=", 0), 0u) << lines.front();
+	ASSERT_EQ(lines.back(), "end");
+	std::vector<std::string> states;
+	for (const auto &l : lines)
+		if (l.rfind("state ", 0) == 0)
+			states.push_back(l);
+	EXPECT_EQ(states, (std::vector<std::string>{"state b s0 maint", "state b s1 drain"}));
+	/* While the old process waits for "ready", a change would be lost to
+	 * the new one: it is refused, and nothing changes. */
+	std::string body;
+	EXPECT_EQ(p.set("s2", "state=drain", &body), 503);
+	EXPECT_NE(body.find("upgrade"), std::string::npos) << body;
+	close(fake);
+	ASSERT_NE(p.wait_line("did not take over", 5000), "");
+	EXPECT_EQ(p.metric(STATE("s2", "ready")), 1);
+	EXPECT_EQ(count_tag(p.port, 'c', 10), 10);
+
+	/* The real upgrade: the new process starts with the old one's states. */
+	state_proxy next;
+	next.port = p.port;
+	next.admin = p.admin;
+	ASSERT_TRUE(next.launch({"-c", p.file, "--upgrade-from", sock}));
+	std::string kept = next.wait_line("b/s0 stays in", 5000);
+	EXPECT_NE(kept.find("server b/s0 stays in maint (as in pid " + std::to_string(p.pid)),
+		  std::string::npos) << kept;
+	kept = next.wait_line("b/s1 stays in", 5000);
+	EXPECT_NE(kept.find("server b/s1 stays in drain"), std::string::npos) << kept;
+	ASSERT_NE(p.wait_line("accepts on the sockets now", 5000), "");
+	int st = p.wait_exit(5000); /* drain_timeout 1s, no connection open */
+	EXPECT_TRUE(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	p.stop();
+	EXPECT_EQ(next.metric(STATE("s0", "maint")), 1);
+	EXPECT_EQ(next.metric(STATE("s1", "drain")), 1);
+	EXPECT_EQ(count_tag(next.port, 'c', 10), 10);
+	ASSERT_EQ(next.set("s0", "state=ready", &body), 200);
+	EXPECT_EQ(body, "b/s0 ready (was maint)\n");
+	EXPECT_GT(count_tag(next.port, 'a', 20), 0);
+	st = finish(next);
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 

@@ -469,7 +469,8 @@ static int query_state(const char *q, size_t len, const char **why)
  * administrative state (balance.h) of that server of the generation in
  * force, which its state block carries to every other generation and
  * through reloads.  404 for a backend or server v does not have, 400 for a
- * missing or unknown state or a request body, 200 with "BACKEND/SERVER
+ * missing or unknown state or a request body, 503 while a binary upgrade
+ * hands the states over (src->state_begin), 200 with "BACKEND/SERVER
  * STATE (was OLD)" otherwise.  A change is said on stderr, and
  * connections waiting for a server slot are woken to pick again
  * (src->servers_changed): a server made ready may have room, and with none
@@ -516,7 +517,15 @@ static void set_server_state(int fd, const struct admin_source *src, const struc
 		answer(fd, 400, "Bad Request", "", 0, "%s\n", why);
 		return;
 	}
+	int busy = src->state_begin();
+	if (busy < 0) {
+		answer(fd, 503, "Service Unavailable", "Retry-After: 1\r\n", 0, "%s\n",
+		       busy == -ESHUTDOWN ? "this process has handed over to a new one: try again"
+					  : "a binary upgrade is handing the states over: try again");
+		return;
+	}
 	enum server_admin old = balance_set_admin(s, (enum server_admin)state);
+	src->state_end();
 	const char *bname = pb->cfg->name, *sname = s->cfg->name;
 	if (old != (enum server_admin)state) {
 		size_t ready = 0;

@@ -53,6 +53,12 @@ struct admin_source {
 	/* A server's administrative state changed: wakes the connections
 	 * waiting for a server slot, to pick again.  Task only. */
 	void (*servers_changed)(void);
+	/* Brackets a state change, so that a binary upgrade hands over the
+	 * last states: begin returns 0 (and end must follow) or refuses with
+	 * -ETIMEDOUT (a hand-over is under way: try again) or -ESHUTDOWN
+	 * (handed over: the new process has the admin listener).  Task only. */
+	int (*state_begin)(void);
+	void (*state_end)(void);
 };
 /* A growing text buffer for the pages. */
 struct sbuf {

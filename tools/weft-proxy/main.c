@@ -133,8 +133,8 @@ struct proxy {
 	 * pages); the accept loops have their own. */
 	pthread_mutex_t gen_lock;
 	struct gen *cur;
-	/* One reload or handover at a time; the listening sockets in force
-	 * and handed_over are written under it. */
+	/* One reload, handover or server state change at a time; the
+	 * listening sockets in force and handed_over are written under it. */
 	struct weft_mutex reload_lock;
 	struct listen_set ls;
 	bool handed_over;
@@ -645,6 +645,31 @@ static void servers_changed(void)
 	weft_scope_end(&sc);
 }
 
+/* admin_source.state_begin: a state change waits for a reload or an
+ * upgrade's hand-over to end (reload_lock), so the states handed over are
+ * the last ones; an upgrade may wait a minute for the new process, so past
+ * a moment it is refused, and after a hand-over it is the new process's
+ * to take. */
+static int state_begin(void)
+{
+	struct weft_scope sc;
+	weft_scope_deadline(&sc, WEFT_SEC);
+	int rc = weft_mutex_lock(&P.reload_lock);
+	weft_scope_end(&sc);
+	if (rc < 0)
+		return -ETIMEDOUT; /* or cancelled: the admin task ends anyway */
+	if (P.handed_over) {
+		weft_mutex_unlock(&P.reload_lock);
+		return -ESHUTDOWN;
+	}
+	return 0;
+}
+
+static void state_end(void)
+{
+	weft_mutex_unlock(&P.reload_lock);
+}
+
 /* After a reload: the servers whose administrative state carried over
  * (one not ready would otherwise look forgotten). */
 static void say_kept_states(const struct gen *g)
@@ -897,6 +922,28 @@ static intptr_t signals(void *arg)
 	}
 }
 
+/* The servers of g not ready, in *states (n of them): 0 or -ENOMEM.  Under
+ * reload_lock, which state changes take too (state_begin). */
+static int handover_states(const struct gen *g, struct upgrade_state **states, size_t *n)
+{
+	size_t k = 0, all = 0;
+	for (size_t i = 0; i < g->cfg->nbackends; i++)
+		all += g->backs[i].n;
+	struct upgrade_state *v = calloc(all ? all : 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < g->cfg->nbackends; i++)
+		for (size_t j = 0; j < g->backs[i].n; j++) {
+			const struct pserver *s = &g->backs[i].servers[j];
+			enum server_admin a = balance_admin(s);
+			if (a != SERVER_READY)
+				v[k++] = (struct upgrade_state){g->cfg->backends[i].name, s->cfg->name, a};
+		}
+	*states = v;
+	*n = k;
+	return 0;
+}
+
 /* The sockets to hand over, in *items (n of them): 0 or -ENOMEM.  Under
  * reload_lock. */
 static int handover_items(struct upgrade_item **items, size_t *n)
@@ -942,14 +989,17 @@ static intptr_t upgrade_serve(void *arg)
 			weft_close(conn); /* cancelled: the drain begins */
 			return 0;
 		}
-		struct upgrade_item *items;
-		size_t n;
+		struct upgrade_item *items = NULL;
+		struct upgrade_state *states = NULL;
+		size_t n, nstates;
 		pid_t pid = 0;
 		int rc = handover_items(&items, &n);
-		if (rc == 0) {
-			rc = upgrade_hand_over(conn, items, n, &pid);
-			free(items);
-		}
+		if (rc == 0)
+			rc = handover_states(P.cur, &states, &nstates);
+		if (rc == 0)
+			rc = upgrade_hand_over(conn, items, n, states, nstates, &pid);
+		free(items);
+		free(states);
 		weft_close(conn);
 		if (rc == 0)
 			P.handed_over = true;
@@ -1001,6 +1051,37 @@ static void stop_accepting(bool handed_over)
 	}
 }
 
+/* After an upgrade: the states the old process had, on the servers of g
+ * (the first generation) with the same names; each said, as a reload
+ * says what it keeps. */
+static void keep_upgrade_states(struct gen *g)
+{
+	for (size_t k = 0; k < P.from.nstates; k++) {
+		const struct upgrade_kept *st = &P.from.states[k];
+		struct pserver *s = NULL;
+		for (size_t i = 0; i < g->cfg->nbackends && !s; i++) {
+			if (strcmp(g->cfg->backends[i].name, st->backend) != 0)
+				continue;
+			for (size_t j = 0; j < g->backs[i].n && !s; j++)
+				if (strcmp(g->backs[i].servers[j].cfg->name, st->server) == 0)
+					s = &g->backs[i].servers[j];
+		}
+		const char *word = balance_admin_name((enum server_admin)st->admin);
+		if (s) {
+			balance_set_admin(s, (enum server_admin)st->admin);
+			fprintf(stderr, "weft-proxy: upgrade: server %s/%s stays in %s (as in pid %d)\n",
+				st->backend, st->server, word, (int)P.from.pid);
+		} else {
+			fprintf(stderr, "weft-proxy: upgrade: server %s/%s was in %s in pid %d; the "
+					"configuration has no such server now\n",
+				st->backend, st->server, word, (int)P.from.pid);
+		}
+	}
+	free(P.from.states);
+	P.from.states = NULL;
+	P.from.nstates = 0;
+}
+
 static intptr_t run(void *arg)
 {
 	(void)arg;
@@ -1009,6 +1090,7 @@ static intptr_t run(void *arg)
 	if (rc < 0)
 		return rc;
 	P.first = NULL; /* the generation's now */
+	keep_upgrade_states(g); /* before the checks: maint has none */
 	/* Active checks (health.c); stopped at the end, or by a reload. */
 	if ((rc = health_start(g->backs, g->cfg->nbackends, &g->health)) < 0)
 		return rc;
@@ -1028,6 +1110,8 @@ static intptr_t run(void *arg)
 		.get = view_get,
 		.put = view_put,
 		.servers_changed = servers_changed,
+		.state_begin = state_begin,
+		.state_end = state_end,
 	};
 	if (P.admin_fd >= 0 &&
 	    !(P.admin_loop = weft_spawn(admin_serve, &P.admin, &(struct weft_spawn_opts){.name = "admin"})))

@@ -6,19 +6,24 @@
  *
  * The conversation (text, one line per packet, no newline):
  *
- *   old -> new   weft-proxy-upgrade 1 pid=PID count=N
+ *   old -> new   weft-proxy-upgrade 2 pid=PID count=N
  *   old -> new   N times, each with one descriptor (SCM_RIGHTS):
  *                  listen FRONTEND ADDRESS   a frontend's listening socket
  *                  admin ADDRESS             the admin listener
  *                  upgrade PATH              this control socket
+ *   old -> new   for each server not ready, no descriptor:
+ *                  state BACKEND SERVER drain|maint
  *   old -> new   end
  *   new -> old   ready pid=PID               sent once it accepts
  *
  * ADDRESS is as weft_addr_parse reads it, from the old process's listen
  * line (port 0 stays 0), and the new process takes a socket for each of
  * its listen lines with the same address, whatever the frontend (the name
- * is for messages).  The version (1) changes with any change of format; a
- * new process that does not know it stops before taking anything.
+ * is for messages).  The states are matched by name, as a reload matches
+ * them (main.c).  The version changes with any change of format; a new
+ * process reads every version up to its own (1 had no state lines), so
+ * any older weft-proxy can hand over to it, and one that does not know the
+ * version stops before taking anything.
  *
  * Why nothing is lost: the socket is handed over itself, not reopened.
  * The old and the new process accept on the same socket (same queue)
@@ -46,9 +51,11 @@
 #include <weft.h>
 #include <weft/io.h>
 
+#include "balance.h"
 #include "upgrade.h"
 
-#define VERSION_LINE "weft-proxy-upgrade 1"
+#define VERSION_WORD "weft-proxy-upgrade"
+#define VERSION 2
 #define PACKET_MAX 512
 #define RECEIVE_TIMEOUT_S 10
 
@@ -115,10 +122,11 @@ static int send_packet(int conn, const char *text, int fd)
 	return n < 0 ? (int)n : (size_t)n == iov.iov_len ? 0 : -EMSGSIZE;
 }
 
-int upgrade_hand_over(int conn, const struct upgrade_item *items, size_t n, pid_t *pid)
+int upgrade_hand_over(int conn, const struct upgrade_item *items, size_t n,
+		      const struct upgrade_state *states, size_t nstates, pid_t *pid)
 {
 	char line[PACKET_MAX];
-	snprintf(line, sizeof(line), VERSION_LINE " pid=%d count=%zu", (int)getpid(), n);
+	snprintf(line, sizeof(line), VERSION_WORD " %d pid=%d count=%zu", VERSION, (int)getpid(), n);
 	int rc = send_packet(conn, line, -1);
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		if (items[i].name)
@@ -127,6 +135,12 @@ int upgrade_hand_over(int conn, const struct upgrade_item *items, size_t n, pid_
 		else
 			snprintf(line, sizeof(line), "%s %s", items[i].kind, items[i].text);
 		rc = send_packet(conn, line, items[i].fd);
+	}
+	/* Names are at most PROXY_NAME_MAX bytes: a line fits a packet. */
+	for (size_t i = 0; i < nstates && rc == 0; i++) {
+		snprintf(line, sizeof(line), "state %s %s %s", states[i].backend, states[i].server,
+			 balance_admin_name((enum server_admin)states[i].admin));
+		rc = send_packet(conn, line, -1);
 	}
 	if (rc == 0)
 		rc = send_packet(conn, "end", -1);
@@ -179,6 +193,34 @@ static ssize_t recv_packet(int conn, char *buf, size_t size, int *fd)
 	return n;
 }
 
+/* Takes a state line ("state BACKEND SERVER WORD", no descriptor) into u:
+ * 0, or -1 with the reason in why. */
+static int take_state(struct upgrade_from *u, char *line, const char **why)
+{
+	char *save = NULL;
+	strtok_r(line, " ", &save);
+	char *backend = strtok_r(NULL, " ", &save);
+	char *server = strtok_r(NULL, " ", &save);
+	char *word = strtok_r(NULL, " ", &save);
+	int admin = word ? balance_admin_parse(word, strlen(word)) : -EINVAL;
+	if (!server || admin <= SERVER_READY || strtok_r(NULL, " ", &save) ||
+	    strlen(backend) > PROXY_NAME_MAX || strlen(server) > PROXY_NAME_MAX) {
+		*why = "a server state it does not know";
+		return -1;
+	}
+	struct upgrade_kept *v = realloc(u->states, (u->nstates + 1) * sizeof(*v));
+	if (!v) {
+		*why = strerror(ENOMEM);
+		return -1;
+	}
+	u->states = v;
+	v = &v[u->nstates++];
+	strcpy(v->backend, backend);
+	strcpy(v->server, server);
+	v->admin = admin;
+	return 0;
+}
+
 /* Takes one item packet (text in line, descriptor fd) into u: 0, or -1 with
  * the reason in why. */
 static int take_item(struct upgrade_from *u, char *line, int fd, const char **why)
@@ -193,6 +235,16 @@ static int take_item(struct upgrade_from *u, char *line, int fd, const char **wh
 		return -1;
 	}
 	if (kind && strcmp(kind, "listen") == 0 && b && weft_addr_parse(&addr, b) == 0) {
+		/* The accept loops take connections with a nonblocking accept4
+		 * (main.c): a blocking socket would hold a worker in the kernel.
+		 * The flag is the shared file's, and the old process wants it
+		 * too. */
+		int fl = fcntl(fd, F_GETFL);
+		if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) {
+			close(fd);
+			*why = strerror(errno);
+			return -1;
+		}
 		u->listens.v[u->listens.n++] = (struct lsock){.addr = addr, .fd = fd};
 		return 0;
 	}
@@ -233,12 +285,16 @@ int upgrade_receive(const char *path, struct upgrade_from *u)
 	struct timeval tv = {.tv_sec = RECEIVE_TIMEOUT_S};
 	setsockopt(u->conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	ssize_t n = recv_packet(u->conn, line, sizeof(line), &fd);
-	int pid = 0;
+	int pid = 0, version = 0;
 	if (n < 0 || fd >= 0 ||
-	    sscanf(line, VERSION_LINE " pid=%d count=%zu", &pid, &count) != 2 || count > 65536) {
+	    sscanf(line, VERSION_WORD " %d pid=%d count=%zu", &version, &pid, &count) != 3 ||
+	    version < 1 || version > VERSION || count > 65536) {
 		if (fd >= 0)
 			close(fd);
-		why = n < 0 ? strerror((int)-n) : "not a weft-proxy upgrade socket of this version";
+		why = n < 0 ? strerror((int)-n)
+			    : version > VERSION ? "the old process speaks a newer version of the upgrade "
+						  "protocol than this program knows"
+						: "not a weft-proxy upgrade socket";
 		goto fail;
 	}
 	u->pid = (pid_t)pid;
@@ -247,21 +303,29 @@ int upgrade_receive(const char *path, struct upgrade_from *u)
 		why = strerror(ENOMEM);
 		goto fail;
 	}
-	for (size_t i = 0; i <= count; i++) {
+	for (size_t i = 0;; i++) {
 		if ((n = recv_packet(u->conn, line, sizeof(line), &fd)) < 0) {
 			why = strerror((int)-n);
 			goto fail;
 		}
-		if (i == count) {
-			if (fd >= 0 || strcmp(line, "end") != 0) {
-				if (fd >= 0)
-					close(fd);
-				why = "no end after the items it announced";
+		if (i < count) {
+			if (take_item(u, line, fd, &why) < 0)
 				goto fail;
-			}
-			break;
+			continue;
 		}
-		if (take_item(u, line, fd, &why) < 0)
+		/* After the items: states (version 2 on), then the end. */
+		if (fd >= 0) {
+			close(fd);
+			why = "more descriptors than it announced";
+			goto fail;
+		}
+		if (strcmp(line, "end") == 0)
+			break;
+		if (version < 2 || strncmp(line, "state ", 6) != 0) {
+			why = "no end after the items it announced";
+			goto fail;
+		}
+		if (take_state(u, line, &why) < 0)
 			goto fail;
 	}
 	int migrate = upgrade_migrate_req();
@@ -280,6 +344,7 @@ fail:
 		close(u->upgrade_fd);
 	if (u->conn >= 0)
 		close(u->conn);
+	free(u->states);
 	*u = (struct upgrade_from){.conn = -1, .admin_fd = -1, .upgrade_fd = -1};
 	return -1;
 }

@@ -2,8 +2,9 @@
 /*
  * upgrade.h - binary upgrade without loss (upgrade.c): the running
  * weft-proxy hands its listening sockets over a unix socket (SCM_RIGHTS) to
- * a new one started with --upgrade-from, which accepts on them and says
- * when it is ready; only then does the old one stop accepting and drain.
+ * a new one started with --upgrade-from, with the servers an operator put
+ * in drain or maint; the new one accepts on the sockets and says when it
+ * is ready; only then does the old one stop accepting and drain.
  * The message format is at the top of upgrade.c; the procedure in
  * docs/proxy.md ("Binary upgrade").
  */
@@ -15,6 +16,7 @@
 
 #include <weft/net.h>
 
+#include "config.h"
 #include "reload.h"
 
 /* How long the old process waits for the new one's "ready". */
@@ -40,20 +42,35 @@ struct upgrade_item {
 	int fd;
 };
 
+/* A server's administrative state (balance.h) other than ready, to carry
+ * over: the operator's drain or maint outlives the process that was told. */
+struct upgrade_state {
+	const char *backend, *server;
+	int admin;                  /* enum server_admin */
+};
+
 /*
- * Hands items over on conn, a connection accepted on the control socket,
- * then waits up to UPGRADE_READY_TIMEOUT for the new process's "ready".
- * Returns 0 with *pid the new process's once it is ready (it accepts on
- * the sockets now); or -errno when it failed, left or took too long, the
- * sockets then still ours and nothing changed.  conn stays the caller's.
- * Task only; suspends.
+ * Hands items and states over on conn, a connection accepted on the
+ * control socket, then waits up to UPGRADE_READY_TIMEOUT for the new
+ * process's "ready".  Returns 0 with *pid the new process's once it is
+ * ready (it accepts on the sockets now); or -errno when it failed, left or
+ * took too long, the sockets then still ours and nothing changed.  conn
+ * stays the caller's.  Task only; suspends.
  */
-int upgrade_hand_over(int conn, const struct upgrade_item *items, size_t n, pid_t *pid);
+int upgrade_hand_over(int conn, const struct upgrade_item *items, size_t n,
+		      const struct upgrade_state *states, size_t nstates, pid_t *pid);
 
 /* ---- The new process ------------------------------------------------------- */
 
-/* What upgrade_receive got: listening sockets by address, and the admin
- * and control sockets (-1 when the old process had none). */
+/* A state carried over, as the new process received it. */
+struct upgrade_kept {
+	char backend[PROXY_NAME_MAX + 1], server[PROXY_NAME_MAX + 1];
+	int admin;                  /* enum server_admin, not SERVER_READY */
+};
+
+/* What upgrade_receive got: listening sockets by address, the admin and
+ * control sockets (-1 when the old process had none), and the servers the
+ * old process had in drain or maint (none from a version 1 process). */
 struct upgrade_from {
 	int conn;                   /* to the old process, for upgrade_ready */
 	pid_t pid;                  /* the old process */
@@ -62,6 +79,8 @@ struct upgrade_from {
 	struct weft_addr admin;
 	int upgrade_fd;
 	char upgrade_path[108];
+	struct upgrade_kept *states; /* malloc'd */
+	size_t nstates;
 };
 
 /*
@@ -77,8 +96,8 @@ int upgrade_receive(const char *path, struct upgrade_from *u);
 int upgrade_ready(struct upgrade_from *u);
 
 /* Closes what upgrade_receive got that nobody took (descriptors still
- * >= 0), saying so for listening sockets (upgrade_closing_listener).  No
- * failure path. */
+ * >= 0), saying so for listening sockets (upgrade_closing_listener).  The
+ * states stay (the caller frees them once applied).  No failure path. */
 void upgrade_from_close(struct upgrade_from *u);
 
 /* ---- Either -------------------------------------------------------------------- */
