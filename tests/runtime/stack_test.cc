@@ -4,13 +4,23 @@
  * id, name and stack size, on a stack of its own size or a pooled one from a
  * slab, and any other crash in a task with its name and a backtrace; the
  * mprotect fallback (WEFT_STACK_GUARD=mprotect) still guards and costs one
- * extra mapping per stack, where MADV_GUARD_INSTALL costs none; per-spawn
+ * extra mapping per stack, where MADV_GUARD_INSTALL costs none, also when
+ * a kernel without process_madvise has it install one guard at a time
+ * (simulated with seccomp); per-spawn
  * stack sizes are honoured.  Stacks past a pool's cap give their pages back
  * but keep their guards; a slab is unmapped once all its stacks are free,
  * beyond the few empty ones a depot keeps; stacks move between pools on two
  * threads through their shared depot.
  */
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
 
 #include <cstring>
 #include <fstream>
@@ -176,6 +186,54 @@ TEST(StackDeathTest, MprotectFallbackCostsTwoMappingsPerStack)
 	/* Two per mapped stack: 2,000 stacks take 32 slabs of 64. */
 	EXPECT_EXIT(maps_per_stack("mprotect", true, 1.9, 2.1), testing::ExitedWithCode(0),
 		    "guard=0 maps_per_stack");
+}
+
+/* What a kernel with MADV_GUARD_INSTALL but without process_madvise on
+ * its own process (6.13, 6.14) does: the call fails with ENOSYS, here by a
+ * seccomp filter on this (death test) process.  Stacks are then guarded one
+ * madvise each, and must be as well guarded. */
+void without_process_madvise()
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_madvise, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0) {
+		perror("seccomp");
+		exit(2);
+	}
+	if (syscall(SYS_process_madvise, -1, nullptr, 0, 0, 0u) != -1 || errno != ENOSYS)
+		exit(3);
+}
+
+TEST(StackDeathTest, WithoutProcessMadviseEachStackIsGuardedOnItsOwn)
+{
+	GTEST_FLAG_SET(death_test_style, "threadsafe");
+	if (weft__stack_guard_mode() == 1) {
+		struct weft__stack *s = weft__stack_get(nullptr, 64 * 1024);
+		weft__stack_put(nullptr, s);
+	}
+	if (weft__stack_guard_mode() != 1)
+		GTEST_SKIP() << "kernel lacks MADV_GUARD_INSTALL (6.13+): mprotect fallback in use";
+	EXPECT_DEATH(
+		{
+			without_process_madvise();
+			overflow_in_task(0);
+		},
+		"weft: stack overflow in task [0-9]+ \"deep\" \\(stack 65536 bytes\\)");
+#ifndef WEFT_SANITIZED
+	/* Still no mapping split: the guards are MADV_GUARD_INSTALL's. */
+	EXPECT_EXIT(
+		{
+			without_process_madvise();
+			maps_per_stack("madvise", true, 0.0, 0.1);
+		},
+		testing::ExitedWithCode(0), "guard=1 maps_per_stack");
+#endif
 }
 
 /* Pages of [lo, lo + len) in memory; 0 where nothing is mapped. */
