@@ -11,6 +11,10 @@
  *    reaches the other as a reset after an exact prefix of the bytes; a
  *    server that takes nothing ends the relay at the idle timeout; the
  *    spliced path holds pipes afterwards (pooled) and the buffered none;
+ *  - at the pipe limit, with every pipe held by a transfer a server does
+ *    not read, more transfers go buffered (counted), and once the server
+ *    reads every byte of every one arrives in order and the pipes are
+ *    given back;
  *  - an unknown data_path names its file, line and the choices;
  *  - round robin spreads connections evenly; a dead server is skipped
  *    without a client noticing; a server's reset reaches the client as a
@@ -24,6 +28,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -557,6 +562,85 @@ TEST_P(DataPath, ADestinationThatTakesNothingEndsTheRelayAtTheIdleTimeout)
 	EXPECT_NE(line.find("\"end\":\"idle_timeout\""), std::string::npos) << line;
 	close(fd);
 	over = true;
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+TEST(ProxyTest, AtThePipeLimitTransfersGoBufferedAndLoseNothing)
+{
+	NEED_PROXY();
+	/* One worker: the pipe limit is then its share, 64 (config.c). */
+	const int extra = 16;
+	/* Past the proxy's send buffer towards the server (at most tcp_wmem's
+	 * last figure), so that the splice out waits with bytes in its pipe. */
+	size_t wmem[3] = {0, 0, 4u << 20};
+	if (FILE *f = fopen("/proc/sys/net/ipv4/tcp_wmem", "r")) {
+		if (fscanf(f, "%zu %zu %zu", &wmem[0], &wmem[1], &wmem[2]) != 3)
+			wmem[2] = 4u << 20;
+		fclose(f);
+	}
+	const size_t per_conn = wmem[2] + (2u << 20);
+	int admin = free_port(), port = free_port(), sport;
+	int lfd = listen_loopback(0, &sport);
+	/* Small receive buffers for the server's connections (they inherit
+	 * the listener's), so that the kernel does not take a whole transfer
+	 * on the server's behalf. */
+	int small = 4096;
+	ASSERT_EQ(setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+	proxy p;
+	ASSERT_TRUE(p.start("[global]\nworkers = 1\naccess_log = off\nadmin = 127.0.0.1:" +
+			    std::to_string(admin) + "\n\n" + config(port, {sport}) +
+			    "data_path = splice\n"));
+	ASSERT_NE(p.wait_line("listening on"), "");
+	int limit = (int)metric_at(admin, "weft_proxy_pipes_limit");
+	ASSERT_GT(limit, 0);
+	ASSERT_LE(limit, 1000) << "more connections than this test should open";
+	const int conns = limit + extra;
+
+	/* The server accepts everything and reads nothing until released: each
+	 * transfer fills its socket buffers and then holds its pipe, full. */
+	std::vector<int> held;
+	std::vector<std::thread> clients;
+	for (int c = 0; c < conns; c++) {
+		clients.emplace_back([&] {
+			int fd = dial(port);
+			if (fd < 0)
+				return;
+			std::mt19937 rng(7);
+			if (send_pattern(fd, 0, per_conn, rng))
+				shutdown(fd, SHUT_WR);
+			read_all(fd); /* until the server's close comes through */
+			close(fd);
+		});
+		struct pollfd pf = {lfd, POLLIN, 0};
+		if (poll(&pf, 1, 5000) == 1)
+			held.push_back(accept(lfd, nullptr, nullptr));
+	}
+	ASSERT_EQ((int)held.size(), conns);
+	const std::string fallbacks = "weft_proxy_splice_fallbacks_total{reason=\"pipe_limit\"}";
+	for (int i = 0; i < 1000 && metric_at(admin, fallbacks) < extra; i++)
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	EXPECT_EQ(metric_at(admin, "weft_proxy_pipes_in_use"), limit);
+	EXPECT_GE(metric_at(admin, fallbacks), extra);
+
+	/* Released: every byte of every transfer, in order. */
+	std::atomic<int> good{0};
+	std::vector<std::thread> readers;
+	for (int fd : held)
+		readers.emplace_back([&, fd] {
+			if (recv_pattern(fd, 0) == per_conn)
+				good++;
+			close(fd);
+		});
+	for (auto &t : readers)
+		t.join();
+	for (auto &t : clients)
+		t.join();
+	close(lfd);
+	EXPECT_EQ(good.load(), conns);
+	for (int i = 0; i < 500 && metric_at(admin, "weft_proxy_pipes_in_use") != 0; i++)
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	EXPECT_EQ(metric_at(admin, "weft_proxy_pipes_in_use"), 0);
 	int st = p.stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
