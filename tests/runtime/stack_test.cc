@@ -156,15 +156,21 @@ void maps_per_stack(const char *mode, bool pooled, double lo, double hi)
 	exit(per >= lo && per <= hi ? 0 : 1);
 }
 
-TEST(StackDeathTest, GuardInstallMergesMappingsWhereSupported)
+/* Whether this kernel takes MADV_GUARD_INSTALL: the first stack tells
+ * (an older kernel turns the mode to mprotect). */
+bool guard_install_works()
 {
-	GTEST_FLAG_SET(death_test_style, "threadsafe");
 	if (weft__stack_guard_mode() == 1) {
-		/* Probe: does this kernel take MADV_GUARD_INSTALL? */
 		struct weft__stack *s = weft__stack_get(nullptr, 64 * 1024);
 		weft__stack_put(nullptr, s);
 	}
-	if (weft__stack_guard_mode() != 1)
+	return weft__stack_guard_mode() == 1;
+}
+
+TEST(StackDeathTest, GuardInstallMergesMappingsWhereSupported)
+{
+	GTEST_FLAG_SET(death_test_style, "threadsafe");
+	if (!guard_install_works())
 		GTEST_SKIP() << "kernel lacks MADV_GUARD_INSTALL (6.13+): mprotect fallback in use";
 #ifdef WEFT_SANITIZED
 	GTEST_SKIP() << "sanitizer shadow mappings make VMA counts meaningless";
@@ -213,11 +219,7 @@ void without_process_madvise()
 TEST(StackDeathTest, WithoutProcessMadviseEachStackIsGuardedOnItsOwn)
 {
 	GTEST_FLAG_SET(death_test_style, "threadsafe");
-	if (weft__stack_guard_mode() == 1) {
-		struct weft__stack *s = weft__stack_get(nullptr, 64 * 1024);
-		weft__stack_put(nullptr, s);
-	}
-	if (weft__stack_guard_mode() != 1)
+	if (!guard_install_works())
 		GTEST_SKIP() << "kernel lacks MADV_GUARD_INSTALL (6.13+): mprotect fallback in use";
 	EXPECT_DEATH(
 		{
