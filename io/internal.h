@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "weft/sync.h"
 
@@ -50,6 +51,9 @@ struct weft__bufmeta {
 };
 struct weft__watch;
 struct weft_stream;
+/* Lists of watches and of streams (sys/queue.h: O(1) unlink). */
+LIST_HEAD(weft__watch_list, weft__watch);
+LIST_HEAD(weft__stream_list, weft_stream);
 struct weft__bufs {
 	struct io_uring_buf_ring *ring; /* NULL until the first use */
 	char *mem;
@@ -58,8 +62,8 @@ struct weft__bufs {
 	unsigned held;                  /* buffers out of the ring, owner only */
 	/* Receives that found the ring empty, owner only; nstarved counts
 	 * both lists, for threads that hand a buffer back. */
-	struct weft__watch *starved;
-	struct weft_stream *sstarved;
+	struct weft__watch_list starved;
+	struct weft__stream_list sstarved;
 	_Atomic unsigned nstarved;
 	/* Watches with a timeout, and their sweeper (watch.c); owner only. */
 	unsigned ntimed;

@@ -88,8 +88,8 @@ struct weft_stream {
 	uint16_t off;              /* bytes of head already read */
 	struct weft__wait *reader; /* w->data: its struct want */
 	struct weft__wait *closer;
-	/* Owner only: links on the owner's starved list. */
-	struct weft_stream *prev, *next;
+	/* Owner only: the link on the owner's starved list. */
+	LIST_ENTRY(weft_stream) link;
 	/* Under owner->bufs.lock: on the owner's asked list, and its link. */
 	bool asked;
 	struct weft_stream *anext;
@@ -129,25 +129,14 @@ static void stop(struct weft__worker *w, struct weft_stream *s)
  * weft__bufs_starve). */
 static void starve(struct weft__worker *w, struct weft_stream *s)
 {
-	struct weft__bufs *b = &w->bufs;
-	s->prev = NULL;
-	s->next = b->sstarved;
-	if (b->sstarved)
-		b->sstarved->prev = s;
-	b->sstarved = s;
+	LIST_INSERT_HEAD(&w->bufs.sstarved, s, link);
 	s->state = STARVED;
 }
 
 static void unstarve(struct weft__worker *w, struct weft_stream *s)
 {
-	struct weft__bufs *b = &w->bufs;
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		b->sstarved = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
-	atomic_fetch_sub_explicit(&b->nstarved, 1, memory_order_relaxed);
+	LIST_REMOVE(s, link);
+	atomic_fetch_sub_explicit(&w->bufs.nstarved, 1, memory_order_relaxed);
 }
 
 /* Under s->lock, on any thread: has the owner act on s (invariant 1). */
@@ -323,8 +312,8 @@ void weft__stream_poll(struct weft__worker *w)
 	}
 	/* Re-armed once the ring has a buffer: not before (see the top). */
 	struct weft_stream *s;
-	while (b->sstarved && b->held < WEFT__BUFS_N) {
-		s = b->sstarved;
+	while (!LIST_EMPTY(&b->sstarved) && b->held < WEFT__BUFS_N) {
+		s = LIST_FIRST(&b->sstarved);
 		weft__spin_lock(&s->lock);
 		unstarve(w, s);
 		arm(w, s);

@@ -57,7 +57,7 @@
 #include "weft/io.h"
 
 struct weft__watch {
-	struct weft__watch *prev, *next; /* owner's armed or starved list */
+	LIST_ENTRY(weft__watch) link;    /* owner's armed or starved list */
 	struct weft__worker *owner;      /* whose ring the receive is on */
 	weft_watch_fn fn;
 	void *arg;
@@ -71,25 +71,6 @@ struct weft__watch {
 #define SWEEP_MIN (10 * WEFT_MSEC)
 #define SWEEP_MAX WEFT_SEC
 
-static void list_add(struct weft__watch **head, struct weft__watch *x)
-{
-	x->prev = NULL;
-	x->next = *head;
-	if (*head)
-		(*head)->prev = x;
-	*head = x;
-}
-
-static void list_del(struct weft__watch **head, struct weft__watch *x)
-{
-	if (x->prev)
-		x->prev->next = x->next;
-	else
-		*head = x->next;
-	if (x->next)
-		x->next->prev = x->prev;
-}
-
 static intptr_t sweeper(void *arg);
 
 /* Owner only: hands x's receive to the ring (invariant 1). */
@@ -100,7 +81,7 @@ static void arm(struct weft__worker *w, struct weft__watch *x)
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = WEFT__BUFS_GROUP;
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)x | WEFT__TAG_WATCH);
-	list_add(&w->watches, x);
+	LIST_INSERT_HEAD(&w->watches, x, link);
 	w->io_inflight++;
 }
 
@@ -199,13 +180,13 @@ static void deliver(struct weft__worker *w, struct weft__watch *x, int res, int 
 void weft__watch_complete(struct weft__worker *w, uint64_t user_data, int res, unsigned flags)
 {
 	struct weft__watch *x = (struct weft__watch *)(uintptr_t)(user_data & ~WEFT__TAG_MASK);
-	list_del(&w->watches, x);
+	LIST_REMOVE(x, link);
 	w->io_inflight--;
 	if (res == -ENOBUFS && !x->expired) {
 		/* No buffer when bytes came: wait for one (see the top), unless
 		 * one came back meanwhile. */
 		if (weft__bufs_starve(w))
-			list_add(&w->bufs.starved, x);
+			LIST_INSERT_HEAD(&w->bufs.starved, x, link);
 		else
 			arm(w, x);
 		return;
@@ -219,10 +200,10 @@ void weft__watch_poll(struct weft__worker *w)
 	struct weft__bufs *b = &w->bufs;
 	/* Re-arm the starved once the ring has a buffer: not before, or an
 	 * empty ring would be polled in a loop. */
-	if (b->starved && b->held < WEFT__BUFS_N) {
+	if (!LIST_EMPTY(&b->starved) && b->held < WEFT__BUFS_N) {
 		struct weft__watch *x;
-		while ((x = b->starved)) {
-			list_del(&b->starved, x);
+		while ((x = LIST_FIRST(&b->starved))) {
+			LIST_REMOVE(x, link);
 			atomic_fetch_sub_explicit(&b->nstarved, 1, memory_order_relaxed);
 			arm(w, x);
 		}
@@ -252,18 +233,18 @@ static intptr_t sweeper(void *arg)
 	struct weft__bufs *b = &w->bufs;
 	while (b->ntimed > 0 && nap(b) == 0) {
 		uint64_t now = weft_now();
-		for (struct weft__watch *x = w->watches; x; x = x->next) {
+		struct weft__watch *x, *next;
+		LIST_FOREACH(x, &w->watches, link) {
 			if (x->expired || x->expires > now)
 				continue;
 			x->expired = true;
 			weft__io_cancel_key(w, (uint64_t)(uintptr_t)x | WEFT__TAG_WATCH);
 		}
-		struct weft__watch *x = b->starved, *next;
-		for (; x; x = next) {
-			next = x->next;
+		for (x = LIST_FIRST(&b->starved); x; x = next) {
+			next = LIST_NEXT(x, link);
 			if (x->expires > now)
 				continue;
-			list_del(&b->starved, x);
+			LIST_REMOVE(x, link);
 			atomic_fetch_sub_explicit(&b->nstarved, 1, memory_order_relaxed);
 			x->expired = true;
 			deliver(w, x, -ECANCELED, -1);
@@ -277,15 +258,14 @@ static intptr_t sweeper(void *arg)
 void weft__watch_fini(struct weft__worker *w)
 {
 	/* The ring is gone: its receives with it.  Drop what waited. */
-	struct weft__watch *lists[2] = {w->watches, w->bufs.starved};
+	struct weft__watch_list *lists[2] = {&w->watches, &w->bufs.starved};
 	for (int i = 0; i < 2; i++) {
-		struct weft__watch *x = lists[i], *next;
-		for (; x; x = next) {
-			next = x->next;
+		struct weft__watch *x;
+		while ((x = LIST_FIRST(lists[i]))) {
+			LIST_REMOVE(x, link);
 			close(x->fd);
 			free(x);
 		}
 	}
-	w->watches = w->bufs.starved = NULL;
 	weft__bufs_fini(w);
 }

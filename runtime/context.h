@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "runtime/sanitizer.h"
 
@@ -52,6 +53,7 @@ struct weft__resumed {
 #define WEFT__STACK_SLAB_MAX 64  /* stacks per slab at most (64 KiB stacks: 64) */
 #define WEFT__STACK_DEPOT_KEEP 4 /* empty slabs a depot keeps mapped */
 struct weft__stack_slab;
+LIST_HEAD(weft__slab_list, weft__stack_slab); /* sys/queue.h */
 struct weft__stack {
 	void *base;   /* lowest address of the stack's range (the guard page) */
 	size_t size;  /* usable bytes above the guard */
@@ -65,7 +67,7 @@ struct weft__stack {
 struct weft__stack_depot {
 	pthread_mutex_t lock;
 	size_t size;
-	struct weft__stack_slab *partial, *empty;
+	struct weft__slab_list partial, empty;
 	unsigned nempty;
 	unsigned nslabs; /* slabs mapped, in use or not */
 };

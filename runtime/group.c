@@ -7,7 +7,7 @@
  * scope that spawned it, and a failure is never silently dropped.
  *
  * g->q.lock guards everything in the group: the list of running children
- * (linked through t->gprev/gnext, so cancelling them all needs no
+ * (linked through t->glink, so cancelling them all needs no
  * allocation), the counters and the first failure.  A finished child is
  * unlinked in weft__group_child_done, which its finisher calls before the
  * task's DONE bit is set; while linked, a child's task object is alive, which
@@ -25,7 +25,7 @@ struct weft_group {
 	bool cancelled, failed;
 	uint64_t running;
 	intptr_t first_failure;
-	struct weft_task *children;
+	LIST_HEAD(, weft_task) children;
 };
 
 static bool is_failure(intptr_t r)
@@ -49,7 +49,8 @@ void weft_group_free(struct weft_group *g)
 static void cancel_locked(struct weft_group *g)
 {
 	g->cancelled = true;
-	for (struct weft_task *c = g->children; c; c = c->gnext)
+	struct weft_task *c;
+	LIST_FOREACH(c, &g->children, glink)
 		weft__task_cancel(c);
 }
 
@@ -76,11 +77,7 @@ int weft_group_spawn(struct weft_group *g, weft_fn fn, void *arg,
 		 * are made, and it ends at its first suspension point. */
 		weft__task_cancel(t);
 	}
-	t->gprev = NULL;
-	t->gnext = g->children;
-	if (g->children)
-		g->children->gprev = t;
-	g->children = t;
+	LIST_INSERT_HEAD(&g->children, t, glink);
 	g->running++;
 	weft__spin_unlock(&g->q.lock);
 	weft__enqueue(w->rt, t, false);
@@ -91,12 +88,7 @@ void weft__group_child_done(struct weft_task *t)
 {
 	struct weft_group *g = t->group;
 	weft__spin_lock(&g->q.lock);
-	if (t->gprev)
-		t->gprev->gnext = t->gnext;
-	else
-		g->children = t->gnext;
-	if (t->gnext)
-		t->gnext->gprev = t->gprev;
+	LIST_REMOVE(t, glink);
 	if (is_failure(t->result) && !g->failed) {
 		g->failed = true;
 		g->first_failure = t->result;

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <sys/queue.h>
 
 #include "weft.h"
 #include "runtime/context.h"
@@ -81,9 +82,10 @@ struct weft_task {
 		};
 		/* A group's child has no handle, so nobody joins it: the
 		 * group's list of running children. */
-		struct {
-			struct weft_task *gprev, *gnext;
-		};
+		LIST_ENTRY(weft_task) glink;
+		/* A free object that heads a full batch: the next batch
+		 * (task.c). */
+		struct weft_task *batch_next;
 	};
 	uint64_t id;
 	struct weft_rt *rt;

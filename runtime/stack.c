@@ -75,7 +75,7 @@
 /* One mapping of nstacks stacks, each `stride` bytes: guard page, then the
  * stack.  The list fields and `free`, `nfree` are under the depot's lock. */
 struct weft__stack_slab {
-	struct weft__stack_slab *prev, *next; /* on the depot's partial or empty list */
+	LIST_ENTRY(weft__stack_slab) link;    /* on the depot's partial or empty list */
 	struct weft__stack_depot *depot;      /* NULL: a lone stack */
 	char *base;
 	size_t len;
@@ -173,7 +173,6 @@ static struct weft__stack_slab *slab_map(struct weft__stack_depot *d, size_t siz
 		free(sl);
 		return NULL;
 	}
-	sl->prev = sl->next = NULL;
 	sl->depot = d;
 	sl->free = NULL;
 	sl->nfree = 0;
@@ -198,47 +197,28 @@ static void slab_unmap(struct weft__stack_slab *sl)
 	free(sl);
 }
 
-static void slab_link(struct weft__stack_slab **list, struct weft__stack_slab *sl)
-{
-	sl->prev = NULL;
-	sl->next = *list;
-	if (*list)
-		(*list)->prev = sl;
-	*list = sl;
-}
-
-static void slab_unlink(struct weft__stack_slab **list, struct weft__stack_slab *sl)
-{
-	if (sl->prev)
-		sl->prev->next = sl->next;
-	else
-		*list = sl->next;
-	if (sl->next)
-		sl->next->prev = sl->prev;
-	sl->prev = sl->next = NULL;
-}
-
 /* ---- The depot ----------------------------------------------------------------- */
 
 void weft__stack_depot_init(struct weft__stack_depot *d, size_t size)
 {
 	pthread_mutex_init(&d->lock, NULL);
 	d->size = size;
-	d->partial = d->empty = NULL;
+	LIST_INIT(&d->partial);
+	LIST_INIT(&d->empty);
 	d->nempty = d->nslabs = 0;
 }
 
 /* Once no stack of d is in use: unmaps the slabs it still has. */
 void weft__stack_depot_destroy(struct weft__stack_depot *d)
 {
-	struct weft__stack_slab *lists[] = {d->partial, d->empty};
+	struct weft__slab_list *lists[] = {&d->partial, &d->empty};
 	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
-		for (struct weft__stack_slab *sl = lists[i], *next; sl; sl = next) {
-			next = sl->next;
+		struct weft__stack_slab *sl;
+		while ((sl = LIST_FIRST(lists[i]))) {
+			LIST_REMOVE(sl, link);
 			slab_unmap(sl);
 		}
 	}
-	d->partial = d->empty = NULL;
 	d->nempty = d->nslabs = 0;
 	pthread_mutex_destroy(&d->lock);
 }
@@ -266,18 +246,16 @@ static unsigned depot_take(struct weft__stack_depot *d, unsigned want, struct we
 {
 	unsigned got = 0;
 	pthread_mutex_lock(&d->lock);
-	while (got < want && (d->partial || d->empty)) {
-		struct weft__stack_slab *sl = d->partial;
-		if (sl) {
-			slab_unlink(&d->partial, sl);
-		} else {
-			sl = d->empty;
-			slab_unlink(&d->empty, sl);
+	while (got < want && (!LIST_EMPTY(&d->partial) || !LIST_EMPTY(&d->empty))) {
+		struct weft__stack_slab *sl = LIST_FIRST(&d->partial);
+		if (!sl) {
+			sl = LIST_FIRST(&d->empty);
 			d->nempty--;
 		}
+		LIST_REMOVE(sl, link);
 		got += slab_take(sl, want - got, out);
 		if (sl->nfree)
-			slab_link(&d->partial, sl);
+			LIST_INSERT_HEAD(&d->partial, sl, link);
 	}
 	pthread_mutex_unlock(&d->lock);
 	if (got)
@@ -295,7 +273,7 @@ static unsigned depot_take(struct weft__stack_depot *d, unsigned want, struct we
 	pthread_mutex_lock(&d->lock);
 	d->nslabs++;
 	if (sl->nfree)
-		slab_link(&d->partial, sl);
+		LIST_INSERT_HEAD(&d->partial, sl, link);
 	pthread_mutex_unlock(&d->lock);
 	return got;
 }
@@ -345,7 +323,7 @@ static void depot_give(struct weft__stack_depot *d, struct weft__stack *l, unsig
 {
 	l = sort_by_address(l, n);
 	release_pages(l);
-	struct weft__stack_slab *doomed = NULL;
+	struct weft__slab_list doomed = LIST_HEAD_INITIALIZER(doomed);
 	pthread_mutex_lock(&d->lock);
 	for (struct weft__stack *s = l, *next; s; s = next) {
 		next = s->next;
@@ -355,24 +333,23 @@ static void depot_give(struct weft__stack_depot *d, struct weft__stack *l, unsig
 		bool was_partial = sl->nfree++ > 0;
 		if (sl->nfree < sl->nstacks) {
 			if (!was_partial)
-				slab_link(&d->partial, sl);
+				LIST_INSERT_HEAD(&d->partial, sl, link);
 			continue;
 		}
 		if (was_partial)
-			slab_unlink(&d->partial, sl);
+			LIST_REMOVE(sl, link);
 		if (d->nempty < WEFT__STACK_DEPOT_KEEP) {
-			slab_link(&d->empty, sl);
+			LIST_INSERT_HEAD(&d->empty, sl, link);
 			d->nempty++;
 		} else {
-			sl->next = doomed;
-			doomed = sl;
+			LIST_INSERT_HEAD(&doomed, sl, link);
 			d->nslabs--;
 		}
 	}
 	pthread_mutex_unlock(&d->lock);
-	while (doomed) {
-		struct weft__stack_slab *sl = doomed;
-		doomed = sl->next;
+	struct weft__stack_slab *sl;
+	while ((sl = LIST_FIRST(&doomed))) {
+		LIST_REMOVE(sl, link);
 		slab_unmap(sl);
 	}
 }

@@ -53,7 +53,7 @@ uint64_t weft_now(void)
  * Free task objects move in batches of exactly BATCH (a slab's worth),
  * as in Bonwick's magazines: each worker has a current batch it pops from and
  * pushes to, and one full batch in reserve; the runtime keeps a stack of full
- * batches (linked through their first object's gnext) and a list of loose
+ * batches (linked through their first object's batch_next) and a list of loose
  * objects for threads that are not workers.  Every per-task operation is
  * O(1), a worker takes slab_lock at most once per BATCH tasks, and a worker
  * that only frees feeds one that only spawns.
@@ -76,7 +76,7 @@ static struct weft_task *take_batch(struct weft_rt *rt)
 {
 	struct weft_task *b = rt->spare_batches;
 	if (b) {
-		rt->spare_batches = b->gnext;
+		rt->spare_batches = b->batch_next;
 		return b;
 	}
 	return new_slab(rt);
@@ -177,7 +177,7 @@ static void cache_task(struct weft_rt *rt, struct weft__worker *w, struct weft_t
 		return;
 	if (w->free_full) {
 		pthread_mutex_lock(&rt->slab_lock);
-		w->free_full->gnext = rt->spare_batches;
+		w->free_full->batch_next = rt->spare_batches;
 		rt->spare_batches = w->free_full;
 		pthread_mutex_unlock(&rt->slab_lock);
 	}

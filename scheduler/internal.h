@@ -83,7 +83,7 @@ struct weft__worker {
 	uint64_t io_ops[4];            /* opcodes the ring supports (probed) */
 	struct weft__cancelq io_cancels; /* cancels other threads asked of us */
 	struct weft__bufs bufs;        /* watched connections' buffers (watch.c) */
-	struct weft__watch *watches;   /* watches armed on this ring */
+	struct weft__watch_list watches; /* watches armed on this ring */
 
 	uint64_t rng;
 	pthread_t thread;

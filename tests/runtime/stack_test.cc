@@ -380,7 +380,7 @@ TEST(StackTest, StacksMoveBetweenPoolsThroughTheDepot)
 	weft__stack_pool_drain(&b);
 	weft__stack_pool_drain(&a.p);
 	EXPECT_LE(a.d.nslabs, WEFT__STACK_DEPOT_KEEP) << "every slab was empty";
-	EXPECT_EQ(a.d.partial, nullptr);
+	EXPECT_TRUE(LIST_EMPTY(&a.d.partial));
 }
 
 void crash_in_task()
