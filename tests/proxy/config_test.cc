@@ -859,6 +859,33 @@ TEST(ProxyConfigTest, UnusedBackendAndHighFrontendLimitWarn)
 	EXPECT_EQ(c->backends[1].nfrontends, 0u);
 }
 
+TEST(ProxyConfigTest, AnAdminPortAloneIsLoopbackAndAReachableOneWarns)
+{
+	Config c = Parse(WithGlobal("admin = 9901"));
+	ASSERT_TRUE(c);
+	ASSERT_TRUE(c->has_admin);
+	EXPECT_EQ(Addr(c->admin), "127.0.0.1:9901");
+	EXPECT_STREQ(c->admin_address, "127.0.0.1:9901");
+	EXPECT_EQ(c->nwarnings, 0u);
+	for (const char *local : {"127.0.0.2:9901", "[::1]:9901", "[::ffff:127.0.0.1]:9901"}) {
+		Config l = Parse(WithGlobal(std::string("admin = ") + local));
+		ASSERT_TRUE(l) << local;
+		EXPECT_EQ(l->nwarnings, 0u) << local;
+	}
+	for (const char *open : {"0.0.0.0:9901", "[::]:9901", "10.1.2.3:9901"}) {
+		Config o = Parse(WithGlobal(std::string("admin = ") + open));
+		ASSERT_TRUE(o) << open;
+		ASSERT_EQ(o->nwarnings, 1u) << open;
+		EXPECT_EQ(std::string(o->warnings[0]),
+			  std::string("cfg:2: admin ") + open +
+				  ": other hosts can reach the admin listener, which has no "
+				  "authentication and takes POST /servers (server states); a port "
+				  "alone binds 127.0.0.1");
+	}
+	EXPECT_EQ(Error(WithGlobal("admin = 65536")),
+		  "cfg:2: admin: \"65536\" is not an address (IPv4:port, [IPv6]:port or unix:/path)");
+}
+
 /* ---- Limits ------------------------------------------------------------------- */
 
 TEST(ProxyConfigTest, AutoMaxConnectionsIsWhatTheFdLimitHolds)

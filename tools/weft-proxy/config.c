@@ -513,7 +513,24 @@ static void print_enum(FILE *f, const struct key *k, const void *obj,
 	fprintf(f, "%s = %s\n", k->name, k->words[*CFIELD(obj, k, int)]);
 }
 
-/* [global] admin = ADDR | off */
+/* Whether a is a loopback address (or a unix socket): only this host can
+ * reach it. */
+static bool local_only(const struct weft_addr *a)
+{
+	switch (a->sa.sa_family) {
+	case AF_INET:
+		return (ntohl(a->in.sin_addr.s_addr) >> 24) == 127;
+	case AF_INET6:
+		return IN6_IS_ADDR_LOOPBACK(&a->in6.sin6_addr) ||
+		       (IN6_IS_ADDR_V4MAPPED(&a->in6.sin6_addr) && a->in6.sin6_addr.s6_addr[12] == 127);
+	default:
+		return true;
+	}
+}
+
+/* [global] admin = ADDR | PORT | off: a port alone binds loopback, the
+ * listener having no authentication; another address is taken as asked,
+ * with a warning when other hosts can reach it. */
 static int set_admin(struct parser *p, const struct key *k, void *obj, const char *v)
 {
 	(void)k;
@@ -523,6 +540,12 @@ static int set_admin(struct parser *p, const struct key *k, void *obj, const cha
 	c->has_admin = false;
 	if (is_word(v, "off"))
 		return 0;
+	char local[16];
+	uint64_t port;
+	if (all_digits(v) && strlen(v) <= 5 && to_u64(v, &port) && port <= 65535) {
+		snprintf(local, sizeof(local), "127.0.0.1:%u", (unsigned)port);
+		v = local;
+	}
 	bool resolve;
 	struct weft_addr a;
 	int rc = parse_address(p, "admin", v, false, true, &a, &resolve);
@@ -532,6 +555,10 @@ static int set_admin(struct parser *p, const struct key *k, void *obj, const cha
 		return -ENOMEM;
 	c->admin = a;
 	c->has_admin = true;
+	if (!local_only(&a))
+		warn_at(p, p->line, "admin %s: other hosts can reach the admin listener, which has "
+				    "no authentication and takes POST /servers (server states); "
+				    "a port alone binds 127.0.0.1", v);
 	return 0;
 }
 
