@@ -12,6 +12,9 @@
  *  - --rate: a 1 s stall of the server shows in the corrected p99, not in
  *    the uncorrected one (coordinated omission); closed loop hides it;
  *  - --rate A:B ramps: the offered rate is their mean;
+ *  - late sends are told apart: waiting for a free connection (a server
+ *    too slow for the rate, said in a note) or the generator's own delay;
+ *    reconnections are counted apart from the connections established;
  *  - the open loop's clock starts once the connections are up: connects
  *    held back for a second by a full accept queue add nothing to the
  *    corrected latency;
@@ -522,10 +525,37 @@ TEST(BenchTest, OpenLoopShowsStallInCorrectedP99Only)
 	EXPECT_GE(field(out, "latency", "max_ns"), 900 * MS);
 	EXPECT_LT(field(out, "uncorrected", "p99_ns"), 100 * MS);
 	EXPECT_EQ(field(out, "rate", "offered"), 200);
-	/* The sender fell behind by about the stall. */
+	/* The sender fell behind by about the stall, waiting for answers:
+	 * not by its own delay. */
 	EXPECT_GE(field(out, "rate", "max_lag_ns"), 500 * MS);
+	EXPECT_GE(field(out, "rate", "late_sends_waiting"), 50);
+	EXPECT_LT(field(out, "rate", "late_sends_own") * 10, field(out, "rate", "late_sends_waiting"));
+	EXPECT_EQ(field(out, "rate", "late_sends"),
+		  field(out, "rate", "late_sends_own") + field(out, "rate", "late_sends_waiting"));
 	/* It caught up: nearly all 600 requests were made. */
 	EXPECT_GE(field(out, "", "requests"), 550);
+}
+
+TEST(BenchTest, ARateTheServerCannotTakeIsSaidToBeTheServers)
+{
+	NEED_BIN();
+	/* Two connections to a 10 ms server answer at most 200/s: at 400/s
+	 * most requests come due while both are busy. */
+	server s;
+	s.delay = std::chrono::milliseconds(10);
+	ASSERT_TRUE(s.start());
+	std::string out = bench_ok({"-c", "2", "-w", "1", "-d", "2s", "--rate", "400", s.url()});
+	SCOPED_TRACE(out);
+	EXPECT_NE(out.find("late waiting for a free connection: "), std::string::npos);
+	EXPECT_NE(out.find("requests came due while all 2 connections were busy"),
+		  std::string::npos);
+	std::string json = bench_ok({"-c", "2", "-w", "1", "-d", "2s", "--rate", "400", "--json",
+				    s.url()});
+	SCOPED_TRACE(json);
+	double sends = field(json, "rate", "sends");
+	EXPECT_GT(field(json, "rate", "late_sends_waiting"), sends / 2);
+	EXPECT_LT(field(json, "rate", "late_sends_own") * 10, field(json, "rate", "late_sends_waiting"));
+	EXPECT_LE(field(json, "rate", "achieved"), 210);
 }
 
 TEST(BenchTest, OpenLoopClockStartsOnceConnected)
@@ -633,9 +663,11 @@ TEST(BenchTest, ResetMidResponseIsReadErrorNotCrash)
 	SCOPED_TRACE(out);
 	EXPECT_EQ(field(out, "read", "count"), 1);
 	EXPECT_NE(out.find("\"errno\":\"ECONNRESET\""), std::string::npos);
-	/* 19 answers before, 80 after on a new connection. */
+	/* 19 answers before, 80 after on a new connection: one connection,
+	 * opened twice. */
 	EXPECT_EQ(field(out, "", "requests"), 99);
-	EXPECT_EQ(field(out, "", "established"), 2);
+	EXPECT_EQ(field(out, "", "established"), 1);
+	EXPECT_EQ(field(out, "", "reconnects"), 1);
 }
 
 TEST(BenchTest, SilentServerGivesTimeouts)

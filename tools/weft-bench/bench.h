@@ -110,10 +110,16 @@ struct wstate {
 	uint64_t codes[600];		/* by status code; [0]: outside 100..599 */
 	uint64_t errors[E_KINDS];
 	int err_errno[E_KINDS];		/* the first errno of each kind */
-	uint64_t established;
+	uint64_t established;		/* connections that opened at least once */
+	uint64_t reconnects;		/* opens after the first */
 	uint64_t sends;			/* open loop: requests sent */
 	uint64_t lag_sum, lag_max;	/* open loop: send time behind schedule */
 	uint64_t late_sends;		/* sends more than 1 ms behind */
+	/* Of those, late by weft-bench's own delay (more than 1 ms from
+	 * the later of the due time and the moment a request slot came
+	 * free), and the rest: late because every slot was busy, waiting
+	 * for the server's answers.  own_lag_max is the largest own delay. */
+	uint64_t late_own, late_waiting, own_lag_max;
 };
 
 /* In-flight request times, oldest first. */
@@ -142,6 +148,8 @@ struct conn {
 	unsigned expect;     /* echo: stream offset of the next byte back */
 	size_t got;	     /* echo: bytes of the oldest message back so far */
 	uint64_t failing_since; /* first of the connects failing in a row; 0: none */
+	uint64_t slot_free_at; /* when a full connection last got a slot back; 0: never full */
+	bool opened;	       /* it has opened once: later opens are reconnections */
 };
 
 struct ivals;

@@ -87,6 +87,8 @@ static void complete(struct conn *c, uint64_t now, int status)
 	struct slot *s = &c->q[c->qhead];
 	if (++c->qhead == b->depth)
 		c->qhead = 0;
+	if (c->inflight == b->depth)
+		c->slot_free_at = now; /* a request due meanwhile waited for this */
 	c->busy_since = --c->inflight ? c->q[c->qhead].sent : 0;
 	if (!in_window(b, now))
 		return;
@@ -147,7 +149,13 @@ static int open_conn(struct conn *c, uint64_t now)
 	}
 	c->failing_since = 0;
 	c->fd = fd;
-	c->w->established++;
+	if (c->opened) {
+		c->w->reconnects++;
+		c->slot_free_at = now; /* what came due while it was down waited */
+	} else {
+		c->opened = true;
+		c->w->established++;
+	}
 	if (c->ep->addr.sa.sa_family != AF_UNIX)
 		weft_tcp_nodelay(fd, 1);
 	return 0;
@@ -319,13 +327,23 @@ intptr_t conn_task(void *arg)
 			s->sent = now;
 			s->intended = open ? due : now;
 			if (open && in_window(b, now)) {
+				/* Our own share of the lag: since it was due, or
+				 * since a slot came free if none was free then. */
 				uint64_t lag = now - due;
+				uint64_t own = c->slot_free_at > due ? now - c->slot_free_at : lag;
 				w->sends++;
 				w->lag_sum += lag;
 				if (lag > w->lag_max)
 					w->lag_max = lag;
-				if (lag > WEFT_MSEC)
+				if (own > w->own_lag_max)
+					w->own_lag_max = own;
+				if (lag > WEFT_MSEC) {
 					w->late_sends++;
+					if (own > WEFT_MSEC)
+						w->late_own++;
+					else
+						w->late_waiting++;
+				}
 			}
 			k++;
 			have_next = false;

@@ -114,11 +114,16 @@ static void merge(struct wstate *t, const struct wstate *w)
 			t->err_errno[k] = w->err_errno[k];
 	}
 	t->established += w->established;
+	t->reconnects += w->reconnects;
 	t->sends += w->sends;
 	t->lag_sum += w->lag_sum;
 	t->late_sends += w->late_sends;
+	t->late_own += w->late_own;
+	t->late_waiting += w->late_waiting;
 	if (w->lag_max > t->lag_max)
 		t->lag_max = w->lag_max;
+	if (w->own_lag_max > t->own_lag_max)
+		t->own_lag_max = w->own_lag_max;
 }
 
 static int run(struct bench *b)

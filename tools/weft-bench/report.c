@@ -130,15 +130,43 @@ static bool kind_applies(const struct bench *b, int k)
 	return k == E_VERIFY ? b->proto == P_ECHO : k == E_PARSE ? b->proto == P_HTTP : true;
 }
 
+/*
+ * Open loop: why sends were late, and a plain word when it matters (more
+ * than 1% of them).  Late by its own delay means the generator did not keep
+ * up; late waiting for a free connection means the server did not answer
+ * fast enough for the rate over these connections.  The corrected latency
+ * counts both; only the first says the load was not what was asked.
+ */
+static void print_lateness(const struct bench *b, const struct wstate *t)
+{
+	if (!t->late_sends)
+		return;
+	char own[32];
+	fmt_time(own, sizeof(own), (double)t->own_lag_max);
+	printf("    late waiting for a free connection: %" PRIu64 ", by weft-bench's own delay: %" PRIu64
+	       " (own delay max %s)\n",
+	       t->late_waiting, t->late_own, own);
+	if (t->late_own * 100 > t->sends)
+		printf("  Warning: weft-bench could not keep up: %" PRIu64 " of %" PRIu64
+		       " sends left more than 1ms late by its own delay, so the load was not the "
+		       "one asked for; give it more workers (-w) or CPU\n",
+		       t->late_own, t->sends);
+	if (t->late_waiting * 100 > t->sends)
+		printf("  Note: %" PRIu64 " of %" PRIu64 " requests came due while all %u connections "
+		       "were busy: the server did not answer fast enough for this rate over %u "
+		       "connections (the corrected latency counts the wait)\n",
+		       t->late_waiting, t->sends, b->conns, b->conns);
+}
+
 static void print_json(const struct bench *b, const struct wstate *t, const struct figures *fg)
 {
 	bool open = open_loop(b);
 	printf("{\"mode\":\"%s\",\"protocol\":\"%s\",\"connections\":%u,\"established\":%" PRIu64
-	       ",\"workers\":%u,\"pipeline\":%u,\"duration_s\":%.6f,\"requests\":%" PRIu64
+	       ",\"reconnects\":%" PRIu64 ",\"workers\":%u,\"pipeline\":%u,\"duration_s\":%.6f,\"requests\":%" PRIu64
 	       ",\"bytes\":%" PRIu64 ",\"requests_per_sec\":%.2f,\"bytes_per_sec\":%.2f,"
 	       "\"latency\":{",
 	       open ? "open" : "closed", b->proto == P_ECHO ? "echo" : "http", b->conns,
-	       t->established, b->workers, b->depth, fg->secs, t->requests, t->bytes, fg->rps,
+	       t->established, t->reconnects, b->workers, b->depth, fg->secs, t->requests, t->bytes, fg->rps,
 	       fg->tps);
 	json_percentiles(stdout, t->corr);
 	printf("}");
@@ -146,10 +174,11 @@ static void print_json(const struct bench *b, const struct wstate *t, const stru
 		printf(",\"uncorrected\":{");
 		json_percentiles(stdout, t->unc);
 		printf("},\"rate\":{\"offered\":%.2f,\"from\":%.2f,\"to\":%.2f,\"achieved\":%.2f,"
-		       "\"sends\":%" PRIu64 ",\"late_sends\":%" PRIu64 ",\"max_lag_ns\":%" PRIu64
-		       ",\"mean_lag_ns\":%.0f}",
+		       "\"sends\":%" PRIu64 ",\"late_sends\":%" PRIu64 ",\"late_sends_own\":%" PRIu64
+		       ",\"late_sends_waiting\":%" PRIu64 ",\"max_lag_ns\":%" PRIu64
+		       ",\"max_own_lag_ns\":%" PRIu64 ",\"mean_lag_ns\":%.0f}",
 		       sched_offered(b, window_ns(b)), b->rate_from, b->rate_to, fg->rps, t->sends,
-		       t->late_sends, t->lag_max,
+		       t->late_sends, t->late_own, t->late_waiting, t->lag_max, t->own_lag_max,
 		       t->sends ? (double)t->lag_sum / (double)t->sends : 0.0);
 	}
 	printf(",\"status\":{");
@@ -213,8 +242,11 @@ static void print_text(const struct bench *b, const struct wstate *t, const stru
 	printf("Running %s test @ %s", d, b->urls[0].text);
 	for (unsigned i = 1; i < b->nurls; i++)
 		printf(" %s", b->urls[i].text);
-	printf("\n  %u workers and %u connections (%" PRIu64 " established), %s", b->workers,
-	       b->conns, t->established, open ? "open loop" : "closed loop");
+	printf("\n  %u workers and %u connections (%" PRIu64 " established", b->workers, b->conns,
+	       t->established);
+	if (t->reconnects)
+		printf(", %" PRIu64 " reconnections", t->reconnects);
+	printf("), %s", open ? "open loop" : "closed loop");
 	if (b->depth > 1)
 		printf(", pipeline %u", b->depth);
 	printf("\n");
@@ -258,6 +290,7 @@ static void print_text(const struct bench *b, const struct wstate *t, const stru
 		printf("  Behind schedule: max %s, mean %s, %" PRIu64 " of %" PRIu64
 		       " sends more than 1ms late\n",
 		       ml, mean, t->late_sends, t->sends);
+		print_lateness(b, t);
 	}
 	for (unsigned i = 0; i < b->nslos; i++) {
 		const struct slo *o = &b->slos[i];
