@@ -19,6 +19,7 @@
  *    held back for a second by a full accept queue add nothing to the
  *    corrected latency;
  *  - the text summary carries wrk's `Requests/sec:` line;
+ *  - SIGINT ends a run early with the summary of what ran, as in wrk;
  *  - resets mid-response are read errors (ECONNRESET), a server that does
  *    not answer gives timeouts (ETIMEDOUT), a refused connect is counted,
  *    and ends a run of -n alone after --connect-timeout;
@@ -49,6 +50,7 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -266,7 +268,8 @@ struct server {
 
 /* Runs weft-bench with args; returns its exit status and stdout, and its
  * stderr into *err when err is not NULL. */
-int run_bench(const std::vector<std::string> &args, std::string *out, std::string *err = nullptr)
+int run_bench(const std::vector<std::string> &args, std::string *out, std::string *err = nullptr,
+	      int sigint_after_ms = 0)
 {
 	const char *bin = getenv("WEFT_BENCH_BIN");
 	if (!bin)
@@ -293,6 +296,12 @@ int run_bench(const std::vector<std::string> &args, std::string *out, std::strin
 		_exit(127);
 	}
 	close(p[1]);
+	std::thread interrupter;
+	if (sigint_after_ms > 0)
+		interrupter = std::thread([pid, sigint_after_ms] {
+			std::this_thread::sleep_for(std::chrono::milliseconds(sigint_after_ms));
+			kill(pid, SIGINT);
+		});
 	char buf[4096];
 	ssize_t n;
 	while ((n = read(p[0], buf, sizeof(buf))) > 0)
@@ -300,6 +309,8 @@ int run_bench(const std::vector<std::string> &args, std::string *out, std::strin
 	close(p[0]);
 	int st = 0;
 	waitpid(pid, &st, 0);
+	if (interrupter.joinable())
+		interrupter.join();
 	if (efd >= 0) {
 		lseek(efd, 0, SEEK_SET);
 		while ((n = read(efd, buf, sizeof(buf))) > 0)
@@ -556,6 +567,24 @@ TEST(BenchTest, ARateTheServerCannotTakeIsSaidToBeTheServers)
 	EXPECT_GT(field(json, "rate", "late_sends_waiting"), sends / 2);
 	EXPECT_LT(field(json, "rate", "late_sends_own") * 10, field(json, "rate", "late_sends_waiting"));
 	EXPECT_LE(field(json, "rate", "achieved"), 210);
+}
+
+TEST(BenchTest, SigintEndsTheRunWithTheSummarySoFar)
+{
+	NEED_BIN();
+	server s;
+	ASSERT_TRUE(s.start());
+	std::string out, err;
+	auto t0 = clk::now();
+	EXPECT_EQ(run_bench({"-c", "2", "-w", "1", "-d", "20s", "--json", s.url()}, &out, &err, 1000),
+		  0);
+	SCOPED_TRACE(out + err);
+	EXPECT_LT(clk::now() - t0, std::chrono::seconds(5)) << "the run did not stop at SIGINT";
+	EXPECT_NE(err.find("weft-bench: interrupted"), std::string::npos);
+	EXPECT_NE(out.find("\"interrupted\":true"), std::string::npos);
+	EXPECT_GT(field(out, "", "requests"), 0);
+	EXPECT_LT(field(out, "", "duration_s"), 5);
+	EXPECT_GT(field(out, "", "duration_s"), 0.5);
 }
 
 TEST(BenchTest, OpenLoopClockStartsOnceConnected)

@@ -580,7 +580,10 @@ TEST(ProxyTest, AtThePipeLimitTransfersGoBufferedAndLoseNothing)
 		fclose(f);
 	}
 	const size_t per_conn = wmem[2] + (2u << 20);
-	int admin = free_port(), port = free_port(), sport;
+	int port = free_port(), admin, sport;
+	do /* two free ports, not one twice */
+		admin = free_port();
+	while (admin == port);
 	int lfd = listen_loopback(0, &sport);
 	/* Small receive buffers for the server's connections (they inherit
 	 * the listener's), so that the kernel does not take a whole transfer

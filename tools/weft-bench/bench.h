@@ -188,6 +188,7 @@ struct bench {
 	struct weft_future *go;
 	uint64_t t0, measure_start, deadline;
 	uint64_t t_end; /* when the last connection ended */
+	bool interrupted; /* SIGINT or SIGTERM ended the run early */
 	_Alignas(64) _Atomic uint64_t ticket; /* request j of the run (-n, --rate) */
 	_Alignas(64) struct wstate *ws;
 	struct conn *cs;

@@ -11,12 +11,19 @@
  * tickers.  After the runtime is gone the main thread merges the
  * per-worker counters and histograms and reports (report.c); the exit
  * status is report's, or EXIT_FAIL / EXIT_USAGE before that.
+ *
+ * ^C (SIGINT) or SIGTERM ends the run early, as in wrk: a task waiting for
+ * them cancels the connections, and the report covers the window up to
+ * then.  A second one exits at once (status 130).
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <weft/io.h>
 
 #include "bench.h"
 
@@ -30,6 +37,31 @@ static int spawn_on(struct weft_group *g, weft_fn fn, void *arg, unsigned worker
 		.worker = worker,
 	};
 	return weft_group_spawn(g, fn, arg, &so);
+}
+
+/* SIGINT and SIGTERM: blocked in every thread, taken by stop_on_signal. */
+static void stop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+}
+
+/* Ends the run (arg: the connections' group) at the first stop signal, and
+ * the process at the second. */
+static intptr_t stop_on_signal(void *arg)
+{
+	struct bench *b = ((void **)arg)[0];
+	struct weft_group *g = ((void **)arg)[1];
+	sigset_t set;
+	stop_signals(&set);
+	if (weft_signal_wait(&set) < 0)
+		return 0;
+	b->interrupted = true;
+	weft_group_cancel(g);
+	if (weft_signal_wait(&set) > 0)
+		_exit(130);
+	return 0;
 }
 
 static intptr_t main_task(void *arg)
@@ -82,12 +114,19 @@ static intptr_t main_task(void *arg)
 		b->setup_err = r;
 		weft_group_cancel(g);
 	}
+	void *stop_args[2] = {b, g};
+	struct weft_task *stopper = weft_spawn(stop_on_signal, stop_args,
+					       &(struct weft_spawn_opts){.name = "signals"});
 	struct weft_scope run;
 	weft_scope_deadline(&run, b->deadline == WEFT_NEVER ? WEFT_NEVER
 							    : b->deadline - weft_now());
 	weft_group_wait(g);
 	weft_scope_end(&run);
 	b->t_end = weft_now();
+	if (stopper) {
+		weft_cancel(stopper);
+		weft_join(stopper, NULL);
+	}
 	weft_group_cancel(tg);
 	weft_group_wait(tg);
 	weft_group_free(g);
@@ -130,6 +169,9 @@ static int run(struct bench *b)
 {
 	struct weft_opts wo = {.workers = b->workers};
 	struct weft_rt *rt;
+	sigset_t stop;
+	stop_signals(&stop);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL); /* before any thread: all inherit it */
 	int r = weft_rt_new(&rt, &wo);
 	if (r < 0) {
 		fprintf(stderr, "weft-bench: cannot start the runtime: %s\n", strerror(-r));

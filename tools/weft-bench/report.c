@@ -162,11 +162,11 @@ static void print_json(const struct bench *b, const struct wstate *t, const stru
 {
 	bool open = open_loop(b);
 	printf("{\"mode\":\"%s\",\"protocol\":\"%s\",\"connections\":%u,\"established\":%" PRIu64
-	       ",\"reconnects\":%" PRIu64 ",\"workers\":%u,\"pipeline\":%u,\"duration_s\":%.6f,\"requests\":%" PRIu64
+	       ",\"reconnects\":%" PRIu64 ",\"interrupted\":%s,\"workers\":%u,\"pipeline\":%u,\"duration_s\":%.6f,\"requests\":%" PRIu64
 	       ",\"bytes\":%" PRIu64 ",\"requests_per_sec\":%.2f,\"bytes_per_sec\":%.2f,"
 	       "\"latency\":{",
 	       open ? "open" : "closed", b->proto == P_ECHO ? "echo" : "http", b->conns,
-	       t->established, t->reconnects, b->workers, b->depth, fg->secs, t->requests, t->bytes, fg->rps,
+	       t->established, t->reconnects, b->interrupted ? "true" : "false", b->workers, b->depth, fg->secs, t->requests, t->bytes, fg->rps,
 	       fg->tps);
 	json_percentiles(stdout, t->corr);
 	printf("}");
@@ -332,6 +332,9 @@ int report(const struct bench *b, const struct wstate *t)
 {
 	struct figures fg;
 	evaluate(b, t, &fg);
+	if (b->interrupted)
+		fprintf(stderr, "weft-bench: interrupted; the figures cover the %.2f s measured\n",
+			fg.secs);
 	if (b->json)
 		print_json(b, t, &fg);
 	else
