@@ -8,10 +8,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <fstream>
 #include <functional>
 #include <memory>
 
+#include "runtime/context.h"
 #include "weft.h"
 
 /* Counts in the issue's terms (a million tasks...) are for normal builds;
@@ -21,6 +25,32 @@
 #else
 #define WEFT_TEST_SCALE(n) (n)
 #endif
+
+/*
+ * How many tasks may be parked at once here: want, or with the mprotect
+ * guards (kernels before 6.13, or WEFT_STACK_GUARD=mprotect), which cost two
+ * mappings a stack, what vm.max_map_count holds with room to spare
+ * (README.md, "Environment").  Past that a task cannot get its stack and
+ * ends with -ENOMEM before it runs.
+ */
+inline size_t weft_test_parkable(size_t want)
+{
+	if (weft__stack_guard_mode() == 1) {
+		struct weft__stack *s = weft__stack_get(nullptr, 64 * 1024);
+		weft__stack_put(nullptr, s); /* an older kernel turns the mode to 0 */
+	}
+	if (weft__stack_guard_mode() == 1)
+		return want;
+	long maps = 65530; /* the default */
+	std::ifstream f("/proc/sys/vm/max_map_count");
+	if (!(f >> maps))
+		maps = 65530;
+	size_t fit = (size_t)(maps - 2000) / 2 * 9 / 10;
+	if (fit < want)
+		fprintf(stderr, "mprotect guards: %zu tasks, what vm.max_map_count %ld holds\n", fit,
+			maps);
+	return std::min(want, fit);
+}
 
 /* Runs body as the main task of a runtime with `workers` workers, then shuts
  * the runtime down and checks that no task was left behind. */

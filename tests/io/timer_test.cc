@@ -323,7 +323,7 @@ TEST(TimerTest, ManyPendingSleepsAllCompleteAndMemoryIsReleased)
 	static struct million m;
 	mil = &m;
 	const char *env = getenv("WEFT_TIMER_TEST_PENDING");
-	const int n = WEFT_TEST_SCALE(env ? atoi(env) : 200000);
+	const int n = (int)weft_test_parkable(WEFT_TEST_SCALE(env ? atoi(env) : 200000));
 	ASSERT_GT(n, 0);
 	static size_t peak_pending, cap_after;
 	static long rss0, rss_peak, rss_after;
