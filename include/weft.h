@@ -148,6 +148,8 @@ struct weft_rt_stats {
 	uint64_t live;     /* tasks spawned whose handle is not yet released */
 	uint64_t submitted; /* SQEs handed to the kernel, over all rings */
 };
+/* Fills *out with the counters now (each read on its own, so a sum may be a
+ * moment old).  Any thread, while rt lives; never suspends; no failure. */
 WEFT_API void weft_rt_stats(const struct weft_rt *rt, struct weft_rt_stats *out);
 
 /* ---- Tasks ---------------------------------------------------------------- */

@@ -4,7 +4,9 @@
  * and response heads (RFC 9112 sections 2-5), message framing (section 6)
  * and body decoding, Content-Length and chunked (section 7.1).
  *
- * Nothing here allocates, blocks or touches the runtime: the parser works
+ * Nothing here allocates, blocks or touches the runtime, so every function
+ * may be called from any thread, in a task or not; a parser is used by one
+ * thread at a time.  The parser works
  * on the caller's bytes and hands back (pointer, length) slices into them,
  * so a slice is valid as long as those bytes stay where they are.  Every
  * int return is >= 0 on success or a negative errno; errno is never set.

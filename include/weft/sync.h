@@ -41,6 +41,8 @@ struct weft_mutex {
 	struct weft__waitq q;
 };
 #define WEFT_MUTEX_INIT { 0, WEFT__WAITQ_INIT }
+/* The *_init functions (and the *_INIT initialisers) make a fresh, unheld,
+ * waiter-less object.  Any thread, before any task uses it; no failure. */
 WEFT_API void weft_mutex_init(struct weft_mutex *m);
 /* Returns 0 with m held, or -ECANCELED / -ETIMEDOUT without it.  Task only. */
 WEFT_API int weft_mutex_lock(struct weft_mutex *m);
@@ -94,7 +96,8 @@ WEFT_API void weft_wg_init(struct weft_wg *wg);
  * Returns 0, or -EINVAL if the counter would go negative (unchanged).  Any
  * thread. */
 WEFT_API int weft_wg_add(struct weft_wg *wg, int64_t n);
-WEFT_API int weft_wg_done(struct weft_wg *wg); /* weft_wg_add(wg, -1) */
+/* weft_wg_add(wg, -1), with its result.  Any thread. */
+WEFT_API int weft_wg_done(struct weft_wg *wg);
 /* Waits for the counter to reach zero: 0, or -ECANCELED / -ETIMEDOUT.
  * Task only. */
 WEFT_API int weft_wg_wait(struct weft_wg *wg);
