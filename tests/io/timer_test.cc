@@ -273,7 +273,7 @@ intptr_t sleep_until_same(void *arg)
 TEST(TimerTest, EqualDeadlinesAllFire)
 {
 	static struct same s;
-	const int n = WEFT_TEST_SCALE(50000) + 100;
+	const int n = (int)weft_test_parkable(WEFT_TEST_SCALE(50000) + 100);
 	run_with(opts(2), [=]() -> intptr_t {
 		s.go = weft_future_new();
 		std::vector<struct weft_task *> ts(n);
