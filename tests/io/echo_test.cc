@@ -3,7 +3,9 @@
  * echo_test.cc - many connections at once over loopback: 9,000 clients
  * (the fd hard limit here is 20,000, and both ends count) each send
  * messages of pseudo-random bytes to an echo server on the same runtime
- * and check every byte that comes back.  Tasks block in recv and send on
+ * and check every byte that comes back.  No client sends before all are
+ * connected, so all 9,000 connections are open at once (counted).  Tasks
+ * block in recv and send on
  * both workers, are woken by completions reaped on whichever ring issued
  * them, and move between workers as stealing dictates.
  */
@@ -28,6 +30,8 @@ const size_t kMsg = 64;
 int listen_fd;
 struct sockaddr_in listen_addr;
 std::atomic<int> verified, failed;
+struct weft_wg connected;          /* clients yet to connect (or fail to) */
+std::atomic<int> open_now, open_peak;
 
 intptr_t echo_conn(void *arg)
 {
@@ -60,9 +64,14 @@ intptr_t client(void *arg)
 		failed++;
 		if (fd >= 0)
 			weft_close(fd);
+		weft_wg_done(&connected);
 		return -1;
 	}
-	bool ok = true;
+	int now = ++open_now;
+	for (int peak = open_peak.load(); now > peak && !open_peak.compare_exchange_weak(peak, now);)
+		;
+	weft_wg_done(&connected);
+	bool ok = weft_wg_wait(&connected) == 0; /* every client connected */
 	for (int r = 0; r < kRounds && ok; r++) {
 		unsigned char out[kMsg], in[kMsg];
 		for (size_t i = 0; i < kMsg; i++) {
@@ -73,6 +82,7 @@ intptr_t client(void *arg)
 		     weft_recv(fd, in, kMsg, MSG_WAITALL) == (ssize_t)kMsg &&
 		     memcmp(in, out, kMsg) == 0;
 	}
+	open_now--;
 	weft_close(fd);
 	(ok ? verified : failed)++;
 	return ok ? 0 : -1;
@@ -99,6 +109,9 @@ TEST(EchoTest, NineThousandConnectionsEchoEveryByte)
 	ASSERT_EQ(getsockname(listen_fd, (struct sockaddr *)&listen_addr, &len), 0);
 	verified = 0;
 	failed = 0;
+	open_now = open_peak = 0;
+	weft_wg_init(&connected);
+	weft_wg_add(&connected, kConns);
 
 	run_in_weft(2, [] {
 		struct weft_task *acc = weft_spawn(acceptor, nullptr, nullptr);
@@ -119,6 +132,7 @@ TEST(EchoTest, NineThousandConnectionsEchoEveryByte)
 	close(listen_fd);
 	EXPECT_EQ(verified.load(), kConns);
 	EXPECT_EQ(failed.load(), 0);
+	EXPECT_EQ(open_peak.load(), kConns) << "connections open at once";
 	rl.rlim_cur = saved;
 	setrlimit(RLIMIT_NOFILE, &rl);
 }
