@@ -20,6 +20,8 @@
  *    corrected latency;
  *  - the text summary carries wrk's `Requests/sec:` line;
  *  - SIGINT ends a run early with the summary of what ran, as in wrk;
+ *  - errors of one kind are broken down by errno (closes before and in the
+ *    middle of an answer: ECONNRESET and EPROTO);
  *  - resets mid-response are read errors (ECONNRESET), a server that does
  *    not answer gives timeouts (ETIMEDOUT), a refused connect is counted,
  *    and ends a run of -n alone after --connect-timeout;
@@ -77,6 +79,8 @@ struct server {
 	long stall_at = 0;
 	bool chunked = false;
 	long reset_at = 0; /* this request gets half an answer, then a reset */
+	long hangup_at = 0; /* this request gets no answer, the connection a FIN */
+	long hangup_half_at = 0; /* this one half an answer, then a FIN */
 	bool silent = false;
 	bool echo = false;
 	bool corrupt = false; /* echo: flip a byte once 1000 came back */
@@ -198,6 +202,14 @@ struct server {
 				if (k == reset_at) {
 					send(fd, half, sizeof(half) - 1, MSG_NOSIGNAL);
 					reset(fd, slot);
+					return;
+				}
+				if (k == hangup_at || k == hangup_half_at) {
+					if (k == hangup_half_at)
+						send(fd, half, sizeof(half) - 1, MSG_NOSIGNAL);
+					std::lock_guard<std::mutex> g(mu);
+					fds[slot] = -1;
+					close(fd);
 					return;
 				}
 				if (k == stall_at)
@@ -697,6 +709,29 @@ TEST(BenchTest, ResetMidResponseIsReadErrorNotCrash)
 	EXPECT_EQ(field(out, "", "requests"), 99);
 	EXPECT_EQ(field(out, "", "established"), 1);
 	EXPECT_EQ(field(out, "", "reconnects"), 1);
+}
+
+TEST(BenchTest, ErrorsOfOneKindAreCountedByErrno)
+{
+	NEED_BIN();
+	/* Two unexpected closes: one before any byte of the answer
+	 * (ECONNRESET), one in the middle of it (EPROTO). */
+	server s;
+	s.hangup_at = 10;
+	s.hangup_half_at = 20;
+	ASSERT_TRUE(s.start());
+	std::string out = bench_ok({"-c", "1", "-w", "1", "-n", "50", "--json", s.url()});
+	SCOPED_TRACE(out);
+	EXPECT_EQ(field(out, "closed", "count"), 2);
+	EXPECT_EQ(field(out, "by_errno", "ECONNRESET"), 1);
+	EXPECT_EQ(field(out, "by_errno", "EPROTO"), 1);
+	EXPECT_EQ(field(out, "", "established"), 1);
+	EXPECT_EQ(field(out, "", "reconnects"), 2);
+	std::string text;
+	s.count = 0;
+	EXPECT_EQ(run_bench({"-c", "1", "-w", "1", "-n", "50", s.url()}, &text), 0);
+	EXPECT_NE(text.find("unexpected close 2 (ECONNRESET 1, EPROTO 1)"), std::string::npos)
+		<< text;
 }
 
 TEST(BenchTest, SilentServerGivesTimeouts)

@@ -98,6 +98,8 @@ struct slo {
  * main thread after the runtime ended.  Aligned so that two workers'
  * counters never share a cache line.
  */
+#define ERR_BY 4 /* errnos told apart per error kind */
+
 struct wstate {
 	_Alignas(64) struct bench *b;
 	unsigned index;			/* the worker */
@@ -110,6 +112,12 @@ struct wstate {
 	uint64_t codes[600];		/* by status code; [0]: outside 100..599 */
 	uint64_t errors[E_KINDS];
 	int err_errno[E_KINDS];		/* the first errno of each kind */
+	/* Each kind's errors by errno, in the order first seen; a fourth
+	 * errno and later ones count in the last entry (err 0: "other"). */
+	struct err_count {
+		int err;
+		uint64_t n;
+	} err_by[E_KINDS][ERR_BY];
 	uint64_t established;		/* connections that opened at least once */
 	uint64_t reconnects;		/* opens after the first */
 	uint64_t sends;			/* open loop: requests sent */
@@ -236,6 +244,8 @@ void ivals_finish(struct bench *b);
 
 /* report.c */
 const char *errname(int e);
+/* Adds n errors with errno err to a kind's breakdown (struct wstate). */
+void err_add(struct err_count *by, int err, uint64_t n);
 void fmt_time(char *out, size_t n, double ns);
 void fmt_bytes(char *out, size_t n, double v);
 /* The measured window in ns. */

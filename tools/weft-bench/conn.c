@@ -63,12 +63,13 @@ struct rx {
 	int status;
 };
 
-/* Counts n errors of kind; the first errno of each kind is kept. */
+/* Counts n errors of kind with errno err. */
 static void count_error(struct wstate *w, int kind, int err, uint64_t n)
 {
 	w->errors[kind] += n;
 	if (!w->err_errno[kind])
 		w->err_errno[kind] = err;
+	err_add(w->err_by[kind], err, n);
 }
 
 /* Whether now is inside the measured window: after the warm-up, not

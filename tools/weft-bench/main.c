@@ -151,6 +151,8 @@ static void merge(struct wstate *t, const struct wstate *w)
 		t->errors[k] += w->errors[k];
 		if (!t->err_errno[k])
 			t->err_errno[k] = w->err_errno[k];
+		for (int i = 0; i < ERR_BY && w->err_by[k][i].n; i++)
+			err_add(t->err_by[k], w->err_by[k][i].err, w->err_by[k][i].n);
 	}
 	t->established += w->established;
 	t->reconnects += w->reconnects;

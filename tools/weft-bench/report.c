@@ -17,6 +17,25 @@
 #define HAVE_STRERRORNAME_NP 1
 #endif
 
+void err_add(struct err_count *by, int err, uint64_t n)
+{
+	for (int i = 0; i < ERR_BY; i++) {
+		if (!by[i].n || by[i].err == err) {
+			by[i].err = err;
+			by[i].n += n;
+			return;
+		}
+	}
+	by[ERR_BY - 1].err = 0; /* every entry taken: the last is "other" now */
+	by[ERR_BY - 1].n += n;
+}
+
+/* The name of a breakdown entry's errno: "other" for the catch-all. */
+static const char *err_by_name(const struct err_count *c)
+{
+	return c->err ? errname(c->err) : "other";
+}
+
 const char *errname(int e)
 {
 	if (!e)
@@ -166,8 +185,8 @@ static void print_json(const struct bench *b, const struct wstate *t, const stru
 	       ",\"bytes\":%" PRIu64 ",\"requests_per_sec\":%.2f,\"bytes_per_sec\":%.2f,"
 	       "\"latency\":{",
 	       open ? "open" : "closed", b->proto == P_ECHO ? "echo" : "http", b->conns,
-	       t->established, t->reconnects, b->interrupted ? "true" : "false", b->workers, b->depth, fg->secs, t->requests, t->bytes, fg->rps,
-	       fg->tps);
+	       t->established, t->reconnects, b->interrupted ? "true" : "false", b->workers,
+	       b->depth, fg->secs, t->requests, t->bytes, fg->rps, fg->tps);
 	json_percentiles(stdout, t->corr);
 	printf("}");
 	if (open) {
@@ -191,9 +210,14 @@ static void print_json(const struct bench *b, const struct wstate *t, const stru
 	}
 	printf("},\"non_2xx_3xx\":%" PRIu64 ",\"error_pct\":%.4f,\"errors\":{", t->non2xx,
 	       fg->error_pct);
-	for (int k = 0; k < E_KINDS; k++)
-		printf("%s\"%s\":{\"count\":%" PRIu64 ",\"errno\":\"%s\"}", k ? "," : "",
+	for (int k = 0; k < E_KINDS; k++) {
+		printf("%s\"%s\":{\"count\":%" PRIu64 ",\"errno\":\"%s\",\"by_errno\":{", k ? "," : "",
 		       kind_key[k], t->errors[k], errname(t->err_errno[k]));
+		for (int i = 0; i < ERR_BY && t->err_by[k][i].n; i++)
+			printf("%s\"%s\":%" PRIu64, i ? "," : "", err_by_name(&t->err_by[k][i]),
+			       t->err_by[k][i].n);
+		printf("}}");
+	}
 	printf("}");
 	if (b->nslos) {
 		printf(",\"slo\":{\"ok\":%s,\"targets\":[", fg->slo_ok ? "true" : "false");
@@ -273,8 +297,16 @@ static void print_text(const struct bench *b, const struct wstate *t, const stru
 		for (int k = 0; k < E_KINDS; k++) {
 			if (!kind_applies(b, k))
 				continue;
-			printf("%s %s %" PRIu64 " (%s)", sep, kind_name[k], t->errors[k],
-			       errname(t->err_errno[k]));
+			const struct err_count *by = t->err_by[k];
+			printf("%s %s %" PRIu64, sep, kind_name[k], t->errors[k]);
+			if (by[1].n) { /* more than one errno: each with its count */
+				for (int i = 0; i < ERR_BY && by[i].n; i++)
+					printf("%s%s %" PRIu64, i ? ", " : " (", err_by_name(&by[i]),
+					       by[i].n);
+				printf(")");
+			} else {
+				printf(" (%s)", errname(t->err_errno[k]));
+			}
 			sep = ",";
 		}
 		printf("\n");
