@@ -14,6 +14,9 @@
  *  - a broken configuration on SIGHUP is reported with FILE:LINE, and so is
  *    a listen address that will not bind; the old configuration keeps
  *    serving and /metrics counts the failures;
+ *  - a reload moves the admin listener to a new address (the old one
+ *    stops answering), turns it off, and with an address that will not
+ *    bind fails as a whole, the running listener still answering;
  *  - a server's health state (verdict and counts) survives a reload, and
  *    its max_connections counts connections from before it: a new one
  *    waits for them, and goes as soon as one ends;
@@ -244,6 +247,55 @@ TEST(ReloadTest, RepeatedUpgradesUnderConstantLoadFailNoConnection)
 	int st = gens.back().stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 	EXPECT_NE(access(sock.c_str(), F_OK), 0) << "the control socket's file is removed at the end";
+}
+
+TEST(ReloadTest, AReloadMovesTheAdminListener)
+{
+	NEED_PROXY();
+	backend a('a');
+	int port = free_port(), first = free_port(), second;
+	do
+		second = free_port();
+	while (second == first || second == port);
+	auto conf = [&](const std::string &admin) {
+		return "[global]\naccess_log = off\n" + admin + frontend("web", port) +
+		       "\n[backend app]\n" + server("s0", a.port);
+	};
+	proxy p;
+	ASSERT_TRUE(p.start(conf("admin = 127.0.0.1:" + std::to_string(first) + "\n")));
+	ASSERT_NE(p.wait_line("admin listening on", 5000), "");
+	std::string body;
+	ASSERT_EQ(http_request(first, "GET", "/health", &body), 200);
+
+	/* Moved: the new address answers, the old one is closed. */
+	write_file(p.file, conf("admin = 127.0.0.1:" + std::to_string(second) + "\n"));
+	kill(p.pid, SIGHUP);
+	std::string moved = p.wait_line("admin listening on", 5000);
+	EXPECT_NE(moved.find("127.0.0.1:" + std::to_string(second)), std::string::npos) << moved;
+	ASSERT_NE(p.wait_line("reloaded", 5000), "");
+	EXPECT_EQ(http_request(second, "GET", "/health", &body), 200);
+	EXPECT_EQ(http_request(first, "GET", "/health", &body), -1);
+
+	/* An address that will not bind: the whole reload fails, and the
+	 * running listener goes on. */
+	int busy_port;
+	int busy = listen_loopback(0, &busy_port);
+	write_file(p.file, conf("admin = 127.0.0.1:" + std::to_string(busy_port) + "\n"));
+	kill(p.pid, SIGHUP);
+	std::string failed = p.wait_line("reload failed", 5000);
+	EXPECT_NE(failed.find("admin 127.0.0.1:" + std::to_string(busy_port)), std::string::npos)
+		<< failed;
+	EXPECT_EQ(http_request(second, "GET", "/health", &body), 200);
+	close(busy);
+
+	/* Off. */
+	write_file(p.file, conf(""));
+	kill(p.pid, SIGHUP);
+	ASSERT_NE(p.wait_line("admin listener off", 5000), "");
+	EXPECT_EQ(http_request(second, "GET", "/health", &body), -1);
+	EXPECT_EQ(exchange(port, "a", 0), "") << "the frontend serves throughout";
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 
 TEST(ReloadTest, BrokenConfigurationIsReportedAndTheOldOneKeepsServing)

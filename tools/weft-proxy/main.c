@@ -718,16 +718,13 @@ static void slots_resize(uint32_t want)
 /* Settings a running proxy cannot change: said, and left as they run. */
 static void needs_restart(const struct proxy_config *old, const struct proxy_config *c)
 {
-	const char *what[5];
-	int line[5], n = 0;
+	const char *what[4];
+	int line[4], n = 0;
 	if (old->workers != c->workers)
 		what[n] = "workers", line[n++] = 0;
 	if ((old->user == NULL) != (c->user == NULL) ||
 	    (c->user && strcmp(old->user, c->user) != 0))
 		what[n] = "user", line[n++] = c->user_line;
-	if (old->has_admin != c->has_admin ||
-	    (c->has_admin && !proxy_addr_equal(&old->admin, &c->admin)))
-		what[n] = "admin", line[n++] = c->admin_line;
 	if (old->access_log != c->access_log ||
 	    (c->access_log_path && strcmp(old->access_log_path, c->access_log_path) != 0))
 		what[n] = "access_log", line[n++] = c->access_log_line;
@@ -742,6 +739,71 @@ static void needs_restart(const struct proxy_config *old, const struct proxy_con
 				"upgrade with --upgrade-from); the running value stays\n", c->file, at,
 			what[i]);
 	}
+}
+
+/* Cancels and joins t (if any): not cut short by the caller's own
+ * cancellation. */
+static void stop_task(struct weft_task *t)
+{
+	if (!t)
+		return;
+	weft_cancel(t);
+	struct weft_scope sc;
+	weft_scope_shield(&sc, WEFT_NEVER);
+	weft_join(t, NULL);
+	weft_scope_end(&sc);
+}
+
+/* Says where the admin listener on fd listens. */
+static void say_admin(int fd)
+{
+	char where[WEFT_ADDR_STRLEN];
+	struct weft_addr bound;
+	if (weft_sock_local_addr(fd, &bound) == 0 && weft_addr_format(&bound, where, sizeof(where)) > 0)
+		fprintf(stderr, "weft-proxy: admin listening on %s\n", where);
+}
+
+/* A reload's admin listener, before the commit: *fd a socket bound to the
+ * new address when it changed, else -1 (none wanted, or the running one
+ * stays: *same).  0, or -errno after saying why (the reload fails). */
+static int admin_prepare(const struct proxy_config *cfg, int *fd, bool *same)
+{
+	*fd = -1;
+	*same = (P.admin_fd >= 0) == cfg->has_admin &&
+		(!cfg->has_admin || proxy_addr_equal(&P.admin_addr, &cfg->admin));
+	if (*same || !cfg->has_admin)
+		return 0;
+	struct weft_listen_opts lo = {.backlog = 64};
+	int rc = weft_sock_listen(&cfg->admin, &lo);
+	if (rc < 0) {
+		fprintf(stderr, "weft-proxy: reload failed: %s:%d: admin %s: %s; the running "
+				"configuration stays\n", cfg->file, cfg->admin_line, cfg->admin_address,
+			strerror(-rc));
+		return rc;
+	}
+	*fd = rc;
+	return 0;
+}
+
+/* After the commit: the running admin listener stops (requests it took
+ * are answered) and closes, and the one on fd, if any, starts.  Under
+ * reload_lock, which the upgrade's hand-over of admin_fd takes too. */
+static void admin_switch(const struct proxy_config *cfg, int fd)
+{
+	stop_task(P.admin_loop);
+	P.admin_loop = NULL;
+	if (P.admin_fd >= 0)
+		close(P.admin_fd);
+	P.admin_fd = P.admin.fd = fd;
+	if (fd < 0) {
+		fprintf(stderr, "weft-proxy: reload: admin listener off\n");
+		return;
+	}
+	P.admin_addr = cfg->admin;
+	say_admin(fd);
+	if (!(P.admin_loop = weft_spawn(admin_serve, &P.admin,
+					&(struct weft_spawn_opts){.name = "admin"})))
+		fprintf(stderr, "weft-proxy: reload: admin listener not started: out of memory\n");
 }
 
 /* Puts the sockets of ls that it took from have back there, and closes the
@@ -799,15 +861,25 @@ static int reload_locked(void)
 		proxy_config_free(cfg);
 		return rc;
 	}
+	int admin_fd;
+	bool admin_same;
+	if ((rc = admin_prepare(cfg, &admin_fd, &admin_same)) < 0) {
+		gen_unref(g);
+		return rc;
+	}
 	struct listen_set ls;
 	if ((rc = listen_set_open(cfg, &P.ls, &ls)) < 0) {
 		fprintf(stderr, "weft-proxy: reload failed: the running configuration stays\n");
+		if (admin_fd >= 0)
+			close(admin_fd);
 		gen_unref(g);
 		return rc;
 	}
 	if ((rc = loops_start(g, &ls)) < 0) {
 		loops_stop(g);
 		listen_set_undo(&P.ls, &ls);
+		if (admin_fd >= 0)
+			close(admin_fd);
 		gen_unref(g);
 		fprintf(stderr, "weft-proxy: reload failed: %s; the running configuration stays\n",
 			strerror(-rc));
@@ -828,6 +900,8 @@ static int reload_locked(void)
 	struct listen_set dropped = P.ls;
 	P.ls = ls;
 	listen_set_close(&dropped, "dropped from the configuration");
+	if (!admin_same)
+		admin_switch(cfg, admin_fd);
 	slots_resize(cfg->max_connections);
 	fprintf(stderr, "weft-proxy: reloaded %s: generation %llu, %zu frontends, %zu backends\n",
 		cfg->file, (unsigned long long)g->number, cfg->nfrontends, cfg->nbackends);
@@ -1014,19 +1088,6 @@ static intptr_t upgrade_serve(void *arg)
 		fprintf(stderr, "weft-proxy: upgrade: the new process did not take over (%s); "
 				"running on as before\n", strerror(-rc));
 	}
-}
-
-/* Cancels and joins t (if any): not cut short by the caller's own
- * cancellation. */
-static void stop_task(struct weft_task *t)
-{
-	if (!t)
-		return;
-	weft_cancel(t);
-	struct weft_scope sc;
-	weft_scope_shield(&sc, WEFT_NEVER);
-	weft_join(t, NULL);
-	weft_scope_end(&sc);
 }
 
 /* Stops accepting: the loops, then the sockets (after a handover only our
@@ -1238,11 +1299,7 @@ static int open_admin_and_upgrade(const struct proxy_config *cfg)
 				return 1;
 			}
 		}
-		char where[WEFT_ADDR_STRLEN];
-		struct weft_addr bound;
-		if (weft_sock_local_addr(P.admin_fd, &bound) == 0 &&
-		    weft_addr_format(&bound, where, sizeof(where)) > 0)
-			fprintf(stderr, "weft-proxy: admin listening on %s\n", where);
+		say_admin(P.admin_fd);
 	}
 	if (!cfg->upgrade_socket)
 		return 0;
