@@ -17,6 +17,9 @@
  *  - a reload moves the admin listener to a new address (the old one
  *    stops answering), turns it off, and with an address that will not
  *    bind fails as a whole, the running listener still answering;
+ *  - a reload opens the access log file again: after a rotation (the file
+ *    renamed away) the lines go to a new file of the same name, and to a
+ *    new name when the path changed; none is lost or doubled;
  *  - a server's health state (verdict and counts) survives a reload, and
  *    its max_connections counts connections from before it: a new one
  *    waits for them, and goes as soon as one ends;
@@ -296,6 +299,68 @@ TEST(ReloadTest, AReloadMovesTheAdminListener)
 	EXPECT_EQ(exchange(port, "a", 0), "") << "the frontend serves throughout";
 	int st = p.stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+/* The lines of the file at path (0 if none). */
+int count_lines(const std::string &path)
+{
+	std::ifstream f(path);
+	std::string line;
+	int n = 0;
+	while (std::getline(f, line))
+		n += !line.empty();
+	return n;
+}
+
+/* Waits up to 5 s for the file at path to hold n lines: its count then. */
+int await_lines(const std::string &path, int n)
+{
+	for (int i = 0; i < 500 && count_lines(path) < n; i++)
+		std::this_thread::sleep_for(milliseconds(10));
+	return count_lines(path);
+}
+
+TEST(ReloadTest, AReloadOpensTheAccessLogAgainAfterARotation)
+{
+	NEED_PROXY();
+	backend a('a');
+	int port = free_port();
+	std::string base = "/tmp/weft-proxy-log-" + std::to_string(getpid());
+	std::string log = base + ".log", rotated = base + ".log.1", other = base + "-other.log";
+	for (auto &f : {log, rotated, other})
+		unlink(f.c_str());
+	auto conf = [&](const std::string &path) {
+		return "[global]\naccess_log = " + path + "\n" + frontend("web", port) +
+		       "\n[backend app]\n" + server("s0", a.port);
+	};
+	proxy p;
+	ASSERT_TRUE(p.start(conf(log)));
+	ASSERT_NE(p.wait_line("listening on", 5000), "");
+	for (int i = 0; i < 3; i++)
+		EXPECT_EQ(exchange(port, "a", i), "");
+	EXPECT_EQ(await_lines(log, 3), 3);
+
+	/* Rotated: renamed away, then SIGHUP, as logrotate's postrotate does. */
+	ASSERT_EQ(rename(log.c_str(), rotated.c_str()), 0);
+	kill(p.pid, SIGHUP);
+	ASSERT_NE(p.wait_line("reloaded", 5000), "");
+	for (int i = 0; i < 4; i++)
+		EXPECT_EQ(exchange(port, "a", i), "");
+	EXPECT_EQ(await_lines(log, 4), 4) << "the lines after the reload, in a new file";
+	EXPECT_EQ(count_lines(rotated), 3) << "the rotated file keeps what it had";
+
+	/* A new path. */
+	write_file(p.file, conf(other));
+	kill(p.pid, SIGHUP);
+	ASSERT_NE(p.wait_line("reloaded", 5000), "");
+	for (int i = 0; i < 2; i++)
+		EXPECT_EQ(exchange(port, "a", i), "");
+	EXPECT_EQ(await_lines(other, 2), 2);
+	EXPECT_EQ(count_lines(log), 4);
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	for (auto &f : {log, rotated, other})
+		unlink(f.c_str());
 }
 
 TEST(ReloadTest, BrokenConfigurationIsReportedAndTheOldOneKeepsServing)

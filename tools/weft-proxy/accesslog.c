@@ -17,6 +17,10 @@
  *  4. `sleeping` is true only while the writer waits on `more` with an
  *     empty ring; a producer signals only then, so a busy log costs no
  *     wake-up system call per line.
+ *  5. `fd` is read without the lock by the writer alone, and changed only
+ *     by the writer, under the lock, between two writes: accesslog_set_fd
+ *     leaves the new one in `next` for it, so a write never sees its fd
+ *     closed under it.
  *
  * A worker thus holds the mutex for a copy of at most one line and never
  * waits on I/O; the writer holds it only to read or move the counters.
@@ -56,6 +60,10 @@ struct accesslog {
 	int fd;
 	bool own_fd;
 	size_t batch_max;       /* bytes per write(2) */
+	struct {                /* under lock: the fd to go on with (invariant 5) */
+		bool pending, own_fd, pipe_atomic;
+		int fd;
+	} next;
 	pthread_t thread;
 	/* Statistics: written by producers (queued, dropped) and the writer
 	 * (written), read by /metrics; relaxed, as independent counters. */
@@ -96,10 +104,23 @@ static void *writer(void *arg)
 	struct accesslog *l = arg;
 	pthread_mutex_lock(&l->lock);
 	for (;;) {
-		while (l->head == l->tail && !l->stopping) {
+		while (l->head == l->tail && !l->stopping && !l->next.pending) {
 			l->sleeping = true;
 			pthread_cond_wait(&l->more, &l->lock);
 			l->sleeping = false;
+		}
+		if (l->next.pending) {
+			int old = l->own_fd ? l->fd : -1;
+			l->fd = l->next.fd;
+			l->own_fd = l->next.own_fd;
+			l->batch_max = l->next.pipe_atomic ? PIPE_BUF : BATCH_FILE;
+			l->next.pending = false;
+			if (old >= 0) {
+				pthread_mutex_unlock(&l->lock);
+				close(old);
+				pthread_mutex_lock(&l->lock);
+			}
+			continue;
 		}
 		uint64_t tail = l->tail, head = l->head;
 		if (tail == head)
@@ -168,6 +189,19 @@ int accesslog_open(struct accesslog **out, int fd, size_t slots, bool pipe_atomi
 	return 0;
 }
 
+void accesslog_set_fd(struct accesslog *l, int fd, bool pipe_atomic, bool own_fd)
+{
+	pthread_mutex_lock(&l->lock);
+	if (l->next.pending && l->next.own_fd && l->next.fd != fd)
+		close(l->next.fd); /* set twice before the writer looked */
+	l->next.fd = fd;
+	l->next.own_fd = own_fd;
+	l->next.pipe_atomic = pipe_atomic;
+	l->next.pending = true;
+	pthread_cond_signal(&l->more);
+	pthread_mutex_unlock(&l->lock);
+}
+
 bool accesslog_push(struct accesslog *l, const char *line, size_t len)
 {
 	size_t need = len + (len == 0 || line[len - 1] != '\n');
@@ -229,6 +263,8 @@ void accesslog_close(struct accesslog *l)
 	pthread_join(l->thread, NULL);
 	if (l->own_fd)
 		close(l->fd);
+	if (l->next.pending && l->next.own_fd)
+		close(l->next.fd); /* set after the writer's last look */
 	pthread_cond_destroy(&l->finished);
 	pthread_cond_destroy(&l->more);
 	pthread_mutex_destroy(&l->lock);

@@ -32,6 +32,16 @@ struct accesslog;
 int accesslog_open(struct accesslog **out, int fd, size_t slots, bool pipe_atomic, bool own_fd);
 
 /*
+ * Makes the writer go on with fd (pipe_atomic and own_fd as for
+ * accesslog_open) from its next write: lines queued and not yet written go
+ * there too.  The old fd is closed, when owned, by the writer once it no
+ * longer writes to it.  For a reload: a new path, or the same one opened
+ * again after the file was rotated away.  Any thread but the writer's;
+ * never blocks on I/O; no failure path.
+ */
+void accesslog_set_fd(struct accesslog *l, int fd, bool pipe_atomic, bool own_fd);
+
+/*
  * Queues line[0, len) (a newline is added when it lacks one) and returns
  * at once: true when queued, false when dropped (the ring was full, or the
  * line too long), which is counted.  Any thread; takes a mutex held only

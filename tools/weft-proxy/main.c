@@ -725,8 +725,7 @@ static void needs_restart(const struct proxy_config *old, const struct proxy_con
 	if ((old->user == NULL) != (c->user == NULL) ||
 	    (c->user && strcmp(old->user, c->user) != 0))
 		what[n] = "user", line[n++] = c->user_line;
-	if (old->access_log != c->access_log ||
-	    (c->access_log_path && strcmp(old->access_log_path, c->access_log_path) != 0))
+	if ((old->access_log == PROXY_LOG_OFF) != (c->access_log == PROXY_LOG_OFF))
 		what[n] = "access_log", line[n++] = c->access_log_line;
 	if ((old->upgrade_socket == NULL) != (c->upgrade_socket == NULL) ||
 	    (c->upgrade_socket && strcmp(old->upgrade_socket, c->upgrade_socket) != 0))
@@ -739,6 +738,34 @@ static void needs_restart(const struct proxy_config *old, const struct proxy_con
 				"upgrade with --upgrade-from); the running value stays\n", c->file, at,
 			what[i]);
 	}
+}
+
+struct log_sink {
+	int fd;                     /* -1: the log is off */
+	bool own, pipe_atomic;
+};
+
+/* Opens what access_log names into *sink: 0, or 1 after saying why on
+ * stderr. */
+static int open_access_log_file(const struct proxy_config *cfg, struct log_sink *sink)
+{
+	*sink = (struct log_sink){.fd = -1, .own = false, .pipe_atomic = true};
+	switch (cfg->access_log) {
+	case PROXY_LOG_OFF: return 0;
+	case PROXY_LOG_STDERR: sink->fd = 2; break;
+	case PROXY_LOG_STDOUT: sink->fd = 1; break;
+	case PROXY_LOG_FILE:
+		sink->fd = open(cfg->access_log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		if (sink->fd < 0) {
+			fprintf(stderr, "weft-proxy: %s:%d: access_log %s: %s\n", cfg->file,
+				cfg->access_log_line, cfg->access_log_path, strerror(errno));
+			return 1;
+		}
+		sink->own = true;
+		sink->pipe_atomic = false;
+		break;
+	}
+	return 0;
 }
 
 /* Cancels and joins t (if any): not cut short by the caller's own
@@ -861,29 +888,28 @@ static int reload_locked(void)
 		proxy_config_free(cfg);
 		return rc;
 	}
+	/* What the reload needs and may fail to get, before the commit: the
+	 * admin listener's new address, the access log's file (opened again
+	 * even under the same name: after a rotation that is a new file), the
+	 * listening sockets and their loops. */
 	int admin_fd;
 	bool admin_same;
-	if ((rc = admin_prepare(cfg, &admin_fd, &admin_same)) < 0) {
-		gen_unref(g);
-		return rc;
-	}
+	struct log_sink sink = {.fd = -1};
 	struct listen_set ls;
-	if ((rc = listen_set_open(cfg, &P.ls, &ls)) < 0) {
-		fprintf(stderr, "weft-proxy: reload failed: the running configuration stays\n");
-		if (admin_fd >= 0)
-			close(admin_fd);
-		gen_unref(g);
-		return rc;
+	if ((rc = admin_prepare(cfg, &admin_fd, &admin_same)) < 0)
+		goto fail;
+	if (P.log && cfg->access_log != PROXY_LOG_OFF && open_access_log_file(cfg, &sink)) {
+		rc = -EIO;
+		goto fail_said;
 	}
+	if ((rc = listen_set_open(cfg, &P.ls, &ls)) < 0)
+		goto fail_said;
 	if ((rc = loops_start(g, &ls)) < 0) {
 		loops_stop(g);
 		listen_set_undo(&P.ls, &ls);
-		if (admin_fd >= 0)
-			close(admin_fd);
-		gen_unref(g);
 		fprintf(stderr, "weft-proxy: reload failed: %s; the running configuration stays\n",
 			strerror(-rc));
-		return rc;
+		goto fail;
 	}
 	/* Committed: nothing below fails the reload. */
 	needs_restart(old->cfg, cfg);
@@ -902,12 +928,23 @@ static int reload_locked(void)
 	listen_set_close(&dropped, "dropped from the configuration");
 	if (!admin_same)
 		admin_switch(cfg, admin_fd);
+	if (sink.fd >= 0)
+		accesslog_set_fd(P.log, sink.fd, sink.pipe_atomic, sink.own);
 	slots_resize(cfg->max_connections);
 	fprintf(stderr, "weft-proxy: reloaded %s: generation %llu, %zu frontends, %zu backends\n",
 		cfg->file, (unsigned long long)g->number, cfg->nfrontends, cfg->nbackends);
 	say_kept_states(g);
 	gen_unref(old); /* freed with its last connection */
 	return 0;
+fail_said:
+	fprintf(stderr, "weft-proxy: reload failed: the running configuration stays\n");
+fail:
+	if (admin_fd >= 0)
+		close(admin_fd);
+	if (sink.own)
+		close(sink.fd);
+	gen_unref(g);
+	return rc;
 }
 
 /* SIGHUP: RELOADING=1, the reload, READY=1; counted either way. */
@@ -1234,34 +1271,6 @@ static intptr_t run(void *arg)
 
 /* Where the access log goes: opened before the switch of user (a file
  * the user could not open is still written), its writer started after. */
-struct log_sink {
-	int fd;                     /* -1: the log is off */
-	bool own, pipe_atomic;
-};
-
-/* Opens what access_log names into *sink: 0, or 1 after saying why on
- * stderr. */
-static int open_access_log_file(const struct proxy_config *cfg, struct log_sink *sink)
-{
-	*sink = (struct log_sink){.fd = -1, .own = false, .pipe_atomic = true};
-	switch (cfg->access_log) {
-	case PROXY_LOG_OFF: return 0;
-	case PROXY_LOG_STDERR: sink->fd = 2; break;
-	case PROXY_LOG_STDOUT: sink->fd = 1; break;
-	case PROXY_LOG_FILE:
-		sink->fd = open(cfg->access_log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-		if (sink->fd < 0) {
-			fprintf(stderr, "weft-proxy: %s:%d: access_log %s: %s\n", cfg->file,
-				cfg->access_log_line, cfg->access_log_path, strerror(errno));
-			return 1;
-		}
-		sink->own = true;
-		sink->pipe_atomic = false;
-		break;
-	}
-	return 0;
-}
-
 /* Starts the access log's writer on sink: 0 with P.log set (NULL when
  * off), or 1 after saying why on stderr (sink's fd is then closed if
  * owned). */
