@@ -41,7 +41,11 @@ extern "C" {
  * depend on the includer's feature macros. */
 struct statx;
 
-/* read(2) / write(2) at the file's current position: bytes or -errno. */
+/* read(2) / write(2) at the file's current position: bytes or -errno.  On
+ * a socket whose peer is gone a write fails with -EPIPE and, as write(2),
+ * raises SIGPIPE: workers block it, so it kills nothing, but it stays
+ * pending on the worker.  weft_send never raises it: prefer it on
+ * sockets. */
 WEFT_API ssize_t weft_read(int fd, void *buf, size_t len);
 WEFT_API ssize_t weft_write(int fd, const void *buf, size_t len);
 
@@ -49,7 +53,10 @@ WEFT_API ssize_t weft_write(int fd, const void *buf, size_t len);
 WEFT_API ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt);
 WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt);
 
-/* pread(2) / pwrite(2) at offset: bytes or -errno. */
+/* pread(2) / pwrite(2) at offset: bytes or -errno.  Unlike pread(2), on a
+ * descriptor that cannot seek io_uring ignores the offset (a pipe: any; a
+ * socket: 0) and reads or writes at the stream, rather than failing with
+ * -ESPIPE. */
 WEFT_API ssize_t weft_pread(int fd, void *buf, size_t len, off_t offset);
 WEFT_API ssize_t weft_pwrite(int fd, const void *buf, size_t len, off_t offset);
 
