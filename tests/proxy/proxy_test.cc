@@ -594,7 +594,9 @@ TEST(ProxyTest, AtThePipeLimitTransfersGoBufferedAndLoseNothing)
 	ASSERT_TRUE(p.start("[global]\nworkers = 1\naccess_log = off\nadmin = 127.0.0.1:" +
 			    std::to_string(admin) + "\n\n" + config(port, {sport}) +
 			    "data_path = splice\n"));
-	ASSERT_NE(p.wait_line("listening on"), "");
+	/* The admin listener opens after the frontend's: its line, not the
+	 * frontend's, says /metrics can be asked. */
+	ASSERT_NE(p.wait_line("admin listening on", 10000), "");
 	int limit = (int)metric_at(admin, "weft_proxy_pipes_limit");
 	ASSERT_GT(limit, 0);
 	ASSERT_LE(limit, 1000) << "more connections than this test should open";
