@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "weft.h"
 #include "weft/sync.h"
 
 struct weft_task;
@@ -65,7 +66,10 @@ struct weft__bufs {
 	struct weft__watch_list starved;
 	struct weft__stream_list sstarved;
 	_Atomic unsigned nstarved;
-	/* Watches with a timeout, and their sweeper (watch.c); owner only. */
+	/* Watched streams, owner only (stream.c). */
+	struct weft__stream_list swatched;
+	/* Watches and watched streams with a timeout, and their sweeper
+	 * (watch.c); owner only. */
 	unsigned ntimed;
 	uint64_t sweep_every;
 	bool sweeping;
@@ -133,6 +137,16 @@ void weft__io_cancel_key(struct weft__worker *w, uint64_t key);
 /* A free SQE of w's ring, submitting the full queue first if need be. */
 struct io_uring_sqe *weft__io_sqe(struct weft__worker *w);
 
+/* When a wait with this relative timeout expires: weft_now() + timeout,
+ * saturated short of WEFT_NEVER, which means none (as is a timeout of
+ * WEFT_NEVER). */
+static inline uint64_t weft__expiry(uint64_t timeout)
+{
+	if (timeout == WEFT_NEVER)
+		return WEFT_NEVER;
+	uint64_t now = weft_now();
+	return timeout < WEFT_NEVER - now ? now + timeout : WEFT_NEVER - 1;
+}
 /* watch.c: a completion tagged WEFT__TAG_WATCH; the worker's watches when
  * it shuts down. */
 void weft__watch_complete(struct weft__worker *w, uint64_t user_data, int res, unsigned flags);
@@ -140,10 +154,18 @@ void weft__watch_fini(struct weft__worker *w);
 /* The submission point's share of watch.c: starved receives are re-armed
  * once the ring has a buffer. */
 void weft__watch_poll(struct weft__worker *w);
+/* Owner only, in a task or in its loop: a watch (or a watched stream) with
+ * this timeout began; the sweeper, started if need be, will look at it.
+ * 0, or -ENOMEM (no task for the sweeper; nothing counted). */
+int weft__sweep_need(struct weft__worker *w, uint64_t timeout);
 /* stream.c: a completion tagged WEFT__TAG_STREAM; the submission point's
  * share (what other workers asked of the owner, starved receives). */
 void weft__stream_complete(struct weft__worker *w, uint64_t user_data, int res, unsigned flags);
 void weft__stream_poll(struct weft__worker *w);
+/* The sweeper's share: watched streams whose timeout passed at now. */
+void weft__stream_sweep(struct weft__worker *w, uint64_t now);
+/* At shutdown, after the ring is gone: watched streams close their fds. */
+void weft__stream_fini(struct weft__worker *w);
 /* weft_cancel found t armed in an IO wait: have its ring cancel it. */
 void weft__io_cancel_request(struct weft_task *t);
 /* The owner issues the cancels queued for it. */

@@ -38,6 +38,16 @@
  * comes back, never in a loop on an empty ring.  A reader that is waiting
  * needs a buffer only for the moment of its hand-off.
  *
+ * Watching (weft_stream_watch): between bursts a stream may wait with no
+ * task, its receive still armed.  A watched stream is on its owner's
+ * `swatched` list; the completion that queues bytes (or ends the stream)
+ * takes it off and starts a task for the user's function, and the watch
+ * sweeper (watch.c) does the same with -ETIMEDOUT once the idle timeout
+ * passed.  A watch begun on another worker (the reader was stolen) is put
+ * on the list by the owner, when asked.  If no task can be made, the stream
+ * is orphaned: the owner stops it and, once it has ENDED, closes its fd and
+ * frees it, as shutdown does for every watched stream.
+ *
  * States (s->state, under s->lock), and what moves between them:
  *   ARMED     the receive is in the kernel, counted in owner->io_inflight;
  *             arm(), by the owner.
@@ -57,13 +67,16 @@
  *  2. A buffer id is in the ring, in exactly one stream's queue, or on the
  *     owner's return list (bufs.c).  Queued bytes are taken out only under
  *     s->lock, by a reader or by the completion that claimed the reader.
- *  3. s is freed only by weft_stream_close, once s->state is ENDED and s is
- *     on no list of the owner: no completion and no request can reach it
- *     afterwards.
+ *  3. s is freed only by weft_stream_close (or, orphaned, by its owner),
+ *     once s->state is ENDED and s is on no list of the owner: no
+ *     completion and no request can reach it afterwards.
+ *  4. While s->watched, no task holds s: the owner alone starts its
+ *     function, once, and s->reader and s->closing stay unset.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "io/internal.h"
 #include "scheduler/internal.h"
@@ -90,9 +103,20 @@ struct weft_stream {
 	struct weft__wait *closer;
 	/* Owner only: the link on the owner's starved list. */
 	LIST_ENTRY(weft_stream) link;
-	/* Under owner->bufs.lock: on the owner's asked list, and its link. */
+	/* On the owner's asked list: written under both s->lock and
+	 * owner->bufs.lock, so read under either; the link, under the latter. */
 	bool asked;
 	struct weft_stream *anext;
+	/* The watch (weft_stream_watch), under lock. */
+	bool watched;              /* waiting for its function's task */
+	bool orphan;               /* no task could be made: the owner ends s */
+	int wstatus;               /* for the task that runs wfn */
+	weft_stream_fn wfn;
+	void *warg;
+	uint64_t expires;          /* weft_now() + timeout; WEFT_NEVER: none */
+	/* Owner only: on the owner's swatched list, and the link. */
+	bool wlinked;
+	LIST_ENTRY(weft_stream) wlink;
 };
 
 /* Where a waiting reader wants its bytes. */
@@ -178,6 +202,17 @@ static size_t take(struct weft_stream *s, char *buf, size_t len, struct weft__wo
 	return n;
 }
 
+/* Under s->lock: the queued buffers go back (here: the caller's worker). */
+static void drop(struct weft_stream *s, struct weft__worker *here)
+{
+	while (s->nq) {
+		unsigned bid = s->head;
+		s->head = s->owner->bufs.meta[bid].next;
+		s->nq--;
+		weft__buf_give(s->owner, here, bid);
+	}
+}
+
 /* Under s->lock: the queue got shorter; a paused receive resumes at QLOW. */
 static void drained(struct weft_stream *s, struct weft__worker *here)
 {
@@ -231,6 +266,9 @@ static struct weft__wait *feed(struct weft__worker *w, struct weft_stream *s, in
 	return r;
 }
 
+static int link_watch(struct weft__worker *w, struct weft_stream *s, uint64_t timeout);
+static void orphan(struct weft__worker *w, struct weft_stream *s);
+
 /* Owner, under s->lock: what a closer asked for.  Returns the closer, to be
  * readied after the unlock, once s may be freed. */
 static struct weft__wait *act(struct weft__worker *w, struct weft_stream *s)
@@ -238,6 +276,11 @@ static struct weft__wait *act(struct weft__worker *w, struct weft_stream *s)
 	if (!s->closing) {
 		if (s->state == RESUMING)
 			arm(w, s);
+		if (s->watched && !s->wlinked) {
+			uint64_t now = weft_now();
+			if (link_watch(w, s, s->expires > now ? s->expires - now : 0) < 0)
+				orphan(w, s);
+		}
 		return NULL;
 	}
 	if (s->state == ARMED)
@@ -249,6 +292,161 @@ static struct weft__wait *act(struct weft__worker *w, struct weft_stream *s)
 	s->state = ENDED;
 	return s->closer && weft__wait_claim(s->closer) ? s->closer : NULL;
 }
+
+/* ---- Watching ------------------------------------------------------------------ */
+
+/* The task that runs a watched stream's function. */
+static intptr_t watch_run(void *arg)
+{
+	struct weft_stream *s = arg;
+	s->wfn(s, s->fd, s->wstatus, s->warg);
+	return 0;
+}
+
+/* Under s->lock, on worker here (any): starts the task that runs s's
+ * function with status; false when no task can be made. */
+static bool start(struct weft__worker *here, struct weft_stream *s, int status)
+{
+	struct weft_task *t = weft__task_new(here->rt, here, watch_run, s, NULL);
+	if (!t)
+		return false;
+	s->watched = false;
+	s->wstatus = status;
+	weft__enqueue(here->rt, t, true);
+	weft_detach(t);
+	return true;
+}
+
+/* Owner, under s->lock: s, watched, goes on the list the sweeper and
+ * shutdown walk.  0, or -ENOMEM (no sweeper for its timeout). */
+static int link_watch(struct weft__worker *w, struct weft_stream *s, uint64_t timeout)
+{
+	if (s->expires != WEFT_NEVER) {
+		int rc = weft__sweep_need(w, timeout);
+		if (rc < 0)
+			return rc;
+	}
+	LIST_INSERT_HEAD(&w->bufs.swatched, s, wlink);
+	s->wlinked = true;
+	return 0;
+}
+
+static void unlink_watch(struct weft__worker *w, struct weft_stream *s)
+{
+	if (!s->wlinked)
+		return;
+	LIST_REMOVE(s, wlink);
+	s->wlinked = false;
+	if (s->expires != WEFT_NEVER)
+		w->bufs.ntimed--;
+}
+
+/* Owner, under s->lock: s's function cannot run (out of memory); the
+ * owner ends the stream itself (see the top).  s stays on the watched list,
+ * without a timeout, for shutdown to find. */
+static void orphan(struct weft__worker *w, struct weft_stream *s)
+{
+	unlink_watch(w, s);
+	s->watched = false;
+	s->orphan = s->closing = true;
+	s->expires = WEFT_NEVER;
+	drop(s, w);
+	LIST_INSERT_HEAD(&w->bufs.swatched, s, wlink);
+	s->wlinked = true;
+	act(w, s); /* no closer: returns NULL */
+}
+
+/* Owner, under s->lock: true when s is an orphan that may go now
+ * (invariant 3); it is off every list, and the caller disposes of it after
+ * the unlock. */
+static bool orphan_done(struct weft__worker *w, struct weft_stream *s)
+{
+	if (!s->orphan || s->state != ENDED || s->asked)
+		return false;
+	unlink_watch(w, s);
+	return true;
+}
+
+static void dispose(struct weft_stream *s)
+{
+	close(s->fd);
+	free(s);
+}
+
+/* Owner, under s->lock: the watch is over with status; start the
+ * function. */
+static void wake_watch(struct weft__worker *w, struct weft_stream *s, int status)
+{
+	unlink_watch(w, s);
+	if (!start(w, s, status))
+		orphan(w, s);
+}
+
+void weft__stream_sweep(struct weft__worker *w, uint64_t now)
+{
+	struct weft_stream *s, *next;
+	for (s = LIST_FIRST(&w->bufs.swatched); s; s = next) {
+		next = LIST_NEXT(s, wlink);
+		/* Both fields change only while s is off this list, or here. */
+		if (!s->watched || s->expires > now)
+			continue;
+		weft__spin_lock(&s->lock);
+		wake_watch(w, s, -ETIMEDOUT);
+		bool gone = orphan_done(w, s);
+		weft__spin_unlock(&s->lock);
+		if (gone)
+			dispose(s);
+	}
+}
+
+void weft__stream_fini(struct weft__worker *w)
+{
+	struct weft__bufs *b = &w->bufs;
+	struct weft_stream *s, *next;
+	while ((s = LIST_FIRST(&b->swatched))) {
+		LIST_REMOVE(s, wlink);
+		dispose(s);
+	}
+	/* Watches begun on other workers that the owner never linked. */
+	for (s = b->asked; s; s = next) {
+		next = s->anext;
+		if (s->watched || s->orphan)
+			dispose(s);
+	}
+}
+
+int weft_stream_watch(struct weft_stream *s, uint64_t timeout_ns, weft_stream_fn fn, void *arg)
+{
+	struct weft__worker *here = weft__current()->worker;
+	if (!fn)
+		return -EINVAL;
+	uint64_t expires = weft__expiry(timeout_ns);
+	weft__spin_lock(&s->lock);
+	int rc = 0;
+	if (s->watched || s->reader) {
+		rc = -EBUSY;
+	} else {
+		s->wfn = fn;
+		s->warg = arg;
+		s->expires = expires;
+		s->watched = true;
+		if (s->nq || s->end) {
+			if (!start(here, s, 0)) {
+				s->watched = false;
+				rc = -ENOMEM;
+			}
+		} else if (here == s->owner) {
+			if ((rc = link_watch(here, s, timeout_ns)) < 0)
+				s->watched = false;
+		} else {
+			ask(s); /* the owner links it (invariant 1) */
+		}
+	}
+	weft__spin_unlock(&s->lock);
+	return rc;
+}
+
+/* ---- Completions and requests --------------------------------------------------- */
 
 void weft__stream_complete(struct weft__worker *w, uint64_t user_data, int res, unsigned flags)
 {
@@ -275,16 +473,21 @@ void weft__stream_complete(struct weft__worker *w, uint64_t user_data, int res, 
 	}
 	int result = 0;
 	struct weft__wait *r = feed(w, s, &result), *closer = NULL;
+	if (s->watched && (s->nq || s->end))
+		wake_watch(w, s, 0);
 	if (s->state == ARMED && s->nq >= QMAX)
 		stop(w, s);
-	if (s->closing && s->state == ENDED)
+	if (s->closing && s->state == ENDED && !s->asked)
 		closer = s->closer && weft__wait_claim(s->closer) ? s->closer : NULL;
+	bool gone = orphan_done(w, s);
 	weft__spin_unlock(&s->lock);
 	/* s may be freed from here on, once the closer runs. */
 	if (r)
 		weft__wait_ready(r->task, result);
 	if (closer)
 		weft__wait_ready(closer->task, 0);
+	if (gone)
+		dispose(s);
 }
 
 void weft__stream_poll(struct weft__worker *w)
@@ -294,20 +497,26 @@ void weft__stream_poll(struct weft__worker *w)
 		for (;;) {
 			weft__spin_lock(&b->lock);
 			struct weft_stream *s = b->asked;
-			if (s) {
+			if (s)
 				b->asked = s->anext;
-				s->asked = false;
-			} else {
+			else
 				atomic_store_explicit(&b->has_asked, false, memory_order_relaxed);
-			}
 			weft__spin_unlock(&b->lock);
 			if (!s)
 				break;
+			/* s->asked stays set until here, so that an ask meanwhile
+			 * neither pushes s twice nor is lost: act() sees it. */
 			weft__spin_lock(&s->lock);
+			weft__spin_lock(&b->lock);
+			s->asked = false;
+			weft__spin_unlock(&b->lock);
 			struct weft__wait *closer = act(w, s);
+			bool gone = orphan_done(w, s);
 			weft__spin_unlock(&s->lock);
 			if (closer)
 				weft__wait_ready(closer->task, 0);
+			if (gone)
+				dispose(s);
 		}
 	}
 	/* Re-armed once the ring has a buffer: not before (see the top). */
@@ -346,7 +555,7 @@ ssize_t weft_stream_recv(struct weft_stream *s, void *buf, size_t len)
 	struct weft_task *self = weft__current();
 	weft__spin_lock(&s->lock);
 	ssize_t rc;
-	if (s->reader) {
+	if (s->reader || s->watched) {
 		rc = -EBUSY;
 	} else if (s->nq) {
 		rc = (ssize_t)take(s, buf, len, self->worker);
@@ -384,25 +593,21 @@ int weft_stream_close(struct weft_stream *s)
 	struct weft_task *self = weft__current();
 	struct weft__worker *here = self->worker;
 	weft__spin_lock(&s->lock);
-	if (s->reader) {
+	if (s->reader || s->watched) {
 		weft__spin_unlock(&s->lock);
 		return -EBUSY;
 	}
 	s->closing = true;
-	while (s->nq) {
-		unsigned bid = s->head;
-		s->head = s->owner->bufs.meta[bid].next;
-		s->nq--;
-		weft__buf_give(s->owner, here, bid);
-	}
+	drop(s, here);
 	bool wait;
-	if (here == s->owner && s->state != RESUMING) {
+	if (here == s->owner && !s->asked) {
 		act(here, s); /* no closer yet: returns NULL */
 		wait = s->state != ENDED;
 	} else {
-		/* A RESUMING stream is on the owner's asked list: the owner
-		 * must take it off before s may go (invariant 3). */
-		wait = s->state != PAUSED && s->state != ENDED;
+		/* A stream on the owner's asked list (RESUMING, or a watch
+		 * begun elsewhere) must leave it before s may go (invariant
+		 * 3): the owner's act() then frees the closer. */
+		wait = s->asked || (s->state != PAUSED && s->state != ENDED);
 		if (wait && s->state != STOPPING)
 			ask(s);
 	}

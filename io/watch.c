@@ -28,10 +28,10 @@
  * timeout per wait (an hrtimer armed and disarmed for every request of a
  * keep-alive connection) cost 7% of an HTTP server's CPU.  Instead each
  * record notes when it expires, and a sweeper task pinned to the owner,
- * alive while the owner has watches with a timeout, wakes every quarter of
- * the shortest timeout (10 ms to 1 s) and cancels the receives that have
- * expired (IORING_OP_ASYNC_CANCEL; the -ECANCELED completion is reported as
- * -ETIMEDOUT).  A watch with a shorter timeout than any before pokes the
+ * alive while the owner has watches (or watched streams, stream.c) with a
+ * timeout, wakes every quarter of the shortest timeout (10 ms to 1 s) and
+ * cancels the receives that have expired (IORING_OP_ASYNC_CANCEL; the
+ * -ECANCELED completion is reported as -ETIMEDOUT).  A watch with a shorter timeout than any before pokes the
  * sleeping sweeper (a semaphore it waits on under a deadline), which then
  * starts over at the shorter interval.  A timeout therefore fires between
  * its time and a quarter of it later, never before.  The interval shrinks
@@ -85,8 +85,9 @@ static void arm(struct weft__worker *w, struct weft__watch *x)
 	w->io_inflight++;
 }
 
-/* Owner only, in a task: x waits with a timeout; make sure a sweeper looks. */
-static int need_sweeper(struct weft__worker *w, uint64_t timeout)
+/* Owner only (in a task or in its loop): a watch with this timeout began;
+ * make sure a sweeper looks, often enough. */
+int weft__sweep_need(struct weft__worker *w, uint64_t timeout)
 {
 	struct weft__bufs *b = &w->bufs;
 	uint64_t every = timeout / 4;
@@ -101,11 +102,12 @@ static int need_sweeper(struct weft__worker *w, uint64_t timeout)
 	if (b->sweeping)
 		return 0;
 	struct weft_spawn_opts o = {.name = "weft-sweeper", .flags = WEFT_SPAWN_PINNED};
-	struct weft_task *t = weft_spawn(sweeper, w, &o);
+	struct weft_task *t = weft__task_new(w->rt, w, sweeper, w, &o);
 	if (!t) {
 		b->ntimed--;
 		return -ENOMEM;
 	}
+	weft__enqueue(w->rt, t, false);
 	weft_detach(t);
 	b->sweeping = true;
 	return 0;
@@ -127,10 +129,8 @@ int weft_watch(int fd, uint64_t timeout_ns, weft_watch_fn fn, void *arg)
 		.owner = w, .fn = fn, .arg = arg, .fd = fd, .expires = WEFT_NEVER, .bid = -1,
 	};
 	if (timeout_ns != WEFT_NEVER) {
-		/* Saturated short of WEFT_NEVER, which means no timeout. */
-		uint64_t now = weft_now();
-		x->expires = timeout_ns < WEFT_NEVER - now ? now + timeout_ns : WEFT_NEVER - 1;
-		if ((rc = need_sweeper(w, timeout_ns)) < 0) {
+		x->expires = weft__expiry(timeout_ns);
+		if ((rc = weft__sweep_need(w, timeout_ns)) < 0) {
 			free(x);
 			return rc;
 		}
@@ -212,7 +212,8 @@ void weft__watch_poll(struct weft__worker *w)
 
 /*
  * The owner's sweeper: cancels the receives whose timeout passed, and
- * starts the functions of starved watches whose timeout passed.  Pinned to
+ * starts the functions of starved watches whose timeout passed, and of
+ * watched streams (stream.c).  Pinned to
  * the owner, so it may walk the owner's lists; it leaves when no watch with
  * a timeout is left, and at shutdown.
  */
@@ -249,6 +250,7 @@ static intptr_t sweeper(void *arg)
 			x->expired = true;
 			deliver(w, x, -ECANCELED, -1);
 		}
+		weft__stream_sweep(w, now);
 	}
 	b->sweeping = false;
 	b->sweep_every = 0;

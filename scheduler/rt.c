@@ -185,6 +185,7 @@ static void free_rt(struct weft_rt *rt)
 				/* The ring first: its exit ends the receives
 				 * that write into the watch buffers. */
 				weft__park_fini(w);
+				weft__stream_fini(w);
 				weft__watch_fini(w);
 			}
 			weft__deque_destroy(&w->deque);

@@ -143,8 +143,10 @@ WEFT_API int weft_listener_close(struct weft_listener *l);
  * bytes would go to either).  At most 8 buffers (32 KiB) queue on one
  * stream: past that it stops receiving, and the socket's own buffer (then
  * TCP's window) holds the rest until the queue is read.  Queued bytes hold
- * buffers of the shared ring, so keep reading.  Close every stream before
- * the runtime shuts down (one left open is leaked).  Needs Linux 6.0.
+ * buffers of the shared ring, so keep reading.  Between bursts a stream
+ * can wait without a task (weft_stream_watch).  Close every stream that is
+ * not watched before the runtime shuts down (one left open is leaked).
+ * Needs Linux 6.0.
  */
 struct weft_stream;
 
@@ -159,16 +161,45 @@ WEFT_API int weft_stream_open(int fd, struct weft_stream **s);
  * (-ECONNRESET, ...; every later call returns it again; -EINVAL from a
  * kernel before 6.0), -ECANCELED or -ETIMEDOUT while waiting (bytes that
  * arrive meanwhile stay queued for the next call), -EBUSY (another task is
- * reading s), -ENOMEM (no timer for the deadline).  Bytes already queued
+ * reading s, or s is watched), -ENOMEM (no timer for the deadline).  Bytes already queued
  * are returned without suspending, cancelled or not.  Task only;
  * suspension point when nothing is queued. */
 WEFT_API ssize_t weft_stream_recv(struct weft_stream *s, void *buf, size_t len);
 /* Stops receiving, waits until the receive has ended in the kernel, drops
  * the bytes still queued (their buffers go back to the ring) and frees s;
  * the fd stays open and the caller's.  Returns 0, or -EBUSY, doing nothing,
- * while a task is in weft_stream_recv on s (cancel it first).  Task only;
- * not cancellable. */
+ * while a task is in weft_stream_recv on s (cancel it first) or s is
+ * watched.  Task only; not cancellable. */
 WEFT_API int weft_stream_close(struct weft_stream *s);
+
+/*
+ * A watched stream's function (weft_stream_watch), run in a new task: s and
+ * its fd are the function's again, and status is 0 when weft_stream_recv
+ * has something to return without suspending (bytes, the end of the
+ * stream, or its error), or -ETIMEDOUT when the idle timeout passed with
+ * nothing queued.  The function serves the connection, then hands s back
+ * to waiting with weft_stream_watch, or closes it (weft_stream_close, then
+ * the fd).
+ */
+typedef void (*weft_stream_fn)(struct weft_stream *s, int fd, int status, void *arg);
+
+/*
+ * Hands s to the runtime until bytes are queued on it, the stream ends, or
+ * timeout_ns (relative; WEFT_NEVER for none) passes with nothing queued,
+ * then runs fn(s, fd, status, arg) in a new detached task; at once if
+ * something is queued already.  The timeout is checked as weft_watch's is.
+ * Meanwhile the connection holds no task, no stack and no buffer, as with
+ * weft_watch, and its receive stays armed: a burst costs the kernel no
+ * receive submission and no poll arm, which weft_watch pays each time.
+ * Until fn runs, s is the runtime's: no call may use it.  If the runtime
+ * shuts down first, the fd is closed, s is freed and fn never runs; so are
+ * they if no task can be made when the bytes come (out of memory).  Task
+ * only, on any worker; does not suspend.  Returns 0, -EINVAL (fn NULL),
+ * -EBUSY (s is watched already, or a task is in weft_stream_recv on it),
+ * or -ENOMEM (something is queued already and no task can be made for it).
+ */
+WEFT_API int weft_stream_watch(struct weft_stream *s, uint64_t timeout_ns, weft_stream_fn fn,
+			       void *arg);
 
 /* ---- Signals ------------------------------------------------------------------ */
 

@@ -1,0 +1,331 @@
+// SPDX-License-Identifier: MIT
+/*
+ * stream_watch_test.cc - streams that wait without a task
+ * (weft_stream_watch, io/stream.c): keep-alive rounds through watched
+ * streams lose, duplicate and reorder nothing, with the watch begun on the
+ * owner and on another worker by turns; bytes (or the end) queued before a
+ * watch run its function at once; the idle timeout fires no sooner than
+ * its time, from either worker, and a watch without one never fires by
+ * itself; while watched, a stream refuses reads, closes and a second watch;
+ * shutdown closes the fds of the streams still watched.
+ */
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common.h"
+#include "sockets.h"
+#include "weft/io.h"
+#include "weft/net.h"
+#include "weft/sync.h"
+
+namespace {
+
+/* Runs f(arg) in a task pinned to worker `worker` and waits for it. */
+intptr_t on_worker(unsigned worker, weft_fn f, void *arg)
+{
+	struct weft_spawn_opts o = {};
+	o.flags = WEFT_SPAWN_ON | WEFT_SPAWN_PINNED;
+	o.worker = worker;
+	struct weft_task *t = weft_spawn(f, arg, &o);
+	return t ? join(t) : -ENOMEM;
+}
+
+/* ---- keep-alive rounds ---------------------------------------------------------- */
+
+/* One server-side connection: its function echoes what is queued, then
+ * watches again from worker (round % 2), so that every other watch is begun
+ * away from the owner (worker 0) and must be linked by it. */
+struct conn {
+	int fd;
+	struct weft_stream *s;
+	int rounds;
+	struct weft_wg *done;
+	std::atomic<int> *wrong;
+};
+
+void echo_fn(struct weft_stream *s, int fd, int status, void *arg);
+
+intptr_t rewatch(void *arg)
+{
+	struct conn *c = static_cast<struct conn *>(arg);
+	return weft_stream_watch(c->s, WEFT_NEVER, echo_fn, c);
+}
+
+void echo_fn(struct weft_stream *s, int fd, int status, void *arg)
+{
+	struct conn *c = static_cast<struct conn *>(arg);
+	if (status != 0 || s != c->s || fd != c->fd)
+		(*c->wrong)++;
+	char buf[64];
+	ssize_t n = weft_stream_recv(s, buf, sizeof(buf));
+	if (n > 0 && weft_sock_send_all(fd, buf, (size_t)n, nullptr) == n) {
+		c->rounds++;
+		if (on_worker((unsigned)c->rounds % 2, rewatch, c) == 0)
+			return;
+		(*c->wrong)++;
+	} else if (n < 0) {
+		(*c->wrong)++;
+	}
+	/* The end of the stream (n == 0), or a failure counted above. */
+	EXPECT_EQ(weft_stream_close(s), 0);
+	weft_close(fd);
+	weft_wg_done(c->done);
+}
+
+TEST(StreamWatchTest, KeepAliveRoundsLoseNothingWhereverTheWatchBegins)
+{
+	const int nconns = 32, nrounds = WEFT_TEST_SCALE(20000) / 20 + 20, nclients = 4;
+	std::vector<pair> ps(nconns);
+	std::vector<conn> cs(nconns);
+	std::atomic<int> wrong{0}, client_wrong{0};
+	struct weft_wg done;
+	for (int i = 0; i < nconns; i++) {
+		ps[i] = socket_pair();
+		cs[i].fd = ps[i].b;
+		cs[i].rounds = 0;
+		cs[i].done = &done;
+		cs[i].wrong = &wrong;
+	}
+	/* Clients are plain threads: each takes its connections in turn, one
+	 * 8-byte request each, and expects exactly it back. */
+	std::vector<std::thread> clients;
+	for (int k = 0; k < nclients; k++)
+		clients.emplace_back([&, k] {
+			for (int r = 0; r < nrounds; r++)
+				for (int i = k; i < nconns; i += nclients) {
+					char req[8], got[8];
+					std::memcpy(req, &i, 4); /* which connection, which round */
+					std::memcpy(req + 4, &r, 4);
+					if (write(ps[i].a, req, 8) != 8)
+						client_wrong++;
+					size_t at = 0;
+					while (at < 8) {
+						ssize_t n = read(ps[i].a, got + at, 8 - at);
+						if (n <= 0)
+							break;
+						at += (size_t)n;
+					}
+					if (at != 8 || memcmp(req, got, 8) != 0)
+						client_wrong++;
+				}
+			for (int i = k; i < nconns; i += nclients)
+				shutdown(ps[i].a, SHUT_WR);
+		});
+	run_in_weft(2, [&] {
+		weft_wg_init(&done);
+		weft_wg_add(&done, nconns);
+		struct opener {
+			std::vector<conn> *cs;
+		} op = {&cs};
+		EXPECT_EQ(on_worker(
+				  0,
+				  [](void *a) -> intptr_t {
+					  for (conn &c : *static_cast<opener *>(a)->cs) {
+						  EXPECT_EQ(weft_stream_open(c.fd, &c.s), 0);
+						  EXPECT_EQ(weft_stream_watch(c.s, WEFT_NEVER, echo_fn, &c), 0);
+					  }
+					  return 0;
+				  },
+				  &op),
+			  0);
+		EXPECT_EQ(weft_wg_wait(&done), 0);
+		return (intptr_t)0;
+	});
+	for (auto &t : clients)
+		t.join();
+	EXPECT_EQ(wrong.load(), 0);
+	EXPECT_EQ(client_wrong.load(), 0);
+	for (int i = 0; i < nconns; i++) {
+		EXPECT_EQ(cs[i].rounds, nrounds) << "connection " << i;
+		close(ps[i].a);
+	}
+}
+
+/* ---- what a watch's function is started with ------------------------------------ */
+
+struct seen {
+	std::atomic<int> runs{0};
+	int status = 1;
+	uint64_t at = 0;
+	std::string bytes;
+	bool read_end = false; /* read again after the bytes, into last */
+	ssize_t last = 1;
+	struct weft_sem ran;
+};
+
+/* Records status and the bytes queued on the stream, then closes it. */
+void record(struct weft_stream *s, int fd, int status, void *arg)
+{
+	seen *e = static_cast<seen *>(arg);
+	e->status = status;
+	e->at = weft_now();
+	if (status == 0) {
+		char buf[64];
+		ssize_t n = weft_stream_recv(s, buf, sizeof(buf));
+		if (n > 0)
+			e->bytes.assign(buf, (size_t)n);
+		if (n > 0 && e->read_end)
+			e->last = weft_stream_recv(s, buf, sizeof(buf));
+	}
+	EXPECT_EQ(weft_stream_close(s), 0);
+	weft_close(fd);
+	e->runs++;
+	weft_sem_release(&e->ran);
+}
+
+TEST(StreamWatchTest, BytesOrTheEndQueuedBeforeTheWatchRunItsFunctionAtOnce)
+{
+	pair p = socket_pair();
+	seen e;
+	e.read_end = true;
+	run_in_weft(1, [&] {
+		weft_sem_init(&e.ran, 0);
+		struct weft_stream *s;
+		EXPECT_EQ(weft_stream_open(p.b, &s), 0);
+		EXPECT_EQ(write(p.a, "abc", 3), 3);
+		shutdown(p.a, SHUT_WR);
+		weft_sleep(10 * WEFT_MSEC); /* both queue on s */
+		EXPECT_EQ(weft_stream_watch(s, WEFT_NEVER, record, &e), 0);
+		EXPECT_EQ(weft_sem_acquire(&e.ran), 0);
+		return (intptr_t)0;
+	});
+	EXPECT_EQ(e.runs.load(), 1);
+	EXPECT_EQ(e.status, 0);
+	EXPECT_EQ(e.bytes, "abc");
+	EXPECT_EQ(e.last, 0) << "the end follows the bytes";
+	close(p.a);
+}
+
+/* Two streams owned by worker 0, one watched there and one from worker 1,
+ * each with a 40 ms idle timeout; a third without a timeout stays watched
+ * until bytes come. */
+struct timed {
+	pair p[3];
+	struct weft_stream *s[3];
+	seen e[3];
+	uint64_t from[3];
+};
+
+TEST(StreamWatchTest, TheIdleTimeoutFiresNoSoonerThanItsTimeAndOnlyWhenAsked)
+{
+	static timed *tp;
+	tp = new timed(); /* fresh for each repeat */
+	static constexpr uint64_t timeout = 40 * WEFT_MSEC;
+	for (auto &p : tp->p)
+		p = socket_pair();
+	run_in_weft(2, [] {
+		for (auto &e : tp->e)
+			weft_sem_init(&e.ran, 0);
+		EXPECT_EQ(on_worker(
+				  0,
+				  [](void *) -> intptr_t {
+					  for (int i = 0; i < 3; i++)
+						  EXPECT_EQ(weft_stream_open(tp->p[i].b, &tp->s[i]), 0);
+					  return 0;
+				  },
+				  nullptr),
+			  0);
+		struct arm {
+			int i;
+			uint64_t timeout;
+		};
+		auto watch = [](void *a) -> intptr_t {
+			arm *x = static_cast<arm *>(a);
+			tp->from[x->i] = weft_now();
+			return weft_stream_watch(tp->s[x->i], x->timeout, record, &tp->e[x->i]);
+		};
+		arm a0 = {0, timeout}, a1 = {1, timeout}, a2 = {2, WEFT_NEVER};
+		EXPECT_EQ(on_worker(0, watch, &a0), 0);
+		EXPECT_EQ(on_worker(1, watch, &a1), 0);
+		EXPECT_EQ(on_worker(1, watch, &a2), 0);
+		for (int i = 0; i < 2; i++) {
+			struct weft_scope sc;
+			weft_scope_deadline(&sc, 5 * WEFT_SEC);
+			EXPECT_EQ(weft_sem_acquire(&tp->e[i].ran), 0) << "stream " << i;
+			weft_scope_end(&sc);
+		}
+		weft_sleep(3 * timeout);
+		EXPECT_EQ(tp->e[2].runs.load(), 0) << "a watch without a timeout ran by itself";
+		EXPECT_EQ(write(tp->p[2].a, "late", 4), 4);
+		EXPECT_EQ(weft_sem_acquire(&tp->e[2].ran), 0);
+		return (intptr_t)0;
+	});
+	for (int i = 0; i < 2; i++) {
+		EXPECT_EQ(tp->e[i].runs.load(), 1) << "stream " << i;
+		EXPECT_EQ(tp->e[i].status, -ETIMEDOUT) << "stream " << i;
+		EXPECT_GE(tp->e[i].at - tp->from[i], timeout) << "stream " << i << " timed out early";
+	}
+	EXPECT_EQ(tp->e[2].status, 0);
+	EXPECT_EQ(tp->e[2].bytes, "late");
+	for (auto &p : tp->p)
+		close(p.a);
+	delete tp;
+}
+
+TEST(StreamWatchTest, AWatchedStreamIsTheRuntimesUntilItsFunctionRuns)
+{
+	pair p = socket_pair();
+	seen e;
+	run_in_weft(1, [&] {
+		weft_sem_init(&e.ran, 0);
+		struct weft_stream *s;
+		EXPECT_EQ(weft_stream_open(p.b, &s), 0);
+		EXPECT_EQ(weft_stream_watch(s, WEFT_NEVER, nullptr, nullptr), -EINVAL);
+		EXPECT_EQ(weft_stream_watch(s, 10 * WEFT_SEC, record, &e), 0);
+		char c;
+		EXPECT_EQ(weft_stream_recv(s, &c, 1), -EBUSY);
+		EXPECT_EQ(weft_stream_close(s), -EBUSY);
+		EXPECT_EQ(weft_stream_watch(s, WEFT_NEVER, record, &e), -EBUSY);
+		EXPECT_EQ(e.runs.load(), 0);
+		EXPECT_EQ(write(p.a, "x", 1), 1);
+		EXPECT_EQ(weft_sem_acquire(&e.ran), 0);
+		return (intptr_t)0;
+	});
+	EXPECT_EQ(e.status, 0);
+	EXPECT_EQ(e.bytes, "x");
+	close(p.a);
+}
+
+TEST(StreamWatchTest, ShutdownClosesTheFdsOfWatchedStreams)
+{
+	static pair p[2];
+	static seen e[2];
+	for (auto &x : p)
+		x = socket_pair();
+	run_in_weft(2, [] {
+		static struct weft_stream *s[2];
+		EXPECT_EQ(on_worker(
+				  0,
+				  [](void *) -> intptr_t {
+					  for (int i = 0; i < 2; i++)
+						  EXPECT_EQ(weft_stream_open(p[i].b, &s[i]), 0);
+					  return weft_stream_watch(s[0], 10 * WEFT_SEC, record, &e[0]);
+				  },
+				  nullptr),
+			  0);
+		EXPECT_EQ(on_worker(
+				  1,
+				  [](void *) -> intptr_t {
+					  return weft_stream_watch(s[1], WEFT_NEVER, record, &e[1]);
+				  },
+				  nullptr),
+			  0);
+		return (intptr_t)0;
+	});
+	for (int i = 0; i < 2; i++) {
+		EXPECT_EQ(e[i].runs.load(), 0) << "the function ran";
+		errno = 0;
+		EXPECT_EQ(fcntl(p[i].b, F_GETFD), -1) << "stream " << i << " still open";
+		EXPECT_EQ(errno, EBADF);
+		close(p[i].a);
+	}
+}
+
+} // namespace
