@@ -2,14 +2,15 @@
 /*
  * idle.c - what an idle connection costs a weft server in user-space memory.
  *
- *   weft-idlebench [-n CONNECTIONS] [-m watch|task]
+ *   weft-idlebench [-n CONNECTIONS] [-m watch|stream|task]
  *
  * Opens CONNECTIONS loopback connections to itself (both ends in this
  * process: the client ends cost no user-space memory, only descriptors)
- * and keeps the server ends idle, either in weft_watch (-m watch, the
- * default: no task, no stack, no buffer while idle) or with a task per
- * connection blocked in weft_recv on a 4 KiB stack buffer (-m task, for
- * comparison).  It reports the growth of the process's resident set from
+ * and keeps the server ends idle: in weft_watch (-m watch, the default: no
+ * task, no stack, no buffer while idle), as watched streams (-m stream:
+ * weft_stream_watch, a multishot receive armed, no task, no buffer), or
+ * with a task per connection blocked in weft_recv on a 4 KiB stack buffer
+ * (-m task, for comparison).  It reports the growth of the process's resident set from
  * before the first connection to when every connection is idle, divided by
  * CONNECTIONS: bytes_per_conn, the last line.  Both ends count against the
  * descriptor limit, which it raises to the hard limit; 9,900 connections
@@ -28,8 +29,11 @@
 #include <weft/net.h>
 #include <weft/sync.h>
 
+enum mode { WATCH, STREAM, TASK };
+static const char *const mode_names[] = {"watch", "stream", "task"};
+
 static int n_conns = 9900;
-static int use_tasks;
+static enum mode mode;
 static struct weft_wg idle_wg;   /* one count per connection until it is idle */
 static struct weft_wg closed_wg; /* one count per connection until it closed */
 
@@ -54,6 +58,15 @@ static void on_bytes(int fd, const void *data, ssize_t n, void *arg)
 	weft_wg_done(&closed_wg);
 }
 
+static void on_stream(struct weft_stream *s, int fd, int status, void *arg)
+{
+	(void)status;
+	(void)arg;
+	weft_stream_close(s); /* the client closed: end of stream */
+	weft_close(fd);
+	weft_wg_done(&closed_wg);
+}
+
 static intptr_t conn_task(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
@@ -74,10 +87,16 @@ static intptr_t acceptor(void *arg)
 			fprintf(stderr, "idlebench: accept: %s\n", strerror(-fd));
 			return fd;
 		}
-		if (use_tasks) {
+		struct weft_stream *s;
+		if (mode == TASK) {
 			struct weft_task *t = weft_spawn(conn_task, (void *)(intptr_t)fd, NULL);
 			if (t)
 				weft_detach(t);
+		} else if (mode == STREAM) {
+			if (weft_stream_open(fd, &s) < 0 ||
+			    weft_stream_watch(s, WEFT_NEVER, on_stream, NULL) < 0)
+				return -ENOMEM;
+			weft_wg_done(&idle_wg);
 		} else {
 			if (weft_watch(fd, WEFT_NEVER, on_bytes, NULL) < 0)
 				return -ENOMEM;
@@ -119,7 +138,7 @@ static intptr_t run(void *arg)
 	weft_wg_wait(&idle_wg);
 	weft_sleep(200 * WEFT_MSEC);
 	long after = rss_bytes();
-	printf("mode=%s\nconnections=%d\nrss_before=%ld\nrss_after=%ld\n", use_tasks ? "task" : "watch",
+	printf("mode=%s\nconnections=%d\nrss_before=%ld\nrss_after=%ld\n", mode_names[mode],
 	       n_conns, before, after);
 	printf("bytes_per_conn=%.1f\n", (double)(after - before) / n_conns);
 	fflush(stdout);
@@ -138,10 +157,14 @@ int main(int argc, char **argv)
 	while ((opt = getopt(argc, argv, "n:m:")) != -1) {
 		if (opt == 'n')
 			n_conns = atoi(optarg);
-		else if (opt == 'm' && (!strcmp(optarg, "watch") || !strcmp(optarg, "task")))
-			use_tasks = !strcmp(optarg, "task");
+		else if (opt == 'm' && !strcmp(optarg, "watch"))
+			mode = WATCH;
+		else if (opt == 'm' && !strcmp(optarg, "stream"))
+			mode = STREAM;
+		else if (opt == 'm' && !strcmp(optarg, "task"))
+			mode = TASK;
 		else {
-			fprintf(stderr, "usage: weft-idlebench [-n CONNECTIONS] [-m watch|task]\n");
+			fprintf(stderr, "usage: weft-idlebench [-n CONNECTIONS] [-m watch|stream|task]\n");
 			return 2;
 		}
 	}
