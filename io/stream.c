@@ -403,15 +403,18 @@ void weft__stream_fini(struct weft__worker *w)
 {
 	struct weft__bufs *b = &w->bufs;
 	struct weft_stream *s, *next;
+	/* The asked list first: it also holds watches begun on other workers
+	 * that the owner never linked, and a stream may be on both lists. */
+	for (s = b->asked; s; s = next) {
+		next = s->anext;
+		if (s->wlinked)
+			LIST_REMOVE(s, wlink);
+		if (s->watched || s->orphan)
+			dispose(s);
+	}
 	while ((s = LIST_FIRST(&b->swatched))) {
 		LIST_REMOVE(s, wlink);
 		dispose(s);
-	}
-	/* Watches begun on other workers that the owner never linked. */
-	for (s = b->asked; s; s = next) {
-		next = s->anext;
-		if (s->watched || s->orphan)
-			dispose(s);
 	}
 }
 
