@@ -19,7 +19,9 @@
  *    bind fails as a whole, the running listener still answering;
  *  - a reload opens the access log file again: after a rotation (the file
  *    renamed away) the lines go to a new file of the same name, and to a
- *    new name when the path changed; none is lost or doubled;
+ *    new name when the path changed; none is lost or doubled; and it
+ *    turns the access log on (its writer made at the first time) and off
+ *    (the file let go), lines written exactly while it is on;
  *  - a server's health state (verdict and counts) survives a reload, and
  *    its max_connections counts connections from before it: a new one
  *    waits for them, and goes as soon as one ends;
@@ -39,6 +41,8 @@
  *    a reload (a refused one too), MAINPID= of the new process with READY=1
  *    after an upgrade, and no STOPPING=1 from the old one.
  */
+#include <dirent.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -361,6 +365,74 @@ TEST(ReloadTest, AReloadOpensTheAccessLogAgainAfterARotation)
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 	for (auto &f : {log, rotated, other})
 		unlink(f.c_str());
+}
+
+/* access_log from off to a file, back to off, and on again: lines are
+ * written exactly while it is on, the file is let go while it is off, and
+ * the counters carry across. */
+TEST(ReloadTest, AReloadTurnsTheAccessLogOnAndOff)
+{
+	NEED_PROXY();
+	backend a('a');
+	int port = free_port(), admin = free_port();
+	std::string log = "/tmp/weft-proxy-onoff-" + std::to_string(getpid()) + ".log";
+	unlink(log.c_str());
+	auto conf = [&](const std::string &access) {
+		return "[global]\naccess_log = " + access + "\nadmin = 127.0.0.1:" +
+		       std::to_string(admin) + "\n" + frontend("web", port) + "\n[backend app]\n" +
+		       server("s0", a.port);
+	};
+	proxy p;
+	ASSERT_TRUE(p.start(conf("off")));
+	ASSERT_NE(p.wait_line("admin listening on", 5000), "");
+	EXPECT_EQ(exchange(port, "a", 0), "");
+	EXPECT_EQ(metric_at(admin, "weft_proxy_access_log_lines_total"), -1) << "no log yet";
+
+	write_file(p.file, conf(log));
+	kill(p.pid, SIGHUP);
+	ASSERT_NE(p.wait_line("access log on", 5000), "");
+	ASSERT_NE(p.wait_line("reloaded", 5000), "");
+	for (int i = 0; i < 3; i++)
+		EXPECT_EQ(exchange(port, "a", i), "");
+	EXPECT_EQ(await_lines(log, 3), 3);
+
+	write_file(p.file, conf("off"));
+	kill(p.pid, SIGHUP);
+	ASSERT_NE(p.wait_line("access log off", 5000), "");
+	ASSERT_NE(p.wait_line("reloaded", 5000), "");
+	for (int i = 0; i < 2; i++)
+		EXPECT_EQ(exchange(port, "a", i), "");
+	/* The file is let go: no descriptor of the proxy's points at it. */
+	bool held = true;
+	for (int i = 0; i < 200 && held; i++) {
+		held = false;
+		std::string dir = "/proc/" + std::to_string(p.pid) + "/fd";
+		if (DIR *d = opendir(dir.c_str())) {
+			while (struct dirent *e = readdir(d)) {
+				char target[4096];
+				ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof(target) - 1);
+				if (n > 0 && std::string(target, (size_t)n) == log)
+					held = true;
+			}
+			closedir(d);
+		}
+		if (held)
+			usleep(10000);
+	}
+	EXPECT_FALSE(held) << "the log file is still open after the log was turned off";
+
+	write_file(p.file, conf(log));
+	kill(p.pid, SIGHUP);
+	ASSERT_NE(p.wait_line("access log on", 5000), "");
+	ASSERT_NE(p.wait_line("reloaded", 5000), "");
+	EXPECT_EQ(exchange(port, "a", 9), "");
+	EXPECT_EQ(await_lines(log, 4), 4) << "3 before, none while off, 1 after";
+	EXPECT_EQ(metric_at(admin, "weft_proxy_access_log_lines_total"), 4);
+	EXPECT_EQ(metric_at(admin, "weft_proxy_access_log_dropped_total"), 0);
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	EXPECT_EQ(count_lines(log), 4);
+	unlink(log.c_str());
 }
 
 TEST(ReloadTest, BrokenConfigurationIsReportedAndTheOldOneKeepsServing)

@@ -109,7 +109,9 @@ static void *writer(void *arg)
 			pthread_cond_wait(&l->more, &l->lock);
 			l->sleeping = false;
 		}
-		if (l->next.pending) {
+		/* To fd -1 (the log turned off) only once what was queued
+		 * before is written where it was headed. */
+		if (l->next.pending && (l->next.fd >= 0 || l->head == l->tail)) {
 			int old = l->own_fd ? l->fd : -1;
 			l->fd = l->next.fd;
 			l->own_fd = l->next.own_fd;

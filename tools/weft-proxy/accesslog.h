@@ -36,7 +36,9 @@ int accesslog_open(struct accesslog **out, int fd, size_t slots, bool pipe_atomi
  * accesslog_open) from its next write: lines queued and not yet written go
  * there too.  The old fd is closed, when owned, by the writer once it no
  * longer writes to it.  For a reload: a new path, or the same one opened
- * again after the file was rotated away.  Any thread but the writer's;
+ * again after the file was rotated away.  fd -1 is for a log turned off:
+ * the lines queued before still go to the old fd, and any pushed after
+ * are dropped and counted.  Any thread but the writer's;
  * never blocks on I/O; no failure path.
  */
 void accesslog_set_fd(struct accesslog *l, int fd, bool pipe_atomic, bool own_fd);

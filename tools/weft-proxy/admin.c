@@ -241,15 +241,16 @@ void admin_metrics(struct sbuf *b, const struct admin_source *src, const struct 
 	       "Reloads refused (a broken configuration, a listen address that would not bind): the running configuration stayed.");
 	sbuf_printf(b, "weft_proxy_reload_failures_total %llu\n",
 		    U(STAT_GET(*src->reload_failures)));
-	if (src->log) {
+	struct accesslog *log = atomic_load_explicit(src->log, memory_order_acquire);
+	if (log) {
 		family(b, "weft_proxy_access_log_lines_total", "counter",
 		       "Access log lines written.");
 		sbuf_printf(b, "weft_proxy_access_log_lines_total %llu\n",
-			    U(accesslog_written(src->log)));
+			    U(accesslog_written(log)));
 		family(b, "weft_proxy_access_log_dropped_total", "counter",
 		       "Access log lines dropped: the log could not keep up, or a write failed.");
 		sbuf_printf(b, "weft_proxy_access_log_dropped_total %llu\n",
-			    U(accesslog_dropped(src->log)));
+			    U(accesslog_dropped(log)));
 	}
 
 	/* The spliced path's pipes (pipes.c): process-wide, like its limit. */
@@ -367,9 +368,10 @@ void admin_stats(struct sbuf *b, const struct admin_source *src, const struct ad
 		       "\"fallbacks_limit\":%llu,\"fallbacks_error\":%llu}",
 		    ps.in_use, ps.pooled, ps.limit, U(ps.refused_limit), U(ps.refused_error));
 	sbuf_printf(b, ",\"access_log\":");
-	if (src->log)
-		sbuf_printf(b, "{\"lines\":%llu,\"dropped\":%llu}", U(accesslog_written(src->log)),
-			    U(accesslog_dropped(src->log)));
+	struct accesslog *log = atomic_load_explicit(src->log, memory_order_acquire);
+	if (log)
+		sbuf_printf(b, "{\"lines\":%llu,\"dropped\":%llu}", U(accesslog_written(log)),
+			    U(accesslog_dropped(log)));
 	else
 		sbuf_printf(b, "null");
 	struct weft_rt_stats rs;

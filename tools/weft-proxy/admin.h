@@ -39,7 +39,8 @@ struct admin_view {
  * owns it; it must outlive the admin tasks. */
 struct admin_source {
 	int fd;                          /* the admin listening socket */
-	struct accesslog *log;           /* NULL with access_log = off */
+	/* The access log's writer: NULL until the log is first on. */
+	_Atomic(struct accesslog *) *log;
 	struct weft_rt *rt;
 	_Atomic uint64_t *active;        /* all connections now */
 	_Atomic int *draining;           /* 1 after SIGTERM: /health answers 503 */

@@ -146,7 +146,11 @@ struct proxy {
 	_Atomic uint32_t waiting;   /* in wait_for_slot, all backends and generations */
 	_Atomic uint64_t total, refused;
 	_Atomic uint64_t reloads, reload_failures;
-	struct accesslog *log;      /* NULL when off */
+	/* The access log's writer, made when the log is first on (at start
+	 * or by a reload) and kept to the end; log_to is what connections
+	 * write to: the writer, or NULL while the log is off. */
+	_Atomic(struct accesslog *) log;
+	_Atomic(struct accesslog *) log_to;
 	int admin_fd;               /* -1 when off */
 	struct weft_addr admin_addr;
 	struct weft_task *admin_loop;
@@ -221,7 +225,8 @@ static void log_addr(char **p, size_t *room, const char *key, const struct weft_
  */
 static void log_line(const struct session *s, const char *how, uint64_t in, uint64_t out)
 {
-	if (!P.log)
+	struct accesslog *log = atomic_load_explicit(&P.log_to, memory_order_acquire);
+	if (!log)
 		return;
 	struct timespec ts;
 	struct tm tm;
@@ -255,7 +260,7 @@ static void log_line(const struct session *s, const char *how, uint64_t in, uint
 	if (k < 0 || (size_t)k >= room)
 		return; /* cannot happen: names and addresses are bounded */
 	p += k;
-	accesslog_push(P.log, line, (size_t)(p - line));
+	accesslog_push(log, line, (size_t)(p - line));
 }
 
 /* A connection that ends before its relay starts: counted, logged,
@@ -718,15 +723,13 @@ static void slots_resize(uint32_t want)
 /* Settings a running proxy cannot change: said, and left as they run. */
 static void needs_restart(const struct proxy_config *old, const struct proxy_config *c)
 {
-	const char *what[4];
-	int line[4], n = 0;
+	const char *what[3];
+	int line[3], n = 0;
 	if (old->workers != c->workers)
 		what[n] = "workers", line[n++] = 0;
 	if ((old->user == NULL) != (c->user == NULL) ||
 	    (c->user && strcmp(old->user, c->user) != 0))
 		what[n] = "user", line[n++] = c->user_line;
-	if ((old->access_log == PROXY_LOG_OFF) != (c->access_log == PROXY_LOG_OFF))
-		what[n] = "access_log", line[n++] = c->access_log_line;
 	if ((old->upgrade_socket == NULL) != (c->upgrade_socket == NULL) ||
 	    (c->upgrade_socket && strcmp(old->upgrade_socket, c->upgrade_socket) != 0))
 		what[n] = "upgrade_socket", line[n++] = c->upgrade_socket_line;
@@ -766,6 +769,67 @@ static int open_access_log_file(const struct proxy_config *cfg, struct log_sink 
 		break;
 	}
 	return 0;
+}
+
+/* A reload's access log, before the commit: *sink opened as access_log
+ * says (fd -1: off), and *made a writer for it when none was ever made
+ * (the log was off until now).  0, or -EIO / -errno after saying why (the
+ * reload fails). */
+static int log_prepare(const struct proxy_config *cfg, struct log_sink *sink,
+		       struct accesslog **made)
+{
+	*made = NULL;
+	if (open_access_log_file(cfg, sink))
+		return -EIO;
+	if (sink->fd < 0 || atomic_load_explicit(&P.log, memory_order_relaxed))
+		return 0;
+	/* From a worker's thread: the writer inherits its mask, every
+	 * signal blocked. */
+	int rc = accesslog_open(made, sink->fd, 0, sink->pipe_atomic, sink->own);
+	if (rc < 0) {
+		fprintf(stderr, "weft-proxy: reload failed: %s:%d: access log: %s\n", cfg->file,
+			cfg->access_log_line, strerror(-rc));
+		if (sink->own)
+			close(sink->fd);
+		return rc;
+	}
+	return 0;
+}
+
+/* The reload failed after log_prepare: what it opened goes. */
+static void log_undo(struct log_sink *sink, struct accesslog *made)
+{
+	if (made)
+		accesslog_close(made); /* it owned the fd */
+	else if (sink->fd >= 0 && sink->own)
+		close(sink->fd);
+}
+
+/* After the commit: connections write to the new sink, or to nothing.
+ * Turned off, the writer goes on to fd -1 once the lines queued before are
+ * written (accesslog.c), so the file is let go. */
+static void log_switch(const struct proxy_config *cfg, struct log_sink *sink,
+		       struct accesslog *made)
+{
+	struct accesslog *log = atomic_load_explicit(&P.log, memory_order_relaxed);
+	bool was_on = atomic_load_explicit(&P.log_to, memory_order_relaxed) != NULL;
+	if (made) {
+		atomic_store_explicit(&P.log, made, memory_order_release);
+		log = made;
+	} else if (sink->fd >= 0) {
+		accesslog_set_fd(log, sink->fd, sink->pipe_atomic, sink->own);
+	} else if (was_on) {
+		atomic_store_explicit(&P.log_to, NULL, memory_order_release);
+		accesslog_set_fd(log, -1, false, false);
+		fprintf(stderr, "weft-proxy: reload: access log off\n");
+		return;
+	}
+	if (sink->fd >= 0) {
+		atomic_store_explicit(&P.log_to, log, memory_order_release);
+		if (!was_on)
+			fprintf(stderr, "weft-proxy: reload: access log on (%s:%d)\n", cfg->file,
+				cfg->access_log_line);
+	}
 }
 
 /* Cancels and joins t (if any): not cut short by the caller's own
@@ -890,23 +954,25 @@ static int reload_locked(void)
 	}
 	/* What the reload needs and may fail to get, before the commit: the
 	 * admin listener's new address, the access log's file (opened again
-	 * even under the same name: after a rotation that is a new file), the
-	 * listening sockets and their loops. */
+	 * even under the same name: after a rotation that is a new file) and
+	 * its writer, the listening sockets and their loops. */
 	int admin_fd;
 	bool admin_same;
 	struct log_sink sink = {.fd = -1};
+	struct accesslog *made_log = NULL;
 	struct listen_set ls;
 	if ((rc = admin_prepare(cfg, &admin_fd, &admin_same)) < 0)
 		goto fail;
-	if (P.log && cfg->access_log != PROXY_LOG_OFF && open_access_log_file(cfg, &sink)) {
-		rc = -EIO;
+	if ((rc = log_prepare(cfg, &sink, &made_log)) < 0)
+		goto fail_said;
+	if ((rc = listen_set_open(cfg, &P.ls, &ls)) < 0) {
+		log_undo(&sink, made_log);
 		goto fail_said;
 	}
-	if ((rc = listen_set_open(cfg, &P.ls, &ls)) < 0)
-		goto fail_said;
 	if ((rc = loops_start(g, &ls)) < 0) {
 		loops_stop(g);
 		listen_set_undo(&P.ls, &ls);
+		log_undo(&sink, made_log);
 		fprintf(stderr, "weft-proxy: reload failed: %s; the running configuration stays\n",
 			strerror(-rc));
 		goto fail;
@@ -928,8 +994,7 @@ static int reload_locked(void)
 	listen_set_close(&dropped, "dropped from the configuration");
 	if (!admin_same)
 		admin_switch(cfg, admin_fd);
-	if (sink.fd >= 0)
-		accesslog_set_fd(P.log, sink.fd, sink.pipe_atomic, sink.own);
+	log_switch(cfg, &sink, made_log);
 	slots_resize(cfg->max_connections);
 	fprintf(stderr, "weft-proxy: reloaded %s: generation %llu, %zu frontends, %zu backends\n",
 		cfg->file, (unsigned long long)g->number, cfg->nfrontends, cfg->nbackends);
@@ -1198,7 +1263,7 @@ static intptr_t run(void *arg)
 		return -ENOMEM;
 	P.admin = (struct admin_source){
 		.fd = P.admin_fd,
-		.log = P.log,
+		.log = &P.log,
 		.rt = P.rt,
 		.active = &P.active,
 		.draining = &P.draining,
@@ -1280,13 +1345,16 @@ static int open_access_log(const struct log_sink *sink)
 	bool own = sink->own;
 	if (fd < 0)
 		return 0;
-	int rc = accesslog_open(&P.log, fd, 0, sink->pipe_atomic, own);
+	struct accesslog *log;
+	int rc = accesslog_open(&log, fd, 0, sink->pipe_atomic, own);
 	if (rc < 0) {
 		fprintf(stderr, "weft-proxy: access log: %s\n", strerror(-rc));
 		if (own)
 			close(fd);
 		return 1;
 	}
+	atomic_store_explicit(&P.log, log, memory_order_relaxed);
+	atomic_store_explicit(&P.log_to, log, memory_order_relaxed);
 	return 0;
 }
 
@@ -1461,7 +1529,7 @@ int main(int argc, char **argv)
 		weft_rt_shutdown(P.rt, 0);
 	}
 	/* Every connection has ended: the last lines are queued. */
-	accesslog_close(P.log);
+	accesslog_close(atomic_load_explicit(&P.log, memory_order_relaxed));
 	if (r < 0) {
 		fprintf(stderr, "weft-proxy: %s\n", strerror((int)-r));
 		return 1;
