@@ -46,9 +46,17 @@
  * same address. */
 #define WEFT__TSAN_RELEASE(a) __tsan_release((void *)(a))
 #define WEFT__TSAN_ACQUIRE(a) __tsan_acquire((void *)(a))
+/* Reads that may race with a writer and are then thrown away (a seqlock's
+ * reader): TSan's dynamic annotations, which its runtime provides. */
+void AnnotateIgnoreReadsBegin(const char *file, int line);
+void AnnotateIgnoreReadsEnd(const char *file, int line);
+#define WEFT__TSAN_IGNORE_READS_BEGIN() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
+#define WEFT__TSAN_IGNORE_READS_END() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
 #else
 #define WEFT__TSAN_RELEASE(a) ((void)(a))
 #define WEFT__TSAN_ACQUIRE(a) ((void)(a))
+#define WEFT__TSAN_IGNORE_READS_BEGIN() ((void)0)
+#define WEFT__TSAN_IGNORE_READS_END() ((void)0)
 #endif
 
 #if defined(__has_include)

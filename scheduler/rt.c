@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "runtime/blocking.h"
+#include "runtime/sanitizer.h"
 #include "scheduler/internal.h"
 
 #define DEFAULT_STACK (64 * 1024)
@@ -119,6 +120,28 @@ static int default_workers(unsigned *out)
 /* ---- The stall watchdog ----------------------------------------------------------- */
 
 /*
+ * Copies the id and name of t, the task w ran at the watchdog's look with
+ * sw switches counted; false if w has switched since.  t may finish, and
+ * its object be reused for a new task, at any moment: w publishes another
+ * current task (and counts a switch, or stores NULL) before that
+ * (weft__schedule), so the copy counts only if t is still current, with
+ * no switch, after it: a seqlock's reader.  The copy itself may race with
+ * that reuse; a torn one is never used, and TSan is told to ignore it.
+ */
+static bool copy_running(struct weft__worker *w, struct weft_task *t, uint64_t sw, uint64_t *id,
+			 char *name)
+{
+	WEFT__TSAN_IGNORE_READS_BEGIN();
+	*id = t->id;
+	memcpy(name, t->name, sizeof(t->name));
+	WEFT__TSAN_IGNORE_READS_END();
+	name[sizeof(t->name) - 1] = 0;
+	atomic_thread_fence(memory_order_acquire);
+	return atomic_load_explicit(&w->current, memory_order_relaxed) == t &&
+	       atomic_load_explicit(&w->n_switches, memory_order_relaxed) == sw;
+}
+
+/*
  * With completions deferred to their worker, a task that keeps its worker
  * busy also holds back every completion of that worker's ring.  A thread per
  * runtime samples each worker's switch counter; a worker whose counter has
@@ -153,12 +176,16 @@ static void *watchdog_main(void *arg)
 				since[i] = now;
 				warned[i] = false;
 			} else if (!warned[i] && now - since[i] >= rt->stall_ns) {
+				uint64_t id;
+				char name[sizeof(t->name)];
+				if (!copy_running(w, t, sw, &id, name))
+					continue; /* it moved on just now */
 				warned[i] = true;
 				fprintf(stderr,
 					"weft: worker %u held by task %" PRIu64 " \"%s\" for %" PRIu64
 					" ms without a suspension point; its other tasks and ring "
 					"completions wait\n",
-					i, t->id, t->name, (uint64_t)((now - since[i]) / WEFT_MSEC));
+					i, id, name, (uint64_t)((now - since[i]) / WEFT_MSEC));
 			}
 		}
 	}
