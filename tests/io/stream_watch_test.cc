@@ -6,8 +6,10 @@
  * owner and on another worker by turns; bytes (or the end) queued before a
  * watch run its function at once; the idle timeout fires no sooner than
  * its time, from either worker, and a watch without one never fires by
- * itself; while watched, a stream refuses reads, closes and a second watch;
- * shutdown closes the fds of the streams still watched.
+ * itself; timeouts, watches begun on either worker and closes from either
+ * worker race without losing a byte; while watched, a stream refuses
+ * reads, closes and a second watch; shutdown closes the fds of the streams
+ * still watched.
  */
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -146,6 +148,126 @@ TEST(StreamWatchTest, KeepAliveRoundsLoseNothingWhereverTheWatchBegins)
 		EXPECT_EQ(cs[i].rounds, nrounds) << "connection " << i;
 		close(ps[i].a);
 	}
+}
+
+/* Rounds as above, with a 20 ms idle timeout that fires while a client
+ * pauses (the function then watches again), watches begun on either
+ * worker by turns, and the stream closed, at the end, from either worker:
+ * timeouts, asks to the owner, closes and completions race on both
+ * workers. */
+struct tconn {
+	int fd;
+	struct weft_stream *s;
+	int rounds, timeouts, turns;
+	struct weft_wg *done;
+	std::atomic<int> *wrong;
+};
+
+void timed_fn(struct weft_stream *s, int fd, int status, void *arg);
+
+intptr_t timed_rewatch(void *arg)
+{
+	struct tconn *c = static_cast<struct tconn *>(arg);
+	return weft_stream_watch(c->s, 20 * WEFT_MSEC, timed_fn, c);
+}
+
+intptr_t timed_close(void *arg)
+{
+	return weft_stream_close(static_cast<struct tconn *>(arg)->s);
+}
+
+void timed_fn(struct weft_stream *s, int fd, int status, void *arg)
+{
+	struct tconn *c = static_cast<struct tconn *>(arg);
+	unsigned where = (unsigned)++c->turns % 2;
+	ssize_t n = 1;
+	if (status == -ETIMEDOUT) {
+		c->timeouts++;
+	} else if (status == 0) {
+		char buf[64];
+		n = weft_stream_recv(s, buf, sizeof(buf));
+		if (n > 0 && weft_sock_send_all(fd, buf, (size_t)n, nullptr) == n)
+			c->rounds++;
+		else if (n != 0)
+			(*c->wrong)++;
+	} else {
+		(*c->wrong)++;
+	}
+	if (n > 0 && on_worker(where, timed_rewatch, c) == 0)
+		return;
+	if (n > 0)
+		(*c->wrong)++;
+	if (on_worker(where, timed_close, c) != 0)
+		(*c->wrong)++;
+	weft_close(fd);
+	weft_wg_done(c->done);
+}
+
+TEST(StreamWatchTest, TimeoutsAsksAndClosesRaceOnBothWorkersAndLoseNothing)
+{
+	const int nconns = 16, nrounds = 40, nclients = 4;
+	std::vector<pair> ps(nconns);
+	std::vector<tconn> cs(nconns);
+	std::atomic<int> wrong{0}, client_wrong{0};
+	struct weft_wg done;
+	for (int i = 0; i < nconns; i++) {
+		ps[i] = socket_pair();
+		cs[i] = tconn{ps[i].b, nullptr, 0, 0, 0, &done, &wrong};
+	}
+	std::vector<std::thread> clients;
+	for (int k = 0; k < nclients; k++)
+		clients.emplace_back([&, k] {
+			for (int r = 0; r < nrounds; r++)
+				for (int i = k; i < nconns; i += nclients) {
+					if (r % 10 == i % 10) /* idle past the timeout */
+						usleep(50000);
+					char req[8], got[8];
+					std::memcpy(req, &i, 4);
+					std::memcpy(req + 4, &r, 4);
+					if (write(ps[i].a, req, 8) != 8)
+						client_wrong++;
+					size_t at = 0;
+					while (at < 8) {
+						ssize_t n = read(ps[i].a, got + at, 8 - at);
+						if (n <= 0)
+							break;
+						at += (size_t)n;
+					}
+					if (at != 8 || memcmp(req, got, 8) != 0)
+						client_wrong++;
+				}
+			for (int i = k; i < nconns; i += nclients)
+				shutdown(ps[i].a, SHUT_WR);
+		});
+	run_in_weft(2, [&] {
+		weft_wg_init(&done);
+		weft_wg_add(&done, nconns);
+		EXPECT_EQ(on_worker(
+				  0,
+				  [](void *a) -> intptr_t {
+					  for (tconn &c : *static_cast<std::vector<tconn> *>(a)) {
+						  EXPECT_EQ(weft_stream_open(c.fd, &c.s), 0);
+						  EXPECT_EQ(timed_rewatch(&c), 0);
+					  }
+					  return 0;
+				  },
+				  &cs),
+			  0);
+		EXPECT_EQ(weft_wg_wait(&done), 0);
+		return (intptr_t)0;
+	});
+	for (auto &t : clients)
+		t.join();
+	EXPECT_EQ(wrong.load(), 0);
+	EXPECT_EQ(client_wrong.load(), 0);
+	int timeouts = 0;
+	for (int i = 0; i < nconns; i++) {
+		EXPECT_EQ(cs[i].rounds, nrounds) << "connection " << i;
+		timeouts += cs[i].timeouts;
+		close(ps[i].a);
+	}
+	/* Each connection idled 50 ms, four times, against a 20 ms timeout. */
+	EXPECT_GE(timeouts, nconns * 4);
 }
 
 /* ---- what a watch's function is started with ------------------------------------ */
