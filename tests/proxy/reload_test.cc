@@ -16,7 +16,9 @@
  *    serving and /metrics counts the failures;
  *  - a reload moves the admin listener to a new address (the old one
  *    stops answering), turns it off, and with an address that will not
- *    bind fails as a whole, the running listener still answering;
+ *    bind fails as a whole, the running listener still answering; it
+ *    moves the control socket (upgrade_socket) too, and an upgrade through
+ *    the new path takes over;
  *  - a reload opens the access log file again: after a rotation (the file
  *    renamed away) the lines go to a new file of the same name, and to a
  *    new name when the path changed; none is lost or doubled; and it
@@ -433,6 +435,61 @@ TEST(ReloadTest, AReloadTurnsTheAccessLogOnAndOff)
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 	EXPECT_EQ(count_lines(log), 4);
 	unlink(log.c_str());
+}
+
+/* upgrade_socket moves with a reload: the new socket is bound before the
+ * commit (a path that will not bind fails the reload, the old socket still
+ * there), the old one's file goes, and an upgrade through the new path
+ * takes over; a reload without it turns it off. */
+TEST(ReloadTest, AReloadMovesTheControlSocket)
+{
+	NEED_PROXY();
+	backend a('a');
+	int port = free_port();
+	std::string first = upgrade_path("move1"), second = upgrade_path("move2");
+	auto conf = [&](const std::string &sock) {
+		return "[global]\naccess_log = off\n" +
+		       (sock.empty() ? std::string() : "upgrade_socket = " + sock + "\n") +
+		       frontend("web", port) + "\n[backend app]\n" + server("s0", a.port);
+	};
+	proxy p;
+	ASSERT_TRUE(p.start(conf(first)));
+	ASSERT_NE(p.wait_line("upgrade socket on", 5000), "");
+	EXPECT_EQ(exchange(port, "a", 0), "");
+
+	write_file(p.file, conf("/nonexistent-dir/weft.sock"));
+	kill(p.pid, SIGHUP);
+	std::string line = p.wait_line("reload failed", 5000);
+	EXPECT_NE(line.find(p.file + ":3: upgrade_socket /nonexistent-dir/weft.sock"),
+		  std::string::npos) << line;
+	EXPECT_EQ(access(first.c_str(), F_OK), 0) << "the running socket stays";
+
+	write_file(p.file, conf(second));
+	kill(p.pid, SIGHUP);
+	ASSERT_NE(p.wait_line(("reload: upgrade socket on " + second).c_str(), 5000), "");
+	ASSERT_NE(p.wait_line("reloaded", 5000), "");
+	EXPECT_NE(access(first.c_str(), F_OK), 0) << "the old socket's file is left behind";
+	EXPECT_EQ(exchange(port, "a", 1), "");
+
+	/* An upgrade through the new path takes over. */
+	proxy next;
+	next.file = p.file;
+	ASSERT_TRUE(next.launch({"-c", p.file, "--upgrade-from", second}));
+	ASSERT_NE(next.wait_line("sockets taken over", 5000), "");
+	ASSERT_NE(p.wait_line("accepts on the sockets now", 5000), "");
+	int st = p.wait_exit(5000);
+	EXPECT_TRUE(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	close(p.err);
+	EXPECT_EQ(exchange(port, "a", 2), "") << "served by the new process";
+
+	/* And turned off by a reload of the new one. */
+	write_file(next.file, conf(""));
+	kill(next.pid, SIGHUP);
+	ASSERT_NE(next.wait_line("reload: upgrade socket off", 5000), "");
+	ASSERT_NE(next.wait_line("reloaded", 5000), "");
+	EXPECT_NE(access(second.c_str(), F_OK), 0);
+	st = next.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 
 TEST(ReloadTest, BrokenConfigurationIsReportedAndTheOldOneKeepsServing)

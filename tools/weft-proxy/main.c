@@ -723,16 +723,13 @@ static void slots_resize(uint32_t want)
 /* Settings a running proxy cannot change: said, and left as they run. */
 static void needs_restart(const struct proxy_config *old, const struct proxy_config *c)
 {
-	const char *what[3];
-	int line[3], n = 0;
+	const char *what[2];
+	int line[2], n = 0;
 	if (old->workers != c->workers)
 		what[n] = "workers", line[n++] = 0;
 	if ((old->user == NULL) != (c->user == NULL) ||
 	    (c->user && strcmp(old->user, c->user) != 0))
 		what[n] = "user", line[n++] = c->user_line;
-	if ((old->upgrade_socket == NULL) != (c->upgrade_socket == NULL) ||
-	    (c->upgrade_socket && strcmp(old->upgrade_socket, c->upgrade_socket) != 0))
-		what[n] = "upgrade_socket", line[n++] = c->upgrade_socket_line;
 	for (int i = 0; i < n; i++) {
 		char at[32] = "";
 		if (line[i] > 0)
@@ -791,12 +788,13 @@ static int log_prepare(const struct proxy_config *cfg, struct log_sink *sink,
 			cfg->access_log_line, strerror(-rc));
 		if (sink->own)
 			close(sink->fd);
+		*sink = (struct log_sink){.fd = -1};
 		return rc;
 	}
 	return 0;
 }
 
-/* The reload failed after log_prepare: what it opened goes. */
+/* The reload failed: what log_prepare opened, if anything, goes. */
 static void log_undo(struct log_sink *sink, struct accesslog *made)
 {
 	if (made)
@@ -897,6 +895,65 @@ static void admin_switch(const struct proxy_config *cfg, int fd)
 		fprintf(stderr, "weft-proxy: reload: admin listener not started: out of memory\n");
 }
 
+static intptr_t upgrade_serve(void *arg);
+
+/* A reload's control socket, before the commit: *fd listening on the new
+ * upgrade_socket when it changed, else -1 (none wanted, or the running one
+ * stays: *same).  0, or -errno after saying why (the reload fails). */
+static int upgrade_prepare(const struct proxy_config *cfg, int *fd, bool *same)
+{
+	*fd = -1;
+	const char *now = P.upgrade_fd >= 0 ? P.upgrade_path : NULL;
+	*same = (now == NULL) == (cfg->upgrade_socket == NULL) &&
+		(!now || strcmp(now, cfg->upgrade_socket) == 0);
+	if (*same || !cfg->upgrade_socket)
+		return 0;
+	int rc = upgrade_listen(cfg->upgrade_socket);
+	if (rc < 0) {
+		fprintf(stderr, "weft-proxy: reload failed: %s:%d: upgrade_socket %s: %s; the running "
+				"configuration stays\n", cfg->file, cfg->upgrade_socket_line,
+			cfg->upgrade_socket, strerror(-rc));
+		return rc;
+	}
+	*fd = rc;
+	return 0;
+}
+
+/* After the commit, under reload_lock (so no hand-over is under way): the
+ * running control socket stops, closes and its file goes; the one on fd,
+ * if any, starts. */
+static void upgrade_switch(const struct proxy_config *cfg, int fd)
+{
+	stop_task(P.upgrade_loop);
+	P.upgrade_loop = NULL;
+	if (P.upgrade_fd >= 0) {
+		close(P.upgrade_fd);
+		unlink(P.upgrade_path);
+	}
+	free(P.upgrade_path);
+	P.upgrade_path = NULL;
+	P.upgrade_fd = -1;
+	if (fd < 0) {
+		fprintf(stderr, "weft-proxy: reload: upgrade socket off\n");
+		return;
+	}
+	/* Set before the spawn, which publishes them to the new loop. */
+	P.upgrade_fd = fd;
+	if (!(P.upgrade_path = strdup(cfg->upgrade_socket)) ||
+	    !(P.upgrade_loop = weft_spawn(upgrade_serve, NULL,
+					  &(struct weft_spawn_opts){.name = "upgrade"}))) {
+		fprintf(stderr, "weft-proxy: reload: upgrade_socket %s not started: out of memory\n",
+			cfg->upgrade_socket);
+		close(fd);
+		unlink(cfg->upgrade_socket);
+		free(P.upgrade_path);
+		P.upgrade_path = NULL;
+		P.upgrade_fd = -1;
+		return;
+	}
+	fprintf(stderr, "weft-proxy: reload: upgrade socket on %s\n", P.upgrade_path);
+}
+
 /* Puts the sockets of ls that it took from have back there, and closes the
  * ones it bound: listen_set_open undone. */
 static void listen_set_undo(struct listen_set *have, struct listen_set *ls)
@@ -956,23 +1013,21 @@ static int reload_locked(void)
 	 * admin listener's new address, the access log's file (opened again
 	 * even under the same name: after a rotation that is a new file) and
 	 * its writer, the listening sockets and their loops. */
-	int admin_fd;
-	bool admin_same;
+	int admin_fd = -1, upgrade_fd = -1;
+	bool admin_same, upgrade_same;
 	struct log_sink sink = {.fd = -1};
 	struct accesslog *made_log = NULL;
 	struct listen_set ls;
-	if ((rc = admin_prepare(cfg, &admin_fd, &admin_same)) < 0)
+	if ((rc = admin_prepare(cfg, &admin_fd, &admin_same)) < 0 ||
+	    (rc = upgrade_prepare(cfg, &upgrade_fd, &upgrade_same)) < 0)
 		goto fail;
 	if ((rc = log_prepare(cfg, &sink, &made_log)) < 0)
 		goto fail_said;
-	if ((rc = listen_set_open(cfg, &P.ls, &ls)) < 0) {
-		log_undo(&sink, made_log);
+	if ((rc = listen_set_open(cfg, &P.ls, &ls)) < 0)
 		goto fail_said;
-	}
 	if ((rc = loops_start(g, &ls)) < 0) {
 		loops_stop(g);
 		listen_set_undo(&P.ls, &ls);
-		log_undo(&sink, made_log);
 		fprintf(stderr, "weft-proxy: reload failed: %s; the running configuration stays\n",
 			strerror(-rc));
 		goto fail;
@@ -994,6 +1049,8 @@ static int reload_locked(void)
 	listen_set_close(&dropped, "dropped from the configuration");
 	if (!admin_same)
 		admin_switch(cfg, admin_fd);
+	if (!upgrade_same)
+		upgrade_switch(cfg, upgrade_fd);
 	log_switch(cfg, &sink, made_log);
 	slots_resize(cfg->max_connections);
 	fprintf(stderr, "weft-proxy: reloaded %s: generation %llu, %zu frontends, %zu backends\n",
@@ -1006,8 +1063,11 @@ fail_said:
 fail:
 	if (admin_fd >= 0)
 		close(admin_fd);
-	if (sink.own)
-		close(sink.fd);
+	if (upgrade_fd >= 0) {
+		close(upgrade_fd);
+		unlink(cfg->upgrade_socket); /* bound by this reload */
+	}
+	log_undo(&sink, made_log);
 	gen_unref(g);
 	return rc;
 }
