@@ -191,12 +191,16 @@ typedef void (*weft_stream_fn)(struct weft_stream *s, int fd, int status, void *
  * Meanwhile the connection holds no task, no stack and no buffer, as with
  * weft_watch, and its receive stays armed: a burst costs the kernel no
  * receive submission and no poll arm, which weft_watch pays each time.
- * Until fn runs, s is the runtime's: no call may use it.  If the runtime
- * shuts down first, the fd is closed, s is freed and fn never runs; so are
- * they if no task can be made when the bytes come (out of memory).  Task
- * only, on any worker; does not suspend.  Returns 0, -EINVAL (fn NULL),
- * -EBUSY (s is watched already, or a task is in weft_stream_recv on it),
- * or -ENOMEM (something is queued already and no task can be made for it).
+ * The receive stays on the worker that opened s, wherever fn runs: open
+ * streams on the workers that should share the receiving.  Until fn runs,
+ * s is the runtime's: no call may use it.  If the runtime shuts down
+ * first, the fd is closed, s is freed and fn never runs; so are they if a
+ * task the watch needs later (for fn, or for the timeout's sweeper on
+ * another worker) cannot be made (out of memory).  Task only, on any
+ * worker; does not suspend.  Returns 0, -EINVAL (fn NULL), -EBUSY (s is
+ * watched already, or a task is in weft_stream_recv on it), or -ENOMEM (no
+ * task could be made now: for fn, something being queued already, or for
+ * the timeout's sweeper).
  */
 WEFT_API int weft_stream_watch(struct weft_stream *s, uint64_t timeout_ns, weft_stream_fn fn,
 			       void *arg);
