@@ -196,6 +196,21 @@ struct weft_task *weft__cancelq_pop(struct weft__cancelq *q)
 	return t;
 }
 
+/* Whether entering the kernel would bring anything: SQEs to hand over, or
+ * completions it holds back as task work until we enter (DEFER_TASKRUN,
+ * COOP_TASKRUN) or that overflowed the CQ ring.  A ring set up with
+ * TASKRUN_FLAG says so in its SQ flags; without the flag there is no
+ * telling, so every poll enters. */
+static bool io_enter_needed(struct weft__worker *w)
+{
+	if (io_uring_sq_ready(&w->ring) || !(w->ring.flags & IORING_SETUP_TASKRUN_FLAG))
+		return true;
+	/* Relaxed: a flag set just after this read is seen by the next poll,
+	 * or by the park, which always enters. */
+	unsigned f = __atomic_load_n(w->ring.sq.kflags, __ATOMIC_RELAXED);
+	return f & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW);
+}
+
 void weft__io_poll(struct weft__worker *w)
 {
 	weft__io_process_cancels(w);
@@ -204,8 +219,10 @@ void weft__io_poll(struct weft__worker *w)
 	weft__watch_poll(w);
 	if (w->io_inflight) {
 		/* DEFER_TASKRUN delivers completions only when we enter the
-		 * kernel asking for them. */
-		weft__submitted(w, io_uring_submit_and_get_events(&w->ring));
+		 * kernel asking for them; those it posted at submission are in
+		 * the CQ ring already. */
+		if (io_enter_needed(w))
+			weft__submitted(w, io_uring_submit_and_get_events(&w->ring));
 		weft__park_reap(w);
 	} else if (io_uring_sq_ready(&w->ring)) {
 		weft__submitted(w, io_uring_submit(&w->ring));

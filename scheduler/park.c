@@ -48,10 +48,16 @@ static bool use_msg_ring(void)
 	return m;
 }
 
+/* TASKRUN_FLAG makes the kernel say, in the SQ ring's flags, when
+ * completions wait for us to enter (IORING_SQ_TASKRUN), so a worker with
+ * nothing to submit need not enter just to find that nothing came
+ * (weft__io_poll). */
 static int ring_init(struct io_uring *ring)
 {
 	static const unsigned tries[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
 		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
 		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
 		IORING_SETUP_COOP_TASKRUN,
 		0,
