@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
- * stream_orphan_test.cc - a watched stream whose function cannot be started
+ * stream_orphan_test.cc - a watched stream that cannot get a task it needs
  * (no task object to be had) is ended by its owner: the receive stopped,
  * the fd closed, the stream freed, the function never run, and the runtime
- * goes on (io/stream.c, `orphan`).
+ * goes on (io/stream.c, `orphan`).  Both ways there: the task for the
+ * function, when bytes arrive; and the timeout's sweeper, when the owner
+ * links a watch with a timeout that was begun on another worker.
  *
  * Task objects come in slabs from aligned_alloc (runtime/task.c).  This
  * test is linked with -Wl,--wrap=aligned_alloc, so the library's calls come
@@ -112,6 +114,103 @@ TEST(StreamOrphanTest, AStreamWhoseFunctionCannotStartIsEndedByItsOwner)
 	EXPECT_EQ(r, 0);
 	EXPECT_EQ(fn_runs.load(), 0);
 	close(p.a);
+}
+
+/* ---- the sweeper, for a watch begun away from the owner ----------------------- */
+
+struct away {
+	pair p;
+	struct weft_stream *s;
+	struct weft_sem go;       /* the watcher may begin */
+	int watch_rc;
+	ssize_t peer_read;        /* what the peer read once the watch began */
+	struct weft_sem release;  /* the blockers may finish */
+};
+
+intptr_t open_on_owner(void *arg)
+{
+	struct away *a = static_cast<struct away *>(arg);
+	return weft_stream_open(a->p.b, &a->s);
+}
+
+/* On worker 1: begins the watch, with a timeout, on worker 0's stream. */
+intptr_t watcher(void *arg)
+{
+	struct away *a = static_cast<struct away *>(arg);
+	if (weft_sem_acquire(&a->go) < 0)
+		return -1;
+	a->watch_rc = weft_stream_watch(a->s, 10 * WEFT_SEC, never_fn, nullptr);
+	return 0;
+}
+
+/* On worker 0, the owner: takes every task object worker 0 could find,
+ * stays alive (a task that ended would give its object back), lets the
+ * watch begin, and reads what the peer sees. */
+intptr_t exhaust_and_wait(void *arg)
+{
+	struct away *a = static_cast<struct away *>(arg);
+	std::vector<struct weft_task *> blockers;
+	fail_allocs = true;
+	for (;;) {
+		struct weft_task *t = weft_spawn(blocker, &a->release, nullptr);
+		if (!t)
+			break;
+		blockers.push_back(t);
+	}
+	weft_sem_release(&a->go);
+	struct weft_scope sc;
+	weft_scope_deadline(&sc, 10 * WEFT_SEC);
+	char c;
+	a->peer_read = weft_recv(a->p.a, &c, 1, 0);
+	weft_scope_end(&sc);
+	fail_allocs = false;
+	for (size_t i = 0; i < blockers.size(); i++)
+		weft_sem_release(&a->release);
+	for (struct weft_task *t : blockers)
+		EXPECT_EQ(join(t), 0);
+	return 0;
+}
+
+intptr_t on_worker(unsigned worker, weft_fn f, void *arg)
+{
+	struct weft_spawn_opts o = {};
+	o.flags = WEFT_SPAWN_ON | WEFT_SPAWN_PINNED;
+	o.worker = worker;
+	struct weft_task *t = weft_spawn(f, arg, &o);
+	return t ? join(t) : -ENOMEM;
+}
+
+TEST(StreamOrphanTest, AWatchWhoseSweeperCannotStartIsEndedByTheOwner)
+{
+	struct away a = {};
+	a.p = socket_pair();
+	a.watch_rc = 1;
+	a.peer_read = 1;
+	fn_runs = 0;
+	intptr_t r = run_in_weft(2, [&]() -> intptr_t {
+		EXPECT_EQ(on_worker(0, open_on_owner, &a), 0);
+		weft_sem_init(&a.go, 0);
+		weft_sem_init(&a.release, 0);
+		struct weft_spawn_opts o = {};
+		o.flags = WEFT_SPAWN_ON | WEFT_SPAWN_PINNED;
+		o.worker = 1;
+		struct weft_task *w = weft_spawn(watcher, &a, &o);
+		EXPECT_NE(w, nullptr);
+		/* The watch is the owner's to link; its timeout needs the
+		 * owner's sweeper, a task that cannot be made: the owner ends
+		 * the stream, and the peer reads the end. */
+		EXPECT_EQ(on_worker(0, exhaust_and_wait, &a), 0);
+		EXPECT_EQ(join(w), 0);
+		return 0;
+	});
+	EXPECT_EQ(r, 0);
+	EXPECT_EQ(a.watch_rc, 0) << "the watch is begun away from the owner: it cannot fail there";
+	EXPECT_EQ(a.peer_read, 0) << "the orphaned stream's fd was not closed";
+	errno = 0;
+	EXPECT_EQ(fcntl(a.p.b, F_GETFD), -1);
+	EXPECT_EQ(errno, EBADF);
+	EXPECT_EQ(fn_runs.load(), 0);
+	close(a.p.a);
 }
 
 } // namespace
