@@ -171,7 +171,9 @@ void weft__io_cancel_request(struct weft_task *t);
 /* The owner issues the cancels queued for it. */
 void weft__io_process_cancels(struct weft__worker *w);
 /* A submission point: queued cancels, pending SQEs, and (while operations
- * are in flight) the completions the kernel holds for us. */
-void weft__io_poll(struct weft__worker *w);
+ * are in flight) the completions the kernel holds for us.  round_end: the
+ * worker found nothing to run and parks next unless this brings work, so
+ * an entry that would bring nothing may be skipped (io.c). */
+void weft__io_poll(struct weft__worker *w, bool round_end);
 
 #endif

@@ -196,22 +196,32 @@ struct weft_task *weft__cancelq_pop(struct weft__cancelq *q)
 	return t;
 }
 
-/* Whether entering the kernel would bring anything: SQEs to hand over, or
- * completions it holds back as task work until we enter (DEFER_TASKRUN,
- * COOP_TASKRUN) or that overflowed the CQ ring.  A ring set up with
- * TASKRUN_FLAG says so in its SQ flags; without the flag there is no
- * telling, so every poll enters. */
-static bool io_enter_needed(struct weft__worker *w)
+/*
+ * Whether a poll at the end of a round should enter the kernel: it has SQEs
+ * to hand over, or the kernel holds completions back as task work until we
+ * enter (DEFER_TASKRUN, COOP_TASKRUN), or some overflowed the CQ ring.  A
+ * ring set up with TASKRUN_FLAG says the latter in its SQ flags; without
+ * the flag there is no telling, so every poll enters.
+ *
+ * Only the poll at the end of a round trusts the flag, and if it is wrong
+ * the park that follows enters anyway.  The poll of a busy worker
+ * (next_local, every WEFT__GLOBAL_INTERVAL ticks) enters whatever the flag
+ * says: the promise that completions wait at most one interval then rests
+ * on entering alone, not on the kernel keeping the flag exact (it clears
+ * the flag at each entry, runs at most 20 task-work items per entry since
+ * Linux 6.13, and sets the flag again for what it leaves).
+ */
+static bool io_enter_needed(struct weft__worker *w, bool round_end)
 {
-	if (io_uring_sq_ready(&w->ring) || !(w->ring.flags & IORING_SETUP_TASKRUN_FLAG))
+	if (!round_end || io_uring_sq_ready(&w->ring) ||
+	    !(w->ring.flags & IORING_SETUP_TASKRUN_FLAG))
 		return true;
-	/* Relaxed: a flag set just after this read is seen by the next poll,
-	 * or by the park, which always enters. */
+	/* Relaxed: a flag set just after this read is seen by the park. */
 	unsigned f = __atomic_load_n(w->ring.sq.kflags, __ATOMIC_RELAXED);
 	return f & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW);
 }
 
-void weft__io_poll(struct weft__worker *w)
+void weft__io_poll(struct weft__worker *w, bool round_end)
 {
 	weft__io_process_cancels(w);
 	weft__bufs_poll(w);
@@ -221,7 +231,7 @@ void weft__io_poll(struct weft__worker *w)
 		/* DEFER_TASKRUN delivers completions only when we enter the
 		 * kernel asking for them; those it posted at submission are in
 		 * the CQ ring already. */
-		if (io_enter_needed(w))
+		if (io_enter_needed(w, round_end))
 			weft__submitted(w, io_uring_submit_and_get_events(&w->ring));
 		weft__park_reap(w);
 	} else if (io_uring_sq_ready(&w->ring)) {

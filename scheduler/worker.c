@@ -190,7 +190,7 @@ static struct weft_task *next_local(struct weft__worker *w)
 		 * at most one interval. */
 		if (w->io_inflight || io_uring_sq_ready(&w->ring) ||
 		    atomic_load_explicit(&w->io_cancels.n, memory_order_relaxed))
-			weft__io_poll(w);
+			weft__io_poll(w, false);
 		if ((t = weft__tqueue_pop(&w->ioq)) || (t = weft__tlist_pop(&w->yielded)) ||
 		    (t = weft__tqueue_pop(&w->inbox)))
 			return t;
@@ -400,7 +400,7 @@ static void worker_loop(struct weft__worker *w)
 		if (!t) {
 			/* Out of ready tasks: the end of a scheduling round, so
 			 * hand the kernel what it has been given. */
-			weft__io_poll(w);
+			weft__io_poll(w, true);
 			t = find_work(w);
 		}
 		/* With operations in flight their completions come through

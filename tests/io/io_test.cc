@@ -8,7 +8,9 @@
  * its task never reaches the next task on the same object; accept with a full descriptor
  * table reports -EMFILE and recovers.  File, vectored, message,
  * splice and poll operations each do what their system call does; a task
- * waits for a signal through weft_signal_wait.
+ * waits for a signal through weft_signal_wait.  A worker kept busy by
+ * tasks that are always ready still reaps completions, however many come
+ * at once.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -24,6 +26,7 @@
 #include <thread>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "common.h"
 #include "sockets.h"
@@ -460,6 +463,100 @@ TEST(IoTest, StatsCountTheEntriesSubmitted)
 	EXPECT_EQ(weft_rt_shutdown(rt, WEFT_SEC), 0);
 	close(p.a);
 	close(p.b);
+}
+
+/* ---- completions reach a busy worker ------------------------------------------ */
+
+struct busy {
+	std::atomic<bool> stop{false};
+	std::atomic<int> received{0};
+	struct weft_wg all_received;
+};
+
+/* Always ready, and slow between yields (20 us), so that a busy worker's
+ * polls are far apart: the 64 completions below then wait together. */
+intptr_t spinner(void *arg)
+{
+	struct busy *b = static_cast<struct busy *>(arg);
+	while (!b->stop.load(std::memory_order_relaxed)) {
+		uint64_t until = weft_now() + 20 * WEFT_USEC;
+		while (weft_now() < until)
+			;
+		weft_yield();
+	}
+	return 0;
+}
+
+struct receiver {
+	int fd;
+	struct busy *b;
+};
+
+intptr_t receive_one(void *arg)
+{
+	struct receiver *r = static_cast<struct receiver *>(arg);
+	char c;
+	ssize_t n = weft_recv(r->fd, &c, 1, 0);
+	if (n == 1)
+		r->b->received++;
+	weft_wg_done(&r->b->all_received);
+	return n == 1 ? 0 : -1;
+}
+
+/*
+ * Tasks that yield forever keep the only worker from ever running out of
+ * work, so it never parks: completions can reach it only through the poll
+ * a busy worker makes every WEFT__GLOBAL_INTERVAL switches, here about a
+ * millisecond apart.  64 receives complete between two such polls, more
+ * than the kernel runs per entry (20 task-work items on Linux 6.13 and
+ * later); all must arrive while the spinners still spin, well within the
+ * 10 s the waiter allows.
+ */
+TEST(IoTest, ABusyWorkerReapsEveryCompletionWithoutParking)
+{
+	const int n = 64;
+	std::vector<pair> ps(n);
+	for (auto &p : ps)
+		p = socket_pair();
+	struct busy b;
+	std::vector<receiver> rs(n);
+	intptr_t r = run_in_weft(1, [&]() -> intptr_t {
+		weft_wg_init(&b.all_received);
+		weft_wg_add(&b.all_received, n);
+		std::vector<struct weft_task *> ts;
+		for (int i = 0; i < n; i++) {
+			rs[i] = {ps[i].b, &b};
+			ts.push_back(weft_spawn(receive_one, &rs[i], nullptr));
+		}
+		struct weft_task *s1 = weft_spawn(spinner, &b, nullptr);
+		struct weft_task *s2 = weft_spawn(spinner, &b, nullptr);
+		/* The bytes come from outside once every receive is armed in
+		 * the kernel (the receivers ran and parked). */
+		std::thread writer([&] {
+			usleep(100 * 1000);
+			for (auto &p : ps)
+				EXPECT_EQ(write(p.a, "x", 1), 1);
+		});
+		struct weft_scope sc;
+		weft_scope_deadline(&sc, 10 * WEFT_SEC);
+		int rc = weft_wg_wait(&b.all_received);
+		weft_scope_end(&sc);
+		EXPECT_EQ(rc, 0) << "completions waited behind the ready tasks";
+		EXPECT_FALSE(b.stop.load());
+		b.stop = true;
+		writer.join();
+		EXPECT_EQ(join(s1), 0);
+		EXPECT_EQ(join(s2), 0);
+		for (struct weft_task *t : ts)
+			EXPECT_EQ(join(t), 0);
+		return 0;
+	});
+	EXPECT_EQ(r, 0);
+	EXPECT_EQ(b.received.load(), n);
+	for (auto &p : ps) {
+		close(p.a);
+		close(p.b);
+	}
 }
 
 } // namespace
