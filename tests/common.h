@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -98,6 +99,16 @@ inline intptr_t join(struct weft_task *t)
 	intptr_t r = -1;
 	EXPECT_EQ(weft_join(t, &r), 0);
 	return r;
+}
+
+/* Runs f(arg) in a task pinned to worker `worker` and waits for it. */
+inline intptr_t on_worker(unsigned worker, weft_fn f, void *arg)
+{
+	struct weft_spawn_opts o = {};
+	o.flags = WEFT_SPAWN_ON | WEFT_SPAWN_PINNED;
+	o.worker = worker;
+	struct weft_task *t = weft_spawn(f, arg, &o);
+	return t ? join(t) : -ENOMEM;
 }
 
 

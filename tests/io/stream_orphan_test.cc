@@ -171,15 +171,6 @@ intptr_t exhaust_and_wait(void *arg)
 	return 0;
 }
 
-intptr_t on_worker(unsigned worker, weft_fn f, void *arg)
-{
-	struct weft_spawn_opts o = {};
-	o.flags = WEFT_SPAWN_ON | WEFT_SPAWN_PINNED;
-	o.worker = worker;
-	struct weft_task *t = weft_spawn(f, arg, &o);
-	return t ? join(t) : -ENOMEM;
-}
-
 TEST(StreamOrphanTest, AWatchWhoseSweeperCannotStartIsEndedByTheOwner)
 {
 	struct away a = {};

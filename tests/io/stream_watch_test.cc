@@ -29,16 +29,6 @@
 
 namespace {
 
-/* Runs f(arg) in a task pinned to worker `worker` and waits for it. */
-intptr_t on_worker(unsigned worker, weft_fn f, void *arg)
-{
-	struct weft_spawn_opts o = {};
-	o.flags = WEFT_SPAWN_ON | WEFT_SPAWN_PINNED;
-	o.worker = worker;
-	struct weft_task *t = weft_spawn(f, arg, &o);
-	return t ? join(t) : -ENOMEM;
-}
-
 /* ---- keep-alive rounds ---------------------------------------------------------- */
 
 /* One server-side connection: its function echoes what is queued, then
