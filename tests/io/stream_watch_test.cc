@@ -31,6 +31,60 @@ namespace {
 
 /* ---- keep-alive rounds ---------------------------------------------------------- */
 
+/* The clients of the rounds below: plain threads, each taking its
+ * connections in turn, one 8-byte request each (which connection, which
+ * round), expecting exactly it back; a mismatch counts in wrong.  pause(i,
+ * r) says whether to idle 50 ms before connection i's round r.  At the end
+ * each half-closes its connections. */
+std::vector<std::thread> start_clients(std::vector<pair> &ps, int nclients, int nrounds,
+				       std::atomic<int> &wrong, bool (*pause)(int i, int r))
+{
+	int nconns = (int)ps.size();
+	std::vector<std::thread> clients;
+	for (int k = 0; k < nclients; k++)
+		clients.emplace_back([&ps, &wrong, pause, nclients, nrounds, nconns, k] {
+			for (int r = 0; r < nrounds; r++)
+				for (int i = k; i < nconns; i += nclients) {
+					if (pause(i, r))
+						usleep(50000);
+					char req[8], got[8];
+					std::memcpy(req, &i, 4);
+					std::memcpy(req + 4, &r, 4);
+					if (write(ps[i].a, req, 8) != 8)
+						wrong++;
+					size_t at = 0;
+					while (at < 8) {
+						ssize_t n = read(ps[i].a, got + at, 8 - at);
+						if (n <= 0)
+							break;
+						at += (size_t)n;
+					}
+					if (at != 8 || memcmp(req, got, 8) != 0)
+						wrong++;
+				}
+			for (int i = k; i < nconns; i += nclients)
+				shutdown(ps[i].a, SHUT_WR);
+		});
+	return clients;
+}
+
+/* The server side of the rounds: a runtime with two workers, where
+ * open_all(arg) opens and watches every connection's stream on worker 0
+ * (the owner); returns once all nconns are done and the clients joined. */
+void serve_rounds(struct weft_wg *done, int nconns, std::vector<std::thread> &clients,
+		  weft_fn open_all, void *arg)
+{
+	run_in_weft(2, [&] {
+		weft_wg_init(done);
+		weft_wg_add(done, nconns);
+		EXPECT_EQ(on_worker(0, open_all, arg), 0);
+		EXPECT_EQ(weft_wg_wait(done), 0);
+		return (intptr_t)0;
+	});
+	for (auto &t : clients)
+		t.join();
+}
+
 /* One server-side connection: its function echoes what is queued, then
  * watches again from worker (round % 2), so that every other watch is begun
  * away from the owner (worker 0) and must be linked by it. */
@@ -85,53 +139,15 @@ TEST(StreamWatchTest, KeepAliveRoundsLoseNothingWhereverTheWatchBegins)
 		cs[i].done = &done;
 		cs[i].wrong = &wrong;
 	}
-	/* Clients are plain threads: each takes its connections in turn, one
-	 * 8-byte request each, and expects exactly it back. */
-	std::vector<std::thread> clients;
-	for (int k = 0; k < nclients; k++)
-		clients.emplace_back([&, k] {
-			for (int r = 0; r < nrounds; r++)
-				for (int i = k; i < nconns; i += nclients) {
-					char req[8], got[8];
-					std::memcpy(req, &i, 4); /* which connection, which round */
-					std::memcpy(req + 4, &r, 4);
-					if (write(ps[i].a, req, 8) != 8)
-						client_wrong++;
-					size_t at = 0;
-					while (at < 8) {
-						ssize_t n = read(ps[i].a, got + at, 8 - at);
-						if (n <= 0)
-							break;
-						at += (size_t)n;
-					}
-					if (at != 8 || memcmp(req, got, 8) != 0)
-						client_wrong++;
-				}
-			for (int i = k; i < nconns; i += nclients)
-				shutdown(ps[i].a, SHUT_WR);
-		});
-	run_in_weft(2, [&] {
-		weft_wg_init(&done);
-		weft_wg_add(&done, nconns);
-		struct opener {
-			std::vector<conn> *cs;
-		} op = {&cs};
-		EXPECT_EQ(on_worker(
-				  0,
-				  [](void *a) -> intptr_t {
-					  for (conn &c : *static_cast<opener *>(a)->cs) {
-						  EXPECT_EQ(weft_stream_open(c.fd, &c.s), 0);
-						  EXPECT_EQ(weft_stream_watch(c.s, WEFT_NEVER, echo_fn, &c), 0);
-					  }
-					  return 0;
-				  },
-				  &op),
-			  0);
-		EXPECT_EQ(weft_wg_wait(&done), 0);
-		return (intptr_t)0;
-	});
-	for (auto &t : clients)
-		t.join();
+	std::vector<std::thread> clients =
+		start_clients(ps, nclients, nrounds, client_wrong, [](int, int) { return false; });
+	serve_rounds(&done, nconns, clients, [](void *a) -> intptr_t {
+		for (conn &c : *static_cast<std::vector<conn> *>(a)) {
+			EXPECT_EQ(weft_stream_open(c.fd, &c.s), 0);
+			EXPECT_EQ(weft_stream_watch(c.s, WEFT_NEVER, echo_fn, &c), 0);
+		}
+		return 0;
+	}, &cs);
 	EXPECT_EQ(wrong.load(), 0);
 	EXPECT_EQ(client_wrong.load(), 0);
 	for (int i = 0; i < nconns; i++) {
@@ -204,50 +220,16 @@ TEST(StreamWatchTest, TimeoutsAsksAndClosesRaceOnBothWorkersAndLoseNothing)
 		ps[i] = socket_pair();
 		cs[i] = tconn{ps[i].b, nullptr, 0, 0, 0, &done, &wrong};
 	}
-	std::vector<std::thread> clients;
-	for (int k = 0; k < nclients; k++)
-		clients.emplace_back([&, k] {
-			for (int r = 0; r < nrounds; r++)
-				for (int i = k; i < nconns; i += nclients) {
-					if (r % 10 == i % 10) /* idle past the timeout */
-						usleep(50000);
-					char req[8], got[8];
-					std::memcpy(req, &i, 4);
-					std::memcpy(req + 4, &r, 4);
-					if (write(ps[i].a, req, 8) != 8)
-						client_wrong++;
-					size_t at = 0;
-					while (at < 8) {
-						ssize_t n = read(ps[i].a, got + at, 8 - at);
-						if (n <= 0)
-							break;
-						at += (size_t)n;
-					}
-					if (at != 8 || memcmp(req, got, 8) != 0)
-						client_wrong++;
-				}
-			for (int i = k; i < nconns; i += nclients)
-				shutdown(ps[i].a, SHUT_WR);
-		});
-	run_in_weft(2, [&] {
-		weft_wg_init(&done);
-		weft_wg_add(&done, nconns);
-		EXPECT_EQ(on_worker(
-				  0,
-				  [](void *a) -> intptr_t {
-					  for (tconn &c : *static_cast<std::vector<tconn> *>(a)) {
-						  EXPECT_EQ(weft_stream_open(c.fd, &c.s), 0);
-						  EXPECT_EQ(timed_rewatch(&c), 0);
-					  }
-					  return 0;
-				  },
-				  &cs),
-			  0);
-		EXPECT_EQ(weft_wg_wait(&done), 0);
-		return (intptr_t)0;
-	});
-	for (auto &t : clients)
-		t.join();
+	/* Idle past the timeout: connection i before every tenth round. */
+	std::vector<std::thread> clients = start_clients(
+		ps, nclients, nrounds, client_wrong, [](int i, int r) { return r % 10 == i % 10; });
+	serve_rounds(&done, nconns, clients, [](void *a) -> intptr_t {
+		for (tconn &c : *static_cast<std::vector<tconn> *>(a)) {
+			EXPECT_EQ(weft_stream_open(c.fd, &c.s), 0);
+			EXPECT_EQ(timed_rewatch(&c), 0);
+		}
+		return 0;
+	}, &cs);
 	EXPECT_EQ(wrong.load(), 0);
 	EXPECT_EQ(client_wrong.load(), 0);
 	int timeouts = 0;
