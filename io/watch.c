@@ -31,9 +31,10 @@
  * alive while the owner has watches (or watched streams, stream.c) with a
  * timeout, wakes every quarter of the shortest timeout (10 ms to 1 s) and
  * cancels the receives that have expired (IORING_OP_ASYNC_CANCEL; the
- * -ECANCELED completion is reported as -ETIMEDOUT).  A watch with a shorter timeout than any before pokes the
- * sleeping sweeper (a semaphore it waits on under a deadline), which then
- * starts over at the shorter interval.  A timeout therefore fires between
+ * -ECANCELED completion is reported as -ETIMEDOUT).  A watch with a
+ * shorter timeout than any before pokes the sleeping sweeper (a semaphore
+ * it waits on under a deadline), which then starts over at the shorter
+ * interval.  A timeout therefore fires between
  * its time and a quarter of it later, never before.  The interval shrinks
  * but does not grow back while the sweeper lives: a short timeout seen
  * once costs more frequent sweeps, not lateness.
@@ -210,15 +211,8 @@ void weft__watch_poll(struct weft__worker *w)
 	}
 }
 
-/*
- * The owner's sweeper: cancels the receives whose timeout passed, and
- * starts the functions of starved watches whose timeout passed, and of
- * watched streams (stream.c).  Pinned to
- * the owner, so it may walk the owner's lists; it leaves when no watch with
- * a timeout is left, and at shutdown.
- */
-/* The sweeper's pause: sweep_every, or less when need_sweeper shortened it
- * meanwhile (a poke).  0 to sweep; negative (shutdown) to leave. */
+/* The sweeper's pause: sweep_every, or less when weft__sweep_need shortened
+ * it meanwhile (a poke).  0 to sweep; negative (shutdown) to leave. */
 static int nap(struct weft__bufs *b)
 {
 	struct weft_scope s;
@@ -228,6 +222,13 @@ static int nap(struct weft__bufs *b)
 	return rc == -ETIMEDOUT ? 0 : rc;
 }
 
+/*
+ * The owner's sweeper: cancels the receives whose timeout passed, and
+ * starts the functions of starved watches and of watched streams
+ * (stream.c) whose timeout passed.  Pinned to the owner, so it may walk
+ * the owner's lists; it leaves when no watch with a timeout is left, and
+ * at shutdown.
+ */
 static intptr_t sweeper(void *arg)
 {
 	struct weft__worker *w = arg;
