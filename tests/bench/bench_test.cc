@@ -549,10 +549,15 @@ TEST(BenchTest, OpenLoopShowsStallInCorrectedP99Only)
 	EXPECT_LT(field(out, "uncorrected", "p99_ns"), 100 * MS);
 	EXPECT_EQ(field(out, "rate", "offered"), 200);
 	/* The sender fell behind by about the stall, waiting for answers:
-	 * not by its own delay. */
+	 * the ~200 requests that came due in that second count as waiting,
+	 * and none of the stall counts as its own delay.  Its own delays are
+	 * its timer waking late, which on a busy or virtual machine happens
+	 * to a few percent of the sleeps by a few milliseconds (up to ~20 ms
+	 * seen), so their number is not a property of weft-bench; their
+	 * size is bounded far below the stall. */
 	EXPECT_GE(field(out, "rate", "max_lag_ns"), 500 * MS);
-	EXPECT_GE(field(out, "rate", "late_sends_waiting"), 50);
-	EXPECT_LT(field(out, "rate", "late_sends_own") * 10, field(out, "rate", "late_sends_waiting"));
+	EXPECT_GE(field(out, "rate", "late_sends_waiting"), 150);
+	EXPECT_LT(field(out, "rate", "max_own_lag_ns"), 200 * MS);
 	EXPECT_EQ(field(out, "rate", "late_sends"),
 		  field(out, "rate", "late_sends_own") + field(out, "rate", "late_sends_waiting"));
 	/* It caught up: nearly all 600 requests were made. */
