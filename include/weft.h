@@ -82,17 +82,22 @@ struct weft_opts {
 /*
  * Runs a runtime until fn(arg), its main task, returns; then cancels the
  * remaining tasks, shuts down as weft_rt_shutdown does, and returns the
- * main task's result.  opts may be NULL.  Any thread that is not a worker.
- * Returns a negative errno only if the runtime could not start: -ENOMEM,
- * -EINVAL (a malformed WEFT_WORKERS), -EAGAIN (threads), or the error
- * io_uring_queue_init gave (-ENOSYS, -EPERM where io_uring is disabled).
+ * main task's result, which may itself be negative (fn's own, or -ENOMEM
+ * when the main task could get no stack).  opts may be NULL.  Any thread
+ * that is not a worker.  Otherwise a negative errno: when the runtime could
+ * not start, -ENOMEM, -EINVAL (a malformed WEFT_WORKERS), -EAGAIN
+ * (threads), the error io_uring_queue_init gave (-ENOSYS, -EPERM where
+ * io_uring is disabled) or that of eventfd(2) for a worker's wake-up
+ * descriptor (-EMFILE, -ENFILE); -ENOMEM when the main task could not be
+ * made; -EDEADLK on a worker thread.
  */
 WEFT_API intptr_t weft_main(weft_fn fn, void *arg, const struct weft_opts *opts);
 
 /*
  * Starts a runtime with its worker threads and stores it in *rt.  opts may be
  * NULL.  Returns 0, -ENOMEM, -EINVAL (a malformed WEFT_WORKERS), -EAGAIN
- * (threads) or the error of io_uring_queue_init.  When io_uring cannot be
+ * (threads), the error of io_uring_queue_init, or that of eventfd(2) for a
+ * worker's wake-up descriptor (-EMFILE, -ENFILE).  When io_uring cannot be
  * set up, a line on stderr also says why in words: -EPERM, a seccomp profile
  * (Docker's default) or sysctl kernel.io_uring_disabled; -ENOMEM, the
  * locked-memory limit of kernels before 5.12; -ENOSYS, no io_uring in the
@@ -185,8 +190,8 @@ WEFT_API struct weft_task *weft_spawn(weft_fn fn, void *arg, const struct weft_s
  * Waits for t to finish, stores its result in *result (if not NULL) and
  * releases the handle.  Returns 0; or, leaving the handle owned by the
  * caller, -ECANCELED / -ETIMEDOUT when the *caller* was cancelled or hit its
- * deadline first, and -EDEADLK when t is the caller.  Task only; a
- * suspension point.
+ * deadline first, -ENOMEM when its deadline's timer could not be stored,
+ * and -EDEADLK when t is the caller.  Task only; a suspension point.
  */
 WEFT_API int weft_join(struct weft_task *t, intptr_t *result);
 
@@ -225,7 +230,8 @@ WEFT_API int weft_yield(void);
 /*
  * Suspends the calling task for ns nanoseconds.  Returns 0 when the time has
  * passed, -ETIMEDOUT when the task's deadline comes first, -ECANCELED when
- * cancelled.  Task only; a suspension point.
+ * cancelled, -ENOMEM when its timer could not be stored.  Task only; a
+ * suspension point.
  */
 WEFT_API int weft_sleep(uint64_t ns);
 
@@ -279,8 +285,9 @@ WEFT_API int weft_spawn_blocking(weft_fn fn, void *arg, intptr_t *result);
  * weft_scope_end), and outer deadlines are replaced by now + timeout_ns so the
  * cleanup is bounded.
  *
- * weft_scope_end returns 1 when this scope's own deadline expired (the
- * -ETIMEDOUT seen inside was ours, not an outer scope's), else 0.
+ * weft_scope_end returns 1 when this scope's own deadline has passed by
+ * now, else 0; after a 0, an -ETIMEDOUT seen inside came from an outer
+ * scope.
  * All three: task only; none suspends.
  */
 struct weft_scope {
@@ -321,8 +328,10 @@ WEFT_API void weft_group_cancel(struct weft_group *g);
  * deadline passes meanwhile, the children are cancelled and the wait goes on
  * until they have all finished: no child outlives this call.  Returns 0 when
  * no child failed, else the first failure's result; -ECANCELED/-ETIMEDOUT
- * when the caller's own cancellation or deadline cut the group short.  One
- * task at a time may wait on a group.  Task only; a suspension point.
+ * when the caller's own cancellation or deadline cut the group short, and
+ * -ENOMEM when the caller's deadline could not be kept (no memory for its
+ * timer), which cuts the group short likewise.  One task at a time may
+ * wait on a group.  Task only; a suspension point.
  */
 WEFT_API int weft_group_wait(struct weft_group *g);
 

@@ -60,9 +60,11 @@ int weft__bufs_init(struct weft__worker *w)
 			munmap(mem, (size_t)WEFT__BUFS_N * WEFT__BUFS_SIZE);
 		free(ret);
 		free(meta);
-		/* -EINVAL: a kernel before 5.19.  Remembered: not retried. */
-		b->setup_rc = rc == -EINVAL ? -EOPNOTSUPP : rc;
-		return b->setup_rc;
+		/* -EINVAL: a kernel before 5.19, remembered and not retried.
+		 * Anything else (-ENOMEM) may pass: the next call tries again. */
+		if (rc == -EINVAL)
+			rc = b->setup_rc = -EOPNOTSUPP;
+		return rc;
 	}
 	b->ring = ring;
 	b->mem = mem;

@@ -182,8 +182,8 @@ int weft_listener_open(int fd, struct weft_listener **out)
 	atomic_init(&l->refs, 2); /* the opener and the acceptor */
 	l->ch = weft_chan_new(sizeof(int), QUEUE);
 	struct weft_spawn_opts o = {.name = "weft-acceptor", .flags = WEFT_SPAWN_PINNED};
-	if (l->ch)
-		l->acceptor = weft_spawn(acceptor, l, &o);
+	if (l->ch && (l->acceptor = weft__task_new_stacked(self->worker, acceptor, l, &o)))
+		weft__enqueue(self->worker->rt, l->acceptor, false);
 	if (!l->acceptor) {
 		if (l->ch)
 			weft_chan_free(l->ch);

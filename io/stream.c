@@ -307,7 +307,7 @@ static intptr_t watch_run(void *arg)
  * function with status; false when no task can be made. */
 static bool start(struct weft__worker *here, struct weft_stream *s, int status)
 {
-	struct weft_task *t = weft__task_new(here->rt, here, watch_run, s, NULL);
+	struct weft_task *t = weft__task_new_stacked(here, watch_run, s, NULL);
 	if (!t)
 		return false;
 	s->watched = false;

@@ -103,7 +103,7 @@ int weft__sweep_need(struct weft__worker *w, uint64_t timeout)
 	if (b->sweeping)
 		return 0;
 	struct weft_spawn_opts o = {.name = "weft-sweeper", .flags = WEFT_SPAWN_PINNED};
-	struct weft_task *t = weft__task_new(w->rt, w, sweeper, w, &o);
+	struct weft_task *t = weft__task_new_stacked(w, sweeper, w, &o);
 	if (!t) {
 		b->ntimed--;
 		return -ENOMEM;
@@ -164,10 +164,10 @@ static void deliver(struct weft__worker *w, struct weft__watch *x, int res, int 
 	x->bid = bid;
 	if (bid >= 0)
 		w->bufs.held++;
-	struct weft_task *t = weft__task_new(w->rt, w, watch_run, x, NULL);
+	struct weft_task *t = weft__task_new_stacked(w, watch_run, x, NULL);
 	if (!t) {
-		/* Out of memory for a task: the connection is dropped, the
-		 * process goes on. */
+		/* Out of memory for a task or its stack: the connection is
+		 * dropped, the process goes on. */
 		if (bid >= 0)
 			weft__buf_put(&w->bufs, (unsigned)bid);
 		close(x->fd);

@@ -112,9 +112,12 @@ int weft_group_wait(struct weft_group *g)
 	while (g->running > 0) {
 		struct weft__wait w;
 		int rc = weft__waitq_block(&g->q, self, &w);
-		if ((rc == -ECANCELED || rc == -ETIMEDOUT) && !interrupted) {
-			/* Our scope is cut short: so is the group's.  Wait on,
-			 * shielded and without deadline, for the children to end. */
+		if (rc < 0 && !interrupted) {
+			/* Our scope is cut short (cancelled, past its deadline, or
+			 * a deadline whose timer could not be stored, -ENOMEM,
+			 * which would otherwise fail every wait at once and spin):
+			 * so is the group's.  Wait on, shielded and without
+			 * deadline (no timer), for the children to end. */
 			interrupted = rc;
 			weft_group_cancel(g);
 			weft_scope_shield(&shield, WEFT_NEVER);

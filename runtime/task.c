@@ -280,6 +280,25 @@ bool weft__task_prepare(struct weft__worker *w, struct weft_task *t)
 	return true;
 }
 
+/*
+ * weft__task_new for the runtime's own tasks (a watch's function, a
+ * sweeper, an acceptor), with the stack taken now, on w.  A task that gets
+ * no stack when it first runs ends without running its function, and for
+ * these the function is what would close the fd or report the error: so
+ * their callers must know at once.  Returns NULL, and leaves nothing behind,
+ * when the task or its stack cannot be had.
+ */
+struct weft_task *weft__task_new_stacked(struct weft__worker *w, weft_fn fn, void *arg,
+					 const struct weft_spawn_opts *opts)
+{
+	struct weft_task *t = weft__task_new(w->rt, w, fn, arg, opts);
+	if (t && !weft__task_prepare(w, t)) {
+		weft_detach(t); /* finished with -ENOMEM, never run: freed */
+		return NULL;
+	}
+	return t;
+}
+
 struct weft_task *weft_spawn(weft_fn fn, void *arg, const struct weft_spawn_opts *opts)
 {
 	struct weft_task *self = weft__current();

@@ -209,6 +209,8 @@ void weft__task_complete(struct weft__worker *w, struct weft_task *t);
 struct weft_task *weft__task_new(struct weft_rt *rt, struct weft__worker *w, weft_fn fn,
 				 void *arg, const struct weft_spawn_opts *opts);
 bool weft__task_prepare(struct weft__worker *w, struct weft_task *t);
+struct weft_task *weft__task_new_stacked(struct weft__worker *w, weft_fn fn, void *arg,
+					 const struct weft_spawn_opts *opts);
 uint64_t weft__tasks_cancel_all(struct weft_rt *rt);
 int64_t weft__tasks_live(const struct weft_rt *rt);
 uint64_t weft__tasks_spawned(const struct weft_rt *rt);

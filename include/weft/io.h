@@ -110,18 +110,20 @@ WEFT_API int weft_close(int fd);
  * past that the kernel's backlog holds them) for any task to take.  When
  * the process runs out of descriptors (EMFILE, ENFILE) or memory it stops
  * accepting and retries after 1 ms, doubling up to 1 s, so a full fd table
- * neither spins a core nor loses the listener.  Needs Linux 5.19.
+ * neither spins a core nor loses the listener (one whose retry timer
+ * cannot be stored stops, with -ENOMEM).  Needs Linux 5.19.
  */
 struct weft_listener;
 
 /* Starts accepting on fd, which stays the caller's (close it after
- * weft_listener_close).  Task only.  Returns 0 with *l set, -EINVAL (fd < 0),
- * -ENOMEM, or -EOPNOTSUPP (no accept in this io_uring). */
+ * weft_listener_close).  Task only; does not suspend.  Returns 0 with *l
+ * set, -EINVAL (fd < 0), -ENOMEM (no memory for the listener, or no task or
+ * stack for its acceptor), or -EOPNOTSUPP (no accept in this io_uring). */
 WEFT_API int weft_listener_open(int fd, struct weft_listener **l);
 /* Takes the next connection: a descriptor (SOCK_CLOEXEC), or -ECANCELED /
- * -ETIMEDOUT, or once the listener has stopped -EBADF (closed) or the error
- * that stopped it (e.g. -EINVAL: fd is not listening).  Task only;
- * suspension point. */
+ * -ETIMEDOUT, -ENOMEM (no timer for the deadline), or once the listener
+ * has stopped -EBADF (closed) or the error that stopped it (e.g. -EINVAL:
+ * fd is not listening).  Task only; suspension point. */
 WEFT_API int weft_listener_accept(struct weft_listener *l);
 /* Stops accepting and waits until the multishot operation has ended; tasks
  * waiting in weft_listener_accept get -EBADF, connections nobody took are
@@ -152,8 +154,10 @@ struct weft_stream;
 
 /* Starts receiving on fd, which stays the caller's: close it after
  * weft_stream_close.  Task only; does not suspend.  Returns 0 with *s set,
- * -EINVAL (fd < 0), -ENOMEM, or -EOPNOTSUPP (no receive in this
- * io_uring, or no provided-buffer rings: a kernel before 5.19). */
+ * -EINVAL (fd < 0), -ENOMEM, -EOPNOTSUPP (no receive in this io_uring, or
+ * no provided-buffer rings: a kernel before 5.19), or another -errno of
+ * registering the worker's buffer ring.  Only -EOPNOTSUPP is final for the
+ * worker; after any other error the next call tries again. */
 WEFT_API int weft_stream_open(int fd, struct weft_stream **s);
 /* Reads up to len bytes into buf: returns the count; 0 once the peer has
  * ended the stream and every byte before the end has been read (and for
@@ -196,11 +200,11 @@ typedef void (*weft_stream_fn)(struct weft_stream *s, int fd, int status, void *
  * s is the runtime's: no call may use it.  If the runtime shuts down
  * first, the fd is closed, s is freed and fn never runs; so are they if a
  * task the watch needs later (for fn, or for the timeout's sweeper on
- * another worker) cannot be made (out of memory).  Task only, on any
- * worker; does not suspend.  Returns 0, -EINVAL (fn NULL), -EBUSY (s is
- * watched already, or a task is in weft_stream_recv on it), or -ENOMEM (no
- * task could be made now: for fn, something being queued already, or for
- * the timeout's sweeper).
+ * another worker), or a stack for it, cannot be had (out of memory).  Task
+ * only, on any worker; does not suspend.  Returns 0, -EINVAL (fn NULL),
+ * -EBUSY (s is watched already, or a task is in weft_stream_recv on it),
+ * or -ENOMEM (no task or stack could be had now: for fn, something being
+ * queued already, or for the timeout's sweeper).
  */
 WEFT_API int weft_stream_watch(struct weft_stream *s, uint64_t timeout_ns, weft_stream_fn fn,
 			       void *arg);
@@ -209,7 +213,8 @@ WEFT_API int weft_stream_watch(struct weft_stream *s, uint64_t timeout_ns, weft_
 
 /*
  * Waits until one of the signals in set is pending and takes it: returns
- * its number, or -ECANCELED / -ETIMEDOUT, or -errno from signalfd(2).  The
+ * its number, or -ECANCELED / -ETIMEDOUT, or -errno from signalfd(2) (-EIO
+ * for a short read of it, which signalfd does not do).  The
  * signals must be blocked in every thread that is not a weft worker
  * (workers block them all), e.g. with pthread_sigmask in main before the
  * runtime starts; otherwise they are delivered as usual and never seen
@@ -237,10 +242,13 @@ typedef void (*weft_watch_fn)(int fd, const void *data, ssize_t n, void *arg);
  * it fires no sooner than timeout_ns and at most that interval later.  Meanwhile the connection holds no task, no
  * stack and no buffer: the bytes land in a buffer of the worker's shared
  * ring (4 KiB each) only when they come.  If the runtime shuts down first,
- * fd is closed and fn never runs; so is it if no task can be made when the
- * bytes come (out of memory).  Task only; does not suspend.
- * Returns 0, -EINVAL (fd < 0 or fn NULL), -ENOMEM, or -EOPNOTSUPP (a kernel
- * without provided-buffer rings, before 5.19).
+ * fd is closed and fn never runs; so is it if no task, or no stack for
+ * it, can be had when the bytes come (out of memory).  Task only; does not
+ * suspend.  Returns 0, -EINVAL (fd < 0 or fn NULL), -ENOMEM (no memory for
+ * the watch, or no task or stack for the timeout's sweeper), -EOPNOTSUPP
+ * (no receive in this io_uring, or a kernel without provided-buffer rings,
+ * before 5.19), or another -errno of registering the worker's buffer ring
+ * (as weft_stream_open).
  */
 WEFT_API int weft_watch(int fd, uint64_t timeout_ns, weft_watch_fn fn, void *arg);
 

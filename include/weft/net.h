@@ -89,8 +89,9 @@ WEFT_API int weft_addr_port(const struct weft_addr *a);
  * lookup finishes unseen.  Errors: -EINVAL (malformed, or max is 0),
  * -ENOENT (no such host, or no address for it), -EAGAIN (temporary
  * resolver failure, or no pool thread could start), -ENOMEM, -EIO (resolver
- * failure), -ECANCELED, -ETIMEDOUT.  Task only; a suspension point when it
- * looks a name up.
+ * failure), the -errno of a system error in the resolver (getaddrinfo's
+ * EAI_SYSTEM, e.g. -EMFILE), -ECANCELED, -ETIMEDOUT.  Task only; a
+ * suspension point when it looks a name up.
  */
 WEFT_API int weft_addr_resolve(const char *s, struct weft_addr *out, size_t max);
 
@@ -134,7 +135,8 @@ struct weft_listen_opts {
  *
  * Errors: -EINVAL (a.len is 0), -EAFNOSUPPORT (another family), -EADDRINUSE,
  * -EACCES, -EADDRNOTAVAIL, -EMFILE, -ENFILE, -ENOMEM, or another -errno of
- * socket(2), setsockopt(2), bind(2) or listen(2).  Any thread.
+ * socket(2), setsockopt(2), bind(2) or listen(2), or of lstat(2) and
+ * unlink(2) while reclaiming a stale unix socket path.  Any thread.
  */
 WEFT_API int weft_sock_listen(const struct weft_addr *a, const struct weft_listen_opts *opts);
 
@@ -143,7 +145,8 @@ WEFT_API int weft_sock_listen(const struct weft_addr *a, const struct weft_liste
  * the peer's address in *peer if not NULL.  Returns the new descriptor
  * (close-on-exec), or -errno: -ECANCELED, -ETIMEDOUT, -EMFILE, -ENFILE,
  * -ECONNABORTED (the client gave up first), -EINVAL (lfd is not
- * listening), -EBADF.  Task only; a suspension point.
+ * listening), -EBADF, or another -errno of accept4(2).  Task only; a
+ * suspension point.
  */
 WEFT_API int weft_sock_accept(int lfd, struct weft_addr *peer);
 
@@ -152,7 +155,8 @@ WEFT_API int weft_sock_accept(int lfd, struct weft_addr *peer);
  * descriptor (close-on-exec), or -errno: -ECONNREFUSED, -ENOENT (no unix
  * socket there), -ENETUNREACH, -EHOSTUNREACH, -ETIMEDOUT (the deadline, or
  * the kernel gave up), -ECANCELED, -EINVAL (a.len is 0), -EAFNOSUPPORT,
- * -EMFILE, -ENFILE.  Task only; a suspension point.
+ * -EMFILE, -ENFILE, or another -errno of socket(2) or connect(2).  Task
+ * only; a suspension point.
  */
 WEFT_API int weft_sock_connect(const struct weft_addr *a);
 
@@ -185,7 +189,8 @@ WEFT_API ssize_t weft_sock_send_all(int fd, const void *buf, size_t len, size_t 
 WEFT_API ssize_t weft_sock_recv_exact(int fd, void *buf, size_t len, size_t *got);
 
 /* TCP_NODELAY on (on != 0) or off: 0 or -errno (-EBADF, -ENOTSOCK,
- * -EOPNOTSUPP for a non-TCP socket).  Any thread. */
+ * -ENOPROTOOPT for an IPv4 or IPv6 socket that is not TCP, -EOPNOTSUPP for
+ * a unix socket).  Any thread. */
 WEFT_API int weft_tcp_nodelay(int fd, int on);
 
 /*
@@ -193,8 +198,9 @@ WEFT_API int weft_tcp_nodelay(int fd, int on);
  * set TCP_KEEPIDLE (seconds idle before the first probe), TCP_KEEPINTVL
  * (seconds between probes) and TCP_KEEPCNT (probes before the connection is
  * dropped); 0 leaves that one at the system's default.  Returns 0 or -errno
- * (-EBADF, -ENOTSOCK, -EINVAL for a value the kernel refuses, -EOPNOTSUPP).
- * Any thread.
+ * (-EBADF, -ENOTSOCK, -EINVAL for a value the kernel refuses; for a socket
+ * that is not TCP, when a value is given, -ENOPROTOOPT (IPv4, IPv6) or
+ * -EOPNOTSUPP (unix), SO_KEEPALIVE being set by then).  Any thread.
  */
 WEFT_API int weft_tcp_keepalive(int fd, int on, unsigned idle_s, unsigned interval_s,
 				unsigned count);
@@ -205,7 +211,8 @@ WEFT_API int weft_tcp_keepalive(int fd, int on, unsigned idle_s, unsigned interv
  * Opens a UDP socket bound to a (IPv4 or IPv6; IPV6_V6ONLY on IPv6; port 0
  * picks one, which is also how a client gets a socket).  Returns the
  * descriptor (close-on-exec), or -EINVAL (a.len is 0), -EAFNOSUPPORT,
- * -EADDRINUSE, -EADDRNOTAVAIL, -EACCES, -EMFILE, -ENFILE.  Any thread.
+ * -EADDRINUSE, -EADDRNOTAVAIL, -EACCES, -EMFILE, -ENFILE, or another -errno
+ * of socket(2) or bind(2).  Any thread.
  */
 WEFT_API int weft_udp_bind(const struct weft_addr *a);
 

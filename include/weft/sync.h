@@ -5,8 +5,9 @@
  *
  * Each blocking call parks the calling *task*, never the worker thread, and
  * works across workers.  Blocking calls are suspension points (see weft.h):
- * they return -ECANCELED or -ETIMEDOUT, and an operation that completed
- * first returns its result.  Mutex, condition variable, semaphore and wait
+ * they return -ECANCELED or -ETIMEDOUT, or -ENOMEM when the deadline's
+ * timer cannot be stored (nothing done, as for the other two), and an
+ * operation that completed first returns its result.  Mutex, condition variable, semaphore and wait
  * group are plain structs so they can be embedded; initialise them with
  * their *_INIT macro or *_init function.  Their fields are private.
  */
@@ -44,7 +45,8 @@ struct weft_mutex {
 /* The *_init functions (and the *_INIT initialisers) make a fresh, unheld,
  * waiter-less object.  Any thread, before any task uses it; no failure. */
 WEFT_API void weft_mutex_init(struct weft_mutex *m);
-/* Returns 0 with m held, or -ECANCELED / -ETIMEDOUT without it.  Task only. */
+/* Returns 0 with m held, or -ECANCELED / -ETIMEDOUT / -ENOMEM without it.
+ * Task only. */
 WEFT_API int weft_mutex_lock(struct weft_mutex *m);
 /* Returns 0 with m held, or -EBUSY.  Task only (any thread if never
  * contended by tasks). */
@@ -65,7 +67,7 @@ struct weft_cond {
 WEFT_API void weft_cond_init(struct weft_cond *c);
 /* Atomically releases m and parks; re-acquires m before returning, in every
  * case (the re-acquisition is shielded).  Returns 0 when notified, or
- * -ECANCELED / -ETIMEDOUT.  Task only. */
+ * -ECANCELED / -ETIMEDOUT / -ENOMEM.  Task only. */
 WEFT_API int weft_cond_wait(struct weft_cond *c, struct weft_mutex *m);
 /* Wake one / all waiters.  Any thread. */
 WEFT_API void weft_cond_signal(struct weft_cond *c);
@@ -78,7 +80,8 @@ struct weft_sem {
 };
 #define WEFT_SEM_INIT(n) { (n), WEFT__WAITQ_INIT }
 WEFT_API void weft_sem_init(struct weft_sem *s, uint64_t count);
-/* Takes one unit: 0, or -ECANCELED / -ETIMEDOUT having taken none.  Task only. */
+/* Takes one unit: 0, or -ECANCELED / -ETIMEDOUT / -ENOMEM having taken
+ * none.  Task only. */
 WEFT_API int weft_sem_acquire(struct weft_sem *s);
 /* 0 or -EAGAIN.  Any thread. */
 WEFT_API int weft_sem_tryacquire(struct weft_sem *s);
@@ -98,8 +101,8 @@ WEFT_API void weft_wg_init(struct weft_wg *wg);
 WEFT_API int weft_wg_add(struct weft_wg *wg, int64_t n);
 /* weft_wg_add(wg, -1), with its result.  Any thread. */
 WEFT_API int weft_wg_done(struct weft_wg *wg);
-/* Waits for the counter to reach zero: 0, or -ECANCELED / -ETIMEDOUT.
- * Task only. */
+/* Waits for the counter to reach zero: 0, or -ECANCELED / -ETIMEDOUT /
+ * -ENOMEM.  Task only. */
 WEFT_API int weft_wg_wait(struct weft_wg *wg);
 
 /* ---- Bounded MPMC channel ---------------------------------------------------
@@ -114,11 +117,11 @@ WEFT_API struct weft_chan *weft_chan_new(size_t elem_size, size_t capacity);
  * dropped.  Any thread. */
 WEFT_API void weft_chan_free(struct weft_chan *ch);
 /* Sends a copy of *msg.  Returns 0 once the message is buffered or taken,
- * -EPIPE if ch is closed (msg not sent), or -ECANCELED / -ETIMEDOUT (not
- * sent).  Task only. */
+ * -EPIPE if ch is closed (msg not sent), or -ECANCELED / -ETIMEDOUT /
+ * -ENOMEM (not sent).  Task only. */
 WEFT_API int weft_chan_send(struct weft_chan *ch, const void *msg);
 /* Receives into *msg.  Returns 0, -EPIPE once ch is closed and empty, or
- * -ECANCELED / -ETIMEDOUT (nothing taken).  Task only. */
+ * -ECANCELED / -ETIMEDOUT / -ENOMEM (nothing taken).  Task only. */
 WEFT_API int weft_chan_recv(struct weft_chan *ch, void *msg);
 /* Non-blocking twins: -EAGAIN instead of parking.  Any thread. */
 WEFT_API int weft_chan_trysend(struct weft_chan *ch, const void *msg);
@@ -140,7 +143,7 @@ WEFT_API void weft_future_free(struct weft_future *f);
  * already resolved (value dropped).  Any thread; never blocks. */
 WEFT_API int weft_future_resolve(struct weft_future *f, intptr_t value);
 /* Waits for the value: 0 with *value set (value may be NULL), or
- * -ECANCELED / -ETIMEDOUT.  Task only. */
+ * -ECANCELED / -ETIMEDOUT / -ENOMEM.  Task only. */
 WEFT_API int weft_future_await(struct weft_future *f, intptr_t *value);
 /* 0 with *value set, or -EAGAIN while unresolved.  Any thread. */
 WEFT_API int weft_future_poll(struct weft_future *f, intptr_t *value);
