@@ -44,9 +44,10 @@
  * takes it off and starts a task for the user's function, and the watch
  * sweeper (watch.c) does the same with -ETIMEDOUT once the idle timeout
  * passed.  A watch begun on another worker (the reader was stolen) is put
- * on the list by the owner, when asked.  If no task can be made, the stream
- * is orphaned: the owner stops it and, once it has ENDED, closes its fd and
- * frees it, as shutdown does for every watched stream.
+ * on the list by the owner, when asked.  If no task (or no stack for it)
+ * can be had, the stream is orphaned: the owner stops it and, once it has
+ * ENDED, closes its fd and frees it, as shutdown does for every watched
+ * stream.
  *
  * States (s->state, under s->lock), and what moves between them:
  *   ARMED     the receive is in the kernel, counted in owner->io_inflight;
@@ -109,7 +110,7 @@ struct weft_stream {
 	struct weft_stream *anext;
 	/* The watch (weft_stream_watch), under lock. */
 	bool watched;              /* waiting for its function's task */
-	bool orphan;               /* no task could be made: the owner ends s */
+	bool orphan;               /* no task could be had: the owner ends s */
 	int wstatus;               /* for the task that runs wfn */
 	weft_stream_fn wfn;
 	void *warg;
@@ -304,7 +305,8 @@ static intptr_t watch_run(void *arg)
 }
 
 /* Under s->lock, on worker here (any): starts the task that runs s's
- * function with status; false when no task can be made. */
+ * function with status; false when no task, or no stack for it, can be
+ * had. */
 static bool start(struct weft__worker *here, struct weft_stream *s, int status)
 {
 	struct weft_task *t = weft__task_new_stacked(here, watch_run, s, NULL);
