@@ -287,14 +287,24 @@ void weft__io_cancel_key(struct weft__worker *w, uint64_t key)
 		return io_end(self, &op, sqe);                       \
 	} while (0)
 
+/* An SQE's length is 32 bits: a longer request would wrap (4 GiB to 0, read
+ * as the end of the stream).  Capped as read(2) and write(2) cap theirs
+ * (MAX_RW_COUNT), it is a short count, which callers handle anyway. */
+#define IO_MAX 0x7ffff000u
+
+static inline unsigned io_len(size_t len)
+{
+	return len < IO_MAX ? (unsigned)len : IO_MAX;
+}
+
 ssize_t weft_read(int fd, void *buf, size_t len)
 {
-	IO_OP(IORING_OP_READ, io_uring_prep_read(sqe, fd, buf, (unsigned)len, (uint64_t)-1));
+	IO_OP(IORING_OP_READ, io_uring_prep_read(sqe, fd, buf, io_len(len), (uint64_t)-1));
 }
 
 ssize_t weft_write(int fd, const void *buf, size_t len)
 {
-	IO_OP(IORING_OP_WRITE, io_uring_prep_write(sqe, fd, buf, (unsigned)len, (uint64_t)-1));
+	IO_OP(IORING_OP_WRITE, io_uring_prep_write(sqe, fd, buf, io_len(len), (uint64_t)-1));
 }
 
 ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt)
@@ -309,22 +319,22 @@ ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt)
 
 ssize_t weft_pread(int fd, void *buf, size_t len, off_t offset)
 {
-	IO_OP(IORING_OP_READ, io_uring_prep_read(sqe, fd, buf, (unsigned)len, (uint64_t)offset));
+	IO_OP(IORING_OP_READ, io_uring_prep_read(sqe, fd, buf, io_len(len), (uint64_t)offset));
 }
 
 ssize_t weft_pwrite(int fd, const void *buf, size_t len, off_t offset)
 {
-	IO_OP(IORING_OP_WRITE, io_uring_prep_write(sqe, fd, buf, (unsigned)len, (uint64_t)offset));
+	IO_OP(IORING_OP_WRITE, io_uring_prep_write(sqe, fd, buf, io_len(len), (uint64_t)offset));
 }
 
 ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
 {
-	IO_OP(IORING_OP_RECV, io_uring_prep_recv(sqe, fd, buf, len, flags));
+	IO_OP(IORING_OP_RECV, io_uring_prep_recv(sqe, fd, buf, io_len(len), flags));
 }
 
 ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
 {
-	IO_OP(IORING_OP_SEND, io_uring_prep_send(sqe, fd, buf, len, flags));
+	IO_OP(IORING_OP_SEND, io_uring_prep_send(sqe, fd, buf, io_len(len), flags));
 }
 
 ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags)
@@ -360,7 +370,7 @@ int weft_fsync(int fd, int datasync)
 ssize_t weft_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size_t len,
 		    unsigned flags)
 {
-	IO_OP(IORING_OP_SPLICE, io_uring_prep_splice(sqe, fd_in, off_in, fd_out, off_out, (unsigned)len, flags));
+	IO_OP(IORING_OP_SPLICE, io_uring_prep_splice(sqe, fd_in, off_in, fd_out, off_out, io_len(len), flags));
 }
 
 int weft_poll(int fd, unsigned mask)

@@ -17,6 +17,8 @@
  * has arrived, so buffers (often on the task's stack) are never written
  * after it returns; and an operation that completed first returns its
  * result, never -ECANCELED or -ETIMEDOUT: bytes received are never lost.
+ * One call moves at most 0x7ffff000 bytes, as read(2) and write(2) do: a
+ * longer length gives a short count.
  */
 #ifndef WEFT_IO_H
 #define WEFT_IO_H

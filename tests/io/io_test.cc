@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -49,6 +50,33 @@ TEST(IoTest, SendAndRecvCarryTheBytes)
 	});
 	close(p.a);
 	close(p.b);
+}
+
+TEST(IoTest, ALengthOfFourGiBIsAShortCountNotAWrappedOne)
+{
+	/* A real buffer of 4 GiB (address space only): an SQE's length is
+	 * 32 bits, and 2^32 must not wrap to 0, which reads as the end. */
+	const size_t big = (size_t)1 << 32;
+	void *buf = mmap(nullptr, big, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ASSERT_NE(buf, MAP_FAILED);
+	pair p = socket_pair();
+	int pp[2];
+	ASSERT_EQ(pipe(pp), 0);
+	run_in_weft(1, [&] {
+		EXPECT_EQ(write(p.a, "hello", 5), 5);
+		EXPECT_EQ(weft_recv(p.b, buf, big, 0), 5);
+		EXPECT_EQ(memcmp(buf, "hello", 5), 0);
+		EXPECT_EQ(write(pp[1], "world", 5), 5);
+		EXPECT_EQ(weft_read(pp[0], buf, big), 5);
+		EXPECT_EQ(memcmp(buf, "world", 5), 0);
+		return (intptr_t)0;
+	});
+	close(p.a);
+	close(p.b);
+	close(pp[0]);
+	close(pp[1]);
+	munmap(buf, big);
 }
 
 TEST(IoTest, RecvReturnsZeroAtEndOfStream)
