@@ -89,6 +89,7 @@ struct weft__worker {
 	pthread_t thread;
 	bool thread_started;
 	int start_rc;                  /* the worker's ring setup result */
+	bool start_ring_failed;        /* start_rc is the ring's own failure */
 
 	/* Tasks woken by the events this worker dispatches in batches (the
 	 * completions it reaps, the timers it fires), in the order of those

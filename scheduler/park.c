@@ -119,8 +119,10 @@ void weft__ring_explain(int rc)
 int weft__park_init(struct weft__worker *w)
 {
 	int rc = ring_init(&w->ring);
-	if (rc < 0)
+	if (rc < 0) {
+		w->start_ring_failed = true;
 		return rc;
+	}
 	w->efd = eventfd(0, EFD_CLOEXEC);
 	if (w->efd < 0) {
 		rc = -errno;

@@ -381,7 +381,11 @@ int weft_rt_new(struct weft_rt **out, const struct weft_opts *opts)
 	for (unsigned i = 0; i < started; i++)
 		if (rt->workers[i]->start_rc < 0 && rc == 0) {
 			rc = rt->workers[i]->start_rc;
-			weft__ring_explain(rc);
+			if (rt->workers[i]->start_ring_failed)
+				weft__ring_explain(rc);
+			else /* the ring was set up; its wake-up eventfd was not */
+				fprintf(stderr, "weft: cannot create a worker's wake-up eventfd: %s\n",
+					strerror(-rc));
 		}
 	g.state = rc < 0 ? -1 : 1;
 	pthread_cond_broadcast(&g.cond);

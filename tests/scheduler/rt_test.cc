@@ -113,9 +113,10 @@ TEST(RtTest, StallWarningNamesTheTask)
 	EXPECT_NE(err.find("\"hog\""), std::string::npos) << err;
 }
 
-/* In a child whose io_uring_setup fails with err (as a seccomp profile or
- * a kernel without io_uring makes it), weft_rt_new's result and stderr. */
-std::string setup_failure(int err, int *rc)
+/* In a child whose system call nr (io_uring_setup by default) fails with
+ * err (as a seccomp profile or a kernel without io_uring makes it),
+ * weft_rt_new's result and stderr. */
+std::string setup_failure(int err, int *rc, long nr = __NR_io_uring_setup)
 {
 	int p[2];
 	EXPECT_EQ(pipe(p), 0);
@@ -124,7 +125,7 @@ std::string setup_failure(int err, int *rc)
 		dup2(p[1], 2);
 		struct sock_filter f[] = {
 			BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-			BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+			BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
 			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
 			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 		};
@@ -164,6 +165,15 @@ TEST(RtTest, AFailedRingSetupIsExplainedInWords)
 	why = setup_failure(ENOMEM, &rc);
 	EXPECT_EQ(rc, ENOMEM);
 	EXPECT_NE(why.find("RLIMIT_MEMLOCK"), std::string::npos) << why;
+}
+
+TEST(RtTest, AFailedWakeupEventfdIsNotBlamedOnIoUring)
+{
+	int rc;
+	std::string why = setup_failure(EMFILE, &rc, __NR_eventfd2);
+	EXPECT_EQ(rc, EMFILE);
+	EXPECT_NE(why.find("wake-up eventfd"), std::string::npos) << why;
+	EXPECT_EQ(why.find("io_uring"), std::string::npos) << why;
 }
 
 } // namespace
