@@ -11,9 +11,10 @@
  *  - new processes take over with --upgrade-from again and again: no
  *    connection fails and each old process exits 0 by itself;
  * and besides:
- *  - a broken configuration on SIGHUP is reported with FILE:LINE, and so is
- *    a listen address that will not bind; the old configuration keeps
- *    serving and /metrics counts the failures;
+ *  - a broken configuration on SIGHUP is reported with FILE:LINE, and so are
+ *    a listen address that will not bind and a server name that does not
+ *    resolve; the old configuration keeps serving and /metrics counts the
+ *    failures; at start, such a name stops the proxy, with its line;
  *  - a reload moves the admin listener to a new address (the old one
  *    stops answering), turns it off, and with an address that will not
  *    bind fails as a whole, the running listener still answering; it
@@ -525,8 +526,18 @@ TEST(ReloadTest, BrokenConfigurationIsReportedAndTheOldOneKeepsServing)
 	close(busy);
 	for (int i = 0; i < 5; i++)
 		EXPECT_EQ(exchange(port, "a", i), "") << "still server a";
+	/* So does a server whose host name does not resolve (line 9). */
+	write_file(p.file, global + frontend("web", port) +
+				   "\n[backend app]\nserver s0 = nonexistent.invalid:80\n");
+	kill(p.pid, SIGHUP);
+	line = p.wait_line("nonexistent.invalid", 20000);
+	EXPECT_NE(line.find(p.file + ":9: server s0 = nonexistent.invalid:80: "), std::string::npos)
+		<< line;
+	EXPECT_NE(p.wait_line("reload failed", 5000), "");
+	for (int i = 0; i < 5; i++)
+		EXPECT_EQ(exchange(port, "a", i), "") << "still server a";
 	std::string metrics = http_get(admin, "/metrics");
-	EXPECT_NE(metrics.find("weft_proxy_reload_failures_total 2\n"), std::string::npos) << metrics;
+	EXPECT_NE(metrics.find("weft_proxy_reload_failures_total 3\n"), std::string::npos) << metrics;
 	EXPECT_NE(metrics.find("weft_proxy_reloads_total 0\n"), std::string::npos);
 	/* Fixed, it takes effect. */
 	write_file(p.file, good.substr(0, good.find("[backend")) + "[backend app]\n" +
@@ -537,6 +548,20 @@ TEST(ReloadTest, BrokenConfigurationIsReportedAndTheOldOneKeepsServing)
 	EXPECT_NE(http_get(admin, "/metrics").find("weft_proxy_reloads_total 1\n"), std::string::npos);
 	int st = p.stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+TEST(ReloadTest, AServerNameThatDoesNotResolveStopsTheStartWithItsLine)
+{
+	NEED_PROXY();
+	int port = free_port();
+	proxy p;
+	ASSERT_TRUE(p.start("[global]\naccess_log = off\n" + frontend("web", port) +
+			    "\n[backend app]\nserver s0 = nonexistent.invalid:80\n"));
+	std::string line = p.wait_line("nonexistent.invalid", 20000);
+	EXPECT_NE(line.find(p.file + ":8: server s0 = nonexistent.invalid:80: "), std::string::npos)
+		<< line;
+	int st = p.wait_exit(10000);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1) << "wait status " << st;
 }
 
 TEST(ReloadTest, HealthStateSurvivesAReload)

@@ -91,8 +91,10 @@ static struct pserver_state *server_state(const struct proxy_server *s,
 	return st;
 }
 
-int balance_init(struct pbackend *pb, const struct proxy_backend *b, const struct pbackend *prev)
+int balance_init(struct pbackend *pb, const struct proxy_backend *b, const struct pbackend *prev,
+		 const struct proxy_server **bad)
 {
+	*bad = NULL;
 	memset(pb, 0, sizeof(*pb));
 	pb->cfg = b;
 	pb->servers = calloc(b->nservers, sizeof(*pb->servers));
@@ -118,6 +120,7 @@ int balance_init(struct pbackend *pb, const struct proxy_backend *b, const struc
 		}
 		int rc = weft_addr_resolve(s->cfg->address, &s->addr, 1);
 		if (rc < 0) {
+			*bad = s->cfg;
 			balance_fini(pb);
 			return rc;
 		}

@@ -110,10 +110,12 @@ void shared_unref(void *p);
  * the generation before, or NULL), each server whose name prev has takes
  * over its state, and the backend its counters; the rest start afresh
  * (up, nothing counted).  Returns 0 or -errno (-ENOMEM; host names are
- * looked up with weft_addr_resolve: task only), with nothing held on
- * error.  balance_fini drops what balance_init took.
+ * looked up with weft_addr_resolve: task only, and *bad is then the server
+ * whose name did not resolve, else NULL), with nothing held on error.
+ * balance_fini drops what balance_init took.
  */
-int balance_init(struct pbackend *pb, const struct proxy_backend *b, const struct pbackend *prev);
+int balance_init(struct pbackend *pb, const struct proxy_backend *b, const struct pbackend *prev,
+		 const struct proxy_server **bad);
 void balance_fini(struct pbackend *pb);
 
 /*

@@ -117,9 +117,15 @@ int gen_build(struct proxy_config *cfg, const struct gen *prev, struct gen **out
 	int rc = g->backs && g->fronts && g->fstats && g->loops ? 0 : -ENOMEM;
 	for (size_t i = 0; rc == 0 && i < cfg->nbackends; i++) {
 		const struct proxy_backend *b = &cfg->backends[i];
-		if ((rc = balance_init(&g->backs[i], b, prev_backend(prev, b->name))) < 0) {
-			fprintf(stderr, "weft-proxy: %s:%d: backend %s: %s\n", cfg->file, b->line,
-				b->name, strerror(-rc));
+		const struct proxy_server *bad;
+		if ((rc = balance_init(&g->backs[i], b, prev_backend(prev, b->name), &bad)) < 0) {
+			if (bad)
+				fprintf(stderr, "weft-proxy: %s:%d: server %s = %s: %s\n", cfg->file,
+					bad->line, bad->name, bad->address,
+					rc == -ENOENT ? "no such host" : strerror(-rc));
+			else
+				fprintf(stderr, "weft-proxy: %s:%d: backend %s: %s\n", cfg->file,
+					b->line, b->name, strerror(-rc));
 			break;
 		}
 		g->nbacks++;
@@ -134,8 +140,7 @@ int gen_build(struct proxy_config *cfg, const struct gen *prev, struct gen **out
 			rc = -ENOMEM;
 	}
 	if (rc < 0) {
-		g->cfg = NULL; /* still the caller's */
-		gen_free(g, true);
+		gen_free(g, false); /* cfg is still the caller's */
 		return rc;
 	}
 	g->view = (struct admin_view){.cfg = cfg, .fronts = g->fstats, .backs = g->backs};
