@@ -214,17 +214,10 @@ long cpu_ticks(pid_t pid)
 	return utime + stime;
 }
 
-/* A backup is for servers that are down, not busy: a connection that finds
- * the only server at its max_connections waits for it, asleep (it used to
- * spin, picking and waiting again, as the backup looked like room), and
- * takes its slot when it frees. */
-TEST(BalanceTest, AQueuedConnectionWaitsForItsBusyServerAsleepNotForTheBackup)
+/* With `first` holding the only slot of server 'a', a second connection
+ * waits for that slot asleep, and takes it when it frees. */
+void expect_queued_asleep_then_served(setup &s, held first)
 {
-	NEED_PROXY();
-	backend a('a'), k('k');
-	setup s;
-	ASSERT_TRUE(s.start({&a, &k}, "queue_timeout = 10s", {"max_connections=1", "backup"}));
-	held first = reach(s.port);
 	ASSERT_EQ(first.tag, 'a');
 	int second = dial(s.port);
 	ASSERT_GE(second, 0);
@@ -245,6 +238,37 @@ TEST(BalanceTest, AQueuedConnectionWaitsForItsBusyServerAsleepNotForTheBackup)
 	EXPECT_EQ(tag, 'a');
 	close(second);
 	EXPECT_EQ(s.p.stop(), 0);
+}
+
+/* A backup is for servers that are down, not busy: a connection that finds
+ * the only server at its max_connections waits for it, asleep (it used to
+ * spin, picking and waiting again, as the backup looked like room), and
+ * takes its slot when it frees. */
+TEST(BalanceTest, AQueuedConnectionWaitsForItsBusyServerAsleepNotForTheBackup)
+{
+	NEED_PROXY();
+	backend a('a'), k('k');
+	setup s;
+	ASSERT_TRUE(s.start({&a, &k}, "queue_timeout = 10s", {"max_connections=1", "backup"}));
+	expect_queued_asleep_then_served(s, reach(s.port));
+}
+
+/* Nor is a server the connection has tried already: with leastconn a dead
+ * server (nothing listens on its port) is tried first, refuses, and the
+ * live one is at its max_connections.  The connection waits for the live
+ * one asleep (it used to spin until queue_timeout: the dead one, not yet
+ * marked down, looked like room). */
+TEST(BalanceTest, AQueuedConnectionDoesNotCountATriedServerAsRoom)
+{
+	NEED_PROXY();
+	backend a('a');
+	setup s;
+	std::string c = "[frontend f]\nlisten = 127.0.0.1:" + std::to_string(s.port) +
+			"\nbackend = b\n\n[backend b]\nbalance = leastconn\nqueue_timeout = 10s\n"
+			"server dead = 127.0.0.1:" + std::to_string(free_port()) + "\n" +
+			"server s1 = 127.0.0.1:" + std::to_string(a.port) + " max_connections=1\n";
+	ASSERT_TRUE(s.p.start(c) && !s.p.wait_line("listening", 10000).empty());
+	expect_queued_asleep_then_served(s, reach(s.port));
 }
 
 TEST(BalanceTest, AServerDyingMidStreamCostsNoClientAConnection)

@@ -278,19 +278,19 @@ struct pserver *balance_pick(struct pbackend *pb, const struct weft_addr *client
 	return s;
 }
 
-bool balance_has_room(struct pbackend *pb)
+bool balance_has_room(struct pbackend *pb, struct pserver *const *tried, size_t ntried)
 {
 	/* As balance_pick decides: a non-backup with room, or a backup with
 	 * room while no non-backup is merely busy (busy ones are waited for,
-	 * not passed over).  A backup counted here that the pick would skip
-	 * would make wait_for_slot return at once and its caller pick and
-	 * wait again, spinning until queue_timeout. */
+	 * not passed over), never one already tried.  A server counted here
+	 * that the pick would skip would make wait_for_slot return at once
+	 * and its caller pick and wait again, spinning until queue_timeout. */
 	uint64_t now = weft_now();
 	bool busy = false, backup = false;
 	for (size_t i = 0; i < pb->n; i++) {
 		const struct pserver *s = &pb->servers[i];
 		bool full = false;
-		if (eligible(s, NULL, 0, now, &full)) {
+		if (eligible(s, tried, ntried, now, &full)) {
 			if (!s->cfg->backup)
 				return true;
 			backup = true;

@@ -132,10 +132,11 @@ struct pserver *balance_pick(struct pbackend *pb, const struct weft_addr *client
 
 /* A connection through s ended (or its connect failed: ok false). */
 void balance_done(struct pserver *s);
-/* Whether a pick on pb could find a server with room now, by the same
- * rules as balance_pick (backups only while no other server is eligible
- * or busy).  Any thread; never suspends. */
-bool balance_has_room(struct pbackend *pb);
+/* Whether a pick on pb, leaving out the servers in tried, could find a
+ * server with room now, by the same rules as balance_pick (backups only
+ * while no other server is eligible or busy).  Any thread; never
+ * suspends. */
+bool balance_has_room(struct pbackend *pb, struct pserver *const *tried, size_t ntried);
 void balance_connect_result(struct pserver *s, bool ok);
 
 /* Lifts s's passive mark (and its count of failures in a row): its checks

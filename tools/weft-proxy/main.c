@@ -309,9 +309,10 @@ static int dial_server(const struct proxy_backend *b, struct pserver *srv)
 	return fd;
 }
 
-/* Waits, as one of at most queue_size, for a server slot of pb to free,
- * until deadline (weft_now() scale). */
-static int wait_for_slot(struct pbackend *pb, uint64_t deadline)
+/* Waits, as one of at most queue_size, for a slot of a server of pb not in
+ * tried to free, until deadline (weft_now() scale). */
+static int wait_for_slot(struct pbackend *pb, uint64_t deadline, struct pserver *const *tried,
+			 size_t ntried)
 {
 	uint64_t now = weft_now();
 	if (now >= deadline)
@@ -329,7 +330,7 @@ static int wait_for_slot(struct pbackend *pb, uint64_t deadline)
 	weft_scope_deadline(&sc, deadline - now);
 	int rc = weft_mutex_lock(&P.qlock);
 	if (rc == 0) {
-		if (!balance_has_room(pb))
+		if (!balance_has_room(pb, tried, ntried))
 			rc = weft_cond_wait(&P.qcond, &P.qlock);
 		weft_mutex_unlock(&P.qlock);
 	}
@@ -416,7 +417,7 @@ static intptr_t session(void *arg)
 		int why;
 		struct pserver *srv = balance_pick(pb, &s->peer, tried, ntried, &why);
 		if (!srv) {
-			if (why == -EBUSY && wait_for_slot(pb, queue_until) == 0)
+			if (why == -EBUSY && wait_for_slot(pb, queue_until, tried, ntried) == 0)
 				continue;
 			break;
 		}
