@@ -13,7 +13,9 @@
  *    descriptor limit cannot hold warns and is clamped, and with
  *    strict_limits = on it is fatal, as is a limit with no room at all;
  *  - SIGINT drains like SIGTERM: accepting stops, an established
- *    connection finishes, the exit status is 0;
+ *    connection finishes, the exit status is 0; with the descriptor table
+ *    full when the proxy waits for signals again, it keeps trying, and a
+ *    SIGTERM once descriptors are free still drains and exits 0;
  *  - [global] max_connections: at N connections accepting pauses (the
  *    next client connects but gets no tag from the backend), and resumes
  *    when one of the N ends;
@@ -25,6 +27,7 @@
  *    the client's unchanged payload, over IPv4, and v1 over IPv6.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -34,6 +37,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -286,6 +290,77 @@ TEST(SignalTest, SigintDrainsEstablishedConnectionsAndExitsZero)
 	close(fd);
 	int st = p.wait_exit(5000);
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	EXPECT_EQ(p.stop(), 0);
+}
+
+/* The lowest descriptor number process pid has free, and the number of
+ * its signalfd (-1: none open). */
+void fd_table(pid_t pid, int *lowest_free, int *signalfd)
+{
+	std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+	std::vector<bool> used;
+	*signalfd = -1;
+	if (DIR *d = opendir(dir.c_str())) {
+		while (struct dirent *e = readdir(d)) {
+			if (e->d_name[0] == '.')
+				continue;
+			size_t n = strtoul(e->d_name, nullptr, 10);
+			if (n >= used.size())
+				used.resize(n + 1);
+			used[n] = true;
+			char to[64] = {};
+			if (readlink((dir + "/" + e->d_name).c_str(), to, sizeof(to) - 1) > 0 &&
+			    strstr(to, "signalfd"))
+				*signalfd = (int)n;
+		}
+		closedir(d);
+	}
+	*lowest_free = 0;
+	while ((size_t)*lowest_free < used.size() && used[*lowest_free])
+		++*lowest_free;
+}
+
+/* Every wait for a signal opens a signalfd.  With the proxy's descriptor
+ * table full when it waits again (here after a SIGHUP, whose reload fails
+ * for want of a descriptor too), the signals task must try again once
+ * descriptors are free, not give up: SIGTERM still drains and exits. */
+TEST(SignalTest, AFullDescriptorTableDoesNotLeaveTheProxyDeafToSignals)
+{
+	NEED_PROXY();
+	backend a('a');
+	proxy p;
+	int port = free_port();
+	ASSERT_TRUE(p.start("[global]\ndrain_timeout = 2s\n\n" + config(port, {a.port})));
+	ASSERT_NE(p.wait_line("listening on", 10000), "");
+	/* Running (the sockets are bound before the runtime starts): a
+	 * connection goes through. */
+	int fd = dial(port);
+	ASSERT_GE(fd, 0);
+	char tag = 0;
+	EXPECT_EQ(recv(fd, &tag, 1, 0), 1);
+	close(fd);
+	/* A soft limit that leaves no number free below the signalfd of the
+	 * wait under way: once SIGHUP ends that wait, the reload's fopen and
+	 * the next wait's signalfd find the table full. */
+	int lowest = 0, sfd = -1;
+	for (int waited = 0; sfd < 0 && waited < 2000; waited += 10) {
+		fd_table(p.pid, &lowest, &sfd);
+		if (sfd < 0)
+			usleep(10000);
+	}
+	ASSERT_GE(sfd, 0) << "no signalfd open";
+	struct rlimit saved;
+	ASSERT_EQ(prlimit(p.pid, RLIMIT_NOFILE, nullptr, &saved), 0);
+	struct rlimit tight = {(rlim_t)std::min(lowest, sfd), saved.rlim_max};
+	ASSERT_EQ(prlimit(p.pid, RLIMIT_NOFILE, &tight, nullptr), 0);
+	kill(p.pid, SIGHUP);
+	EXPECT_NE(p.wait_line("cannot wait for signals", 5000), "");
+	/* Descriptors free again: the next try waits, and takes SIGTERM. */
+	ASSERT_EQ(prlimit(p.pid, RLIMIT_NOFILE, &saved, nullptr), 0);
+	kill(p.pid, SIGTERM);
+	int st = p.wait_exit(8000);
+	EXPECT_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		<< "SIGTERM was not taken (wait status " << st << ")";
 	EXPECT_EQ(p.stop(), 0);
 }
 

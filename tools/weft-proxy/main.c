@@ -1134,16 +1134,31 @@ static void handled_signals(sigset_t *set)
 }
 
 /* Waits for SIGHUP (reload), SIGUSR2 (upgrade_exec), SIGTERM and SIGINT
- * (EV_STOP) until cancelled or stopped. */
+ * (EV_STOP) until cancelled or stopped.  Each wait opens a signalfd: with
+ * the descriptor table full (or no memory) it fails, and the task waits a
+ * while and tries again, the signals staying pending meanwhile; giving up
+ * would leave the proxy deaf to SIGTERM for good. */
 static intptr_t signals(void *arg)
 {
 	(void)arg;
 	sigset_t set;
 	handled_signals(&set);
+	uint64_t backoff = 0;
 	for (;;) {
 		int sig = weft_signal_wait(&set);
+		if (sig == -EMFILE || sig == -ENFILE || sig == -ENOMEM) {
+			if (!backoff)
+				fprintf(stderr, "weft-proxy: cannot wait for signals (%s): trying again\n",
+					strerror(-sig));
+			backoff = !backoff ? 10 * WEFT_MSEC : backoff >= WEFT_SEC / 2 ? WEFT_SEC : backoff * 2;
+			int rc = weft_sleep(backoff);
+			if (rc < 0)
+				return rc;
+			continue;
+		}
 		if (sig < 0)
 			return sig;
+		backoff = 0;
 		if (sig == SIGHUP) {
 			reload();
 			continue;
