@@ -425,19 +425,42 @@ TEST(TimeoutTest, AQuietConnectionEndsAtTheIdleTimeout)
 	EXPECT_EQ(p.stop(), 0);
 }
 
+/* Through a proxy with frontend keys `extra` to a server that never
+ * speaks again, the client sends FIN: the milliseconds until the proxy
+ * ends the connection (about 5000: it did not, within the receive
+ * timeout). */
+long ms_to_end_after_fin(const std::string &extra)
+{
+	mute m;
+	proxy p;
+	held x = through_mute(p, m, extra);
+	EXPECT_EQ(x.tag, 'm');
+	if (x.fd < 0)
+		return -2;
+	shutdown(x.fd, SHUT_WR); /* the server never answers with its own */
+	long ms = ms_to_end(x.fd);
+	close(x.fd);
+	EXPECT_EQ(p.stop(), 0);
+	return ms;
+}
+
 TEST(TimeoutTest, AfterTheClientsFinTheHalfClosedTimeoutApplies)
 {
 	NEED_PROXY();
-	mute m;
-	proxy p;
-	held x = through_mute(p, m, "idle_timeout = 30s\nhalf_closed_timeout = 300ms\n");
-	ASSERT_EQ(x.tag, 'm');
-	shutdown(x.fd, SHUT_WR); /* the server never answers with its own */
-	long ms = ms_to_end(x.fd);
+	long ms = ms_to_end_after_fin("idle_timeout = 30s\nhalf_closed_timeout = 300ms\n");
 	EXPECT_GE(ms, 250) << "ended early";
 	EXPECT_LT(ms, 3000) << "still open long after the half-closed timeout";
-	close(x.fd);
-	EXPECT_EQ(p.stop(), 0);
+}
+
+/* half_closed_timeout = off leaves the idle timeout in force: a half-closed
+ * connection whose other side stays quiet still ends (it used to wait
+ * forever, holding its descriptors and its slot). */
+TEST(TimeoutTest, WithHalfClosedTimeoutOffTheIdleTimeoutStillApplies)
+{
+	NEED_PROXY();
+	long ms = ms_to_end_after_fin("idle_timeout = 400ms\nhalf_closed_timeout = off\n");
+	EXPECT_GE(ms, 350) << "ended early";
+	EXPECT_LT(ms, 3000) << "a half-closed connection outlived the idle timeout";
 }
 
 TEST(LimitTest, AtMaxConnectionsAcceptingPausesAndResumes)

@@ -206,7 +206,8 @@ static void stop(struct side *s)
 static uint64_t wait_budget(struct side *s, enum relay_end *why, bool just_sent)
 {
 	struct relay *r = s->r;
-	if (atomic_load(&r->eof)) {
+	/* half_closed_timeout off: the idle timeout goes on applying. */
+	if (atomic_load(&r->eof) && r->o.half_closed_timeout != WEFT_NEVER) {
 		*why = RELAY_HALF_CLOSED_TIMEOUT;
 		return r->o.half_closed_timeout;
 	}
