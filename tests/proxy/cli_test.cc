@@ -431,6 +431,46 @@ bool metric_becomes(int admin, const std::string &series, double want, int timeo
 	return false;
 }
 
+/* A connect that fails for want of a descriptor of the proxy's own says
+ * nothing of the server: it is not counted as the server's connect error,
+ * nor held against it (three such used to mark it down for 2 s), and the
+ * next connection, descriptors free again, reaches it at once. */
+TEST(LimitTest, AConnectFailingForWantOfOurDescriptorsIsNotTheServersFault)
+{
+	NEED_PROXY();
+	backend a('a');
+	proxy p;
+	int port = free_port(), admin = free_port();
+	ASSERT_TRUE(p.start("[global]\nadmin = 127.0.0.1:" + std::to_string(admin) + "\n\n" +
+			    config(port, {a.port})));
+	ASSERT_NE(p.wait_line("admin listening on", 10000), "");
+	client warm = connect_and_tag(port, 5000);
+	ASSERT_EQ(warm.tag, 'a');
+	close(warm.fd);
+	/* One descriptor free below the limit: the accept takes it, the
+	 * connect to the server finds none. */
+	usleep(200 * 1000);
+	int lowest = 0, sfd = -1;
+	fd_table(p.pid, &lowest, &sfd);
+	struct rlimit saved;
+	ASSERT_EQ(prlimit(p.pid, RLIMIT_NOFILE, nullptr, &saved), 0);
+	struct rlimit tight = {(rlim_t)lowest + 1, saved.rlim_max};
+	ASSERT_EQ(prlimit(p.pid, RLIMIT_NOFILE, &tight, nullptr), 0);
+	for (int i = 0; i < 4; i++) {
+		client c = connect_and_tag(port, 2000);
+		EXPECT_EQ(c.tag, 0) << "a connection got through with no descriptor for it";
+		if (c.fd >= 0)
+			close(c.fd);
+	}
+	ASSERT_EQ(prlimit(p.pid, RLIMIT_NOFILE, &saved, nullptr), 0);
+	client after = connect_and_tag(port, 5000);
+	EXPECT_EQ(after.tag, 'a') << "the server was held responsible";
+	if (after.fd >= 0)
+		close(after.fd);
+	EXPECT_EQ(metric_at(admin, "weft_proxy_server_connect_errors_total{backend=\"b\",server=\"s0\"}"), 0);
+	EXPECT_EQ(p.stop(), 0);
+}
+
 TEST(LimitTest, PastTheBackendQueueSizeAConnectionIsResetAtOnce)
 {
 	NEED_PROXY();

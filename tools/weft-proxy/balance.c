@@ -320,6 +320,12 @@ void balance_connect_result(struct pserver *s, bool ok)
 	}
 }
 
+bool balance_local_error(int err)
+{
+	return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM ||
+	       err == -EADDRNOTAVAIL || err == -ECANCELED;
+}
+
 void balance_passive_clear(struct pserver *s)
 {
 	/* Relaxed: as in balance_connect_result, each is a value on its own. */

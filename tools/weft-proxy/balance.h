@@ -138,6 +138,11 @@ void balance_done(struct pserver *s);
  * suspends. */
 bool balance_has_room(struct pbackend *pb, struct pserver *const *tried, size_t ntried);
 void balance_connect_result(struct pserver *s, bool ok);
+/* Whether a connect's -errno is this process's own trouble (out of
+ * descriptors, memory, buffers or local ports) or its cancellation, not
+ * the server's: such a failure says nothing of the server, and another
+ * server would fail the same way. */
+bool balance_local_error(int err);
 
 /* Lifts s's passive mark (and its count of failures in a row): its checks
  * have just brought it up, which says more than the mark's timer.  Any

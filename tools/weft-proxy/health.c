@@ -310,7 +310,10 @@ static intptr_t checker(void *arg)
 			int rc = check_once(c, &step);
 			if (weft_cancelled())
 				break; /* invariant 4: a check cut short counts for nothing */
-			if (balance_admin(c->s) != SERVER_MAINT)
+			/* Nor does one that could not start for a shortage of
+			 * ours (balance_local_error). */
+			bool ours = rc < 0 && step == HEALTH_STEP_CONNECT && balance_local_error(rc);
+			if (balance_admin(c->s) != SERVER_MAINT && !ours)
 				record(c, rc, step);
 		}
 		/* interval +- interval/8 */

@@ -425,6 +425,12 @@ static intptr_t session(void *arg)
 			STAT_ADD(bs->retries, 1);
 		uint64_t t0 = weft_now();
 		server = dial_server(b, srv);
+		if (server < 0 && balance_local_error(server)) {
+			/* Ours, not the server's: neither held against it nor
+			 * tried elsewhere, where it would fail alike. */
+			balance_done(srv);
+			break;
+		}
 		balance_connect_result(srv, server >= 0);
 		if (server >= 0) {
 			stats_connect_time(bs, weft_now() - t0);
