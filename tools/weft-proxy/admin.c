@@ -625,12 +625,16 @@ intptr_t admin_serve(void *arg)
 	for (;;) {
 		int fd = weft_sock_accept(src->fd, NULL);
 		if (fd < 0) {
-			if (fd == -ECONNABORTED || fd == -EMFILE || fd == -ENFILE) {
-				if (fd != -ECONNABORTED && weft_sleep(100 * WEFT_MSEC) < 0)
-					return fd;
-				continue;
-			}
-			return fd;
+			/* Only cancellation and a listener that is gone end the
+			 * loop: a shortage passes (after a pause), and any other
+			 * error is the connection's own (ECONNABORTED, EPROTO,
+			 * EPERM from a firewall). */
+			if (fd == -ECANCELED || fd == -EBADF || fd == -EINVAL || fd == -ENOTSOCK)
+				return fd;
+			if ((fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) &&
+			    weft_sleep(100 * WEFT_MSEC) == -ECANCELED)
+				return fd;
+			continue;
 		}
 		struct request *r = malloc(sizeof(*r));
 		struct weft_task *t = NULL;

@@ -118,6 +118,8 @@
 /* accept_proxy: the longest wait for a whole PROXY header (or the
  * frontend's idle_timeout when that is shorter). */
 #define PROXY_HEADER_TIMEOUT (5 * WEFT_SEC)
+/* Connections an accept loop takes before it yields (accept_loop). */
+#define ACCEPT_BURST 16
 
 /* What the main task waits for (P.events). */
 enum event {
@@ -263,6 +265,22 @@ static void log_line(const struct session *s, const char *how, uint64_t in, uint
 	accesslog_push(log, line, (size_t)(p - line));
 }
 
+/* Wakes every connection waiting for a server slot, to pick again.
+ * Shielded: a caller's deadline or cancellation (an admin request's, a
+ * task's at shutdown) must neither leave the waiters asleep until their
+ * queue_timeout nor make the unlock release a qlock it did not get; qlock
+ * is held for moments only. */
+static void wake_slot_waiters(void)
+{
+	struct weft_scope sc;
+	weft_scope_shield(&sc, WEFT_NEVER);
+	if (weft_mutex_lock(&P.qlock) == 0) {
+		weft_cond_broadcast(&P.qcond);
+		weft_mutex_unlock(&P.qlock);
+	}
+	weft_scope_end(&sc);
+}
+
 /* A connection that ends before its relay starts: counted, logged,
  * closed (with a reset when reset), its slots released. */
 static void end_early(struct session *s, const char *how, bool reset)
@@ -291,11 +309,8 @@ static void relay_done(void *arg, enum relay_end end, const uint64_t bytes[2], u
 	 * when one waits (wait_for_slot: the fences pair the freed slot with
 	 * the count). */
 	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load(&P.waiting)) {
-		weft_mutex_lock(&P.qlock);
-		weft_cond_broadcast(&P.qcond);
-		weft_mutex_unlock(&P.qlock);
-	}
+	if (atomic_load(&P.waiting))
+		wake_slot_waiters();
 	release(s);
 }
 
@@ -530,6 +545,7 @@ static intptr_t accept_loop(void *arg)
 	struct accept_loop *a = arg;
 	struct frontend *f = a->f;
 	uint64_t backoff = 0;
+	unsigned burst = 0;
 	for (;;) {
 		/* A slot first: at the limit, accepting pauses. */
 		if (weft_sem_acquire(&P.slots) < 0)
@@ -588,6 +604,15 @@ static intptr_t accept_loop(void *arg)
 			weft_close(fd);
 			release(s);
 		}
+		/* The slots and accept4 suspend only when they must: with the
+		 * backlog full this loop would run on, the sessions it made not
+		 * started (on one worker) and a reload's or a drain's
+		 * cancellation unseen until the backlog is empty. */
+		if (++burst == ACCEPT_BURST) {
+			burst = 0;
+			if (weft_yield() == -ECANCELED)
+				break;
+		}
 	}
 	return 0;
 }
@@ -643,18 +668,10 @@ static void view_put(void *hold)
 /* A server's administrative state changed (admin_source.servers_changed):
  * every connection waiting for a slot picks again.  The state was stored
  * before qlock is taken here, so a waiter either checked balance_has_room
- * under qlock after it (and saw it) or sleeps in qcond and is woken.
- * Shielded: the admin request's deadline must not leave the waiters
- * asleep until their queue_timeout; qlock is held for moments only. */
+ * under qlock after it (and saw it) or sleeps in qcond and is woken. */
 static void servers_changed(void)
 {
-	struct weft_scope sc;
-	weft_scope_shield(&sc, WEFT_NEVER);
-	if (weft_mutex_lock(&P.qlock) == 0) {
-		weft_cond_broadcast(&P.qcond);
-		weft_mutex_unlock(&P.qlock);
-	}
-	weft_scope_end(&sc);
+	wake_slot_waiters();
 }
 
 /* admin_source.state_begin: a state change waits for a reload or an

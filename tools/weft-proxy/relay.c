@@ -420,8 +420,21 @@ static intptr_t sweep_half_closed(void *arg)
 			sweep_every = 0;
 		}
 		pthread_mutex_unlock(&open_lock);
-		if (leave || weft_sleep(every) < 0)
-			return 0; /* nothing half closed, or shutdown */
+		if (leave)
+			return 0; /* nothing half closed */
+		int rc = weft_sleep(every);
+		if (rc == -ENOMEM) {
+			/* No timer: this task cannot pace itself.  Leave as if
+			 * nothing were half closed, so the next relay to half
+			 * close starts a sweeper again. */
+			pthread_mutex_lock(&open_lock);
+			sweeping = false;
+			sweep_every = 0;
+			pthread_mutex_unlock(&open_lock);
+			return 0;
+		}
+		if (rc < 0)
+			return 0; /* shutdown */
 		uint64_t now = weft_now();
 		/* In batches: the aborts happen outside the lock. */
 		struct relay *batch[64];
