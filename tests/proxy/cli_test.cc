@@ -293,6 +293,25 @@ TEST(SignalTest, SigintDrainsEstablishedConnectionsAndExitsZero)
 	EXPECT_EQ(p.stop(), 0);
 }
 
+/* A client connected through the proxy: its socket and the backend's tag
+ * (0 when none came within timeout_ms). */
+struct client {
+	int fd = -1;
+	char tag = 0;
+};
+
+client connect_and_tag(int port, int timeout_ms)
+{
+	client c;
+	c.fd = dial(port);
+	if (c.fd < 0)
+		return c;
+	struct pollfd pf = {c.fd, POLLIN, 0};
+	if (poll(&pf, 1, timeout_ms) == 1 && recv(c.fd, &c.tag, 1, 0) != 1)
+		c.tag = 0;
+	return c;
+}
+
 /* The lowest descriptor number process pid has free, and the number of
  * its signalfd (-1: none open). */
 void fd_table(pid_t pid, int *lowest_free, int *signalfd)
@@ -330,15 +349,13 @@ TEST(SignalTest, AFullDescriptorTableDoesNotLeaveTheProxyDeafToSignals)
 	backend a('a');
 	proxy p;
 	int port = free_port();
-	ASSERT_TRUE(p.start("[global]\ndrain_timeout = 2s\n\n" + config(port, {a.port})));
+	ASSERT_TRUE(p.start(config(port, {a.port})));
 	ASSERT_NE(p.wait_line("listening on", 10000), "");
 	/* Running (the sockets are bound before the runtime starts): a
 	 * connection goes through. */
-	int fd = dial(port);
-	ASSERT_GE(fd, 0);
-	char tag = 0;
-	EXPECT_EQ(recv(fd, &tag, 1, 0), 1);
-	close(fd);
+	client warm = connect_and_tag(port, 5000);
+	EXPECT_EQ(warm.tag, 'a');
+	close(warm.fd);
 	/* A soft limit that leaves no number free below the signalfd of the
 	 * wait under way: once SIGHUP ends that wait, the reload's fopen and
 	 * the next wait's signalfd find the table full. */
@@ -362,25 +379,6 @@ TEST(SignalTest, AFullDescriptorTableDoesNotLeaveTheProxyDeafToSignals)
 	EXPECT_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		<< "SIGTERM was not taken (wait status " << st << ")";
 	EXPECT_EQ(p.stop(), 0);
-}
-
-/* A client connected through the proxy: its socket and the backend's tag
- * (0 when none came within timeout_ms). */
-struct client {
-	int fd = -1;
-	char tag = 0;
-};
-
-client connect_and_tag(int port, int timeout_ms)
-{
-	client c;
-	c.fd = dial(port);
-	if (c.fd < 0)
-		return c;
-	struct pollfd pf = {c.fd, POLLIN, 0};
-	if (poll(&pf, 1, timeout_ms) == 1 && recv(c.fd, &c.tag, 1, 0) != 1)
-		c.tag = 0;
-	return c;
 }
 
 TEST(LimitTest, AtTheGlobalMaxConnectionsAcceptingPausesAndResumes)
