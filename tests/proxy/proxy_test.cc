@@ -355,6 +355,45 @@ TEST(ProxyTest, RoundRobinSpreadsAndADeadServerIsSkipped)
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 
+/* The server resets while the proxy is blocked sending to a client that
+ * reads nothing; the client's next byte finds the server gone.  The relay
+ * ends at once, its blocked send woken by the client's reset, not at the
+ * idle timeout (20 s here), and the client reads the reset. */
+TEST_P(DataPath, AResetEndsASendBlockedOnASlowClientAtOnce)
+{
+	NEED_PROXY();
+	std::atomic<bool> full{false};
+	one_server s([&](int fd) {
+		/* Send until nothing more goes for 300 ms: the client's
+		 * buffers and the proxy's send to it are full.  Then reset. */
+		struct timeval tv = {0, 300 * 1000};
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		std::mt19937 rng(6);
+		send_pattern(fd, 0, 256u << 20, rng, 1 << 16);
+		reset_close(fd);
+		full = true;
+	});
+	proxy p;
+	int port;
+	ASSERT_NO_FATAL_FAILURE(start(p, {s.port}, &port, nullptr, "idle_timeout = 20s\n"));
+	int fd = dial(port);
+	ASSERT_GE(fd, 0);
+	for (int i = 0; i < 1000 && !full; i++)
+		usleep(10000);
+	ASSERT_TRUE(full) << "the server never filled the path";
+	s.t.join();
+	ASSERT_EQ(send(fd, "x", 1, MSG_NOSIGNAL), 1);
+	std::string line = p.wait_line("\"end\":", 3000);
+	EXPECT_NE(line.find("\"end\":\"server_reset\""), std::string::npos)
+		<< "the relay did not end at the reset: " << line;
+	int err = 0;
+	recv_pattern(fd, 0, &err);
+	EXPECT_EQ(err, ECONNRESET) << "the client saw an end of stream";
+	close(fd);
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
 TEST(ProxyTest, AResetByTheServerReachesTheClientAsAReset)
 {
 	NEED_PROXY();

@@ -62,10 +62,11 @@
  * to stop closes both sockets and calls opts.done.  Open relays are also
  * on one list (under `open_lock`), for relay_close_all at the end of a
  * drain, which takes a reference of its own while it closes one.  A
- * direction that fails aborts the relay: it shuts both sockets down, which
- * ends the other direction's watch (its receive completes with end of
- * stream), send or splice out (-EPIPE) so that it stops too; a direction
- * in a splice loop also checks `end` before each splice in.
+ * direction that fails aborts the relay: it resets one socket at once (a
+ * disconnect, for a reset to pass on) and shuts the other down, which ends
+ * the other direction's watch (its receive completes with end of stream),
+ * send or splice out (-EPIPE, -ECONNRESET) so that it stops too; a
+ * direction in a splice loop also checks `end` before each splice in.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -160,11 +161,17 @@ static void abort_relay(struct relay *r, enum relay_end e, int reset)
 			shutdown(r->fd[i], SHUT_RDWR);
 			continue;
 		}
-		/* No FIN on the side to reset: SHUT_RD only wakes our own
-		 * receive, and the close with a zero linger sends the RST. */
+		/* No FIN on the side to reset: a disconnect (connect to
+		 * AF_UNSPEC) sends the RST now and fails every wait on the
+		 * socket, the other direction's send blocked on a slow peer
+		 * included, where SHUT_RD woke only a receive.  The zero
+		 * linger makes the close reset too, should the disconnect not
+		 * take. */
 		struct linger lg = {.l_onoff = 1, .l_linger = 0};
 		setsockopt(r->fd[i], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-		shutdown(r->fd[i], SHUT_RD);
+		struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+		if (connect(r->fd[i], &unspec, sizeof(unspec)) < 0)
+			shutdown(r->fd[i], SHUT_RD);
 	}
 }
 
