@@ -631,8 +631,7 @@ intptr_t admin_serve(void *arg)
 			 * EPERM from a firewall). */
 			if (fd == -ECANCELED || fd == -EBADF || fd == -EINVAL || fd == -ENOTSOCK)
 				return fd;
-			if ((fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) &&
-			    weft_sleep(100 * WEFT_MSEC) == -ECANCELED)
+			if (balance_shortage(fd) && weft_sleep(100 * WEFT_MSEC) == -ECANCELED)
 				return fd;
 			continue;
 		}

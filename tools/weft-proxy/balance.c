@@ -320,10 +320,14 @@ void balance_connect_result(struct pserver *s, bool ok)
 	}
 }
 
+bool balance_shortage(int err)
+{
+	return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM;
+}
+
 bool balance_local_error(int err)
 {
-	return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM ||
-	       err == -EADDRNOTAVAIL || err == -ECANCELED;
+	return balance_shortage(err) || err == -EADDRNOTAVAIL || err == -ECANCELED;
 }
 
 void balance_passive_clear(struct pserver *s)

@@ -138,10 +138,14 @@ void balance_done(struct pserver *s);
  * suspends. */
 bool balance_has_room(struct pbackend *pb, struct pserver *const *tried, size_t ntried);
 void balance_connect_result(struct pserver *s, bool ok);
-/* Whether a connect's -errno is this process's own trouble (out of
- * descriptors, memory, buffers or local ports) or its cancellation, not
- * the server's: such a failure says nothing of the server, and another
- * server would fail the same way. */
+/* Whether -errno err is this process running short of descriptors, memory
+ * or buffers: it passes with time, so a loop that meets it (accepting,
+ * waiting for signals) pauses and tries again rather than ending. */
+bool balance_shortage(int err);
+/* Whether a connect's -errno is this process's own trouble (a shortage,
+ * no free local port) or its cancellation, not the server's: such a
+ * failure says nothing of the server, and another server would fail the
+ * same way. */
 bool balance_local_error(int err);
 
 /* Lifts s's passive mark (and its count of failures in a row): its checks

@@ -37,7 +37,7 @@
  *     max_connections make it wait up to queue_timeout (at most
  *     queue_size waiting per backend) for a slot; a slot freed, or a
  *     server's administrative state changed from the admin listener,
- *     makes it pick again (servers_changed).
+ *     makes it pick again (wake_slot_waiters).
  *  3. With send_proxy, the PROXY header goes to the server first.
  *     With accept_proxy, the session first reads the client's PROXY
  *     header (read_proxy_header), takes the client's address from it,
@@ -265,9 +265,13 @@ static void log_line(const struct session *s, const char *how, uint64_t in, uint
 	accesslog_push(log, line, (size_t)(p - line));
 }
 
-/* Wakes every connection waiting for a server slot, to pick again.
- * Shielded: a caller's deadline or cancellation (an admin request's, a
- * task's at shutdown) must neither leave the waiters asleep until their
+/* Wakes every connection waiting for a server slot, to pick again: a slot
+ * freed (relay_done), or a server's administrative state changed
+ * (admin_source.servers_changed; the state was stored before qlock is
+ * taken here, so a waiter either checked balance_has_room under qlock
+ * after it, and saw it, or sleeps in qcond and is woken).  Shielded: a
+ * caller's deadline or cancellation (an admin request's, a task's at
+ * shutdown) must neither leave the waiters asleep until their
  * queue_timeout nor make the unlock release a qlock it did not get; qlock
  * is held for moments only. */
 static void wake_slot_waiters(void)
@@ -513,9 +517,10 @@ static intptr_t session(void *arg)
 	return 0;
 }
 
-static bool out_of_resources(int e)
+/* The next pause of a retry loop that met a shortage: 1 ms, doubling to 1 s. */
+static uint64_t backoff_next(uint64_t backoff)
 {
-	return e == -EMFILE || e == -ENFILE || e == -ENOBUFS || e == -ENOMEM;
+	return !backoff ? WEFT_MSEC : backoff >= WEFT_SEC / 2 ? WEFT_SEC : backoff * 2;
 }
 
 /* The next connection on lfd (nonblocking), its peer in *peer: the
@@ -567,12 +572,10 @@ static intptr_t accept_loop(void *arg)
 			}
 			if (fd == -ECANCELED)
 				break; /* nothing taken: it stays in the kernel's queue */
-			if (out_of_resources(fd)) {
+			if (balance_shortage(fd)) {
 				/* Out of descriptors: the connection waits in the
-				 * backlog; retry after 1 ms, doubling to 1 s. */
-				backoff = backoff ? backoff * 2 : WEFT_MSEC;
-				if (backoff > WEFT_SEC)
-					backoff = WEFT_SEC;
+				 * backlog while we pause. */
+				backoff = backoff_next(backoff);
 				if (weft_sleep(backoff) == -ECANCELED)
 					break;
 				continue;
@@ -663,15 +666,6 @@ static const struct admin_view *view_get(void **hold)
 static void view_put(void *hold)
 {
 	gen_unref(hold);
-}
-
-/* A server's administrative state changed (admin_source.servers_changed):
- * every connection waiting for a slot picks again.  The state was stored
- * before qlock is taken here, so a waiter either checked balance_has_room
- * under qlock after it (and saw it) or sleeps in qcond and is woken. */
-static void servers_changed(void)
-{
-	wake_slot_waiters();
 }
 
 /* admin_source.state_begin: a state change waits for a reload or an
@@ -1169,11 +1163,11 @@ static intptr_t signals(void *arg)
 	uint64_t backoff = 0;
 	for (;;) {
 		int sig = weft_signal_wait(&set);
-		if (sig == -EMFILE || sig == -ENFILE || sig == -ENOMEM) {
+		if (balance_shortage(sig)) {
 			if (!backoff)
 				fprintf(stderr, "weft-proxy: cannot wait for signals (%s): trying again\n",
 					strerror(-sig));
-			backoff = !backoff ? 10 * WEFT_MSEC : backoff >= WEFT_SEC / 2 ? WEFT_SEC : backoff * 2;
+			backoff = backoff_next(backoff);
 			int rc = weft_sleep(backoff);
 			if (rc < 0)
 				return rc;
@@ -1371,7 +1365,7 @@ static intptr_t run(void *arg)
 		.started = weft_now(),
 		.get = view_get,
 		.put = view_put,
-		.servers_changed = servers_changed,
+		.servers_changed = wake_slot_waiters,
 		.state_begin = state_begin,
 		.state_end = state_end,
 	};

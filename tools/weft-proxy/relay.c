@@ -415,30 +415,28 @@ static bool grab(struct relay *r)
 static intptr_t sweep_half_closed(void *arg)
 {
 	(void)arg;
+	bool no_timer = false;
 	for (;;) {
 		/* Leaving is decided under the lock that count_half_closed
 		 * takes, so a relay half closed just now finds either this
-		 * task still sweeping or `sweeping` false and starts another. */
+		 * task still sweeping or `sweeping` false and starts another.
+		 * Without a timer (-ENOMEM) this task cannot pace itself: it
+		 * leaves the same way, and the next relay to half close starts
+		 * a sweeper again. */
 		pthread_mutex_lock(&open_lock);
 		uint64_t every = sweep_every;
-		bool leave = half_closed == 0;
+		bool leave = half_closed == 0 || no_timer;
 		if (leave) {
 			sweeping = false;
 			sweep_every = 0;
 		}
 		pthread_mutex_unlock(&open_lock);
 		if (leave)
-			return 0; /* nothing half closed */
+			return 0;
 		int rc = weft_sleep(every);
 		if (rc == -ENOMEM) {
-			/* No timer: this task cannot pace itself.  Leave as if
-			 * nothing were half closed, so the next relay to half
-			 * close starts a sweeper again. */
-			pthread_mutex_lock(&open_lock);
-			sweeping = false;
-			sweep_every = 0;
-			pthread_mutex_unlock(&open_lock);
-			return 0;
+			no_timer = true;
+			continue;
 		}
 		if (rc < 0)
 			return 0; /* shutdown */
