@@ -22,6 +22,13 @@
  *    -ECANCELED and -ETIMEDOUT mean nothing was read, and the bytes wait in
  *    the queue for the next read.
  *
+ * On a unix socket the receive is not multishot: there, on kernels that
+ * have not fixed it (seen on 6.18.44; liburing issue 1549), a multishot
+ * receive can miss the end of stream that comes just after bytes and stay
+ * armed, its reader waiting for good.  A stream on an AF_UNIX socket arms
+ * one plain receive per arrival instead, on the same provided buffers: the
+ * protocol below is the same, each completion simply ending its receive.
+ *
  * A multishot receive ends (a completion without IORING_CQE_F_MORE) at the
  * end of the stream, on an error, with -ENOBUFS when the ring is empty, or
  * when the kernel ends it (CQ overflow); settle() decides what next.  The
@@ -77,6 +84,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "io/internal.h"
@@ -95,6 +103,7 @@ struct weft_stream {
 	uint8_t state;
 	bool closing;
 	int fd;
+	bool oneshot;              /* AF_UNIX: one receive per arrival */
 	struct weft__worker *owner;
 	int end;                   /* 0; END_EOF; or the receive's -errno */
 	unsigned nq;               /* buffers queued */
@@ -135,7 +144,10 @@ static uint64_t key(const struct weft_stream *s)
 static void arm(struct weft__worker *w, struct weft_stream *s)
 {
 	struct io_uring_sqe *sqe = weft__io_sqe(w);
-	io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
+	if (s->oneshot)
+		io_uring_prep_recv(sqe, s->fd, NULL, 0, 0);
+	else
+		io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = WEFT__BUFS_GROUP;
 	io_uring_sqe_set_data64(sqe, key(s));
@@ -546,7 +558,11 @@ int weft_stream_open(int fd, struct weft_stream **out)
 	struct weft_stream *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	int domain = 0;
+	socklen_t dlen = sizeof(domain);
 	s->fd = fd;
+	s->oneshot = getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) == 0 &&
+		     domain == AF_UNIX;
 	s->owner = w;
 	arm(w, s);
 	*out = s;

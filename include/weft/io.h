@@ -150,7 +150,9 @@ WEFT_API int weft_listener_close(struct weft_listener *l);
  * buffers of the shared ring, so keep reading.  Between bursts a stream
  * can wait without a task (weft_stream_watch).  Close every stream that is
  * not watched before the runtime shuts down (one left open is leaked).
- * Needs Linux 6.0.
+ * On a unix socket the receive is re-armed per arrival instead of
+ * multishot: some kernels (6.18 among them) lose a multishot receive's end
+ * of stream there.  Needs Linux 6.0.
  */
 struct weft_stream;
 
