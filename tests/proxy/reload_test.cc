@@ -35,7 +35,10 @@
  *    running;
  *  - a new process takes over from an old one that speaks version 1 of
  *    the hand-over (no state lines), and refuses a version it does not
- *    know before taking anything; a listening socket handed over blocking
+ *    know before taking anything;
+ *  - a new process that gets no "ok" after its "ready" while the old one
+ *    lives steps back (exits 1, the old one's sockets untouched); with the
+ *    "ok" it serves, and with the old one gone it goes on alone; a listening socket handed over blocking
  *    is made nonblocking (else a worker would sleep in accept4 and the
  *    proxy could not stop);
  *  - SIGUSR2 makes the proxy start its own program file to take over, under
@@ -734,11 +737,13 @@ TEST(ReloadTest, AnUpgradeThatFailsBeforeReadyLeavesTheOldRunning)
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 
-/* Plays the old process on a control socket at path: hands over the
- * listening socket lfd as frontend web's, announced as `version`, and
- * returns what the new process answers ("" when it closes, or after 5 s). */
+/* Plays the old process, of pid old_pid, on a control socket at path:
+ * hands over the listening socket lfd as frontend web's, announced as
+ * `version`, and returns what the new process answers ("" when it closes,
+ * or after 5 s), after answering that with `confirm` if not null. */
 std::string hand_over_as(int version, const std::string &path, int lfd, int port, proxy *next,
-			 const std::string &conf_file)
+			 const std::string &conf_file, const char *confirm = nullptr,
+			 pid_t old_pid = getpid())
 {
 	int ctl = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	struct sockaddr_un a = {};
@@ -771,7 +776,7 @@ std::string hand_over_as(int version, const std::string &path, int lfd, int port
 		}
 		sendmsg(conn, &m, MSG_NOSIGNAL);
 	};
-	packet("weft-proxy-upgrade " + std::to_string(version) + " pid=" + std::to_string(getpid()) +
+	packet("weft-proxy-upgrade " + std::to_string(version) + " pid=" + std::to_string(old_pid) +
 		       " count=1", -1);
 	packet("listen web 127.0.0.1:" + std::to_string(port), lfd);
 	packet("end", -1);
@@ -779,27 +784,63 @@ std::string hand_over_as(int version, const std::string &path, int lfd, int port
 	struct timeval tv = {5, 0};
 	setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	ssize_t n = recv(conn, buf, sizeof(buf), 0);
+	if (n > 0 && confirm)
+		packet(confirm, -1);
 	close(conn);
 	close(ctl);
 	unlink(path.c_str());
 	return n > 0 ? std::string(buf, (size_t)n) : "";
 }
 
+/* What a test that plays the old process needs: a server, a listening
+ * socket of the test's own to hand over (lfd, on port), a control socket
+ * path, and a configuration file (path) with frontend web on port. */
+struct played_old {
+	backend a{'a'};
+	int port = 0;
+	int lfd = listen_loopback(0, &port);
+	std::string sock;
+	char path[32] = "/tmp/weft-proxy-test-XXXXXX";
+
+	explicit played_old(const char *what) : sock(upgrade_path(what))
+	{
+		close(mkstemp(path));
+		write_file(path, "[global]\naccess_log = off\n" + frontend("web", port) +
+					 "\n[backend app]\n" + server("s0", a.port));
+	}
+
+	/* hand_over_as with these. */
+	std::string hand_over(int version, proxy *next, const char *confirm = nullptr,
+			      pid_t old_pid = getpid())
+	{
+		return hand_over_as(version, sock, lfd, port, next, path, confirm, old_pid);
+	}
+
+	/* A new process takes over (answered with confirm), serves on the
+	 * socket it got, which the test then no longer holds, and stops with
+	 * exit 0; the last use of this. */
+	void taken_over(int version, const char *confirm)
+	{
+		proxy next;
+		std::string ready = hand_over(version, &next, confirm);
+		EXPECT_EQ(ready.rfind("ready pid=", 0), 0u) << ready;
+		close(lfd); /* the proxy holds its own copy */
+		for (int i = 0; i < 3; i++)
+			EXPECT_EQ(exchange(port, "a", i), "") << "the new process serves";
+		next.file = path;
+		int st = next.stop();
+		EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	}
+};
+
 TEST(ReloadTest, AnOldProcessOfVersion1HandsOverAndAnUnknownVersionIsRefused)
 {
 	NEED_PROXY();
-	backend a('a');
-	int port;
-	int lfd = listen_loopback(0, &port);
-	std::string sock = upgrade_path("v1");
-	char path[] = "/tmp/weft-proxy-test-XXXXXX";
-	close(mkstemp(path));
-	write_file(path, "[global]\naccess_log = off\n" + frontend("web", port) + "\n[backend app]\n" +
-				 server("s0", a.port));
+	played_old o("v1");
 
 	/* A version this program does not know: nothing taken, exit 1. */
 	proxy newer;
-	EXPECT_EQ(hand_over_as(3, sock, lfd, port, &newer, path), "");
+	EXPECT_EQ(o.hand_over(4, &newer), "");
 	EXPECT_NE(newer.wait_line("newer version of the upgrade protocol", 5000), "");
 	int st = newer.wait_exit(5000);
 	EXPECT_TRUE(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 1) << st;
@@ -807,15 +848,54 @@ TEST(ReloadTest, AnOldProcessOfVersion1HandsOverAndAnUnknownVersionIsRefused)
 
 	/* Version 1: taken over, ready, and it serves on the socket it got
 	 * (a blocking one, as listen_loopback makes it). */
-	proxy next;
-	std::string ready = hand_over_as(1, sock, lfd, port, &next, path);
+	o.taken_over(1, nullptr);
+}
+
+/* "ready" and the old process's "ok" (version 3): a new process that gets
+ * no "ok" from an old one still alive (it gave up at that moment, say)
+ * steps back: it exits 1 and leaves the sockets to the old one, rather than
+ * accept beside it for good.  With the "ok" it serves on; and when the old
+ * process is gone it goes on alone. */
+TEST(ReloadTest, ANewProcessWithoutTheOldOnesConfirmationStepsBack)
+{
+	NEED_PROXY();
+	played_old o("confirm");
+
+	/* No "ok" from a live old process (this one): it steps back. */
+	proxy back;
+	std::string ready = o.hand_over(3, &back);
 	EXPECT_EQ(ready.rfind("ready pid=", 0), 0u) << ready;
-	close(lfd); /* the proxy holds its own copy */
-	for (int i = 0; i < 3; i++)
-		EXPECT_EQ(exchange(port, "a", i), "") << "the new process serves";
-	next.file = path;
-	st = next.stop();
+	EXPECT_NE(ready.find(" version=3"), std::string::npos) << ready;
+	EXPECT_NE(back.wait_line("did not confirm the hand-over", 5000), "");
+	int st = back.wait_exit(5000);
+	EXPECT_TRUE(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 1) << st;
+	close(back.err);
+	/* The socket is still the old process's, listening. */
+	int c = dial(o.port);
+	EXPECT_GE(c, 0);
+	struct pollfd pf = {o.lfd, POLLIN, 0};
+	EXPECT_EQ(poll(&pf, 1, 2000), 1) << "the old process's socket still takes connections";
+	int got = accept(o.lfd, nullptr, nullptr);
+	EXPECT_GE(got, 0);
+	close(got);
+	close(c);
+
+	/* No "ok" and the old process gone (a child that has exited): this
+	 * one goes on alone. */
+	pid_t gone = fork();
+	if (gone == 0)
+		_exit(0);
+	waitpid(gone, nullptr, 0);
+	proxy alone;
+	ready = o.hand_over(3, &alone, nullptr, gone);
+	EXPECT_EQ(ready.rfind("ready pid=", 0), 0u) << ready;
+	EXPECT_NE(alone.wait_line("is gone: this process goes on alone", 5000), "");
+	EXPECT_EQ(exchange(o.port, "a", 0), "") << "the new process serves";
+	st = alone.stop(); /* file unset: the configuration stays for the next */
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+
+	/* With the "ok": it takes over and serves. */
+	o.taken_over(3, "ok");
 }
 
 TEST(ReloadTest, Sigusr2StartsTheProgramAnewToTakeOver)

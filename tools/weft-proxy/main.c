@@ -62,7 +62,8 @@
  * main thread is the only thread, then the access log's writer and the
  * runtime.  With NOTIFY_SOCKET set, READY=1 goes out once the accept loops
  * run (after an upgrade with MAINPID=, and "ready" goes to the old
- * process).
+ * process; without its "ok" while it lives, this process steps back and
+ * drains: step_back).
  *
  * Signals (signals task): SIGHUP reloads (reload: the steps are at the top
  * of reload.c), with RELOADING=1 before and READY=1 after; a broken
@@ -1338,6 +1339,28 @@ static void keep_upgrade_states(struct gen *g)
 	P.from.nstates = 0;
 }
 
+/* After an upgrade that the old process did not confirm (rc): if it
+ * lives, it accepts on as before, so this process steps back: the main
+ * process goes back to it, and this one (like one handed over) drains what
+ * it took and exits.  If it is gone, this process goes on alone.  Returns
+ * true when stepping back. */
+static bool step_back(int rc)
+{
+	pid_t old = P.from.pid;
+	if (old <= 0 || (kill(old, 0) < 0 && errno == ESRCH)) {
+		fprintf(stderr, "weft-proxy: upgrade: pid %d did not confirm the hand-over (%s) and "
+				"is gone: this process goes on alone\n", (int)old, strerror(-rc));
+		return false;
+	}
+	fprintf(stderr, "weft-proxy: upgrade: pid %d did not confirm the hand-over (%s): it "
+			"accepts on as before, and this process stops\n", (int)old, strerror(-rc));
+	notify_mainpid(old);
+	weft_mutex_lock(&P.reload_lock);
+	P.handed_over = true;
+	weft_mutex_unlock(&P.reload_lock);
+	return true;
+}
+
 static intptr_t run(void *arg)
 {
 	(void)arg;
@@ -1382,18 +1405,18 @@ static intptr_t run(void *arg)
 		return -ENOMEM;
 	/* Bound (before the runtime) and accepting: ready for systemd, and
 	 * for the old process after an upgrade. */
+	bool back = false;
 	if (P.upgrading) {
 		/* systemd first: the old process may exit soon after "ready",
 		 * and the unit must know its new main process by then. */
 		notify_mainpid_ready();
-		if ((rc = upgrade_ready(&P.from)) < 0)
-			fprintf(stderr, "weft-proxy: upgrade: telling pid %d: %s\n", (int)P.from.pid,
-				strerror(-rc));
+		back = (rc = upgrade_ready(&P.from)) < 0 && step_back(rc);
 	} else {
 		notify_ready();
 	}
 	int ev;
-	weft_chan_recv(P.events, &ev);
+	if (!back)
+		weft_chan_recv(P.events, &ev);
 	/* A reload under way ends first (it is shielded); a handover under
 	 * way is cut short, unless it is done: then the new process is the
 	 * main one, and STOPPING=1 would be its to send. */
@@ -1407,7 +1430,7 @@ static intptr_t run(void *arg)
 	stop_accepting(handed_over);
 	uint64_t timeout = P.cur->cfg->drain_timeout_ns;
 	fprintf(stderr, "weft-proxy: %s: draining %llu connections for up to %.1f s\n",
-		handed_over ? "handed over" : "stopping",
+		back ? "stepping back" : handed_over ? "handed over" : "stopping",
 		(unsigned long long)atomic_load(&P.active), (double)timeout / 1e9);
 	uint64_t until = weft_now() + timeout;
 	while (atomic_load(&P.active) > 0 && weft_now() < until)
@@ -1424,7 +1447,7 @@ static intptr_t run(void *arg)
 	stop_task(P.admin_loop);
 	health_stop(P.cur->health);
 	P.cur->health = NULL;
-	return 0;
+	return back; /* the upgrade failed: exit 1 */
 }
 
 /* Where the access log goes: opened before the switch of user (a file
@@ -1627,5 +1650,5 @@ int main(int argc, char **argv)
 		fprintf(stderr, "weft-proxy: %s\n", strerror((int)-r));
 		return 1;
 	}
-	return 0;
+	return r > 0; /* stepped back from an upgrade (run) */
 }

@@ -98,3 +98,10 @@ void notify_mainpid_ready(void)
 	snprintf(msg, sizeof(msg), "MAINPID=%d\nREADY=1", (int)getpid());
 	notify_send(msg);
 }
+
+void notify_mainpid(pid_t pid)
+{
+	char msg[32];
+	snprintf(msg, sizeof(msg), "MAINPID=%d", (int)pid);
+	notify_send(msg);
+}

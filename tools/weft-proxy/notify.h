@@ -8,6 +8,8 @@
 #ifndef WEFT_PROXY_NOTIFY_H
 #define WEFT_PROXY_NOTIFY_H
 
+#include <sys/types.h>
+
 /*
  * Reads NOTIFY_SOCKET (a path, or "@name" for the abstract namespace) and
  * connects a CLOEXEC datagram socket to it, so that a later switch of user
@@ -34,6 +36,10 @@ void notify_reloading(void);
  * with --upgrade-from that accepts now and takes over as the service's
  * main process (the unit needs NotifyAccess=all).  Any thread. */
 void notify_mainpid_ready(void);
+
+/* MAINPID=pid: the main process goes back to the old one, after an
+ * upgrade it did not confirm (main.c).  Any thread. */
+void notify_mainpid(pid_t pid);
 
 /* Sends one datagram of state ("KEY=VALUE" lines): 0, -errno, or 0 with
  * nothing sent when notifying is off.  Any thread. */

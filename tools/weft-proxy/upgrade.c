@@ -6,7 +6,7 @@
  *
  * The conversation (text, one line per packet, no newline):
  *
- *   old -> new   weft-proxy-upgrade 2 pid=PID count=N
+ *   old -> new   weft-proxy-upgrade 3 pid=PID count=N
  *   old -> new   N times, each with one descriptor (SCM_RIGHTS):
  *                  listen FRONTEND ADDRESS   a frontend's listening socket
  *                  admin ADDRESS             the admin listener
@@ -14,7 +14,8 @@
  *   old -> new   for each server not ready, no descriptor:
  *                  state BACKEND SERVER drain|maint
  *   old -> new   end
- *   new -> old   ready pid=PID               sent once it accepts
+ *   new -> old   ready pid=PID version=V     sent once it accepts
+ *   old -> new   ok                          (both at version 3 or later)
  *
  * ADDRESS is as weft_addr_parse reads it, from the old process's listen
  * line (port 0 stays 0), and the new process takes a socket for each of
@@ -23,7 +24,9 @@
  * them (main.c).  The version changes with any change of format; a new
  * process reads every version up to its own (1 had no state lines), so
  * any older weft-proxy can hand over to it, and one that does not know the
- * version stops before taking anything.
+ * version stops before taking anything.  The new process names its own in
+ * "ready" (from 3 on; none means 2 or older), so that an old process asks
+ * for no more than its peer knows.
  *
  * Why nothing is lost: the socket is handed over itself, not reopened.
  * The old and the new process accept on the same socket (same queue)
@@ -37,6 +40,13 @@
  *
  * Failure: until "ready", the old process runs as before; a new process
  * that exits, closes the connection or says anything else leaves it so.
+ * "ready" alone cannot settle who accepts: the old process may give up
+ * (its 60 s are over, or it is told to stop) just as the new one sends it,
+ * and each would then think the other stops.  So the old process commits
+ * only by sending "ok", and a new process that gets none while the old one
+ * lives steps back: it drains what it took and exits (main.c).  With a
+ * process older than version 3 on either side, "ready" alone commits, as
+ * it did.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -55,9 +65,10 @@
 #include "upgrade.h"
 
 #define VERSION_WORD "weft-proxy-upgrade"
-#define VERSION 2
+#define VERSION 3
 #define PACKET_MAX 512
 #define RECEIVE_TIMEOUT_S 10
+#define CONFIRM_TIMEOUT (10 * WEFT_SEC) /* "ok" follows "ready" at once */
 
 static int unix_addr(const char *path, struct sockaddr_un *a)
 {
@@ -155,9 +166,13 @@ int upgrade_hand_over(int conn, const struct upgrade_item *items, size_t n,
 	if (got <= 0)
 		return got == 0 ? -EPIPE : (int)got;
 	line[got] = 0;
-	int p;
-	if (sscanf(line, "ready pid=%d", &p) != 1 || p <= 0)
+	int p, version = 2;
+	if (sscanf(line, "ready pid=%d version=%d", &p, &version) < 1 || p <= 0)
 		return -EPROTO;
+	/* The commit (see the top): a new process that is gone by now, or
+	 * does not hear it, has not taken over. */
+	if (version >= 3 && (rc = send_packet(conn, "ok", -1)) < 0)
+		return rc;
 	*pid = (pid_t)p;
 	return 0;
 }
@@ -298,6 +313,7 @@ int upgrade_receive(const char *path, struct upgrade_from *u)
 		goto fail;
 	}
 	u->pid = (pid_t)pid;
+	u->version = version;
 	u->listens.v = calloc(count ? count : 1, sizeof(*u->listens.v));
 	if (!u->listens.v) {
 		why = strerror(ENOMEM);
@@ -352,8 +368,18 @@ fail:
 int upgrade_ready(struct upgrade_from *u)
 {
 	char line[64];
-	snprintf(line, sizeof(line), "ready pid=%d", (int)getpid());
+	snprintf(line, sizeof(line), "ready pid=%d version=%d", (int)getpid(), VERSION);
 	ssize_t n = weft_send(u->conn, line, strlen(line), MSG_NOSIGNAL);
+	if (n >= 0 && u->version >= 3) {
+		struct weft_scope sc;
+		weft_scope_deadline(&sc, CONFIRM_TIMEOUT);
+		n = weft_recv(u->conn, line, sizeof(line) - 1, 0);
+		weft_scope_end(&sc);
+		if (n == 0)
+			n = -EPIPE;
+		else if (n > 0 && !((size_t)n == 2 && memcmp(line, "ok", 2) == 0))
+			n = -EPROTO;
+	}
 	weft_close(u->conn);
 	u->conn = -1;
 	return n < 0 ? (int)n : 0;

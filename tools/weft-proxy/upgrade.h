@@ -52,10 +52,12 @@ struct upgrade_state {
 /*
  * Hands items and states over on conn, a connection accepted on the
  * control socket, then waits up to UPGRADE_READY_TIMEOUT for the new
- * process's "ready".  Returns 0 with *pid the new process's once it is
- * ready (it accepts on the sockets now); or -errno when it failed, left or
- * took too long, the sockets then still ours and nothing changed.  conn
- * stays the caller's.  Task only; suspends.
+ * process's "ready" and answers "ok" (the commit, when the new process
+ * knows it).  Returns 0 with *pid the new process's once it is ready (it
+ * accepts on the sockets now, and this process must stop); or -errno when
+ * it failed, left, took too long or did not take the "ok", the sockets
+ * then still ours and nothing changed.  conn stays the caller's.  Task
+ * only; suspends.
  */
 int upgrade_hand_over(int conn, const struct upgrade_item *items, size_t n,
 		      const struct upgrade_state *states, size_t nstates, pid_t *pid);
@@ -74,6 +76,7 @@ struct upgrade_kept {
 struct upgrade_from {
 	int conn;                   /* to the old process, for upgrade_ready */
 	pid_t pid;                  /* the old process */
+	int version;                /* of its hand-over (upgrade.c) */
 	struct listen_set listens;  /* addr: as the old process's listen line gave it */
 	int admin_fd;
 	struct weft_addr admin;
@@ -91,8 +94,13 @@ struct upgrade_from {
  */
 int upgrade_receive(const char *path, struct upgrade_from *u);
 
-/* Tells the old process this one accepts now, and closes u->conn: the old
- * one stops accepting and drains.  0 or -errno.  Task only. */
+/* Tells the old process this one accepts now and waits (up to 10 s) for
+ * its "ok", then closes u->conn.  Returns 0 once the old process has
+ * committed to stop accepting and drain (a process before version 3 is
+ * taken at its word); or -errno: it did not commit (-EPIPE: it closed the
+ * connection; -ETIMEDOUT; -EPROTO: an answer other than "ok"; or the
+ * send's error), so it accepts on as before, unless it has died.  Task
+ * only; suspends. */
 int upgrade_ready(struct upgrade_from *u);
 
 /* Closes what upgrade_receive got that nobody took (descriptors still
