@@ -42,7 +42,8 @@
  *    is made nonblocking (else a worker would sleep in accept4 and the
  *    proxy could not stop);
  *  - SIGUSR2 makes the proxy start its own program file to take over, under
- *    load, without a failed connection;
+ *    load, without a failed connection; a child that fails is reaped and
+ *    its status said;
  *  - with NOTIFY_SOCKET: RELOADING=1 with MONOTONIC_USEC then READY=1 around
  *    a reload (a refused one too), MAINPID= of the new process with READY=1
  *    after an upgrade, and no STOPPING=1 from the old one.
@@ -931,6 +932,43 @@ TEST(ReloadTest, Sigusr2StartsTheProgramAnewToTakeOver)
 	next.err = old.err;
 	next.file = old.file;
 	st = next.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+/* A child of SIGUSR2 that fails (here: the configuration file broke since
+ * the start) is reaped as it ends, and its status said; no zombie stays,
+ * and the proxy serves on. */
+TEST(ReloadTest, AFailedSigusr2ChildIsReapedAndItsStatusSaid)
+{
+	NEED_PROXY();
+	backend a('a');
+	int port = free_port();
+	std::string sock = upgrade_path("reap");
+	proxy p;
+	ASSERT_TRUE(p.start("[global]\naccess_log = off\nupgrade_socket = " + sock + "\n" +
+			    frontend("web", port) + "\n[backend app]\n" + server("s0", a.port)));
+	ASSERT_NE(p.wait_line("upgrade socket on", 5000), "");
+	write_file(p.file, "[global]\nno_such_key = 1\n");
+	kill(p.pid, SIGUSR2);
+	std::string line = p.wait_line("to take over", 5000);
+	size_t at = line.find("as pid ");
+	ASSERT_NE(at, std::string::npos) << line;
+	std::string child = line.substr(at + 7, line.find(' ', at + 7) - at - 7);
+	EXPECT_NE(p.wait_line(("pid " + child + " exited with status 1").c_str(), 5000), "");
+	/* A child is listed under the thread that started it. */
+	std::string tasks = "/proc/" + std::to_string(p.pid) + "/task/", left;
+	DIR *d = opendir(tasks.c_str());
+	ASSERT_NE(d, nullptr);
+	while (struct dirent *e = readdir(d)) {
+		std::ifstream kids(tasks + e->d_name + "/children");
+		std::string some;
+		if (e->d_name[0] != '.' && std::getline(kids, some))
+			left += some;
+	}
+	closedir(d);
+	EXPECT_EQ(left, "") << "no child left, zombie or not";
+	EXPECT_EQ(exchange(port, "a", 0), "") << "the proxy serves on";
+	int st = p.stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 

@@ -311,7 +311,7 @@ TEST(StateTest, TheStateSurvivesAnUpgrade)
 	int fake;
 	std::vector<std::string> lines = read_handover(sock, &fake);
 	ASSERT_FALSE(lines.empty());
-	EXPECT_EQ(lines.front().rfind("weft-proxy-upgrade 2 pid=", 0), 0u) << lines.front();
+	EXPECT_EQ(lines.front().rfind("weft-proxy-upgrade 3 pid=", 0), 0u) << lines.front();
 	ASSERT_EQ(lines.back(), "end");
 	std::vector<std::string> states;
 	for (const auto &l : lines)

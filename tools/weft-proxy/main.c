@@ -87,6 +87,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1112,7 +1113,10 @@ static void reload(void)
 
 /* SIGUSR2: starts P.exe (the program's file as it is now) as a child, with
  * -c and --upgrade-from the control socket; it takes over as an upgrade
- * does (upgrade_serve), or fails and leaves this process as it was. */
+ * does (upgrade_serve), or fails and leaves this process as it was.
+ * posix_spawn rather than fork: it does not copy this process's page
+ * tables (a worker thread waits only until the exec), and the child starts
+ * with no signal blocked. */
 static void upgrade_exec(void)
 {
 	if (P.upgrade_fd < 0 || !P.file || !P.exe[0]) {
@@ -1121,24 +1125,43 @@ static void upgrade_exec(void)
 								    : "this program's file is unknown");
 		return;
 	}
-	/* Children of attempts that failed, so that they leave no zombie. */
-	while (waitpid(-1, NULL, WNOHANG) > 0)
-		;
 	char *argv[] = {P.exe, "-c", (char *)P.file, "--upgrade-from", P.upgrade_path, NULL};
 	sigset_t none;
 	sigemptyset(&none);
-	pid_t pid = fork();
-	if (pid == 0) {
-		/* The child: async-signal-safe calls only, up to exec. */
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		execv(P.exe, argv);
-		_exit(127);
+	posix_spawnattr_t at;
+	pid_t pid;
+	int rc = posix_spawnattr_init(&at);
+	if (rc == 0) {
+		rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
+		if (rc == 0)
+			rc = posix_spawnattr_setsigmask(&at, &none);
+		if (rc == 0)
+			rc = posix_spawn(&pid, P.exe, NULL, &at, argv, environ);
+		posix_spawnattr_destroy(&at);
 	}
-	if (pid < 0)
-		fprintf(stderr, "weft-proxy: SIGUSR2: fork: %s; not upgrading\n", strerror(errno));
+	if (rc != 0)
+		fprintf(stderr, "weft-proxy: SIGUSR2: cannot start %s: %s; not upgrading\n", P.exe,
+			strerror(rc));
 	else
 		fprintf(stderr, "weft-proxy: SIGUSR2: started %s as pid %d to take over\n", P.exe,
 			(int)pid);
+}
+
+/* SIGCHLD: reaps the children of SIGUSR2 that ended (failed to take over,
+ * or stepped back), so that none is left a zombie, and says how each
+ * ended.  A child that took over outlives this process. */
+static void reap_children(void)
+{
+	int st;
+	pid_t pid;
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		if (WIFEXITED(st))
+			fprintf(stderr, "weft-proxy: SIGUSR2: pid %d exited with status %d\n", (int)pid,
+				WEXITSTATUS(st));
+		else if (WIFSIGNALED(st))
+			fprintf(stderr, "weft-proxy: SIGUSR2: pid %d was killed by %s\n", (int)pid,
+				strsignal(WTERMSIG(st)));
+	}
 }
 
 /* The signals the signals task takes into *set. */
@@ -1149,10 +1172,11 @@ static void handled_signals(sigset_t *set)
 	sigaddset(set, SIGINT);
 	sigaddset(set, SIGHUP);
 	sigaddset(set, SIGUSR2);
+	sigaddset(set, SIGCHLD);
 }
 
-/* Waits for SIGHUP (reload), SIGUSR2 (upgrade_exec), SIGTERM and SIGINT
- * (EV_STOP) until cancelled or stopped.  Each wait opens a signalfd: with
+/* Waits for SIGHUP (reload), SIGUSR2 (upgrade_exec), SIGCHLD
+ * (reap_children), SIGTERM and SIGINT (EV_STOP) until cancelled or stopped.  Each wait opens a signalfd: with
  * the descriptor table full (or no memory) it fails, and the task waits a
  * while and tries again, the signals staying pending meanwhile; giving up
  * would leave the proxy deaf to SIGTERM for good. */
@@ -1183,6 +1207,10 @@ static intptr_t signals(void *arg)
 		}
 		if (sig == SIGUSR2) {
 			upgrade_exec();
+			continue;
+		}
+		if (sig == SIGCHLD) {
+			reap_children();
 			continue;
 		}
 		fprintf(stderr, "weft-proxy: %s\n", strsignal(sig));
