@@ -7,7 +7,8 @@
  *    the connection counters moved by exactly N and the byte counters by
  *    exactly the bytes sent each way; the histogram counted N connects;
  *  - /stats is one JSON object (checked with python3 when there is one),
- *    /health answers 200, an unknown path 404;
+ *    /health answers 200, an unknown path 404; the admin listener serves
+ *    32 connections at once, the rest waiting in its backlog;
  *  - the access log has one JSON line per connection with its bytes;
  *  - the bytes by data path: with data_path = splice a 1 MiB echo moves
  *    spliced both ways, and the buffered and spliced counts of each
@@ -22,6 +23,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -302,6 +304,43 @@ TEST(ObserveTest, StatsIsJsonHealthAnswers200AndOtherPaths404)
 	EXPECT_EQ(body, "ok\n");
 	EXPECT_EQ(p.get("/metrics?x=1", nullptr), 200);
 	EXPECT_EQ(p.get("/nowhere", nullptr), 404);
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+/* The admin listener serves 32 connections at once: a 33rd waits, unread,
+ * in the backlog while 32 clients say nothing, and is answered as soon as
+ * one of them leaves. */
+TEST(ObserveTest, TheAdminListenerServes32ConnectionsAtOnce)
+{
+	NEED_PROXY();
+	backend be('t');
+	admin_proxy p;
+	ASSERT_TRUE(p.start("", be.port));
+	std::vector<int> idle;
+	for (int i = 0; i < 32; i++) {
+		idle.push_back(dial(p.admin));
+		ASSERT_GE(idle.back(), 0);
+	}
+	std::this_thread::sleep_for(std::chrono::milliseconds(100)); /* all taken */
+	int late = dial(p.admin);
+	ASSERT_GE(late, 0);
+	const char req[] = "GET /health HTTP/1.1\r\nHost: a\r\n\r\n";
+	ASSERT_EQ(send(late, req, sizeof(req) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(req) - 1);
+	struct pollfd pf = {late, POLLIN, 0};
+	EXPECT_EQ(poll(&pf, 1, 300), 0) << "the 33rd connection was served beside 32";
+	close(idle.back());
+	idle.pop_back();
+	EXPECT_EQ(poll(&pf, 1, 3000), 1) << "a slot came free";
+	char buf[256] = {};
+	ssize_t n = recv(late, buf, sizeof(buf) - 1, 0);
+	EXPECT_GT(n, 0);
+	EXPECT_EQ(std::string(buf).rfind("HTTP/1.1 200", 0), 0u) << buf;
+	close(late);
+	for (int fd : idle)
+		close(fd);
+	std::string body;
+	EXPECT_EQ(p.get("/health", &body), 200);
 	int st = p.stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }

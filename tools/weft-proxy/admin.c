@@ -7,7 +7,11 @@
  * head (at most ADMIN_REQUEST_MAX bytes, within ADMIN_TIMEOUT), parses it
  * with <weft/http1.h>, renders the page into a heap buffer from a racy
  * snapshot of the counters (stats.h, balance.h), sends it with
- * Connection: close and closes.  The pages answer GET and HEAD; the one
+ * Connection: close and closes.  At most ADMIN_CONCURRENCY connections are
+ * served at once (each holds a slot of src->slots from before its accept
+ * to its close): a flood of slow clients waits in the listener's backlog,
+ * and then is refused by the kernel, instead of taking tasks and the
+ * descriptors the proxy keeps for its connections.  The pages answer GET and HEAD; the one
  * thing written, a server's administrative state (set_server_state), takes
  * POST with the state in the query and no body.  Series names and the JSON layout are
  * documented in docs/proxy.md; tests/proxy/observe_test.cc reads them.
@@ -616,6 +620,7 @@ static intptr_t serve_one(void *arg)
 out:
 	weft_scope_end(&sc);
 	weft_close(fd);
+	weft_sem_release(src->slots);
 	return 0;
 }
 
@@ -623,8 +628,12 @@ intptr_t admin_serve(void *arg)
 {
 	const struct admin_source *src = arg;
 	for (;;) {
+		int rc = weft_sem_acquire(src->slots);
+		if (rc < 0)
+			return rc; /* cancelled */
 		int fd = weft_sock_accept(src->fd, NULL);
 		if (fd < 0) {
+			weft_sem_release(src->slots);
 			/* Only cancellation and a listener that is gone end the
 			 * loop: a shortage passes (after a pause), and any other
 			 * error is the connection's own (ECONNABORTED, EPROTO,
@@ -648,6 +657,7 @@ intptr_t admin_serve(void *arg)
 		} else {
 			free(r);
 			weft_close(fd);
+			weft_sem_release(src->slots);
 		}
 	}
 }

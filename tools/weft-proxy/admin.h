@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include <weft.h>
+#include <weft/sync.h>
 
 #include "accesslog.h"
 #include "balance.h"
@@ -37,8 +38,14 @@ struct admin_view {
 
 /* The process's part, and how a page gets the generation in force.  main.c
  * owns it; it must outlive the admin tasks. */
+/* Admin connections served at once; more wait in the listen backlog. */
+#define ADMIN_CONCURRENCY 32
+
 struct admin_source {
 	int fd;                          /* the admin listening socket */
+	/* ADMIN_CONCURRENCY at first (weft_sem_init, once): one is held per
+	 * connection being served, by every admin_serve on this source. */
+	struct weft_sem *slots;
 	/* The access log's writer: NULL until the log is first on. */
 	_Atomic(struct accesslog *) *log;
 	struct weft_rt *rt;
@@ -79,8 +86,9 @@ void admin_stats(struct sbuf *b, const struct admin_source *src, const struct ad
 
 /*
  * A task body (arg: a const struct admin_source *): serves the admin pages
- * on src->fd, a listening socket, until cancelled.  Accepts, and runs a
- * detached task per connection that reads one request (within 5 s),
+ * on src->fd, a listening socket, until cancelled.  Accepts (while a slot
+ * of src->slots is free), and runs a detached task per connection that
+ * reads one request (within 5 s),
  * answers it from the view in force and closes.  The source must outlive
  * every task started (the runtime's shutdown ends them).  Returns the
  * error that ended accepting (-ECANCELED when cancelled).  The socket

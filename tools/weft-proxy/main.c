@@ -168,6 +168,7 @@ struct proxy {
 	_Atomic int draining;
 	struct weft_rt *rt;
 	struct admin_source admin;
+	struct weft_sem admin_slots; /* admin.slots */
 };
 
 static struct proxy P;
@@ -1405,8 +1406,10 @@ static intptr_t run(void *arg)
 	P.events = weft_chan_new(sizeof(int), 4);
 	if (!P.events)
 		return -ENOMEM;
+	weft_sem_init(&P.admin_slots, ADMIN_CONCURRENCY);
 	P.admin = (struct admin_source){
 		.fd = P.admin_fd,
+		.slots = &P.admin_slots,
 		.log = &P.log,
 		.rt = P.rt,
 		.active = &P.active,
