@@ -109,7 +109,7 @@ struct wstate {
 	uint64_t requests;		/* complete responses inside the window */
 	uint64_t bytes;			/* bytes received inside the window */
 	uint64_t non2xx;		/* responses with a status outside 2xx, 3xx */
-	uint64_t codes[600];		/* by status code; [0]: outside 100..599 */
+	uint64_t codes[600];		/* by status code (net/http1 admits 100..599) */
 	uint64_t errors[E_KINDS];
 	int err_errno[E_KINDS];		/* the first errno of each kind */
 	/* Each kind's errors by errno, in the order first seen; a fourth

@@ -95,7 +95,7 @@ static void complete(struct conn *c, uint64_t now, int status)
 		return;
 	w->requests++;
 	if (status >= 0) {
-		w->codes[status < 600 ? status : 0]++;
+		w->codes[status]++;
 		if (status < 200 || status >= 400)
 			w->non2xx++;
 	}
