@@ -131,6 +131,10 @@ void weft__io_complete(struct weft__worker *w, uint64_t user_data, int res, unsi
  */
 int weft__io_multishot(void (*prep)(struct io_uring_sqe *sqe, void *arg),
 		       void (*more)(void *arg, int res), void *arg, uint64_t *key);
+/* A timer's, on the worker whose ring has t's operation (timer.c): the
+ * deadline of that operation has come; if t still waits for it (token),
+ * cancels it.  Returns whether it did. */
+bool weft__io_deadline(struct weft_task *t, uint64_t token);
 /* Asks the ring of w, the caller's own worker, to cancel the operation
  * whose key weft__io_multishot published. */
 void weft__io_cancel_key(struct weft__worker *w, uint64_t key);

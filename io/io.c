@@ -20,7 +20,14 @@
  *     can run again, and never after.
  *  3. A deadline is a linked IORING_OP_LINK_TIMEOUT: when it fires first, the
  *     kernel cancels the operation and its completion says -ECANCELED, which
- *     the task reports as -ETIMEDOUT.
+ *     the task reports as -ETIMEDOUT.  Except for a splice, which io_uring
+ *     always runs in one of its worker threads (io-wq): there, blocked on a
+ *     pipe or a socket, a link timeout never fires (seen on 6.18.44; an
+ *     explicit IORING_OP_ASYNC_CANCEL does interrupt it).  A splice's
+ *     deadline is therefore also a timer of the owner's (io/timer.c) whose
+ *     entry, when it fires, cancels the operation as step 4 does
+ *     (weft__io_deadline); the interrupted splice completes with -EINTR or
+ *     -ERESTARTSYS, and the task reports -ETIMEDOUT.
  *  4. weft_cancel, seeing an armed IO wait, does not claim it: it queues the
  *     task on the owner (weft__io_cancel_request) and wakes that worker,
  *     which issues IORING_OP_ASYNC_CANCEL on its own ring
@@ -62,6 +69,17 @@ struct io_uring_sqe *weft__io_sqe(struct weft__worker *w)
 	return sqe;
 }
 
+/* The kernel's restart codes (include/linux/errno.h, not exported): a
+ * system call cut short by a signal, which an io_uring worker thread's
+ * operation may complete with. */
+#define ERESTARTSYS 512
+#define ERESTART_RESTARTBLOCK 516
+
+static bool interrupted(int res)
+{
+	return res == -EINTR || (res <= -ERESTARTSYS && res >= -ERESTART_RESTARTBLOCK);
+}
+
 /* Arms the wait for op; returns 0, or -ECANCELED / -ETIMEDOUT before any
  * SQE is taken. */
 static int io_begin(struct weft_task *self, struct weft__io_op *op)
@@ -97,17 +115,31 @@ static int io_end(struct weft_task *self, struct weft__io_op *op, struct io_urin
 		struct io_uring_sqe *t = weft__io_sqe(w);
 		io_uring_prep_link_timeout(t, &op->deadline, IORING_TIMEOUT_ABS);
 		io_uring_sqe_set_data64(t, WEFT__TAG_IGNORE);
+		/* Without the timer (no memory for it) only the link timeout
+		 * is left, as for any other operation. */
+		if (sqe->opcode == IORING_OP_SPLICE)
+			(void)weft__timers_add(&w->timers, dl, self, op->w.token,
+					       WEFT__TIMER_IO_DEADLINE);
 	}
 	w->io_inflight++;
 	self->after = WEFT__AFTER_PARK;
 	weft__schedule(self);
 	int res = op->res;
-	if (res == -ECANCELED) {
-		/* Cancelled by us, or by the linked timeout. */
+	if (res == -ECANCELED || interrupted(res)) {
+		/* Cancelled by us, or by the linked timeout.  An operation that
+		 * blocked in one of io_uring's worker threads is interrupted
+		 * there by the cancel instead, and its result is whatever the
+		 * system call returns when a signal comes: -EINTR, or a restart
+		 * code the kernel never meant to show (-ERESTARTSYS, seen on
+		 * 6.18 from a splice). */
 		uint64_t word = atomic_load_explicit(&self->wake, memory_order_relaxed);
 		bool cancelled = (word & WEFT__WAKE_CANCEL) && !(word & WEFT__WAKE_SHIELD);
-		if (!cancelled && dl != WEFT_NEVER && weft_now() >= dl)
+		if (cancelled)
+			res = -ECANCELED;
+		else if (dl != WEFT_NEVER && weft_now() >= dl)
 			res = -ETIMEDOUT;
+		else if (res != -ECANCELED)
+			res = -EINTR;
 	}
 	return res;
 }
@@ -125,6 +157,20 @@ void weft__io_complete(struct weft__worker *w, uint64_t user_data, int res, unsi
 	op->res = res;
 	/* After this claim op may be gone (its task may run and return). */
 	weft__wake_token(op->w.task, op->w.token, 0);
+}
+
+bool weft__io_deadline(struct weft_task *t, uint64_t token)
+{
+	/* Only this thread reaps the operation's completion, so while the
+	 * wait below is still armed the operation is in flight, and t->io_op
+	 * (written before the arm) is it. */
+	uint64_t word = atomic_load_explicit(&t->wake, memory_order_acquire);
+	if ((word >> WEFT__WAKE_SHIFT) != token || !(word & WEFT__WAKE_ARMED) ||
+	    !(word & WEFT__WAKE_IO))
+		return false;
+	void *op = atomic_load_explicit(&t->io_op, memory_order_relaxed);
+	weft__io_cancel_key(weft__worker_here(), (uint64_t)(uintptr_t)op | WEFT__TAG_IO);
+	return true;
 }
 
 void weft__io_cancel_request(struct weft_task *t)

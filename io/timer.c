@@ -228,8 +228,10 @@ unsigned weft__timers_fire(struct weft__timers *ts, uint64_t now)
 		if (ts->n)
 			sift_down(ts->heap, ts->n, 0);
 		popped++;
-		/* Waking only queues the task; nothing here re-enters ts. */
-		if (weft__wake_token(e.task, e.token, e.result))
+		/* Waking only queues the task, and a cancel only an SQE;
+		 * nothing here re-enters ts. */
+		if (e.result == WEFT__TIMER_IO_DEADLINE ? weft__io_deadline(e.task, e.token)
+							: weft__wake_token(e.task, e.token, e.result))
 			woke++;
 	}
 	ts->n_fired += woke;

@@ -2,7 +2,7 @@
 /*
  * io/timer.h - a worker's pending timers: the wake-ups of weft_sleep and the
  * deadlines of waits outside io/io.c (I/O deadlines are kernel link
- * timeouts).  Owner only: a worker's timers are touched by its own thread.
+ * timeouts; a splice's is also an entry here, which cancels it).  Owner only: a worker's timers are touched by its own thread.
  * The structure and its invariants are described in io/timer.c.
  *
  * C++ test files may include this header: it has no atomics.
@@ -24,8 +24,14 @@ struct weft__timer {
 	uint64_t when;          /* CLOCK_MONOTONIC ns */
 	struct weft_task *task;
 	uint64_t token;         /* the wait it ends; stale once the task moved on */
-	int result;             /* handed to the task: 0 or -ETIMEDOUT */
+	int result;             /* handed to the task: 0, -ETIMEDOUT, or
+				 * WEFT__TIMER_IO_DEADLINE */
 };
+
+/* A timer's result that does not wake its task: the deadline of the task's
+ * operation on this worker's ring, which the owner then cancels
+ * (weft__io_deadline, io/io.c). */
+#define WEFT__TIMER_IO_DEADLINE (-0x7fffffff)
 
 /* No sweep for stale entries runs below this many entries. */
 #define WEFT__TIMERS_SWEEP_MIN 1024

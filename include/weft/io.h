@@ -92,7 +92,10 @@ WEFT_API int weft_statx(int dirfd, const char *path, int flags, unsigned mask,
 WEFT_API int weft_fsync(int fd, int datasync);
 
 /* splice(2) of up to len bytes; an offset of -1 means the descriptor's own
- * position (and is required for a pipe): bytes moved or -errno. */
+ * position (and is required for a pipe): bytes moved or -errno.  The
+ * kernel runs it on a thread of its own, blocking (on an empty pipe, a
+ * full socket); a deadline or a cancellation interrupts it there all the
+ * same. */
 WEFT_API ssize_t weft_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out,
 			     size_t len, unsigned flags);
 

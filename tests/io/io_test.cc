@@ -213,6 +213,79 @@ TEST(IoTest, CancelFromAnotherWorkerReachesABlockedRecvAndAccept)
 	close(p.b);
 }
 
+/* An operation that blocks in one of io_uring's worker threads (a splice
+ * from an empty pipe, or out to a socket nobody reads) is interrupted there
+ * by the cancel and by the deadline: the task sees -ECANCELED or
+ * -ETIMEDOUT, as for any other operation. */
+struct splice_args {
+	int in, out;
+	unsigned flags;
+	uint64_t deadline; /* relative; WEFT_NEVER: none */
+};
+
+/* Runs the splice of *a in a task of its own, cancelled after `cancel_after`
+ * (WEFT_NEVER: never), and returns its result; -EDEADLK (and cancels it)
+ * when it is still blocked 2 s on. */
+intptr_t splice_in_task(splice_args *a, uint64_t cancel_after)
+{
+	struct weft_task *t = weft_spawn(
+		[](void *arg) -> intptr_t {
+			auto *a = (splice_args *)arg;
+			struct weft_scope s;
+			weft_scope_deadline(&s, a->deadline);
+			intptr_t r = weft_splice(a->in, -1, a->out, -1, 4, a->flags);
+			weft_scope_end(&s);
+			return r;
+		},
+		a, nullptr);
+	if (cancel_after != WEFT_NEVER) {
+		weft_sleep(cancel_after);
+		weft_cancel(t);
+	}
+	intptr_t r = 0;
+	struct weft_scope s;
+	weft_scope_deadline(&s, 2 * WEFT_SEC);
+	int rc = weft_join(t, &r);
+	weft_scope_end(&s);
+	if (rc == -ETIMEDOUT) {
+		weft_cancel(t);
+		weft_join(t, nullptr);
+		return -EDEADLK;
+	}
+	return r;
+}
+
+TEST(IoTest, AnOperationBlockedInTheKernelsWorkersIsCancelledAndTimedOut)
+{
+	static int in[2], out[2];
+	ASSERT_EQ(pipe(in), 0);
+	ASSERT_EQ(pipe(out), 0);
+	run_in_weft(2, [] {
+		splice_args a = {in[0], out[1], 0, WEFT_NEVER};
+		EXPECT_EQ(splice_in_task(&a, 20 * WEFT_MSEC), -ECANCELED);
+		a.deadline = 20 * WEFT_MSEC;
+		EXPECT_EQ(splice_in_task(&a, WEFT_NEVER), -ETIMEDOUT);
+		/* The pipes still work afterwards. */
+		EXPECT_EQ(write(in[1], "abcd", 4), 4);
+		EXPECT_EQ(weft_splice(in[0], -1, out[1], -1, 4, 0), 4);
+		/* A splice out to a socket whose peer reads nothing. */
+		pair p = socket_pair();
+		fcntl(p.a, F_SETFL, O_NONBLOCK);
+		static char junk[65536];
+		while (write(p.a, junk, sizeof(junk)) > 0) {
+		}
+		fcntl(p.a, F_SETFL, 0);
+		EXPECT_EQ(write(in[1], "abcd", 4), 4);
+		a = {in[0], p.a, SPLICE_F_NONBLOCK, 20 * WEFT_MSEC};
+		EXPECT_EQ(splice_in_task(&a, WEFT_NEVER), -ETIMEDOUT);
+		close(p.a);
+		close(p.b);
+		return (intptr_t)0;
+	});
+	for (int fd : {in[0], in[1], out[0], out[1]})
+		close(fd);
+}
+
 /* A byte sent while the receiver is being cancelled is either returned by
  * the recv (rc 1) or still in the socket afterwards: never lost. */
 TEST(IoTest, CompletedRecvIsNeverReportedCancelled)
