@@ -323,9 +323,8 @@ static bool splice_out(struct side *s, const struct pipe_pair *p, size_t n)
 	while (left &&
 	       (m = weft_splice(p->r, -1, r->fd[1 - s->d], -1, left, SPLICE_F_NONBLOCK)) > 0)
 		left -= (size_t)m;
-	/* A splice blocked in the kernel's worker ends with -EINTR (or a
-	 * short count), not -ETIMEDOUT, when its deadline cancels it: the
-	 * scope says whether the time ran out. */
+	/* A splice cut short by its deadline may end with a short count
+	 * rather than -ETIMEDOUT: the scope says whether the time ran out. */
 	bool expired = weft_scope_end(&sc);
 	sent(s, n - left, STATS_SPLICED);
 	if (left)
