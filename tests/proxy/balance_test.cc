@@ -5,7 +5,8 @@
  * connection queued for a busy server waits for it, asleep, rather than
  * for the backup), failover when a
  * server dies in the middle of a stream of connections, the connect,
- * idle and half-closed timeouts, and max_connections pausing the accepts.
+ * idle and half-closed timeouts, and max_connections pausing the accepts
+ * (and an idle listen address keeping no slot from another).
  *
  * A backend of harness.h answers each connection with its one-byte tag, so
  * a client learns which server it reached from the first byte.  Counts are
@@ -494,6 +495,32 @@ TEST(LimitTest, AtMaxConnectionsAcceptingPausesAndResumes)
 	for (size_t i = 1; i < open.size(); i++)
 		close(open[i].fd);
 	EXPECT_EQ(b.accepted.load(), 4);
+	EXPECT_EQ(s.p.stop(), 0);
+}
+
+/* A frontend with two listen addresses and max_connections = 1: each
+ * address serves while the other is idle, again and again.  A loop waiting
+ * for its next connection holds no slot; one that did would keep the only
+ * slot from the other address for as long as its own stays quiet. */
+TEST(LimitTest, AnIdleListenAddressKeepsNoSlotFromTheOther)
+{
+	NEED_PROXY();
+	backend b('b');
+	setup s;
+	int second = free_port();
+	ASSERT_TRUE(s.start({&b}, "", {},
+			    "listen = 127.0.0.1:" + std::to_string(second) + "\nmax_connections = 1\n"));
+	for (int i = 0; i < 6; i++) {
+		held h = reach(i % 2 ? s.port : second);
+		EXPECT_EQ(h.tag, 'b') << "round " << i << " on the " << (i % 2 ? "first" : "second")
+				      << " address";
+		/* Closed, then its end seen by the proxy, which frees the slot. */
+		shutdown(h.fd, SHUT_WR);
+		char c;
+		while (h.fd >= 0 && recv(h.fd, &c, 1, 0) > 0) {
+		}
+		close(h.fd);
+	}
 	EXPECT_EQ(s.p.stop(), 0);
 }
 

@@ -19,12 +19,14 @@
  *     takes a slot of the global limit and one of its frontend's before it
  *     accepts, so at the limit accepting pauses and the kernel's backlog
  *     holds the rest: no accept-and-close spin, no exhausted fd table.  It
- *     takes one connection at a time with a nonblocking accept4, and waits
- *     for the next with weft_poll (take_connection), so that a reload or
- *     an upgrade can stop it without losing one: a connection is in the
- *     kernel's queue or ours, never in a queue of ours that stopping would
- *     close (the multishot weft_listener keeps up to 128).  The wait is a
- *     poll, not io_uring's accept, because that one waits exclusively
+ *     takes one connection at a time with a nonblocking accept4
+ *     (take_connection), and gives the slots back while it waits for the
+ *     next with weft_poll: an idle address holds none that a busy address
+ *     of the same frontend needs.  The poll and accept4 are so that a
+ *     reload or an upgrade can stop it without losing one: a connection is
+ *     in the kernel's queue or ours, never in a queue of ours that stopping
+ *     would close (the multishot weft_listener keeps up to 128).  The wait
+ *     is a poll, not io_uring's accept, because that one waits exclusively
  *     (EPOLLEXCLUSIVE): the kernel wakes one waiter per connection, and a
  *     waiter cancelled at that moment (an old process that stops
  *     accepting) takes the wakeup with it, leaving the connection queued
@@ -526,25 +528,18 @@ static uint64_t backoff_next(uint64_t backoff)
 	return !backoff ? WEFT_MSEC : backoff >= WEFT_SEC / 2 ? WEFT_SEC : backoff * 2;
 }
 
-/* The next connection on lfd (nonblocking), its peer in *peer: the
- * descriptor (close-on-exec) or -errno (-ECANCELED: nothing taken).  Step 1
- * at the top says why a poll and accept4.  Task only; suspends. */
+/* A connection queued on lfd (nonblocking), its peer in *peer: the
+ * descriptor (close-on-exec), -EAGAIN when none is, or -errno.  Step 1 at
+ * the top says why accept4 and a poll.  Does not suspend. */
 static int take_connection(int lfd, struct weft_addr *peer)
 {
-	for (;;) {
-		memset(peer, 0, sizeof(*peer));
-		socklen_t len = sizeof(peer->ss);
-		int fd = accept4(lfd, &peer->sa, &len, SOCK_CLOEXEC);
-		if (fd >= 0) {
-			peer->len = len;
-			return fd;
-		}
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return -errno;
-		int rc = weft_poll(lfd, POLLIN);
-		if (rc < 0)
-			return rc;
-	}
+	memset(peer, 0, sizeof(*peer));
+	socklen_t len = sizeof(peer->ss);
+	int fd = accept4(lfd, &peer->sa, &len, SOCK_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	peer->len = len;
+	return fd;
 }
 
 /* Accepts on a->fd for a->f until cancelled: see step 1 at the top. */
@@ -573,6 +568,10 @@ static intptr_t accept_loop(void *arg)
 				weft_close(fd);
 				continue;
 			}
+			/* None queued: the wait for the next holds no slot, which
+			 * the loops of the frontend's other addresses may need. */
+			if (fd == -EAGAIN && (fd = weft_poll(a->fd, POLLIN)) >= 0)
+				continue;
 			if (fd == -ECANCELED)
 				break; /* nothing taken: it stays in the kernel's queue */
 			if (balance_shortage(fd)) {
