@@ -25,6 +25,8 @@
  *    new name when the path changed; none is lost or doubled; and it
  *    turns the access log on (its writer made at the first time) and off
  *    (the file let go), lines written exactly while it is on;
+ *  - a reload's descriptor limits count the workers that run, not a
+ *    changed `workers` line (which needs a restart);
  *  - a server's health state (verdict and counts) survives a reload, and
  *    its max_connections counts connections from before it: a new one
  *    waits for them, and goes as soon as one ends;
@@ -52,6 +54,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -225,6 +228,42 @@ TEST(ReloadTest, RepeatedReloadsUnderConstantLoadFailNoConnection)
 	EXPECT_TRUE(l.failures.empty()) << l.failures.size() << " failed, first: " << l.failures[0];
 	EXPECT_GT(l.ok, 200);
 	EXPECT_GT(c.accepted, 0); /* the added server took connections */
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+/* A reload's limits count the workers that run, not a new `workers` line
+ * (which needs a restart): under a descriptor limit of 200, 1,000
+ * connections are clamped to (200 - 70) / 2 = 65 with the 2 workers
+ * running, before and after a reload that asks for 40 (with 40 it would be
+ * (200 - 146) / 2 = 27). */
+TEST(ReloadTest, AReloadSizesItsLimitsForTheWorkersThatRun)
+{
+	NEED_PROXY();
+	backend a('a');
+	int port = free_port();
+	auto conf = [&](int workers) {
+		return "[global]\nworkers = " + std::to_string(workers) +
+		       "\nmax_connections = 1000\naccess_log = off\n" + frontend("web", port) +
+		       "\n[backend app]\ndata_path = buffered\n" + server("s0", a.port);
+	};
+	proxy p;
+	ASSERT_TRUE(p.start(conf(2)));
+	ASSERT_NE(p.wait_line("listening on", 5000), "");
+	struct rlimit saved, tight;
+	ASSERT_EQ(prlimit(p.pid, RLIMIT_NOFILE, nullptr, &saved), 0);
+	tight = {200, saved.rlim_max};
+	ASSERT_EQ(prlimit(p.pid, RLIMIT_NOFILE, &tight, nullptr), 0);
+	write_file(p.file, conf(40));
+	kill(p.pid, SIGHUP);
+	EXPECT_NE(p.wait_line("workers changed: needs a restart", 5000), "");
+	std::string line = p.wait_line("max_connections 1000 needs", 5000);
+	EXPECT_NE(line.find("needs 2070 descriptors, but the limit is 200: using 65"),
+		  std::string::npos)
+		<< line;
+	EXPECT_NE(p.wait_line("reloaded", 5000), "");
+	ASSERT_EQ(prlimit(p.pid, RLIMIT_NOFILE, &saved, nullptr), 0);
+	EXPECT_EQ(exchange(port, "a", 0), "");
 	int st = p.stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }

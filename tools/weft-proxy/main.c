@@ -740,8 +740,10 @@ static void slots_resize(uint32_t want)
 	P.slots_max = want;
 }
 
-/* Settings a running proxy cannot change: said, and left as they run. */
-static void needs_restart(const struct proxy_config *old, const struct proxy_config *c)
+/* Settings a running proxy cannot change: said, and left as they run; c
+ * takes the running worker count, so that its limits count the workers
+ * there are. */
+static void needs_restart(const struct proxy_config *old, struct proxy_config *c)
 {
 	const char *what[2];
 	int line[2], n = 0;
@@ -758,6 +760,7 @@ static void needs_restart(const struct proxy_config *old, const struct proxy_con
 				"upgrade with --upgrade-from); the running value stays\n", c->file, at,
 			what[i]);
 	}
+	c->workers = old->workers;
 }
 
 struct log_sink {
@@ -1012,6 +1015,7 @@ static int reload_locked(void)
 	}
 	for (size_t i = 0; i < cfg->nwarnings; i++)
 		fprintf(stderr, "weft-proxy: warning: %s\n", cfg->warnings[i]);
+	needs_restart(P.cur->cfg, cfg);
 	struct rlimit rl;
 	getrlimit(RLIMIT_NOFILE, &rl);
 	if ((rc = proxy_config_apply_limits(cfg, rl.rlim_cur, msg, sizeof(msg))) < 0) {
@@ -1053,7 +1057,6 @@ static int reload_locked(void)
 		goto fail;
 	}
 	/* Committed: nothing below fails the reload. */
-	needs_restart(old->cfg, cfg);
 	pthread_mutex_lock(&P.gen_lock);
 	P.cur = g;
 	pipes_limit(cfg->pipes_max);
