@@ -510,6 +510,9 @@ TEST(LimitTest, AnIdleListenAddressKeepsNoSlotFromTheOther)
 	int second = free_port();
 	ASSERT_TRUE(s.start({&b}, "", {},
 			    "listen = 127.0.0.1:" + std::to_string(second) + "\nmax_connections = 1\n"));
+	/* start waits for the first address's line; the second follows. */
+	ASSERT_NE(s.p.wait_line(("listening on 127.0.0.1:" + std::to_string(second)).c_str(), 10000),
+		  "");
 	for (int i = 0; i < 6; i++) {
 		held h = reach(i % 2 ? s.port : second);
 		EXPECT_EQ(h.tag, 'b') << "round " << i << " on the " << (i % 2 ? "first" : "second")
