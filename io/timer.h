@@ -2,8 +2,9 @@
 /*
  * io/timer.h - a worker's pending timers: the wake-ups of weft_sleep and the
  * deadlines of waits outside io/io.c (I/O deadlines are kernel link
- * timeouts; a splice's is also an entry here, which cancels it).  Owner only: a worker's timers are touched by its own thread.
- * The structure and its invariants are described in io/timer.c.
+ * timeouts; a splice's is also an entry here, which cancels it).  Owner
+ * only: a worker's timers are touched by its own thread.  The structure
+ * and its invariants are described in io/timer.c.
  *
  * C++ test files may include this header: it has no atomics.
  */

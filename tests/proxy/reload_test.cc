@@ -189,6 +189,30 @@ std::string server(const char *name, int port)
 	return std::string("server ") + name + " = 127.0.0.1:" + std::to_string(port) + "\n";
 }
 
+/* Frontend web on port to server s0 on server_port, with the control
+ * socket sock and no access log. */
+std::string upgrade_conf(const std::string &sock, int port, int server_port)
+{
+	return "[global]\naccess_log = off\nupgrade_socket = " + sock + "\n" +
+	       frontend("web", port) + "\n[backend app]\n" + server("s0", server_port);
+}
+
+/* Starts p on upgrade_conf and waits until its control socket listens. */
+bool start_upgradable(proxy &p, const std::string &sock, int port, int server_port)
+{
+	return p.start(upgrade_conf(sock, port, server_port)) &&
+	       p.wait_line("upgrade socket on", 5000) != "";
+}
+
+/* Sends p SIGUSR2: the pid of the child it says it started, or -1. */
+pid_t sigusr2_child(proxy &p)
+{
+	kill(p.pid, SIGUSR2);
+	std::string line = p.wait_line("to take over", 5000);
+	size_t at = line.find("as pid ");
+	return at == std::string::npos ? -1 : (pid_t)std::stol(line.substr(at + 7));
+}
+
 /* A control socket path of this test process's own. */
 std::string upgrade_path(const char *what)
 {
@@ -750,11 +774,9 @@ TEST(ReloadTest, AnUpgradeThatFailsBeforeReadyLeavesTheOldRunning)
 	backend a('a');
 	int port = free_port();
 	std::string sock = upgrade_path("fail");
-	std::string conf = "[global]\naccess_log = off\nupgrade_socket = " + sock + "\n" +
-			   frontend("web", port) + "\n[backend app]\n" + server("s0", a.port);
+	std::string conf = upgrade_conf(sock, port, a.port);
 	proxy old;
-	ASSERT_TRUE(old.start(conf));
-	ASSERT_NE(old.wait_line("upgrade socket on", 5000), "");
+	ASSERT_TRUE(start_upgradable(old, sock, port, a.port));
 	/* The new process takes the sockets, then cannot bind its second
 	 * frontend's address and exits 1 before it is ready. */
 	int busy_port;
@@ -948,16 +970,11 @@ TEST(ReloadTest, Sigusr2StartsTheProgramAnewToTakeOver)
 	int port = free_port();
 	std::string sock = upgrade_path("usr2");
 	proxy old;
-	ASSERT_TRUE(old.start("[global]\naccess_log = off\nupgrade_socket = " + sock + "\n" +
-			      frontend("web", port) + "\n[backend app]\n" + server("s0", a.port)));
-	ASSERT_NE(old.wait_line("upgrade socket on", 5000), "");
+	ASSERT_TRUE(start_upgradable(old, sock, port, a.port));
 	load l(port, "a");
 	std::this_thread::sleep_for(milliseconds(100));
-	kill(old.pid, SIGUSR2);
-	std::string line = old.wait_line("to take over", 5000);
-	size_t at = line.find("as pid ");
-	ASSERT_NE(at, std::string::npos) << line;
-	pid_t next_pid = (pid_t)std::stol(line.substr(at + 7));
+	pid_t next_pid = sigusr2_child(old);
+	ASSERT_GT(next_pid, 0);
 	ASSERT_NE(old.wait_line("accepts on the sockets now", 5000), "");
 	int st = old.wait_exit(3000);
 	EXPECT_TRUE(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
@@ -984,15 +1001,11 @@ TEST(ReloadTest, AFailedSigusr2ChildIsReapedAndItsStatusSaid)
 	int port = free_port();
 	std::string sock = upgrade_path("reap");
 	proxy p;
-	ASSERT_TRUE(p.start("[global]\naccess_log = off\nupgrade_socket = " + sock + "\n" +
-			    frontend("web", port) + "\n[backend app]\n" + server("s0", a.port)));
-	ASSERT_NE(p.wait_line("upgrade socket on", 5000), "");
+	ASSERT_TRUE(start_upgradable(p, sock, port, a.port));
 	write_file(p.file, "[global]\nno_such_key = 1\n");
-	kill(p.pid, SIGUSR2);
-	std::string line = p.wait_line("to take over", 5000);
-	size_t at = line.find("as pid ");
-	ASSERT_NE(at, std::string::npos) << line;
-	std::string child = line.substr(at + 7, line.find(' ', at + 7) - at - 7);
+	pid_t pid = sigusr2_child(p);
+	ASSERT_GT(pid, 0);
+	std::string child = std::to_string(pid);
 	EXPECT_NE(p.wait_line(("pid " + child + " exited with status 1").c_str(), 5000), "");
 	/* A child is listed under the thread that started it. */
 	std::string tasks = "/proc/" + std::to_string(p.pid) + "/task/", left;
@@ -1019,8 +1032,7 @@ TEST(ReloadTest, NotifyReloadingReadyAndTheNewMainPid)
 	std::string name = "weft-proxy-reload-notify-" + std::to_string(getpid());
 	std::string sock = upgrade_path("notify");
 	int nfd = notify_listen("@" + name);
-	std::string conf = "[global]\naccess_log = off\nupgrade_socket = " + sock + "\n" +
-			   frontend("web", port) + "\n[backend app]\n" + server("s0", a.port);
+	std::string conf = upgrade_conf(sock, port, a.port);
 	setenv("NOTIFY_SOCKET", ("@" + name).c_str(), 1);
 	proxy old;
 	bool started = old.start(conf);

@@ -11,10 +11,11 @@
  * served at once (each holds a slot of src->slots from before its accept
  * to its close): a flood of slow clients waits in the listener's backlog,
  * and then is refused by the kernel, instead of taking tasks and the
- * descriptors the proxy keeps for its connections.  The pages answer GET and HEAD; the one
- * thing written, a server's administrative state (set_server_state), takes
- * POST with the state in the query and no body.  Series names and the JSON layout are
- * documented in docs/proxy.md; tests/proxy/observe_test.cc reads them.
+ * descriptors the proxy keeps for its connections.  The pages answer GET
+ * and HEAD; the one thing written, a server's administrative state
+ * (set_server_state), takes POST with the state in the query and no body.
+ * Series names and the JSON layout are documented in docs/proxy.md;
+ * tests/proxy/observe_test.cc reads them.
  */
 #include <errno.h>
 #include <stdarg.h>

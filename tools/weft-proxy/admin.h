@@ -36,11 +36,11 @@ struct admin_view {
 	struct pbackend *backs;               /* servers, and each backend's stats */
 };
 
-/* The process's part, and how a page gets the generation in force.  main.c
- * owns it; it must outlive the admin tasks. */
 /* Admin connections served at once; more wait in the listen backlog. */
 #define ADMIN_CONCURRENCY 32
 
+/* The process's part, and how a page gets the generation in force.  main.c
+ * owns it; it must outlive the admin tasks. */
 struct admin_source {
 	int fd;                          /* the admin listening socket */
 	/* ADMIN_CONCURRENCY at first (weft_sem_init, once): one is held per

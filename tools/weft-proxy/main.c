@@ -1179,10 +1179,11 @@ static void handled_signals(sigset_t *set)
 }
 
 /* Waits for SIGHUP (reload), SIGUSR2 (upgrade_exec), SIGCHLD
- * (reap_children), SIGTERM and SIGINT (EV_STOP) until cancelled or stopped.  Each wait opens a signalfd: with
- * the descriptor table full (or no memory) it fails, and the task waits a
- * while and tries again, the signals staying pending meanwhile; giving up
- * would leave the proxy deaf to SIGTERM for good. */
+ * (reap_children), SIGTERM and SIGINT (EV_STOP) until cancelled or
+ * stopped.  Each wait opens a signalfd: with the descriptor table full (or
+ * no memory) it fails, and the task waits a while and tries again, the
+ * signals staying pending meanwhile; giving up would leave the proxy deaf
+ * to SIGTERM for good. */
 static intptr_t signals(void *arg)
 {
 	(void)arg;
@@ -1385,7 +1386,7 @@ static bool step_back(int rc)
 	}
 	fprintf(stderr, "weft-proxy: upgrade: pid %d did not confirm the hand-over (%s): it "
 			"accepts on as before, and this process stops\n", (int)old, strerror(-rc));
-	notify_mainpid(old);
+	notify_mainpid(old, false);
 	weft_mutex_lock(&P.reload_lock);
 	P.handed_over = true;
 	weft_mutex_unlock(&P.reload_lock);
@@ -1442,7 +1443,7 @@ static intptr_t run(void *arg)
 	if (P.upgrading) {
 		/* systemd first: the old process may exit soon after "ready",
 		 * and the unit must know its new main process by then. */
-		notify_mainpid_ready();
+		notify_mainpid(getpid(), true);
 		back = (rc = upgrade_ready(&P.from)) < 0 && step_back(rc);
 	} else {
 		notify_ready();

@@ -92,16 +92,9 @@ void notify_reloading(void)
 	notify_send(msg);
 }
 
-void notify_mainpid_ready(void)
+void notify_mainpid(pid_t pid, bool ready)
 {
 	char msg[64];
-	snprintf(msg, sizeof(msg), "MAINPID=%d\nREADY=1", (int)getpid());
-	notify_send(msg);
-}
-
-void notify_mainpid(pid_t pid)
-{
-	char msg[32];
-	snprintf(msg, sizeof(msg), "MAINPID=%d", (int)pid);
+	snprintf(msg, sizeof(msg), "MAINPID=%d%s", (int)pid, ready ? "\nREADY=1" : "");
 	notify_send(msg);
 }

@@ -8,6 +8,7 @@
 #ifndef WEFT_PROXY_NOTIFY_H
 #define WEFT_PROXY_NOTIFY_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 /*
@@ -32,14 +33,12 @@ void notify_stopping(void);
  */
 void notify_reloading(void);
 
-/* MAINPID=<this process> and READY=1 in one datagram: a process started
- * with --upgrade-from that accepts now and takes over as the service's
- * main process (the unit needs NotifyAccess=all).  Any thread. */
-void notify_mainpid_ready(void);
-
-/* MAINPID=pid: the main process goes back to the old one, after an
- * upgrade it did not confirm (main.c).  Any thread. */
-void notify_mainpid(pid_t pid);
+/* MAINPID=pid, with READY=1 in the same datagram when ready: a process
+ * started with --upgrade-from that accepts now takes over as the
+ * service's main process (its own pid, ready), or gives that back to the
+ * old one after an upgrade it did not confirm (main.c).  The unit needs
+ * NotifyAccess=all.  Any thread. */
+void notify_mainpid(pid_t pid, bool ready);
 
 /* Sends one datagram of state ("KEY=VALUE" lines): 0, -errno, or 0 with
  * nothing sent when notifying is off.  Any thread. */

@@ -66,6 +66,7 @@
 
 #define VERSION_WORD "weft-proxy-upgrade"
 #define VERSION 3
+#define VERSION_OK 3 /* the first with "ok" */
 #define PACKET_MAX 512
 #define RECEIVE_TIMEOUT_S 10
 #define CONFIRM_TIMEOUT (10 * WEFT_SEC) /* "ok" follows "ready" at once */
@@ -171,7 +172,7 @@ int upgrade_hand_over(int conn, const struct upgrade_item *items, size_t n,
 		return -EPROTO;
 	/* The commit (see the top): a new process that is gone by now, or
 	 * does not hear it, has not taken over. */
-	if (version >= 3 && (rc = send_packet(conn, "ok", -1)) < 0)
+	if (version >= VERSION_OK && (rc = send_packet(conn, "ok", -1)) < 0)
 		return rc;
 	*pid = (pid_t)p;
 	return 0;
@@ -370,7 +371,7 @@ int upgrade_ready(struct upgrade_from *u)
 	char line[64];
 	snprintf(line, sizeof(line), "ready pid=%d version=%d", (int)getpid(), VERSION);
 	ssize_t n = weft_send(u->conn, line, strlen(line), MSG_NOSIGNAL);
-	if (n >= 0 && u->version >= 3) {
+	if (n >= 0 && u->version >= VERSION_OK) {
 		struct weft_scope sc;
 		weft_scope_deadline(&sc, CONFIRM_TIMEOUT);
 		n = weft_recv(u->conn, line, sizeof(line) - 1, 0);
