@@ -15,6 +15,9 @@
  *    a listen address that will not bind and a server name that does not
  *    resolve; the old configuration keeps serving and /metrics counts the
  *    failures; at start, such a name stops the proxy, with its line;
+ *  - a reload that waits on its files (a configuration, an access log that
+ *    are FIFOs with nobody at the other end yet) leaves the only worker
+ *    proxying meanwhile;
  *  - a reload moves the admin listener to a new address (the old one
  *    stops answering), turns it off, and with an address that will not
  *    bind fails as a whole, the running listener still answering; it
@@ -56,6 +59,8 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -615,6 +620,86 @@ TEST(ReloadTest, BrokenConfigurationIsReportedAndTheOldOneKeepsServing)
 	EXPECT_NE(http_get(admin, "/metrics").find("weft_proxy_reloads_total 1\n"), std::string::npos);
 	int st = p.stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+/* Polls until one of pid's threads sits in openat(2), for up to
+ * timeout_ms. */
+bool await_openat(pid_t pid, int timeout_ms)
+{
+	std::string dir = "/proc/" + std::to_string(pid) + "/task";
+	for (int waited = 0; waited < timeout_ms; waited += 10) {
+		DIR *d = opendir(dir.c_str());
+		if (!d)
+			return false;
+		bool in_openat = false;
+		while (struct dirent *e = readdir(d)) {
+			std::ifstream in(dir + "/" + e->d_name + "/syscall");
+			long nr = -1;
+			if (e->d_name[0] != '.' && (in >> nr) && nr == SYS_openat)
+				in_openat = true;
+		}
+		closedir(d);
+		if (in_openat)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+/* A reload reads its configuration and opens its access log on the
+ * blocking pool: while either waits (here on FIFOs, whose open and read
+ * wait for the other end), the only worker goes on proxying. */
+TEST(ReloadTest, AReloadWaitingOnItsFilesLeavesConnectionsFlowing)
+{
+	NEED_PROXY();
+	backend a('a'), b('b');
+	int port = free_port();
+	std::string log = "/tmp/weft-proxy-fifo-log-" + std::to_string(getpid());
+	unlink(log.c_str());
+	ASSERT_EQ(mkfifo(log.c_str(), 0600), 0);
+	std::string global = "[global]\nworkers = 1\n";
+	proxy p;
+	ASSERT_TRUE(p.start(global + "access_log = off\n" + frontend("web", port) +
+			    "\n[backend app]\n" + server("s0", a.port)));
+	ASSERT_NE(p.wait_line("listening on", 5000), "");
+	auto serves = [&](const char *tag, const char *when) {
+		for (int i = 0; i < 5; i++) {
+			std::string e = exchange(port, tag, i);
+			EXPECT_EQ(e, "") << when;
+			if (!e.empty())
+				return;
+		}
+	};
+
+	/* The configuration file becomes a FIFO.  Our open returns once the
+	 * reload has opened it; its read then waits for our bytes. */
+	ASSERT_EQ(unlink(p.file.c_str()), 0);
+	ASSERT_EQ(mkfifo(p.file.c_str(), 0600), 0);
+	kill(p.pid, SIGHUP);
+	int w = open(p.file.c_str(), O_WRONLY);
+	ASSERT_GE(w, 0);
+	serves("a", "while the reload reads its configuration");
+	/* The configuration names the other FIFO as its access log, whose
+	 * open waits for a reader. */
+	std::string next = global + "access_log = " + log + "\n" + frontend("web", port) +
+			   "\n[backend app]\n" + server("s0", b.port);
+	ASSERT_EQ(write(w, next.data(), next.size()), (ssize_t)next.size());
+	close(w);
+	ASSERT_TRUE(await_openat(p.pid, 5000));
+	serves("a", "while the reload opens its access log");
+
+	int r = open(log.c_str(), O_RDONLY | O_NONBLOCK);
+	ASSERT_GE(r, 0);
+	ASSERT_NE(p.wait_line("reloaded", 5000), "");
+	EXPECT_EQ(exchange(port, "b", 0), "");
+	struct pollfd pfd = {r, POLLIN, 0};
+	ASSERT_EQ(poll(&pfd, 1, 5000), 1) << "the connection's access log line";
+	char line[512];
+	EXPECT_GT(read(r, line, sizeof(line)), 0);
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	close(r);
+	unlink(log.c_str());
 }
 
 TEST(ReloadTest, AServerNameThatDoesNotResolveStopsTheStartWithItsLine)

@@ -791,6 +791,37 @@ static int open_access_log_file(const struct proxy_config *cfg, struct log_sink 
 	return 0;
 }
 
+/*
+ * A reload's file work runs on the blocking pool (weft_spawn_blocking), not
+ * on the worker its task runs on: reading the configuration and opening
+ * the access log can take as long as the file system takes (a hung network
+ * mount), or for ever (a FIFO nobody writes or reads), and meanwhile that
+ * worker's connections would wait too.  The reload itself still waits for
+ * them: a reload holds reload_lock to its end.
+ */
+struct load_job {
+	const char *path;
+	struct proxy_config *cfg;
+	struct proxy_config_error err;
+};
+
+static intptr_t load_job_run(void *arg)
+{
+	struct load_job *j = arg;
+	return proxy_config_load(j->path, &j->cfg, &j->err);
+}
+
+struct log_job {
+	const struct proxy_config *cfg;
+	struct log_sink *sink;
+};
+
+static intptr_t log_job_run(void *arg)
+{
+	struct log_job *j = arg;
+	return open_access_log_file(j->cfg, j->sink);
+}
+
 /* A reload's access log, before the commit: *sink opened as access_log
  * says (fd -1: off), and *made a writer for it when none was ever made
  * (the log was off until now).  0, or -EIO / -errno after saying why (the
@@ -799,13 +830,18 @@ static int log_prepare(const struct proxy_config *cfg, struct log_sink *sink,
 		       struct accesslog **made)
 {
 	*made = NULL;
-	if (open_access_log_file(cfg, sink))
+	*sink = (struct log_sink){.fd = -1};
+	struct log_job job = {cfg, sink};
+	intptr_t failed = 0;
+	int rc = weft_spawn_blocking(log_job_run, &job, &failed);
+	if (rc == 0 && failed)
 		return -EIO;
-	if (sink->fd < 0 || atomic_load_explicit(&P.log, memory_order_relaxed))
+	if (rc == 0 && (sink->fd < 0 || atomic_load_explicit(&P.log, memory_order_relaxed)))
 		return 0;
 	/* From a worker's thread: the writer inherits its mask, every
 	 * signal blocked. */
-	int rc = accesslog_open(made, sink->fd, 0, sink->pipe_atomic, sink->own);
+	if (rc == 0)
+		rc = accesslog_open(made, sink->fd, 0, sink->pipe_atomic, sink->own);
 	if (rc < 0) {
 		fprintf(stderr, "weft-proxy: reload failed: %s:%d: access log: %s\n", cfg->file,
 			cfg->access_log_line, strerror(-rc));
@@ -1002,13 +1038,20 @@ static int reload_locked(void)
 		fprintf(stderr, "weft-proxy: reload: handed over to a new process; not reloading\n");
 		return -ESHUTDOWN;
 	}
-	struct proxy_config *cfg;
-	struct proxy_config_error err;
-	int rc = P.file ? proxy_config_load(P.file, &cfg, &err)
-			: proxy_config_parse(proxy_config_default, "(default)", &cfg, &err);
+	struct load_job job = {.path = P.file};
+	intptr_t loaded;
+	int rc;
+	if (!P.file) {
+		loaded = proxy_config_parse(proxy_config_default, "(default)", &job.cfg, &job.err);
+	} else if ((rc = weft_spawn_blocking(load_job_run, &job, &loaded)) < 0) {
+		fprintf(stderr, "weft-proxy: reload failed: %s: %s; the running configuration "
+			"stays\n", P.file, strerror(-rc));
+		return rc;
+	}
 	char msg[600];
-	if (rc < 0) {
-		proxy_config_error_format(&err, msg, sizeof(msg));
+	struct proxy_config *cfg = job.cfg;
+	if ((rc = (int)loaded) < 0) {
+		proxy_config_error_format(&job.err, msg, sizeof(msg));
 		fprintf(stderr, "weft-proxy: reload failed: %s; the running configuration stays\n",
 			msg);
 		return rc;

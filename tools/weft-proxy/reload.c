@@ -6,8 +6,9 @@
  * tests/proxy/reload_test.cc checks it end to end.
  *
  * A reload, in main.c's order (reload()):
- *  1. Parse the file again; a broken one is reported with FILE:LINE and
- *     nothing else happens.
+ *  1. Parse the file again, read on the blocking pool (so is the access
+ *     log's file opened, later); a broken one is reported with FILE:LINE
+ *     and nothing else happens.
  *  2. listen_set_open: listening sockets whose address stays are taken
  *     over as they are (same descriptor: nothing queued on them is lost and
  *     they never stop listening); new addresses are bound, and a bind that
