@@ -42,7 +42,8 @@
  *    the hand-over (no state lines), and refuses a version it does not
  *    know before taking anything;
  *  - a new process that gets no "ok" after its "ready" while the old one
- *    lives steps back (exits 1, the old one's sockets untouched); with the
+ *    lives steps back (exits 1, the old one's sockets untouched, MAINPID=
+ *    of the old one to the service manager, no STOPPING=1); with the
  *    "ok" it serves, and with the old one gone it goes on alone; a listening socket handed over blocking
  *    is made nonblocking (else a worker would sleep in accept4 and the
  *    proxy could not stop);
@@ -1008,15 +1009,26 @@ TEST(ReloadTest, ANewProcessWithoutTheOldOnesConfirmationStepsBack)
 	NEED_PROXY();
 	played_old o("confirm");
 
-	/* No "ok" from a live old process (this one): it steps back. */
+	/* No "ok" from a live old process (this one): it steps back, and
+	 * tells the service manager the main process is the old one again. */
+	std::string notify = "@weft-proxy-step-back-" + std::to_string(getpid());
+	int nfd = notify_listen(notify);
+	setenv("NOTIFY_SOCKET", notify.c_str(), 1);
 	proxy back;
 	std::string ready = o.hand_over(3, &back);
+	unsetenv("NOTIFY_SOCKET");
+	pid_t back_pid = back.pid;
 	EXPECT_EQ(ready.rfind("ready pid=", 0), 0u) << ready;
 	EXPECT_NE(ready.find(" version=3"), std::string::npos) << ready;
 	EXPECT_NE(back.wait_line("did not confirm the hand-over", 5000), "");
 	int st = back.wait_exit(5000);
 	EXPECT_TRUE(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 1) << st;
 	close(back.err);
+	EXPECT_EQ(notify_recv(nfd), "MAINPID=" + std::to_string(back_pid) + "\nREADY=1");
+	EXPECT_EQ(notify_recv(nfd), "MAINPID=" + std::to_string(getpid()));
+	char more[64];
+	EXPECT_EQ(recv(nfd, more, sizeof(more), MSG_DONTWAIT), -1) << "no STOPPING=1 from it";
+	close(nfd);
 	/* The socket is still the old process's, listening. */
 	int c = dial(o.port);
 	EXPECT_GE(c, 0);
