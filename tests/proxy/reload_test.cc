@@ -32,7 +32,8 @@
  *    changed `workers` line (which needs a restart);
  *  - a server's health state (verdict and counts) survives a reload, and
  *    its max_connections counts connections from before it: a new one
- *    waits for them, and goes as soon as one ends;
+ *    waits for them, and goes as soon as one ends; a backend's queue_size
+ *    bounds the waiters of both generations together;
  *  - a long connection keeps flowing through a reload that removes its
  *    server and through an upgrade (served by the old process while it
  *    drains, which then exits 0 once it closes);
@@ -790,6 +791,54 @@ TEST(ReloadTest, AServersLimitCountsConnectionsFromBeforeAReload)
 	ASSERT_EQ(recv(second, &tag, 1, 0), 1);
 	EXPECT_EQ(tag, 'a');
 	EXPECT_LT(duration_cast<milliseconds>(steady_clock::now() - t0).count(), 1000);
+	close(second);
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+/* queue_size bounds the connections waiting under every generation
+ * together, and /metrics counts them all: a reload does not open a second
+ * queue beside the first. */
+TEST(ReloadTest, ABackendsQueueSpansAReload)
+{
+	NEED_PROXY();
+	backend a('a');
+	int port = free_port(), admin = free_port();
+	std::string conf = "[global]\naccess_log = off\nadmin = 127.0.0.1:" + std::to_string(admin) +
+			   "\n" + frontend("web", port) +
+			   "\n[backend app]\nqueue_timeout = 10s\nqueue_size = 1\n"
+			   "server s0 = 127.0.0.1:" + std::to_string(a.port) + " max_connections=1\n";
+	proxy p;
+	ASSERT_TRUE(p.start(conf));
+	ASSERT_NE(p.wait_line("admin listening on", 5000), "");
+	const std::string queue = "weft_proxy_backend_queue_length{backend=\"app\"} ";
+	int first = dial(port);
+	char tag = 0;
+	ASSERT_EQ(recv(first, &tag, 1, 0), 1);
+	int second = dial(port); /* waits: the server's one slot is taken */
+	for (int i = 0; i < 100 && http_get(admin, "/metrics").find(queue + "1\n") == std::string::npos; i++)
+		usleep(10000);
+	ASSERT_NE(http_get(admin, "/metrics").find(queue + "1\n"), std::string::npos);
+	write_file(p.file, conf + "retries = 1\n");
+	kill(p.pid, SIGHUP);
+	ASSERT_NE(p.wait_line("reloaded", 5000), "");
+	EXPECT_NE(http_get(admin, "/metrics").find(queue + "1\n"), std::string::npos)
+		<< "the connection waiting from before the reload";
+	/* The queue is full: a third connection is reset at once. */
+	auto t0 = steady_clock::now();
+	int third = dial(port);
+	EXPECT_EQ(recv(third, &tag, 1, 0), -1);
+	EXPECT_EQ(errno, ECONNRESET);
+	EXPECT_LT(duration_cast<milliseconds>(steady_clock::now() - t0).count(), 2000)
+		<< "not queued until queue_timeout";
+	close(third);
+	/* The first one's end lets the second go. */
+	shutdown(first, SHUT_WR);
+	EXPECT_EQ(read_all(first), "");
+	close(first);
+	ASSERT_EQ(recv(second, &tag, 1, 0), 1);
+	EXPECT_EQ(tag, 'a');
+	EXPECT_NE(http_get(admin, "/metrics").find(queue + "0\n"), std::string::npos);
 	close(second);
 	int st = p.stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;

@@ -205,7 +205,7 @@ void admin_metrics(struct sbuf *b, const struct admin_source *src, const struct 
 	for (size_t bi = 0; bi < cfg->nbackends; bi++)
 		sbuf_printf(b, "weft_proxy_backend_queue_length{backend=\"%s\"} %u\n",
 			    cfg->backends[bi].name,
-			    (unsigned)atomic_load_explicit(&v->backs[bi].queued, memory_order_relaxed));
+			    (unsigned)STAT_GET(v->backs[bi].stats->queued));
 	family(b, "weft_proxy_backend_connect_seconds", "histogram",
 	       "Time to connect to a server, successful connects only.");
 	for (size_t bi = 0; bi < cfg->nbackends; bi++) {
@@ -336,7 +336,7 @@ void admin_stats(struct sbuf *b, const struct admin_source *src, const struct ad
 		uint64_t count = STAT_GET(st->connect_count);
 		sbuf_printf(b, ",\"queue_length\":%u,\"retries\":%llu,"
 			       "\"connects\":%llu,\"connect_seconds_sum\":%.9f,\"servers\":[",
-			    (unsigned)atomic_load_explicit(&pb->queued, memory_order_relaxed),
+			    (unsigned)STAT_GET(st->queued),
 			    U(STAT_GET(st->retries)), U(count),
 			    (double)STAT_GET(st->connect_ns_sum) / 1e9);
 		for (size_t i = 0; i < pb->n; i++) {

@@ -92,7 +92,6 @@ struct pbackend {
 	size_t n;
 	pthread_mutex_t lock;         /* round robin state; never held across a suspension */
 	_Atomic uint64_t rng;
-	_Atomic uint32_t queued;      /* connections waiting for a server slot */
 	struct backend_stats *stats;  /* shared across generations (by name) */
 };
 

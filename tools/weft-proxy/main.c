@@ -341,8 +341,8 @@ static int wait_for_slot(struct pbackend *pb, uint64_t deadline, struct pserver 
 	uint64_t now = weft_now();
 	if (now >= deadline)
 		return -ETIMEDOUT;
-	if (atomic_fetch_add(&pb->queued, 1) >= pb->cfg->queue_size) {
-		atomic_fetch_sub(&pb->queued, 1);
+	if (atomic_fetch_add(&pb->stats->queued, 1) >= pb->cfg->queue_size) {
+		atomic_fetch_sub(&pb->stats->queued, 1);
 		return -EBUSY; /* the queue is full */
 	}
 	/* Counted in waiting, then the recheck under qlock: a slot freed
@@ -360,7 +360,7 @@ static int wait_for_slot(struct pbackend *pb, uint64_t deadline, struct pserver 
 	}
 	weft_scope_end(&sc);
 	atomic_fetch_sub(&P.waiting, 1);
-	atomic_fetch_sub(&pb->queued, 1);
+	atomic_fetch_sub(&pb->stats->queued, 1);
 	return rc;
 }
 

@@ -60,6 +60,10 @@ struct server_stats {
 
 struct backend_stats {
 	_Atomic uint64_t retries;   /* connect attempts after a failed one */
+	/* Connections waiting for a server slot now, under any generation:
+	 * queue_size bounds them all, as the servers' limits count the
+	 * connections of every generation. */
+	_Atomic uint32_t queued;
 	/* Successful connects by time taken: bucket i counts those of at most
 	 * stats_connect_le_us[i] and more than the bound before (not
 	 * cumulative; /metrics sums them); the last one counts the rest. */
