@@ -35,7 +35,13 @@
  *  - --json and every --interval-json line parse as JSON, and the
  *    interval lines add up to the total;
  *  - --plot draws the points of the --hgrm distribution;
- *  - --slo: met is 0, missed is 3, malformed is 2;
+ *  - --slo: met is 0, missed is 3 (a latency target with no response at
+ *    all is missed), malformed is 2;
+ *  - an answer racing its timeout counts once, and the server sees exactly
+ *    the answers and timeouts counted; answers nobody asked for are parse
+ *    errors; -n opens no connection after the last request; a URL's
+ *    fragment is not sent; hex and exponent numbers, a space in a path and
+ *    fewer connections than targets are usage errors;
  *  - the progress line is drawn each second on a terminal, erased at the
  *    end, and absent when stderr is not a terminal.
  * The binary's path comes from meson (WEFT_BENCH_BIN).
@@ -82,9 +88,12 @@ struct server {
 	long hangup_at = 0; /* this request gets no answer, the connection a FIN */
 	long hangup_half_at = 0; /* this one half an answer, then a FIN */
 	bool silent = false;
+	bool twice = false;     /* every answer sent two times */
+	bool close_each = false; /* every answer says Connection: close, then a FIN */
 	bool echo = false;
 	bool corrupt = false; /* echo: flip a byte once 1000 came back */
 	std::atomic<long> count{0};
+	std::atomic<int> accepted{0};
 	std::atomic<int> max_batch{0}; /* most requests that arrived together */
 	std::atomic<int64_t> stall_until{0}; /* ns since clk's epoch */
 	std::atomic<bool> stop{false};
@@ -131,6 +140,7 @@ struct server {
 			int fd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
 			if (fd < 0)
 				continue;
+			accepted++;
 			std::lock_guard<std::mutex> g(mu);
 			size_t slot = fds.size();
 			fds.push_back(fd);
@@ -176,6 +186,8 @@ struct server {
 		static const char chunk[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 					    "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
 		static const char half[] = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhel";
+		static const char closing[] = "HTTP/1.1 200 OK\r\nConnection: close\r\n"
+					      "Content-Length: 5\r\n\r\nhello";
 		std::string in;
 		char buf[4096];
 		/* The client may close while an answer is due: MSG_NOSIGNAL,
@@ -220,9 +232,18 @@ struct server {
 				while ((until = stall_until.load()) > now_ns())
 					std::this_thread::sleep_for(
 						std::chrono::nanoseconds(until - now_ns()));
+				if (close_each) {
+					send(fd, closing, sizeof(closing) - 1, MSG_NOSIGNAL);
+					std::lock_guard<std::mutex> g(mu);
+					fds[slot] = -1;
+					close(fd);
+					return;
+				}
 				if (chunked)
 					out.append(chunk, sizeof(chunk) - 1);
 				else
+					out.append(resp, sizeof(resp) - 1);
+				if (twice)
 					out.append(resp, sizeof(resp) - 1);
 			}
 			int m = max_batch.load();
@@ -697,6 +718,61 @@ TEST(BenchTest, BadArgumentsExitTwo)
 	EXPECT_EQ(run_bench({"-H", "no colon", "http://127.0.0.1:1/"}, &out), 2);
 	EXPECT_EQ(run_bench({"-n", "5", "--rate", "1:2", "http://127.0.0.1:1/"}, &out), 2);
 	EXPECT_EQ(run_bench({"tcp://127.0.0.1:1", "http://127.0.0.1:1/"}, &out), 2);
+	/* Plain decimals only: strtod's hex and exponents are slips. */
+	EXPECT_EQ(run_bench({"-d", "0x1p-2", "http://127.0.0.1:1/"}, &out), 2);
+	EXPECT_EQ(run_bench({"-d", "1e1s", "http://127.0.0.1:1/"}, &out), 2);
+	EXPECT_EQ(run_bench({"--rate", "1e3", "http://127.0.0.1:1/"}, &out), 2);
+	EXPECT_EQ(run_bench({"--slo", "p99=0x10ms", "http://127.0.0.1:1/"}, &out), 2);
+	EXPECT_EQ(run_bench({"--slo", "errors=1e-1%", "http://127.0.0.1:1/"}, &out), 2);
+	/* A request line cannot carry a space. */
+	EXPECT_EQ(run_bench({"http://127.0.0.1:1/a b"}, &out), 2);
+	/* Two targets need two connections at least. */
+	std::string err;
+	EXPECT_EQ(run_bench({"-c", "1", "http://127.0.0.1:1/", "http://127.0.0.1:2/"}, &out, &err),
+		  2);
+	EXPECT_NE(err.find("-c is below the number of targets"), std::string::npos) << err;
+}
+
+/* A fragment is the client's: it never reaches the server. */
+TEST(BenchTest, AUrlsFragmentIsNotSent)
+{
+	NEED_BIN();
+	server s;
+	ASSERT_TRUE(s.start());
+	bench_ok({"-c", "1", "-w", "1", "-n", "1", s.url() + "page?q=1#top"});
+	std::lock_guard<std::mutex> g(s.mu);
+	ASSERT_EQ(s.requests.size(), 1u);
+	EXPECT_EQ(s.requests[0].rfind("GET /page?q=1 HTTP/1.1\r\n", 0), 0u) << s.requests[0];
+}
+
+/* Answers nobody asked for are errors of their own (parse, EPROTO), not
+ * a silent reconnection. */
+TEST(BenchTest, UnaskedAnswersAreParseErrors)
+{
+	NEED_BIN();
+	server s;
+	s.twice = true;
+	ASSERT_TRUE(s.start());
+	std::string out = bench_ok({"-c", "1", "-w", "1", "-n", "20", "--json", s.url()});
+	SCOPED_TRACE(out);
+	EXPECT_GE(field(out, "parse", "count"), 1);
+	EXPECT_NE(out.find("\"errno\":\"EPROTO\""), std::string::npos);
+}
+
+/* -n with a server that closes after every answer: one connection per
+ * request, and none opened after the last. */
+TEST(BenchTest, NoConnectionIsOpenedAfterTheLastRequest)
+{
+	NEED_BIN();
+	server s;
+	s.close_each = true;
+	ASSERT_TRUE(s.start());
+	std::string out = bench_ok({"-c", "2", "-w", "1", "-n", "10", "--json", s.url()});
+	SCOPED_TRACE(out);
+	EXPECT_EQ(field(out, "", "requests"), 10);
+	EXPECT_EQ(field(out, "", "reconnects"), 8);
+	EXPECT_EQ(s.count.load(), 10);
+	EXPECT_EQ(s.accepted.load(), 10);
 }
 
 TEST(BenchTest, ResetMidResponseIsReadErrorNotCrash)
@@ -753,6 +829,26 @@ TEST(BenchTest, SilentServerGivesTimeouts)
 	EXPECT_LE(field(out, "timeout", "count"), 14);
 	EXPECT_NE(out.find("\"errno\":\"ETIMEDOUT\""), std::string::npos);
 	EXPECT_EQ(field(out, "", "requests"), 0);
+}
+
+/* A receive that brings the answer just as the timeout ends the
+ * connection: the request is a timeout, and no new request goes out on the
+ * socket shut down under it (it would be counted as a timeout the server
+ * never saw).  The server sees exactly what is counted, answers and
+ * timeouts together. */
+TEST(BenchTest, AnAnswerRacingItsTimeoutCountsOnce)
+{
+	NEED_BIN();
+	server s;
+	s.delay = std::chrono::milliseconds(50);
+	ASSERT_TRUE(s.start());
+	std::string out = bench_ok({"-c", "50", "-w", "1", "-n", "2000", "--timeout", "50ms",
+				   "--json", s.url()});
+	SCOPED_TRACE(out);
+	double requests = field(out, "", "requests"), timeouts = field(out, "timeout", "count");
+	EXPECT_GT(timeouts, 0) << "the timeout is the server's delay: some must be late";
+	EXPECT_EQ(requests + (timeouts < 0 ? 0 : timeouts), 2000);
+	EXPECT_EQ(s.count.load(), 2000);
 }
 
 TEST(BenchTest, ChunkedResponsesAreReadWhole)
@@ -1014,6 +1110,24 @@ TEST(BenchTest, SloExitStatus)
 	EXPECT_EQ(run_bench({"-c", "1", "-w", "1", "-n", "20", "--slo", "rps=1000000", s.url()},
 			    &out),
 		  3);
+	/* No answer at all: a latency target is missed, not met by an empty
+	 * histogram's zeros. */
+	server quiet;
+	quiet.silent = true;
+	ASSERT_TRUE(quiet.start());
+	out.clear();
+	EXPECT_EQ(run_bench({"-c", "1", "-w", "1", "-n", "2", "--timeout", "100ms", "--slo",
+			     "p99=1s,errors=100%", quiet.url()},
+			    &out),
+		  3);
+	EXPECT_NE(out.find("SLO p99 <= 1.00s: no responses, MISSED"), std::string::npos) << out;
+	out.clear();
+	EXPECT_EQ(run_bench({"-c", "1", "-w", "1", "-n", "2", "--timeout", "100ms", "--slo",
+			     "max=1s", "--json", quiet.url()},
+			    &out),
+		  3);
+	EXPECT_NE(out.find("\"value\":null,\"ok\":false"), std::string::npos) << out;
+	EXPECT_TRUE(is_json(out.substr(0, out.size() - 1))) << out;
 	for (const char *bad : {"p99=10", "p99", "p0=1ms", "q99=1ms", "errors=1", "rps=fast",
 				"p99=1ms,", ",p99=1ms", "mean=1ms,,max=1s"}) {
 		err.clear();

@@ -30,11 +30,13 @@
  * (main.c).
  *
  * Any failure counts one error per request in flight, of the kind the
- * failure is (a timeout when the ticker caused it), closes the socket and
- * opens a new one; a request not yet sent keeps its ticket and leaves on
- * the new connection, so with -n each ticket ends as one response or one
- * error.  Bytes are counted as they arrive, responses when they complete,
- * both only inside the measured window.
+ * failure is (a timeout when the ticker caused it, whatever the receive
+ * brought), closes the socket and opens a new one; a request not yet sent
+ * keeps its ticket and leaves on the new connection, so with -n each
+ * ticket ends as one response or one error.  Bytes that answer no request
+ * are one parse (or verify) error of their own.  Bytes are counted as they
+ * arrive, responses when they complete, both only inside the measured
+ * window.
  */
 #include <errno.h>
 #include <string.h>
@@ -110,12 +112,15 @@ static void complete(struct conn *c, uint64_t now, int status)
  * kind (or as timeouts, when the ticker ended it). */
 static void fail(struct conn *c, int kind, int err, uint64_t now)
 {
+	/* Bytes nobody asked for are the server's error, with no request to
+	 * pin it on: counted once. */
+	uint64_t n = c->inflight ? c->inflight : kind == E_PARSE || kind == E_VERIFY;
 	if (c->timed_out) {
 		kind = E_TIMEOUT;
 		err = ETIMEDOUT;
 	}
-	if (c->inflight && in_window(c->b, now))
-		count_error(c->w, kind, err, c->inflight);
+	if (n && in_window(c->b, now))
+		count_error(c->w, kind, err, n);
 	weft_close(c->fd);
 	c->fd = -1;
 	c->timed_out = false;
@@ -125,19 +130,28 @@ static void fail(struct conn *c, int kind, int err, uint64_t now)
 	c->expect = c->next;
 }
 
+/* Whether a call's -ETIMEDOUT is the end of the run (the deadline scope
+ * around every connection, main.c) rather than the kernel's, or a
+ * narrower deadline's.  Only once the run has started. */
+static bool run_over(const struct bench *b, int rc)
+{
+	return rc == -ECANCELED || (rc == -ETIMEDOUT && weft_now() >= b->deadline);
+}
+
 /*
  * Opens the connection: 0, 1 to try again later, -1 to stop.  A run with
  * no end of its own (-n without -d) stops trying once connects have failed
- * for --connect-timeout in a row, rather than retrying forever.
+ * for --connect-timeout in a row, rather than retrying forever.  running:
+ * the run has started (the first attempt comes before).
  */
-static int open_conn(struct conn *c, uint64_t now)
+static int open_conn(struct conn *c, uint64_t now, bool running)
 {
 	struct bench *b = c->b;
 	struct weft_scope sc;
 	weft_scope_deadline(&sc, b->connect_timeout_ns);
 	int fd = weft_sock_connect(&c->ep->addr);
 	weft_scope_end(&sc);
-	if (fd == -ECANCELED)
+	if (fd == -ECANCELED || (running && run_over(b, fd)))
 		return -1;
 	if (fd < 0) {
 		count_error(c->w, E_CONNECT, -fd, 1);
@@ -269,6 +283,20 @@ static int on_echo(struct conn *c, const char *buf, size_t n, uint64_t now)
 	return 0;
 }
 
+/* Takes the next request's ticket (-n, --rate), its due time into *due in
+ * open loop: false when none is left. */
+static bool take_ticket(struct conn *c, bool open, uint64_t *due)
+{
+	struct bench *b = c->b;
+	/* relaxed: the ticket only hands out distinct numbers. */
+	uint64_t j = atomic_fetch_add_explicit(&b->ticket, 1, memory_order_relaxed);
+	if (b->total && j >= b->total)
+		return false;
+	if (open)
+		*due = b->t0 + sched_due(b, j);
+	return true;
+}
+
 intptr_t conn_task(void *arg)
 {
 	struct conn *c = arg;
@@ -281,7 +309,7 @@ intptr_t conn_task(void *arg)
 	bool have_next = false, no_more = false;
 	uint64_t due = 0, now = weft_now();
 	/* The first attempt, then wait for the clock to start (main.c). */
-	int first = open_conn(c, now);
+	int first = open_conn(c, now, false);
 	weft_wg_done(&b->tried);
 	bool started = weft_future_await(b->go, NULL) == 0 && first >= 0;
 	rx.in_body = false;
@@ -289,9 +317,17 @@ intptr_t conn_task(void *arg)
 	now = weft_now();
 	while (started) {
 		if (c->fd < 0) {
+			/* The next request's ticket first: with -n, none left
+			 * means no connection to open for it. */
+			if (ticketed && !have_next && !no_more) {
+				if (take_ticket(c, open, &due))
+					have_next = true;
+				else
+					no_more = true;
+			}
 			if (no_more && !have_next)
 				break;
-			int r = open_conn(c, now);
+			int r = open_conn(c, now, true);
 			if (r < 0)
 				break;
 			now = weft_now();
@@ -307,17 +343,9 @@ intptr_t conn_task(void *arg)
 			if (!have_next) {
 				if (no_more)
 					break;
-				if (ticketed) {
-					/* relaxed: the ticket only hands out
-					 * distinct numbers. */
-					uint64_t j = atomic_fetch_add_explicit(&b->ticket, 1,
-									       memory_order_relaxed);
-					if (b->total && j >= b->total) {
-						no_more = true;
-						break;
-					}
-					if (open)
-						due = b->t0 + sched_due(b, j);
+				if (ticketed && !take_ticket(c, open, &due)) {
+					no_more = true;
+					break;
 				}
 				have_next = true;
 			}
@@ -356,7 +384,7 @@ intptr_t conn_task(void *arg)
 				c->busy_since = now;
 			c->inflight += k;
 			ssize_t r = weft_sock_send_all(c->fd, p, n, NULL);
-			if (r == -ECANCELED)
+			if (run_over(b, (int)r))
 				break;
 			if (r < 0) {
 				fail(c, E_WRITE, (int)-r, now);
@@ -382,17 +410,24 @@ intptr_t conn_task(void *arg)
 		now = weft_now();
 		if (got == -ETIMEDOUT && mine)
 			continue;
-		if (got == -ECANCELED || got == -ETIMEDOUT)
+		if (run_over(b, (int)got))
 			break;
+		if (c->timed_out) {
+			/* The ticker gave up on the oldest request while this
+			 * receive was on its way back: whatever came is late,
+			 * and the socket is shut down under us, so no request
+			 * may follow on it. */
+			fail(c, E_TIMEOUT, ETIMEDOUT, now);
+			continue;
+		}
 		if (got < 0) {
 			fail(c, E_READ, (int)-got, now);
 			continue;
 		}
 		if (got == 0) {
 			/* End of stream: a proper end only for a body that runs
-			 * until it (and never after a timeout). */
-			if (b->proto == P_HTTP && rx.in_body && !c->timed_out &&
-			    weft_http1_body_eof(&rx.body) == 0) {
+			 * until it. */
+			if (b->proto == P_HTTP && rx.in_body && weft_http1_body_eof(&rx.body) == 0) {
 				rx.in_body = false;
 				complete(c, now, rx.status);
 			}

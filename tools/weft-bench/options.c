@@ -44,11 +44,29 @@ static void usage(FILE *f)
 		"exit status: 0 ok, 1 failure, 2 usage, 3 an --slo target missed\n");
 }
 
+/* A plain decimal number, DIGITS[.DIGITS] or .DIGITS, at s: *v and the
+ * position after it, or NULL.  Not strtod's wider syntax: a value such as
+ * 0x10 or 1e3 in a duration or a rate is far more likely a slip than a
+ * wish. */
+static const char *decimal(const char *s, double *v)
+{
+	size_t n = strspn(s, "0123456789");
+	if (s[n] == '.')
+		n += 1 + strspn(s + n + 1, "0123456789");
+	char buf[64];
+	if (n == 0 || (n == 1 && s[0] == '.') || n >= sizeof(buf))
+		return NULL;
+	memcpy(buf, s, n);
+	buf[n] = 0;
+	*v = strtod(buf, NULL);
+	return s + n;
+}
+
 int64_t parse_time(const char *s, bool unit_optional)
 {
-	char *end;
-	double v = strtod(s, &end);
-	if (end == s || !(v >= 0) || !isdigit((unsigned char)s[0]))
+	double v;
+	const char *end = decimal(s, &v);
+	if (!end)
 		return -1;
 	double mul;
 	if (!strcmp(end, "") && unit_optional)
@@ -84,11 +102,8 @@ static int parse_count(const char *s, uint64_t max, uint64_t *out)
 
 static int parse_rate(const char *s, double *out)
 {
-	char *end;
-	if (!isdigit((unsigned char)s[0]) && s[0] != '.')
-		return -1;
-	*out = strtod(s, &end);
-	return *end || !(*out >= 0) || *out > 1e9 ? -1 : 0;
+	const char *end = decimal(s, out);
+	return !end || *end || *out > 1e9 ? -1 : 0;
 }
 
 /* "R" or "A:B" (A may be 0, R and B may not). */
@@ -125,13 +140,12 @@ static int parse_slo_item(struct slo *o, const char *item, const char **why)
 	o->name[nl] = 0;
 	const char *val = eq + 1;
 	if (o->name[0] == 'p' && nl > 1) {
-		char *end;
 		if (!isdigit((unsigned char)o->name[1])) {
 			*why = "a percentile is pNN or pNN.N";
 			return -1;
 		}
-		o->pct = strtod(o->name + 1, &end);
-		if (*end || !(o->pct > 0) || o->pct > 100) {
+		const char *end = decimal(o->name + 1, &o->pct);
+		if (!end || *end || !(o->pct > 0) || o->pct > 100) {
 			*why = "a percentile is pNN or pNN.N, above 0 and at most 100";
 			return -1;
 		}
@@ -142,9 +156,8 @@ static int parse_slo_item(struct slo *o, const char *item, const char **why)
 		o->kind = SLO_MAX;
 	} else if (!strcmp(o->name, "errors")) {
 		o->kind = SLO_ERRORS;
-		char *end;
-		o->limit = strtod(val, &end);
-		if (end == val || strcmp(end, "%") || !(o->limit >= 0) || o->limit > 100) {
+		const char *end = decimal(val, &o->limit);
+		if (!end || strcmp(end, "%") || o->limit > 100) {
 			*why = "errors takes a percentage: errors=0.1%";
 			return -1;
 		}
@@ -258,10 +271,17 @@ static int parse_url(const char *s, struct url *u)
 				snprintf(u->hostport, n, "%s:80", u->host);
 		}
 	}
+	/* The fragment is the client's alone (wrk drops it too); what is left
+	 * goes into the request line, which no space or control byte may
+	 * break. */
+	size_t pl = strcspn(path, "#");
+	for (size_t i = 0; i < pl; i++)
+		if ((unsigned char)path[i] <= ' ' || path[i] == 0x7f)
+			return -1;
 	u->text = strdup(s);
 	if (!u->hostport)
 		u->hostport = strndup0(hp, hl);
-	u->path = strdup(path);
+	u->path = strndup0(path, pl);
 	if (!u->text || !u->hostport || !u->host || !u->path)
 		return -1;
 	return proto;
@@ -469,6 +489,17 @@ static const char *check(const struct bench *b)
 	}
 	if (b->rate_from != b->rate_to && !b->duration_ns)
 		return "a ramp (--rate A:B) needs -d";
+	/* Connection i goes to target i % targets: each needs one. */
+	unsigned targets = 0;
+	for (unsigned i = 0; i < b->nurls; i++) {
+		unsigned j = 0;
+		while (j < i && strcmp(b->urls[j].hostport, b->urls[i].hostport))
+			j++;
+		targets += j == i;
+	}
+	if (b->conns < targets)
+		return "-c is below the number of targets (host:port or socket), which need "
+		       "a connection each";
 	return NULL;
 }
 

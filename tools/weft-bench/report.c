@@ -115,6 +115,7 @@ struct figures {
 	bool slo_ok;
 	double slo_value[MAX_SLOS];
 	bool slo_met[MAX_SLOS];
+	bool slo_unmeasured[MAX_SLOS]; /* a latency target with no latencies */
 };
 
 static void evaluate(const struct bench *b, const struct wstate *t, struct figures *fg)
@@ -139,7 +140,12 @@ static void evaluate(const struct bench *b, const struct wstate *t, struct figur
 		case SLO_RPS: v = fg->rps; break;
 		}
 		fg->slo_value[i] = v;
-		fg->slo_met[i] = o->kind == SLO_RPS ? v >= o->limit : v <= o->limit;
+		/* A latency target needs latencies: with no response at all
+		 * (a server that never answers) it is missed, not met by 0. */
+		fg->slo_unmeasured[i] = o->kind != SLO_RPS && o->kind != SLO_ERRORS &&
+					!hist_count(t->corr);
+		fg->slo_met[i] = !fg->slo_unmeasured[i] &&
+				 (o->kind == SLO_RPS ? v >= o->limit : v <= o->limit);
 		fg->slo_ok &= fg->slo_met[i];
 	}
 }
@@ -221,10 +227,15 @@ static void print_json(const struct bench *b, const struct wstate *t, const stru
 	printf("}");
 	if (b->nslos) {
 		printf(",\"slo\":{\"ok\":%s,\"targets\":[", fg->slo_ok ? "true" : "false");
-		for (unsigned i = 0; i < b->nslos; i++)
-			printf("%s{\"name\":\"%s\",\"limit\":%.6g,\"value\":%.6g,\"ok\":%s}",
-			       i ? "," : "", b->slos[i].name, b->slos[i].limit, fg->slo_value[i],
-			       fg->slo_met[i] ? "true" : "false");
+		for (unsigned i = 0; i < b->nslos; i++) {
+			printf("%s{\"name\":\"%s\",\"limit\":%.6g,\"value\":", i ? "," : "",
+			       b->slos[i].name, b->slos[i].limit);
+			if (fg->slo_unmeasured[i])
+				printf("null");
+			else
+				printf("%.6g", fg->slo_value[i]);
+			printf(",\"ok\":%s}", fg->slo_met[i] ? "true" : "false");
+		}
 		printf("]}");
 	}
 	printf("}\n");
@@ -328,7 +339,10 @@ static void print_text(const struct bench *b, const struct wstate *t, const stru
 		const struct slo *o = &b->slos[i];
 		char lim[32], val[32];
 		fmt_slo(lim, sizeof(lim), o, o->limit);
-		fmt_slo(val, sizeof(val), o, fg->slo_value[i]);
+		if (fg->slo_unmeasured[i])
+			snprintf(val, sizeof(val), "no responses");
+		else
+			fmt_slo(val, sizeof(val), o, fg->slo_value[i]);
 		printf("  SLO %s %s %s: %s, %s\n", o->name, o->kind == SLO_RPS ? ">=" : "<=", lim,
 		       val, fg->slo_met[i] ? "met" : "MISSED");
 	}
