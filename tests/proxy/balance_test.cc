@@ -5,7 +5,8 @@
  * connection queued for a busy server waits for it, asleep, rather than
  * for the backup), failover when a
  * server dies in the middle of a stream of connections, the connect,
- * idle and half-closed timeouts, and max_connections pausing the accepts
+ * idle and half-closed timeouts (a slow but steady reader is not idle, a
+ * reader that takes nothing is), and max_connections pausing the accepts
  * (and an idle listen address keeping no slot from another).
  *
  * A backend of harness.h answers each connection with its one-byte tag, so
@@ -462,6 +463,128 @@ TEST(TimeoutTest, WithHalfClosedTimeoutOffTheIdleTimeoutStillApplies)
 	long ms = ms_to_end_after_fin("idle_timeout = 400ms\nhalf_closed_timeout = off\n");
 	EXPECT_GE(ms, 350) << "ended early";
 	EXPECT_LT(ms, 3000) << "a half-closed connection outlived the idle timeout";
+}
+
+/* A server that sends its tag, then `total` bytes as fast as they go,
+ * then its FIN; `cut_ms` is how long after the first byte a send failed
+ * (-1: none did). */
+struct firehose {
+	int lfd = -1, port = 0;
+	size_t total;
+	std::atomic<long> cut_ms{-1};
+	std::thread t;
+	explicit firehose(size_t n) : total(n)
+	{
+		lfd = listen_loopback(0, &port);
+		t = std::thread([this] {
+			int fd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+			if (fd < 0)
+				return;
+			auto t0 = std::chrono::steady_clock::now();
+			static char chunk[65536];
+			send(fd, "f", 1, MSG_NOSIGNAL);
+			for (size_t left = total; left;) {
+				ssize_t n = send(fd, chunk, std::min(left, sizeof(chunk)), MSG_NOSIGNAL);
+				if (n <= 0) {
+					cut_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+							 std::chrono::steady_clock::now() - t0)
+							 .count();
+					break;
+				}
+				left -= (size_t)n;
+			}
+			shutdown(fd, SHUT_WR);
+			char c;
+			recv(fd, &c, 1, 0); /* until the proxy closes */
+			close(fd);
+		});
+	}
+	~firehose()
+	{
+		shutdown(lfd, SHUT_RDWR);
+		t.join();
+		close(lfd);
+	}
+};
+
+/* Through a proxy (frontend keys `fkeys`, data_path `path`) to a firehose
+ * of `total` bytes: a client with a small receive buffer reads 16 KiB
+ * every 4 ms (about 4 MB/s), after its own FIN when `fin`.  The bytes it
+ * got before the end. */
+size_t slow_read(const std::string &fkeys, const char *path, bool fin, size_t total)
+{
+	firehose f(total);
+	proxy p;
+	int port = free_port();
+	std::string c = "[frontend f]\nlisten = 127.0.0.1:" + std::to_string(port) +
+			"\nbackend = b\n" + fkeys + "\n[backend b]\ndata_path = " + path +
+			"\nserver s = 127.0.0.1:" + std::to_string(f.port) + "\n";
+	if (!p.start(c) || p.wait_line("listening", 10000).empty())
+		return 0;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int small = 8192;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	struct timeval tv = {5, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	struct sockaddr_in a = {};
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	size_t got = 0;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+		if (fin)
+			shutdown(fd, SHUT_WR);
+		static char buf[16384];
+		ssize_t n;
+		while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) {
+			got += (size_t)n;
+			usleep(4000);
+		}
+	}
+	close(fd);
+	EXPECT_EQ(p.stop(), 0);
+	return got;
+}
+
+/* A destination that takes bytes slowly but steadily is not idle, though
+ * each of the proxy's sends to it waits long for room (a full socket
+ * buffer frees up in big steps): neither the idle nor the half-closed
+ * timeout ends the transfer, on either data path. */
+TEST(TimeoutTest, ASlowButSteadyReaderIsNotIdle)
+{
+	NEED_PROXY();
+	const size_t total = 5 << 20;
+	for (const char *path : {"buffered", "splice"}) {
+		EXPECT_EQ(slow_read("idle_timeout = 300ms\n", path, false, total), total + 1) << path;
+		EXPECT_EQ(slow_read("idle_timeout = 60s\nhalf_closed_timeout = 300ms\n", path, true,
+				    total),
+			  total + 1)
+			<< path << ", half closed";
+	}
+}
+
+/* And one that takes nothing is idle: the proxy gives up on it at the idle
+ * timeout (the server's sends fail), though its send never completes. */
+TEST(TimeoutTest, AReaderThatTakesNothingEndsAtTheIdleTimeout)
+{
+	NEED_PROXY();
+	for (const char *path : {"buffered", "splice"}) {
+		firehose f(64 << 20);
+		proxy p;
+		int port = free_port();
+		std::string c = "[frontend f]\nlisten = 127.0.0.1:" + std::to_string(port) +
+				"\nbackend = b\nidle_timeout = 300ms\n\n[backend b]\ndata_path = " +
+				path + "\nserver s = 127.0.0.1:" + std::to_string(f.port) + "\n";
+		ASSERT_TRUE(p.start(c) && !p.wait_line("listening", 10000).empty());
+		int fd = dial(port);
+		ASSERT_GE(fd, 0);
+		for (int i = 0; i < 300 && f.cut_ms.load() < 0; i++)
+			usleep(10000);
+		EXPECT_GE(f.cut_ms.load(), 250) << path << ": ended early";
+		EXPECT_LT(f.cut_ms.load(), 2000) << path << ": the idle timeout did not apply";
+		close(fd);
+		EXPECT_EQ(p.stop(), 0);
+	}
 }
 
 TEST(LimitTest, AtMaxConnectionsAcceptingPausesAndResumes)

@@ -78,6 +78,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <linux/sockios.h>
+
 #include <weft.h>
 #include <weft/io.h>
 #include <weft/net.h>
@@ -268,19 +270,67 @@ static void send_failed(struct side *s, bool expired)
 		abort_relay(s->r, RELAY_CLIENT_RESET + (1 - s->d), s->d);
 }
 
-/* Sends n bytes on to the destination; false when the relay must end. */
-static bool forward(struct side *s, const void *data, size_t n)
+/* How long a send may wait before it looks whether its destination takes
+ * bytes at all: half the idle timeout, or half the half-closed one once a
+ * side has sent FIN, since the sweep goes by `last`. */
+static uint64_t probe_period(struct relay *r)
+{
+	uint64_t t = r->o.idle_timeout;
+	if (atomic_load(&r->eof) && r->o.half_closed_timeout < t)
+		t = r->o.half_closed_timeout;
+	return t == WEFT_NEVER ? WEFT_NEVER : t / 2;
+}
+
+/* A send to s's destination has waited a probe period: whether to wait
+ * on.  A full socket makes a send wait until much of its buffer is free
+ * (half of up to 4 MiB), which a slow reader that takes bytes every few
+ * milliseconds may need seconds for: it is not idle.  So the measure is
+ * the bytes still queued (SIOCOUTQ), against *outq from the look before
+ * (-1: none yet; the first look only takes it): fewer means the
+ * destination took some, which counts as activity (`last`). */
+static bool draining(struct side *s, int *outq)
+{
+	int q;
+	if (ioctl(s->r->fd[1 - s->d], SIOCOUTQ, &q) < 0)
+		return false;
+	bool first = *outq < 0, moved = !first && q < *outq;
+	*outq = q;
+	if (moved)
+		atomic_store_explicit(&s->r->last, weft_now(), memory_order_relaxed);
+	return first || moved;
+}
+
+/* Moves n bytes to s's destination, from data, or from pipe p when not
+ * NULL (then perhaps left not empty); false when the relay must end: the
+ * destination failed, or took nothing for the idle timeout (see
+ * draining).  Each send or splice returns as soon as some bytes went,
+ * and each part counts as activity (sent). */
+static bool deliver(struct side *s, const struct pipe_pair *p, const char *data, size_t n)
 {
 	struct relay *r = s->r;
-	struct weft_scope sc;
-	weft_scope_deadline(&sc, r->o.idle_timeout);
-	ssize_t rc = weft_sock_send_all(r->fd[1 - s->d], data, n, NULL);
-	bool expired = weft_scope_end(&sc);
-	if (rc < 0) {
+	int fd = r->fd[1 - s->d], outq = -1;
+	while (n) {
+		struct weft_scope sc;
+		weft_scope_deadline(&sc, probe_period(r));
+		ssize_t m = p ? weft_splice(p->r, -1, fd, -1, n, SPLICE_F_NONBLOCK)
+			      : weft_send(fd, data, n, MSG_NOSIGNAL);
+		/* A splice cut short by its deadline may end with a short
+		 * count rather than -ETIMEDOUT: the scope says whether the
+		 * time ran out. */
+		bool expired = weft_scope_end(&sc);
+		if (m > 0) {
+			sent(s, (size_t)m, p ? STATS_SPLICED : STATS_BUFFERED);
+			data += p ? 0 : m;
+			n -= (size_t)m;
+			outq = -1;
+			continue;
+		}
+		/* 0 never comes from a stream send or splice of n > 0. */
+		if (expired && draining(s, &outq))
+			continue;
 		send_failed(s, expired);
 		return false;
 	}
-	sent(s, n, STATS_BUFFERED);
 	return true;
 }
 
@@ -293,7 +343,7 @@ static int drain_buffered(struct side *s)
 	char buf[DRAIN_BUF];
 	ssize_t m;
 	while ((m = recv(r->fd[s->d], buf, sizeof(buf), MSG_DONTWAIT)) > 0)
-		if (!forward(s, buf, (size_t)m))
+		if (!deliver(s, NULL, buf, (size_t)m))
 			return -1;
 	if (m == 0)
 		return 0;
@@ -309,27 +359,6 @@ static size_t ready_bytes(struct side *s)
 {
 	int n;
 	return ioctl(s->r->fd[s->d], FIONREAD, &n) == 0 && n > 0 ? (size_t)n : 0;
-}
-
-/* Moves n bytes from pipe p to s's destination; false when the relay
- * must end (aborted), p then perhaps not empty. */
-static bool splice_out(struct side *s, const struct pipe_pair *p, size_t n)
-{
-	struct relay *r = s->r;
-	struct weft_scope sc;
-	weft_scope_deadline(&sc, r->o.idle_timeout);
-	size_t left = n;
-	ssize_t m;
-	while (left &&
-	       (m = weft_splice(p->r, -1, r->fd[1 - s->d], -1, left, SPLICE_F_NONBLOCK)) > 0)
-		left -= (size_t)m;
-	/* A splice cut short by its deadline may end with a short count
-	 * rather than -ETIMEDOUT: the scope says whether the time ran out. */
-	bool expired = weft_scope_end(&sc);
-	sent(s, n - left, STATS_SPLICED);
-	if (left)
-		send_failed(s, expired);
-	return !left;
 }
 
 /* Moves what is ready on s's source, `ready` bytes to begin with, through
@@ -358,7 +387,7 @@ static int drain_spliced(struct side *s, size_t ready)
 		} else if (in < 0) {
 			abort_relay(r, RELAY_CLIENT_RESET + s->d, 1 - s->d);
 			rc = -1;
-		} else if (!splice_out(s, &p, (size_t)in)) {
+		} else if (!deliver(s, &p, NULL, (size_t)in)) {
 			empty = false;
 			rc = -1;
 		} else {
@@ -519,7 +548,7 @@ static void on_bytes(int fd, const void *data, ssize_t n, void *arg)
 		stop(s);
 		return;
 	}
-	if (!forward(s, data, (size_t)n)) {
+	if (!deliver(s, NULL, data, (size_t)n)) {
 		stop(s);
 		return;
 	}
