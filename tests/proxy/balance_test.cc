@@ -6,7 +6,8 @@
  * for the backup), failover when a
  * server dies in the middle of a stream of connections, the connect,
  * idle and half-closed timeouts (a slow but steady reader is not idle, a
- * reader that takes nothing is), and max_connections pausing the accepts
+ * reader that takes nothing is), a failed connect handing its server slot
+ * to the queue at once, and max_connections pausing the accepts
  * (and an idle listen address keeping no slot from another).
  *
  * A backend of harness.h answers each connection with its one-byte tag, so
@@ -585,6 +586,31 @@ TEST(TimeoutTest, AReaderThatTakesNothingEndsAtTheIdleTimeout)
 		close(fd);
 		EXPECT_EQ(p.stop(), 0);
 	}
+}
+
+/* A connect that fails gives its server slot back to the queue at once:
+ * the connection waiting for it learns its fate then (here no server is
+ * left, the only one just failed), not at the queue's timeout. */
+TEST(TimeoutTest, AFailedConnectWakesTheConnectionQueuedForItsSlot)
+{
+	NEED_PROXY();
+	blackhole h;
+	proxy p;
+	int port = free_port();
+	std::string c = "[frontend f]\nlisten = 127.0.0.1:" + std::to_string(port) +
+			"\nbackend = b\n\n[backend b]\nconnect_timeout = 500ms\nretries = 0\n"
+			"queue_timeout = 5s\nserver hole = 127.0.0.1:" + std::to_string(h.port) +
+			" max_connections=1\n";
+	ASSERT_TRUE(p.start(c) && !p.wait_line("listening", 10000).empty());
+	int first = dial(port);
+	usleep(100 * 1000); /* its connect holds the one slot */
+	int second = dial(port);
+	long ms = ms_to_end(second);
+	EXPECT_GE(ms, 200) << "ended before the first connect failed";
+	EXPECT_LT(ms, 2500) << "woken only by the queue timeout";
+	close(first);
+	close(second);
+	EXPECT_EQ(p.stop(), 0);
 }
 
 TEST(LimitTest, AtMaxConnectionsAcceptingPausesAndResumes)

@@ -261,19 +261,37 @@ static struct pserver *pick_among(struct pbackend *pb, bool backups, const struc
 	return best;
 }
 
+/* Counts one more connection through s unless that would pass its
+ * max_connections: the pick saw room, but a connection on another worker
+ * may have taken it since, and the limit is a promise to the server. */
+static bool take_slot(struct pserver *s)
+{
+	uint32_t max = s->cfg->max_connections;
+	uint32_t n = atomic_load_explicit(&s->st->active, memory_order_relaxed);
+	do {
+		if (max && n >= max)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&s->st->active, &n, n + 1,
+							memory_order_relaxed, memory_order_relaxed));
+	return true;
+}
+
 struct pserver *balance_pick(struct pbackend *pb, const struct weft_addr *client,
 			     struct pserver *const *tried, size_t ntried, int *why)
 {
-	uint64_t now = weft_now();
-	bool busy = false;
-	struct pserver *s = pick_among(pb, false, client, tried, ntried, now, &busy);
-	if (!s && !busy)
-		s = pick_among(pb, true, client, tried, ntried, now, &busy);
-	if (!s) {
-		*why = busy ? -EBUSY : -EHOSTDOWN;
-		return NULL;
-	}
-	atomic_fetch_add_explicit(&s->st->active, 1, memory_order_relaxed);
+	struct pserver *s;
+	/* Each failed take is a slot another connection got: finite. */
+	do {
+		uint64_t now = weft_now();
+		bool busy = false;
+		s = pick_among(pb, false, client, tried, ntried, now, &busy);
+		if (!s && !busy)
+			s = pick_among(pb, true, client, tried, ntried, now, &busy);
+		if (!s) {
+			*why = busy ? -EBUSY : -EHOSTDOWN;
+			return NULL;
+		}
+	} while (!take_slot(s));
 	atomic_fetch_add_explicit(&s->st->total, 1, memory_order_relaxed);
 	return s;
 }

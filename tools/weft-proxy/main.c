@@ -290,6 +290,20 @@ static void wake_slot_waiters(void)
 	weft_scope_end(&sc);
 }
 
+/* Gives back the slot of srv that balance_pick took, however the
+ * connection through it ended (a failed connect too): a connection waiting
+ * for this server may go, in this generation or a later one (the server's
+ * count of active connections is shared), hence the count of all waiters.
+ * The lock is taken only when one waits (wait_for_slot: the fences pair
+ * the freed slot with the count). */
+static void slot_done(struct pserver *srv)
+{
+	balance_done(srv);
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load(&P.waiting))
+		wake_slot_waiters();
+}
+
 /* A connection that ends before its relay starts: counted, logged,
  * closed (with a reset when reset), its slots released. */
 static void end_early(struct session *s, const char *how, bool reset)
@@ -311,15 +325,7 @@ static void relay_done(void *arg, enum relay_end end, const uint64_t bytes[2], u
 	 * the early bytes went before it. */
 	uint64_t in = bytes[0] + s->early, out = bytes[1];
 	log_line(s, relay_end_name(end), in, out);
-	balance_done(s->server);
-	/* A slot freed: a connection waiting for this server may go, in this
-	 * generation or a later one (the server's count of active connections
-	 * is shared), hence the count of all waiters.  The lock is taken only
-	 * when one waits (wait_for_slot: the fences pair the freed slot with
-	 * the count). */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load(&P.waiting))
-		wake_slot_waiters();
+	slot_done(s->server);
 	release(s);
 }
 
@@ -452,7 +458,7 @@ static intptr_t session(void *arg)
 		if (server < 0 && balance_local_error(server)) {
 			/* Ours, not the server's: neither held against it nor
 			 * tried elsewhere, where it would fail alike. */
-			balance_done(srv);
+			slot_done(srv);
 			break;
 		}
 		balance_connect_result(srv, server >= 0);
@@ -462,7 +468,7 @@ static intptr_t session(void *arg)
 			s->server = srv;
 			break;
 		}
-		balance_done(srv);
+		slot_done(srv);
 		if (ntried < sizeof(tried) / sizeof(tried[0]))
 			tried[ntried++] = srv;
 		attempt++;
@@ -489,7 +495,7 @@ static intptr_t session(void *arg)
 		ok = weft_sock_send_all(server, head + hlen, got - hlen, NULL) >= 0;
 	if (!ok) {
 		weft_close(server);
-		balance_done(s->server);
+		slot_done(s->server);
 		end_early(s, "server_reset", true);
 		return 0;
 	}
@@ -516,7 +522,7 @@ static intptr_t session(void *arg)
 	};
 	if (relay_start(s->client, server, &o) < 0) {
 		weft_close(server);
-		balance_done(s->server);
+		slot_done(s->server);
 		end_early(s, "no_memory", true);
 	}
 	return 0;
