@@ -53,10 +53,13 @@
  *
  * Timeouts: the idle timeout counts from the last byte either way
  * (`last`), so each direction's watch, on expiry, checks whether the
- * other direction was busy and, if so, waits again for the rest.  After
- * one side's end of stream the remaining direction waits at most
- * half_closed_timeout, which a sweeper task enforces from outside
- * (sweep_half_closed): the remaining watch was armed with the idle budget.
+ * other direction was busy and, if so, waits again for the rest.  A byte
+ * counts when its destination's socket took it, and a send that waits for
+ * room looks every half timeout whether the destination is taking any
+ * (deliver, draining).  After one side's end of stream the remaining
+ * direction waits at most half_closed_timeout, which a sweeper task
+ * enforces from outside (sweep_half_closed): the remaining watch was armed
+ * with the idle budget.
  *
  * Lifetime: each direction holds a reference while it runs; the last one
  * to stop closes both sockets and calls opts.done.  Open relays are also
