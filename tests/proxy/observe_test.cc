@@ -261,9 +261,12 @@ TEST(ObserveTest, BytesShowWhileTheConnectionIsStillOpen)
 		back.append(buf, (size_t)n);
 	}
 	/* Still open, and the echo came back through the proxy: both
-	 * directions have sent their bytes on (the forwarding task counts
-	 * them just after its send completes: give it a moment). */
-	for (int i = 0; i < 100 && p.metric("weft_proxy_server_bytes_in_total" S) != 5000; i++)
+	 * directions have sent their bytes on (each forwarding task counts
+	 * them just after its send, or each part of it, completes, which may
+	 * be after the client read them: give them a moment). */
+	for (int i = 0; i < 100 && (p.metric("weft_proxy_server_bytes_in_total" S) != 5000 ||
+				    p.metric("weft_proxy_frontend_bytes_out_total" F) != 5001);
+	     i++)
 		usleep(10000);
 	EXPECT_EQ(p.metric("weft_proxy_frontend_connections_active" F), 1);
 	EXPECT_EQ(p.metric("weft_proxy_frontend_bytes_in_total" F), 5000);
