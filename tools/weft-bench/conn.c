@@ -151,7 +151,7 @@ static int open_conn(struct conn *c, uint64_t now, bool running)
 	weft_scope_deadline(&sc, b->connect_timeout_ns);
 	int fd = weft_sock_connect(&c->ep->addr);
 	weft_scope_end(&sc);
-	if (fd == -ECANCELED || (running && run_over(b, fd)))
+	if (running ? run_over(b, fd) : fd == -ECANCELED)
 		return -1;
 	if (fd < 0) {
 		count_error(c->w, E_CONNECT, -fd, 1);
@@ -283,18 +283,26 @@ static int on_echo(struct conn *c, const char *buf, size_t n, uint64_t now)
 	return 0;
 }
 
-/* Takes the next request's ticket (-n, --rate), its due time into *due in
- * open loop: false when none is left. */
-static bool take_ticket(struct conn *c, bool open, uint64_t *due)
+/* Decides the next request unless it is (*have_next) or none is left
+ * (*no_more): with -n or --rate it takes the request's ticket, and in open
+ * loop its due time into *due.  Returns whether there is a next request. */
+static bool next_request(struct conn *c, bool ticketed, bool open, bool *have_next,
+			 bool *no_more, uint64_t *due)
 {
 	struct bench *b = c->b;
-	/* relaxed: the ticket only hands out distinct numbers. */
-	uint64_t j = atomic_fetch_add_explicit(&b->ticket, 1, memory_order_relaxed);
-	if (b->total && j >= b->total)
-		return false;
-	if (open)
-		*due = b->t0 + sched_due(b, j);
-	return true;
+	if (*have_next || *no_more)
+		return *have_next;
+	if (ticketed) {
+		/* relaxed: the ticket only hands out distinct numbers. */
+		uint64_t j = atomic_fetch_add_explicit(&b->ticket, 1, memory_order_relaxed);
+		if (b->total && j >= b->total) {
+			*no_more = true;
+			return false;
+		}
+		if (open)
+			*due = b->t0 + sched_due(b, j);
+	}
+	return *have_next = true;
 }
 
 intptr_t conn_task(void *arg)
@@ -319,13 +327,7 @@ intptr_t conn_task(void *arg)
 		if (c->fd < 0) {
 			/* The next request's ticket first: with -n, none left
 			 * means no connection to open for it. */
-			if (ticketed && !have_next && !no_more) {
-				if (take_ticket(c, open, &due))
-					have_next = true;
-				else
-					no_more = true;
-			}
-			if (no_more && !have_next)
+			if (!next_request(c, ticketed, open, &have_next, &no_more, &due))
 				break;
 			int r = open_conn(c, now, true);
 			if (r < 0)
@@ -340,15 +342,8 @@ intptr_t conn_task(void *arg)
 		/* 1. Queue what is due, send it in one piece. */
 		unsigned k = 0;
 		while (c->inflight + k < b->depth) {
-			if (!have_next) {
-				if (no_more)
-					break;
-				if (ticketed && !take_ticket(c, open, &due)) {
-					no_more = true;
-					break;
-				}
-				have_next = true;
-			}
+			if (!next_request(c, ticketed, open, &have_next, &no_more, &due))
+				break;
 			if (open && due > now)
 				break;
 			unsigned at = c->qhead + c->inflight + k;

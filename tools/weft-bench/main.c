@@ -239,6 +239,11 @@ int main(int argc, char **argv)
 		if (request_build(&b) < 0) {
 			fprintf(stderr, "weft-bench: out of memory\n");
 			rc = EXIT_FAIL;
+		} else if (b.conns < b.neps) {
+			/* Connection i opens endpoint i % neps: each needs one. */
+			fprintf(stderr, "weft-bench: -c is below the number of targets (host:port or "
+					"socket), which need a connection each\n");
+			rc = EXIT_USAGE;
 		} else {
 			rc = run(&b);
 		}

@@ -489,17 +489,6 @@ static const char *check(const struct bench *b)
 	}
 	if (b->rate_from != b->rate_to && !b->duration_ns)
 		return "a ramp (--rate A:B) needs -d";
-	/* Connection i goes to target i % targets: each needs one. */
-	unsigned targets = 0;
-	for (unsigned i = 0; i < b->nurls; i++) {
-		unsigned j = 0;
-		while (j < i && strcmp(b->urls[j].hostport, b->urls[i].hostport))
-			j++;
-		targets += j == i;
-	}
-	if (b->conns < targets)
-		return "-c is below the number of targets (host:port or socket), which need "
-		       "a connection each";
 	return NULL;
 }
 

@@ -840,14 +840,15 @@ static int log_prepare(const struct proxy_config *cfg, struct log_sink *sink,
 	struct log_job job = {cfg, sink};
 	intptr_t failed = 0;
 	int rc = weft_spawn_blocking(log_job_run, &job, &failed);
-	if (rc == 0 && failed)
-		return -EIO;
-	if (rc == 0 && (sink->fd < 0 || atomic_load_explicit(&P.log, memory_order_relaxed)))
-		return 0;
-	/* From a worker's thread: the writer inherits its mask, every
-	 * signal blocked. */
-	if (rc == 0)
+	if (rc == 0) {
+		if (failed)
+			return -EIO; /* said */
+		if (sink->fd < 0 || atomic_load_explicit(&P.log, memory_order_relaxed))
+			return 0;
+		/* From a worker's thread: the writer inherits its mask,
+		 * every signal blocked. */
 		rc = accesslog_open(made, sink->fd, 0, sink->pipe_atomic, sink->own);
+	}
 	if (rc < 0) {
 		fprintf(stderr, "weft-proxy: reload failed: %s:%d: access log: %s\n", cfg->file,
 			cfg->access_log_line, strerror(-rc));
