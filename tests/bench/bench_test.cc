@@ -19,7 +19,8 @@
  *    held back for a second by a full accept queue add nothing to the
  *    corrected latency;
  *  - the text summary carries wrk's `Requests/sec:` line;
- *  - SIGINT ends a run early with the summary of what ran, as in wrk;
+ *  - SIGINT ends a run early with the summary of what ran, as in wrk,
+ *    also while connects hang;
  *  - errors of one kind are broken down by errno (closes before and in the
  *    middle of an answer: ECONNRESET and EPROTO);
  *  - resets mid-response are read errors (ECONNRESET), a server that does
@@ -623,6 +624,28 @@ TEST(BenchTest, SigintEndsTheRunWithTheSummarySoFar)
 	EXPECT_GT(field(out, "", "requests"), 0);
 	EXPECT_LT(field(out, "", "duration_s"), 5);
 	EXPECT_GT(field(out, "", "duration_s"), 0.5);
+}
+
+TEST(BenchTest, SigintEndsARunWhoseConnectsHang)
+{
+	NEED_BIN();
+	/* A full accept queue that is never emptied: the kernel drops the
+	 * SYNs of all connects but the first, which then wait out their 30 s
+	 * connect timeout.  ^C must not wait with them. */
+	server s;
+	s.backlog = 0;
+	s.accept_after = std::chrono::seconds(60);
+	ASSERT_TRUE(s.start());
+	std::string out, err;
+	auto t0 = clk::now();
+	EXPECT_EQ(run_bench({"-c", "3", "-w", "1", "-d", "5s", "--connect-timeout", "30s", "--json",
+			     s.url()},
+			    &out, &err, 500),
+		  0);
+	SCOPED_TRACE(out + err);
+	EXPECT_LT(clk::now() - t0, std::chrono::seconds(3)) << "SIGINT waited for the connects";
+	EXPECT_NE(out.find("\"interrupted\":true"), std::string::npos);
+	EXPECT_EQ(field(out, "", "requests"), 0);
 }
 
 TEST(BenchTest, OpenLoopClockStartsOnceConnected)

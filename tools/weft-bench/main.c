@@ -86,6 +86,13 @@ static intptr_t main_task(void *arg)
 		b->setup_err = -ENOMEM;
 		return -ENOMEM;
 	}
+	/* Listening before the connects: one that hangs (a server whose
+	 * backlog is full drops the SYN) must not keep ^C waiting for its
+	 * connect timeout.  Cancelled connections give up their wait for the
+	 * clock, so the run ends with nothing measured. */
+	void *stop_args[2] = {b, g};
+	struct weft_task *stopper = weft_spawn(stop_on_signal, stop_args,
+					       &(struct weft_spawn_opts){.name = "signals"});
 	/* Connect first, then start the clock, as wrk does: a schedule that
 	 * began while 10,000 connects were still on their way would open the
 	 * run with a backlog that is the generator's, not the server's. */
@@ -114,9 +121,6 @@ static intptr_t main_task(void *arg)
 		b->setup_err = r;
 		weft_group_cancel(g);
 	}
-	void *stop_args[2] = {b, g};
-	struct weft_task *stopper = weft_spawn(stop_on_signal, stop_args,
-					       &(struct weft_spawn_opts){.name = "signals"});
 	struct weft_scope run;
 	weft_scope_deadline(&run, b->deadline == WEFT_NEVER ? WEFT_NEVER
 							    : b->deadline - weft_now());
