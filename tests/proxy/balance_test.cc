@@ -6,7 +6,9 @@
  * for the backup), failover when a
  * server dies in the middle of a stream of connections, the connect,
  * idle and half-closed timeouts (a slow but steady reader is not idle, a
- * reader that takes nothing is), a failed connect handing its server slot
+ * reader that takes nothing is; a short half-closed timeout is not held up
+ * by a longer one, and a reset after a FIN is passed on), a failed connect
+ * handing its server slot
  * to the queue at once, and max_connections pausing the accepts
  * (and an idle listen address keeping no slot from another).
  *
@@ -18,6 +20,7 @@
  */
 #include <map>
 #include <memory>
+#include <tuple>
 
 #include "harness.h"
 
@@ -369,6 +372,7 @@ TEST(TimeoutTest, AConnectThatHangsIsAbandonedAtConnectTimeoutAndRetriedElsewher
 /* A server that sends its tag and then neither reads nor closes. */
 struct mute {
 	int lfd = -1, port = 0;
+	std::mutex mu;
 	std::vector<int> conns;
 	std::thread t;
 	mute()
@@ -377,10 +381,19 @@ struct mute {
 		t = std::thread([this] {
 			int fd;
 			while ((fd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC)) >= 0) {
+				{
+					std::lock_guard<std::mutex> g(mu);
+					conns.push_back(fd);
+				}
 				send(fd, "m", 1, MSG_NOSIGNAL);
-				conns.push_back(fd);
 			}
 		});
+	}
+	/* The server's end of the i-th connection (its tag was sent), or -1. */
+	int conn(size_t i)
+	{
+		std::lock_guard<std::mutex> g(mu);
+		return i < conns.size() ? conns[i] : -1;
 	}
 	~mute()
 	{
@@ -464,6 +477,84 @@ TEST(TimeoutTest, WithHalfClosedTimeoutOffTheIdleTimeoutStillApplies)
 	long ms = ms_to_end_after_fin("idle_timeout = 400ms\nhalf_closed_timeout = off\n");
 	EXPECT_GE(ms, 350) << "ended early";
 	EXPECT_LT(ms, 3000) << "a half-closed connection outlived the idle timeout";
+}
+
+/* The sweeper that ends half-closed connections paces itself by the
+ * shortest half_closed_timeout it has seen: one that comes while it waits
+ * by a longer one (here a quarter of 8 s, capped at 1 s) wakes it, rather
+ * than firing up to that wait late. */
+TEST(TimeoutTest, AShortHalfClosedTimeoutIsNotHeldUpByALongerOnesSweep)
+{
+	NEED_PROXY();
+	mute m;
+	proxy p;
+	int slow = free_port(), fast = free_port();
+	std::string c;
+	for (auto [name, port, timeout] : {std::tuple{"slow", slow, "8s"}, {"fast", fast, "100ms"}})
+		c += std::string("[frontend ") + name + "]\nlisten = 127.0.0.1:" +
+		     std::to_string(port) + "\nbackend = b\nidle_timeout = 30s\n" +
+		     "half_closed_timeout = " + timeout + "\n\n";
+	c += "[backend b]\nserver s = 127.0.0.1:" + std::to_string(m.port) + "\n";
+	ASSERT_TRUE(p.start(c) && !p.wait_line("listening", 10000).empty());
+	held a = reach(slow);
+	ASSERT_EQ(a.tag, 'm');
+	shutdown(a.fd, SHUT_WR);
+	usleep(100 * 1000); /* the sweeper now waits 1 s */
+	held b = reach(fast);
+	ASSERT_EQ(b.tag, 'm');
+	shutdown(b.fd, SHUT_WR);
+	long ms = ms_to_end(b.fd);
+	EXPECT_GE(ms, 80) << "ended early";
+	EXPECT_LT(ms, 600) << "the sweeper went on waiting by the longer timeout";
+	struct linger lg = {1, 0};
+	setsockopt(a.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(a.fd); /* a reset: gone at the next sweep, not in 8 s */
+	close(b.fd);
+	EXPECT_EQ(p.stop(), 0);
+}
+
+/* Milliseconds until fd reports an error (a reset came), at most 5000. */
+long ms_to_error(int fd)
+{
+	auto t0 = std::chrono::steady_clock::now();
+	struct pollfd pf = {fd, 0, 0};
+	if (poll(&pf, 1, 5000) != 1 || !(pf.revents & POLLERR))
+		return 5000;
+	return std::chrono::duration_cast<std::chrono::milliseconds>(
+		       std::chrono::steady_clock::now() - t0)
+		.count();
+}
+
+/* A side that sent its FIN and then resets (a client that gave up on its
+ * answer) is read by no one any more: its reset still reaches the other
+ * side, within the sweep's period (here 1 s), not at the half-closed
+ * timeout 20 s later.  Both ways round. */
+TEST(TimeoutTest, AResetAfterFinReachesTheOtherSide)
+{
+	NEED_PROXY();
+	for (bool client_resets : {true, false}) {
+		mute m;
+		proxy p;
+		held x = through_mute(p, m, "idle_timeout = 30s\nhalf_closed_timeout = 20s\n");
+		ASSERT_EQ(x.tag, 'm');
+		int srv = m.conn(0);
+		ASSERT_GE(srv, 0);
+		int from = client_resets ? x.fd : srv, to = client_resets ? srv : x.fd;
+		struct timeval tv = {5, 0};
+		setsockopt(to, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		shutdown(from, SHUT_WR);
+		char ch;
+		ASSERT_EQ(recv(to, &ch, 1, 0), 0) << "the FIN was not passed on";
+		/* A reset without a close (the descriptor stays its owner's):
+		 * a disconnect sends the RST. */
+		struct sockaddr unspec = {};
+		unspec.sa_family = AF_UNSPEC;
+		ASSERT_EQ(connect(from, &unspec, sizeof(unspec)), 0);
+		long ms = ms_to_error(to);
+		EXPECT_LT(ms, 2500) << (client_resets ? "client" : "server")
+				    << "'s reset did not reach the other side";
+		EXPECT_EQ(p.stop(), 0);
+	}
 }
 
 /* A server that sends its tag, then `total` bytes as fast as they go,

@@ -47,7 +47,8 @@
  *    and the other direction goes on until its own end of stream;
  *  - a reset (or any error) on one side becomes a reset on the other
  *    (SO_LINGER 0 before close), so the peer learns the connection
- *    failed rather than ended;
+ *    failed rather than ended; from a side that already sent its FIN,
+ *    and so is read no more, within a period of the sweeper below;
  *  - bytes are forwarded in order, each once, by one direction's single
  *    task at a time.
  *
@@ -59,7 +60,8 @@
  * (deliver, draining).  After one side's end of stream the remaining
  * direction waits at most half_closed_timeout, which a sweeper task
  * enforces from outside (sweep_half_closed): the remaining watch was armed
- * with the idle budget.
+ * with the idle budget.  The sweeper also passes on a reset of the side
+ * that ended.
  *
  * Lifetime: each direction holds a reference while it runs; the last one
  * to stop closes both sockets and calls opts.done.  Open relays are also
@@ -75,9 +77,11 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -86,6 +90,7 @@
 #include <weft.h>
 #include <weft/io.h>
 #include <weft/net.h>
+#include <weft/sync.h>
 
 #include "pipes.h"
 #include "relay.h"
@@ -111,8 +116,10 @@ struct side {
 
 struct relay {
 	struct relay *prev, *next; /* the open list, under open_lock */
+	TAILQ_ENTRY(relay) hlink;  /* the half-closed list, when `half` */
 	bool closing;              /* relay_close_all or the sweeper has it */
-	bool half;                 /* counted in half_closed, under open_lock */
+	bool half;                 /* on half_list, under open_lock */
+	uint64_t swept;            /* the sweep round that last looked at it */
 	int fd[2];
 	struct side side[2];
 	struct relay_opts o;
@@ -130,9 +137,13 @@ static struct relay *open_head;
 /* The half-closed sweeper's state, under open_lock (see sweep_half_closed). */
 #define SWEEP_MIN (10 * WEFT_MSEC)
 #define SWEEP_MAX WEFT_SEC
-static unsigned half_closed;  /* open relays with one end of stream */
+#define SWEEP_BATCH 64
+static TAILQ_HEAD(, relay) half_list = TAILQ_HEAD_INITIALIZER(half_list);
 static uint64_t sweep_every;  /* a quarter of the shortest timeout seen */
+static uint64_t sweep_round;  /* rounds begun */
 static bool sweeping;         /* the sweeper task exists */
+/* Released when sweep_every shrinks, to wake the sweeper early. */
+static struct weft_sem sweep_kick = WEFT_SEM_INIT(0);
 
 const char *relay_end_name(enum relay_end e)
 {
@@ -193,7 +204,7 @@ static void unref(struct relay *r)
 	if (r->next)
 		r->next->prev = r->prev;
 	if (r->half)
-		half_closed--;
+		TAILQ_REMOVE(&half_list, r, hlink);
 	pthread_mutex_unlock(&open_lock);
 	int end = atomic_load(&r->end);
 	weft_close(r->fd[0]);
@@ -434,15 +445,95 @@ static bool grab(struct relay *r)
 }
 
 /*
- * After one side's end of stream, the direction still open waits in the
- * watch it armed before, with the idle budget: it would learn of the
- * shorter half_closed_timeout only when that watch ends.  So one task for
- * the whole proxy ends the half-closed relays from outside.  While any
- * relay is half closed it wakes every quarter of the shortest
- * half_closed_timeout seen (10 ms to 1 s), walks the open list, and aborts
- * each half-closed relay with no byte moved for its timeout.  A timeout
- * thus fires between its time and a quarter of it later.
+ * After one side's end of stream, two things would go unseen from inside
+ * the relay.  The direction still open waits in the watch it armed before,
+ * with the idle budget: it would learn of the shorter half_closed_timeout
+ * only when that watch ends.  And nothing reads the side that ended any
+ * more, so its reset (a client that sent its request and FIN, then gave
+ * up) would reach the other side only at that side's next byte.  So one
+ * task for the whole proxy looks after the half-closed relays from
+ * outside.  While any relay is half closed it wakes every quarter of the
+ * shortest half_closed_timeout seen (10 ms to 1 s; 1 s for relays with
+ * the timeout off), sooner when a shorter one comes (sweep_kick), and
+ * walks half_list once (sweep_once): a relay with no byte moved for its
+ * timeout is aborted, and one whose ended side has an error pending
+ * (POLLERR: a reset came) is aborted with that reset passed on.  A timeout
+ * thus fires between its time and a quarter of it later, and a reset
+ * passes within one period.
  */
+
+/* The side of half-closed r that sent its end of stream, or -1 when both
+ * have (the relay is ending anyway). */
+static int ended_side(struct relay *r)
+{
+	unsigned eof = atomic_load(&r->eof);
+	return eof == 1 ? 0 : eof == 2 ? 1 : -1;
+}
+
+/* One round over half_list, SWEEP_BATCH relays at a time: each batch is
+ * looked at under open_lock, where a listed relay's descriptors are still
+ * open (unref unlists it before it closes them), with one poll(2) for
+ * their ended sides; the aborts happen outside it.  A relay looked at
+ * moves to the tail, stamped with the round, so the unlooked ones stay
+ * ahead (new ones enter at the head) and the round ends at the first
+ * stamped one. */
+static void sweep_once(void)
+{
+	uint64_t now = weft_now();
+	pthread_mutex_lock(&open_lock);
+	uint64_t round = ++sweep_round;
+	pthread_mutex_unlock(&open_lock);
+	bool more = true;
+	while (more) {
+		struct relay *look[SWEEP_BATCH], *doomed[SWEEP_BATCH];
+		struct pollfd pf[SWEEP_BATCH];
+		enum relay_end why[SWEEP_BATCH];
+		int reset[SWEEP_BATCH];
+		size_t n = 0, k = 0;
+		struct relay *r;
+		pthread_mutex_lock(&open_lock);
+		while (n < SWEEP_BATCH && (r = TAILQ_FIRST(&half_list)) && r->swept != round) {
+			TAILQ_REMOVE(&half_list, r, hlink);
+			TAILQ_INSERT_TAIL(&half_list, r, hlink);
+			r->swept = round;
+			int d = ended_side(r);
+			if (d < 0 || r->closing || atomic_load(&r->end) >= 0)
+				continue;
+			look[n] = r;
+			pf[n++] = (struct pollfd){.fd = r->fd[d]};
+		}
+		more = n == SWEEP_BATCH;
+		if (n && poll(pf, n, 0) < 0)
+			n = 0; /* ENOMEM: no look this round */
+		for (size_t i = 0; i < n; i++) {
+			r = look[i];
+			int d = ended_side(r);
+			if (d < 0)
+				continue; /* both ended since: closing as it should */
+			/* POLLERR only: POLLHUP comes also once the other
+			 * direction passed its own FIN on to this side. */
+			if (pf[i].revents & POLLERR) {
+				why[k] = RELAY_CLIENT_RESET + d;
+				reset[k] = 1 - d;
+			} else if (r->o.half_closed_timeout != WEFT_NEVER &&
+				   now - atomic_load_explicit(&r->last, memory_order_relaxed) >=
+					   r->o.half_closed_timeout) {
+				why[k] = RELAY_HALF_CLOSED_TIMEOUT;
+				reset[k] = -1;
+			} else {
+				continue;
+			}
+			if (grab(r))
+				doomed[k++] = r;
+		}
+		pthread_mutex_unlock(&open_lock);
+		for (size_t i = 0; i < k; i++) {
+			abort_relay(doomed[i], why[i], reset[i]);
+			unref(doomed[i]);
+		}
+	}
+}
+
 static intptr_t sweep_half_closed(void *arg)
 {
 	(void)arg;
@@ -456,7 +547,7 @@ static intptr_t sweep_half_closed(void *arg)
 		 * a sweeper again. */
 		pthread_mutex_lock(&open_lock);
 		uint64_t every = sweep_every;
-		bool leave = half_closed == 0 || no_timer;
+		bool leave = TAILQ_EMPTY(&half_list) || no_timer;
 		if (leave) {
 			sweeping = false;
 			sweep_every = 0;
@@ -464,32 +555,19 @@ static intptr_t sweep_half_closed(void *arg)
 		pthread_mutex_unlock(&open_lock);
 		if (leave)
 			return 0;
-		int rc = weft_sleep(every);
+		struct weft_scope sc;
+		weft_scope_deadline(&sc, every);
+		int rc = weft_sem_acquire(&sweep_kick);
+		weft_scope_end(&sc);
+		if (rc == 0)
+			continue; /* a shorter timeout came: wait by it */
 		if (rc == -ENOMEM) {
 			no_timer = true;
 			continue;
 		}
-		if (rc < 0)
+		if (rc != -ETIMEDOUT)
 			return 0; /* shutdown */
-		uint64_t now = weft_now();
-		/* In batches: the aborts happen outside the lock. */
-		struct relay *batch[64];
-		size_t n;
-		do {
-			n = 0;
-			pthread_mutex_lock(&open_lock);
-			for (struct relay *r = open_head; r && n < 64; r = r->next)
-				if (r->half && !r->closing && atomic_load(&r->end) < 0 &&
-				    now - atomic_load_explicit(&r->last, memory_order_relaxed) >=
-					    r->o.half_closed_timeout &&
-				    grab(r))
-					batch[n++] = r;
-			pthread_mutex_unlock(&open_lock);
-			for (size_t i = 0; i < n; i++) {
-				abort_relay(batch[i], RELAY_HALF_CLOSED_TIMEOUT, -1);
-				unref(batch[i]);
-			}
-		} while (n == 64);
+		sweep_once();
 	}
 }
 
@@ -497,18 +575,18 @@ static intptr_t sweep_half_closed(void *arg)
 static void count_half_closed(struct relay *r)
 {
 	uint64_t timeout = r->o.half_closed_timeout;
-	if (timeout == WEFT_NEVER)
-		return; /* off: the idle timeout alone applies */
-	uint64_t every = timeout / 4;
+	uint64_t every = timeout == WEFT_NEVER ? SWEEP_MAX : timeout / 4;
 	every = every < SWEEP_MIN ? SWEEP_MIN : every > SWEEP_MAX ? SWEEP_MAX : every;
 	pthread_mutex_lock(&open_lock);
 	r->half = true;
-	half_closed++;
+	TAILQ_INSERT_HEAD(&half_list, r, hlink);
+	bool start = !sweeping, kick = !start && every < sweep_every;
 	if (!sweep_every || every < sweep_every)
 		sweep_every = every;
-	bool start = !sweeping;
 	sweeping = true;
 	pthread_mutex_unlock(&open_lock);
+	if (kick)
+		weft_sem_release(&sweep_kick);
 	if (!start)
 		return;
 	struct weft_spawn_opts o = {.name = "relay-half-closed"};
