@@ -81,7 +81,11 @@ WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int 
 /* connect(2): 0 or -errno, e.g. -ECONNREFUSED. */
 WEFT_API int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);
 
-/* openat(2): the new descriptor (the caller owns it) or -errno. */
+/* openat(2): the new descriptor (the caller owns it) or -errno.  One
+ * difference: a FIFO does not wait for its other end, as io_uring opens it
+ * non-blocking first (then clears O_NONBLOCK): for reading it opens at
+ * once, for writing with no reader it fails with -ENXIO.  Where open(2)'s
+ * wait is wanted, call open(2) through weft_spawn_blocking. */
 WEFT_API int weft_openat(int dirfd, const char *path, int flags, mode_t mode);
 
 /* statx(2): 0 with *buf filled, or -errno. */

@@ -7,7 +7,8 @@
  * reported as cancelled (no byte is lost), and a cancellation that outlives
  * its task never reaches the next task on the same object; accept with a full descriptor
  * table reports -EMFILE and recovers.  File, vectored, message,
- * splice and poll operations each do what their system call does; a task
+ * splice and poll operations each do what their system call does (a
+ * FIFO's open excepted: it does not wait for the other end); a task
  * waits for a signal through weft_signal_wait.  A worker kept busy by
  * tasks that are always ready still reaps completions, however many come
  * at once.
@@ -18,6 +19,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -452,6 +454,38 @@ TEST(IoTest, FileOperationsDoWhatTheirSyscallsDo)
 		EXPECT_EQ(weft_close(fd), 0);
 		EXPECT_EQ(weft_openat(AT_FDCWD, "/nonexistent/x", O_RDONLY, 0), -ENOENT);
 		EXPECT_EQ(weft_statx(AT_FDCWD, "/nonexistent/x", 0, STATX_SIZE, &st), -ENOENT);
+		return (intptr_t)0;
+	});
+	unlink(path.c_str());
+	rmdir(dir);
+}
+
+/* A FIFO does not wait for its other end, unlike open(2) (weft/io.h says
+ * so): for reading it opens at once, blocking reads after; for writing
+ * with no reader it fails with -ENXIO. */
+TEST(IoTest, AFifoOpensWithoutWaitingForItsOtherEnd)
+{
+	char dir[] = "/tmp/weft-io-XXXXXX";
+	ASSERT_NE(mkdtemp(dir), nullptr);
+	static std::string path;
+	path = std::string(dir) + "/fifo";
+	ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+	run_in_weft(1, [] {
+		struct weft_scope sc;
+		weft_scope_deadline(&sc, 5 * WEFT_SEC);
+		EXPECT_EQ(weft_openat(AT_FDCWD, path.c_str(), O_WRONLY | O_CLOEXEC, 0), -ENXIO);
+		int r = weft_openat(AT_FDCWD, path.c_str(), O_RDONLY | O_CLOEXEC, 0);
+		EXPECT_GE(r, 0);
+		EXPECT_FALSE(fcntl(r, F_GETFL) & O_NONBLOCK);
+		int w = weft_openat(AT_FDCWD, path.c_str(), O_WRONLY | O_CLOEXEC, 0);
+		EXPECT_GE(w, 0);
+		EXPECT_FALSE(weft_scope_end(&sc)) << "an open waited";
+		EXPECT_EQ(weft_write(w, "x", 1), 1);
+		char c = 0;
+		EXPECT_EQ(weft_read(r, &c, 1), 1);
+		EXPECT_EQ(c, 'x');
+		weft_close(w);
+		weft_close(r);
 		return (intptr_t)0;
 	});
 	unlink(path.c_str());
