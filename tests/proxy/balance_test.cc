@@ -7,8 +7,9 @@
  * server dies in the middle of a stream of connections, the connect,
  * idle and half-closed timeouts (a slow but steady reader is not idle, a
  * reader that takes nothing is; a short half-closed timeout is not held up
- * by a longer one, and a reset after a FIN is passed on), a failed connect
- * handing its server slot
+ * by a longer one, and a reset after a FIN is passed on), the queue for a
+ * busy server (first come, first served; a client gone leaves it), a
+ * failed connect handing its server slot
  * to the queue at once, and max_connections pausing the accepts
  * (and an idle listen address keeping no slot from another).
  *
@@ -275,6 +276,89 @@ TEST(BalanceTest, AQueuedConnectionDoesNotCountATriedServerAsRoom)
 			"server s1 = 127.0.0.1:" + std::to_string(a.port) + " max_connections=1\n";
 	ASSERT_TRUE(s.p.start(c) && !s.p.wait_line("listening", 10000).empty());
 	expect_queued_asleep_then_served(s, reach(s.port));
+}
+
+/* A proxy with one worker in front of a, whose only server takes one
+ * connection at a time (connections wait up to 20 s for it), and a
+ * connection through it that holds that slot. */
+held hold_the_one_slot(setup &s, backend &a)
+{
+	std::string c = "[global]\nworkers = 1\n\n[frontend f]\nlisten = 127.0.0.1:" +
+			std::to_string(s.port) + "\nbackend = b\n\n[backend b]\nqueue_timeout = 20s\n" +
+			"server s1 = 127.0.0.1:" + std::to_string(a.port) + " max_connections=1\n";
+	if (!s.p.start(c) || s.p.wait_line("listening", 10000).empty())
+		return held{};
+	return reach(s.port);
+}
+
+/* Whether fd has a byte for us now. */
+bool readable_now(int fd)
+{
+	struct pollfd pf = {fd, POLLIN, 0};
+	return poll(&pf, 1, 0) == 1;
+}
+
+/* The queue for a busy server is first come, first served: each freed
+ * slot goes to the connection that has waited longest (one worker wakes
+ * the newest first, so a broadcast served them newest first). */
+TEST(QueueTest, WaitersAreServedInTheOrderTheyCame)
+{
+	NEED_PROXY();
+	backend a('a');
+	setup s;
+	held first = hold_the_one_slot(s, a);
+	ASSERT_EQ(first.tag, 'a');
+	std::vector<int> q;
+	for (int i = 0; i < 4; i++) {
+		q.push_back(dial(s.port));
+		ASSERT_GE(q.back(), 0);
+		usleep(100 * 1000); /* queued before the next comes */
+	}
+	close(first.fd);
+	for (size_t i = 0; i < q.size(); i++) {
+		struct timeval tv = {5, 0};
+		setsockopt(q[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		char tag = 0;
+		EXPECT_EQ(recv(q[i], &tag, 1, 0), 1) << "connection " << i << " was not served next";
+		for (size_t j = i + 1; j < q.size(); j++)
+			EXPECT_FALSE(readable_now(q[j])) << "connection " << j << " went before " << i;
+		close(q[i]); /* its slot goes to the next */
+	}
+	EXPECT_EQ(s.p.stop(), 0);
+}
+
+/* A client that resets while it waits leaves the queue (found within a
+ * second): no server connection is made for it, and the slot goes to the
+ * connection behind it. */
+TEST(QueueTest, AClientThatResetsWhileQueuedIsNeverConnected)
+{
+	NEED_PROXY();
+	backend a('a');
+	setup s;
+	held first = hold_the_one_slot(s, a);
+	ASSERT_EQ(first.tag, 'a');
+	int gone = dial(s.port);
+	usleep(100 * 1000);
+	int next = dial(s.port);
+	ASSERT_GE(gone, 0);
+	ASSERT_GE(next, 0);
+	usleep(100 * 1000);
+	struct linger lg = {1, 0};
+	setsockopt(gone, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(gone);
+	usleep(1500 * 1000); /* a look at the clients has come */
+	close(first.fd);
+	struct timeval tv = {5, 0};
+	setsockopt(next, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	char tag = 0;
+	EXPECT_EQ(recv(next, &tag, 1, 0), 1);
+	EXPECT_EQ(tag, 'a');
+	EXPECT_FALSE(s.p.wait_line("\"end\":\"client_closed\"", 3000).empty())
+		<< "no access log line for the client gone";
+	close(next); /* the slot is free for anyone still waiting */
+	usleep(300 * 1000);
+	EXPECT_EQ(a.accepted.load(), 2) << "a server connection was made for a client gone";
+	EXPECT_EQ(s.p.stop(), 0);
 }
 
 TEST(BalanceTest, AServerDyingMidStreamCostsNoClientAConnection)

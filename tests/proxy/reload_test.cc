@@ -33,7 +33,8 @@
  *  - a server's health state (verdict and counts) survives a reload, and
  *    its max_connections counts connections from before it: a new one
  *    waits for them, and goes as soon as one ends; a backend's queue_size
- *    bounds the waiters of both generations together;
+ *    bounds the waiters of both generations together; a reloaded limit
+ *    applies to every generation, the waiters from before included;
  *  - a long connection keeps flowing through a reload that removes its
  *    server and through an upgrade (served by the old process while it
  *    drains, which then exits 0 once it closes);
@@ -840,6 +841,53 @@ TEST(ReloadTest, ABackendsQueueSpansAReload)
 	EXPECT_EQ(tag, 'a');
 	EXPECT_NE(http_get(admin, "/metrics").find(queue + "0\n"), std::string::npos);
 	close(second);
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+/* A server's max_connections is the one in force for every generation: a
+ * reload that raises it lets the connection waiting from before go (it
+ * waited by the old limit until its queue_timeout), and one that lowers it
+ * holds the older generation's connections to it too. */
+TEST(ReloadTest, AReloadedServerLimitAppliesToTheConnectionsWaitingFromBefore)
+{
+	NEED_PROXY();
+	backend a('a');
+	int port = free_port();
+	auto conf = [&](int max) {
+		return "[global]\naccess_log = off\n" + frontend("web", port) +
+		       "\n[backend app]\nqueue_timeout = 10s\nserver s0 = 127.0.0.1:" +
+		       std::to_string(a.port) + " max_connections=" + std::to_string(max) + "\n";
+	};
+	proxy p;
+	ASSERT_TRUE(p.start(conf(1)));
+	ASSERT_NE(p.wait_line("listening", 5000), "");
+	int first = dial(port);
+	char tag = 0;
+	ASSERT_EQ(recv(first, &tag, 1, 0), 1);
+	int second = dial(port); /* waits: the server's one slot is taken */
+	usleep(200 * 1000);
+	write_file(p.file, conf(2));
+	kill(p.pid, SIGHUP);
+	ASSERT_NE(p.wait_line("reloaded", 5000), "");
+	struct timeval tv = {3, 0};
+	setsockopt(second, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	EXPECT_EQ(recv(second, &tag, 1, 0), 1) << "the waiting connection kept the old limit";
+	/* Lowered to 1 with two open: a new connection waits, though it
+	 * belongs to the generation that said 1 and the two to the ones
+	 * before. */
+	write_file(p.file, conf(1));
+	kill(p.pid, SIGHUP);
+	ASSERT_NE(p.wait_line("reloaded", 5000), "");
+	int third = dial(port);
+	struct pollfd pf = {third, POLLIN, 0};
+	EXPECT_EQ(poll(&pf, 1, 500), 0) << "a third connection went past the new limit";
+	close(first);
+	close(second);
+	usleep(100 * 1000); /* both slots given back: now it goes */
+	setsockopt(third, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	EXPECT_EQ(recv(third, &tag, 1, 0), 1);
+	close(third);
 	int st = p.stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }

@@ -478,8 +478,8 @@ static int query_state(const char *q, size_t len, const char **why)
  * through reloads.  404 for a backend or server v does not have, 400 for a
  * missing or unknown state or a request body, 503 while a binary upgrade
  * hands the states over (src->state_begin), 200 with "BACKEND/SERVER
- * STATE (was OLD)" otherwise.  A change is said on stderr, and
- * connections waiting for a server slot are woken to pick again
+ * STATE (was OLD)" otherwise.  A change is said on stderr, and the
+ * connections waiting for a server slot are served again
  * (src->servers_changed): a server made ready may have room, and with none
  * ready they give up at once (or go to a backup) rather than at their
  * queue_timeout.
@@ -544,7 +544,7 @@ static void set_server_state(int fd, const struct admin_source *src, const struc
 			balance_admin_name(old), ready, pb->n, bname);
 		if (ready == 0)
 			fprintf(stderr, "weft-proxy: backend %s has no server ready\n", bname);
-		src->servers_changed();
+		src->servers_changed(pb);
 	}
 	answer(fd, 200, "OK", "", 0, "%s/%s %s (was %s)\n", bname, sname,
 	       balance_admin_name((enum server_admin)state), balance_admin_name(old));

@@ -58,9 +58,10 @@ struct admin_source {
 	 * called with what get stored in *hold.  Any task; no failure path. */
 	const struct admin_view *(*get)(void **hold);
 	void (*put)(void *hold);
-	/* A server's administrative state changed: wakes the connections
-	 * waiting for a server slot, to pick again.  Task only. */
-	void (*servers_changed)(void);
+	/* A server of pb changed its administrative state: serves the
+	 * connections waiting for a slot that it lets (queue_dispatch).  Any
+	 * thread. */
+	void (*servers_changed)(struct pbackend *pb);
 	/* Brackets a state change, so that a binary upgrade hands over the
 	 * last states: begin returns 0 (and end must follow) or refuses with
 	 * -ETIMEDOUT (a hand-over is under way: try again) or -ESHUTDOWN

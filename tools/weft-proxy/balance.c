@@ -33,6 +33,7 @@
 #include <weft.h>
 
 #include "balance.h"
+#include "queue.h"
 
 struct shared_head {
 	_Atomic unsigned refs;
@@ -86,8 +87,10 @@ static struct pserver_state *server_state(const struct proxy_server *s,
 		return shared_ref(prev->servers[i].st);
 	}
 	struct pserver_state *st = shared_new(sizeof(*st));
-	if (st)
+	if (st) {
 		atomic_init(&st->health.up, true);
+		atomic_init(&st->max, s->max_connections);
+	}
 	return st;
 }
 
@@ -99,8 +102,9 @@ int balance_init(struct pbackend *pb, const struct proxy_backend *b, const struc
 	pb->cfg = b;
 	pb->servers = calloc(b->nservers, sizeof(*pb->servers));
 	pb->stats = prev ? shared_ref(prev->stats) : shared_new(sizeof(*pb->stats));
+	pb->queue = prev ? shared_ref(prev->queue) : queue_new();
 	pthread_mutex_init(&pb->lock, NULL);
-	if (!pb->servers || !pb->stats) {
+	if (!pb->servers || !pb->stats || !pb->queue) {
 		balance_fini(pb);
 		return -ENOMEM;
 	}
@@ -128,6 +132,13 @@ int balance_init(struct pbackend *pb, const struct proxy_backend *b, const struc
 	return 0;
 }
 
+void balance_commit(struct pbackend *pb)
+{
+	for (size_t i = 0; i < pb->n; i++)
+		atomic_store_explicit(&pb->servers[i].st->max, pb->servers[i].cfg->max_connections,
+				      memory_order_relaxed);
+}
+
 void balance_fini(struct pbackend *pb)
 {
 	for (size_t i = 0; i < pb->n; i++)
@@ -137,6 +148,8 @@ void balance_fini(struct pbackend *pb)
 	pb->n = 0;
 	shared_unref(pb->stats);
 	pb->stats = NULL;
+	shared_unref(pb->queue);
+	pb->queue = NULL;
 	pthread_mutex_destroy(&pb->lock);
 }
 
@@ -153,7 +166,7 @@ static bool eligible(const struct pserver *s, struct pserver *const *tried, size
 		return false;
 	if (atomic_load_explicit(&s->st->down_until, memory_order_relaxed) > now)
 		return false;
-	uint32_t max = s->cfg->max_connections;
+	uint32_t max = atomic_load_explicit(&s->st->max, memory_order_relaxed);
 	if (max && atomic_load_explicit(&s->st->active, memory_order_relaxed) >= max) {
 		*busy = true;
 		return false;
@@ -266,7 +279,7 @@ static struct pserver *pick_among(struct pbackend *pb, bool backups, const struc
  * may have taken it since, and the limit is a promise to the server. */
 static bool take_slot(struct pserver *s)
 {
-	uint32_t max = s->cfg->max_connections;
+	uint32_t max = atomic_load_explicit(&s->st->max, memory_order_relaxed);
 	uint32_t n = atomic_load_explicit(&s->st->active, memory_order_relaxed);
 	do {
 		if (max && n >= max)
@@ -294,29 +307,6 @@ struct pserver *balance_pick(struct pbackend *pb, const struct weft_addr *client
 	} while (!take_slot(s));
 	atomic_fetch_add_explicit(&s->st->total, 1, memory_order_relaxed);
 	return s;
-}
-
-bool balance_has_room(struct pbackend *pb, struct pserver *const *tried, size_t ntried)
-{
-	/* As balance_pick decides: a non-backup with room, or a backup with
-	 * room while no non-backup is merely busy (busy ones are waited for,
-	 * not passed over), never one already tried.  A server counted here
-	 * that the pick would skip would make wait_for_slot return at once
-	 * and its caller pick and wait again, spinning until queue_timeout. */
-	uint64_t now = weft_now();
-	bool busy = false, backup = false;
-	for (size_t i = 0; i < pb->n; i++) {
-		const struct pserver *s = &pb->servers[i];
-		bool full = false;
-		if (eligible(s, tried, ntried, now, &full)) {
-			if (!s->cfg->backup)
-				return true;
-			backup = true;
-		} else if (!s->cfg->backup) {
-			busy |= full;
-		}
-	}
-	return backup && !busy;
 }
 
 void balance_done(struct pserver *s)
@@ -383,8 +373,8 @@ enum server_admin balance_admin(const struct pserver *s)
 
 enum server_admin balance_set_admin(struct pserver *s, enum server_admin a)
 {
-	/* Relaxed, as balance_admin: the waiters that must see it take
-	 * main.c's queue lock after it. */
+	/* Relaxed, as balance_admin: the waiters that must see it are
+	 * served after it, under their queue's lock (queue_dispatch). */
 	return (enum server_admin)atomic_exchange_explicit(&s->st->admin, (int)a,
 							   memory_order_relaxed);
 }

@@ -70,6 +70,10 @@ enum server_admin {
  * it with relaxed atomics: each field is a value on its own. */
 struct pserver_state {
 	_Atomic uint32_t active;      /* connections through it now, all generations */
+	/* Its max_connections in force (0: none), as the generation in force
+	 * says (balance_commit): connections of every generation, and those
+	 * still waiting under an older one, go by the same limit. */
+	_Atomic uint32_t max;
 	_Atomic uint32_t fails;       /* connect failures in a row */
 	_Atomic uint64_t down_until;  /* weft_now() before which it is skipped */
 	_Atomic uint64_t total, connect_errors;
@@ -93,6 +97,7 @@ struct pbackend {
 	pthread_mutex_t lock;         /* round robin state; never held across a suspension */
 	_Atomic uint64_t rng;
 	struct backend_stats *stats;  /* shared across generations (by name) */
+	struct queue *queue;          /* likewise: the connections waiting for a slot */
 };
 
 /*
@@ -117,6 +122,12 @@ int balance_init(struct pbackend *pb, const struct proxy_backend *b, const struc
 		 const struct proxy_server **bad);
 void balance_fini(struct pbackend *pb);
 
+/* pb's generation is now in force: its servers' limits apply (to every
+ * generation: pserver_state.max).  The caller then serves pb's queue
+ * (queue_dispatch), which a higher limit may let go.  Any thread; no
+ * failure path. */
+void balance_commit(struct pbackend *pb);
+
 /*
  * Picks a server for a connection from client, none of tried[0, ntried):
  * the eligible ones are ready (enum server_admin), up (by their checks,
@@ -131,11 +142,6 @@ struct pserver *balance_pick(struct pbackend *pb, const struct weft_addr *client
 
 /* A connection through s ended (or its connect failed: ok false). */
 void balance_done(struct pserver *s);
-/* Whether a pick on pb, leaving out the servers in tried, could find a
- * server with room now, by the same rules as balance_pick (backups only
- * while no other server is eligible or busy).  Any thread; never
- * suspends. */
-bool balance_has_room(struct pbackend *pb, struct pserver *const *tried, size_t ntried);
 void balance_connect_result(struct pserver *s, bool ok);
 /* Whether -errno err is this process running short of descriptors, memory
  * or buffers: it passes with time, so a loop that meets it (accepting,
@@ -163,7 +169,7 @@ enum server_admin balance_admin(const struct pserver *s);
 /*
  * Sets s's administrative state (shared with every generation that has the
  * server) and returns the one it replaced.  Connections waiting for a
- * server slot are not woken here: the caller (main.c, through
+ * server slot are not served here: the caller (admin.c, through
  * admin_source.servers_changed) does that.  Any thread; no failure path.
  */
 enum server_admin balance_set_admin(struct pserver *s, enum server_admin a);

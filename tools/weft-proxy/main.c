@@ -37,9 +37,9 @@
  *     within connect_timeout; a failed connect is retried on another
  *     server, up to `retries` times.  Servers that are all at their own
  *     max_connections make it wait up to queue_timeout (at most
- *     queue_size waiting per backend) for a slot; a slot freed, or a
- *     server's administrative state changed from the admin listener,
- *     makes it pick again (wake_slot_waiters).
+ *     queue_size waiting per backend, first come first served:
+ *     queue.c) for a slot, which a connection's end, or a server made
+ *     ready from the admin listener, hands on.
  *  3. With send_proxy, the PROXY header goes to the server first.
  *     With accept_proxy, the session first reads the client's PROXY
  *     header (read_proxy_header), takes the client's address from it,
@@ -112,6 +112,7 @@
 #include "pipes.h"
 #include "privs.h"
 #include "proxy_proto.h"
+#include "queue.h"
 #include "relay.h"
 #include "reload.h"
 #include "stats.h"
@@ -146,10 +147,7 @@ struct proxy {
 	bool handed_over;
 	struct weft_sem slots;      /* global max_connections */
 	uint32_t slots_max;         /* the capacity slots heads to (slots_resize) */
-	struct weft_mutex qlock;    /* server slot waits */
-	struct weft_cond qcond;
 	_Atomic uint64_t active;    /* established or connecting */
-	_Atomic uint32_t waiting;   /* in wait_for_slot, all backends and generations */
 	_Atomic uint64_t total, refused;
 	_Atomic uint64_t reloads, reload_failures;
 	/* The access log's writer, made when the log is first on (at start
@@ -270,38 +268,13 @@ static void log_line(const struct session *s, const char *how, uint64_t in, uint
 	accesslog_push(log, line, (size_t)(p - line));
 }
 
-/* Wakes every connection waiting for a server slot, to pick again: a slot
- * freed (relay_done), or a server's administrative state changed
- * (admin_source.servers_changed; the state was stored before qlock is
- * taken here, so a waiter either checked balance_has_room under qlock
- * after it, and saw it, or sleeps in qcond and is woken).  Shielded: a
- * caller's deadline or cancellation (an admin request's, a task's at
- * shutdown) must neither leave the waiters asleep until their
- * queue_timeout nor make the unlock release a qlock it did not get; qlock
- * is held for moments only. */
-static void wake_slot_waiters(void)
-{
-	struct weft_scope sc;
-	weft_scope_shield(&sc, WEFT_NEVER);
-	if (weft_mutex_lock(&P.qlock) == 0) {
-		weft_cond_broadcast(&P.qcond);
-		weft_mutex_unlock(&P.qlock);
-	}
-	weft_scope_end(&sc);
-}
-
-/* Gives back the slot of srv that balance_pick took, however the
- * connection through it ended (a failed connect too): a connection waiting
- * for this server may go, in this generation or a later one (the server's
- * count of active connections is shared), hence the count of all waiters.
- * The lock is taken only when one waits (wait_for_slot: the fences pair
- * the freed slot with the count). */
-static void slot_done(struct pserver *srv)
+/* Gives back the slot of srv, a server of pb, that balance_pick took,
+ * however the connection through it ended (a failed connect too), and
+ * hands it to the connection waiting longest, if one waits (queue.c). */
+static void slot_done(struct pbackend *pb, struct pserver *srv)
 {
 	balance_done(srv);
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load(&P.waiting))
-		wake_slot_waiters();
+	queue_dispatch(pb);
 }
 
 /* A connection that ends before its relay starts: counted, logged,
@@ -325,7 +298,7 @@ static void relay_done(void *arg, enum relay_end end, const uint64_t bytes[2], u
 	 * the early bytes went before it. */
 	uint64_t in = bytes[0] + s->early, out = bytes[1];
 	log_line(s, relay_end_name(end), in, out);
-	slot_done(s->server);
+	slot_done(s->f->backend, s->server);
 	release(s);
 }
 
@@ -337,37 +310,6 @@ static int dial_server(const struct proxy_backend *b, struct pserver *srv)
 	int fd = weft_sock_connect(&srv->addr);
 	weft_scope_end(&sc);
 	return fd;
-}
-
-/* Waits, as one of at most queue_size, for a slot of a server of pb not in
- * tried to free, until deadline (weft_now() scale). */
-static int wait_for_slot(struct pbackend *pb, uint64_t deadline, struct pserver *const *tried,
-			 size_t ntried)
-{
-	uint64_t now = weft_now();
-	if (now >= deadline)
-		return -ETIMEDOUT;
-	if (atomic_fetch_add(&pb->stats->queued, 1) >= pb->cfg->queue_size) {
-		atomic_fetch_sub(&pb->stats->queued, 1);
-		return -EBUSY; /* the queue is full */
-	}
-	/* Counted in waiting, then the recheck under qlock: a slot freed
-	 * before it is seen here; one freed after it finds waiting non-zero
-	 * and broadcasts under qlock, so after this wait began. */
-	atomic_fetch_add(&P.waiting, 1);
-	atomic_thread_fence(memory_order_seq_cst);
-	struct weft_scope sc;
-	weft_scope_deadline(&sc, deadline - now);
-	int rc = weft_mutex_lock(&P.qlock);
-	if (rc == 0) {
-		if (!balance_has_room(pb, tried, ntried))
-			rc = weft_cond_wait(&P.qcond, &P.qlock);
-		weft_mutex_unlock(&P.qlock);
-	}
-	weft_scope_end(&sc);
-	atomic_fetch_sub(&P.waiting, 1);
-	atomic_fetch_sub(&pb->stats->queued, 1);
-	return rc;
 }
 
 /*
@@ -444,13 +386,22 @@ static intptr_t session(void *arg)
 	uint64_t queue_until = weft_now() + b->queue_timeout_ns;
 	int server = -1;
 	for (uint32_t attempt = 0; attempt <= b->retries;) {
-		int why;
-		struct pserver *srv = balance_pick(pb, &s->peer, tried, ntried, &why);
-		if (!srv) {
-			if (why == -EBUSY && wait_for_slot(pb, queue_until, tried, ntried) == 0)
-				continue;
-			break;
+		/* First come, first served: while connections wait for a
+		 * slot, a new one queues behind them (a retry has waited its
+		 * turn already). */
+		int why = -EBUSY;
+		struct pserver *srv = NULL;
+		if (attempt > 0 || !queue_busy(pb))
+			srv = balance_pick(pb, &s->peer, tried, ntried, &why);
+		if (!srv && why == -EBUSY) {
+			why = queue_wait(pb, s->client, &s->peer, tried, ntried, queue_until, &srv);
+			if (why == -ECONNRESET) {
+				end_early(s, "client_closed", false);
+				return 0;
+			}
 		}
+		if (!srv)
+			break;
 		if (attempt > 0)
 			STAT_ADD(bs->retries, 1);
 		uint64_t t0 = weft_now();
@@ -458,7 +409,7 @@ static intptr_t session(void *arg)
 		if (server < 0 && balance_local_error(server)) {
 			/* Ours, not the server's: neither held against it nor
 			 * tried elsewhere, where it would fail alike. */
-			slot_done(srv);
+			slot_done(pb, srv);
 			break;
 		}
 		balance_connect_result(srv, server >= 0);
@@ -468,7 +419,7 @@ static intptr_t session(void *arg)
 			s->server = srv;
 			break;
 		}
-		slot_done(srv);
+		slot_done(pb, srv);
 		if (ntried < sizeof(tried) / sizeof(tried[0]))
 			tried[ntried++] = srv;
 		attempt++;
@@ -495,7 +446,7 @@ static intptr_t session(void *arg)
 		ok = weft_sock_send_all(server, head + hlen, got - hlen, NULL) >= 0;
 	if (!ok) {
 		weft_close(server);
-		slot_done(s->server);
+		slot_done(pb, s->server);
 		end_early(s, "server_reset", true);
 		return 0;
 	}
@@ -522,7 +473,7 @@ static intptr_t session(void *arg)
 	};
 	if (relay_start(s->client, server, &o) < 0) {
 		weft_close(server);
-		slot_done(s->server);
+		slot_done(pb, s->server);
 		end_early(s, "no_memory", true);
 	}
 	return 0;
@@ -1111,6 +1062,10 @@ static int reload_locked(void)
 	P.cur = g;
 	pipes_limit(cfg->pipes_max);
 	pthread_mutex_unlock(&P.gen_lock);
+	for (size_t i = 0; i < g->nbacks; i++) {
+		balance_commit(&g->backs[i]);
+		queue_dispatch(&g->backs[i]);
+	}
 	loops_stop(old);
 	health_stop(old->health);
 	old->health = NULL;
@@ -1472,7 +1427,7 @@ static intptr_t run(void *arg)
 		.started = weft_now(),
 		.get = view_get,
 		.put = view_put,
-		.servers_changed = wake_slot_waiters,
+		.servers_changed = queue_dispatch,
 		.state_begin = state_begin,
 		.state_end = state_end,
 	};
@@ -1695,8 +1650,6 @@ int main(int argc, char **argv)
 	upgrade_from_close(&P.from); /* what the configuration has no use for */
 	P.slots_max = cfg->max_connections;
 	weft_sem_init(&P.slots, P.slots_max);
-	weft_mutex_init(&P.qlock);
-	weft_cond_init(&P.qcond);
 	weft_mutex_init(&P.reload_lock);
 	pthread_mutex_init(&P.gen_lock, NULL);
 	struct log_sink sink;
