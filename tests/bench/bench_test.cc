@@ -1037,6 +1037,12 @@ TEST(BenchTest, RampOffersTheMeanRate)
 	EXPECT_EQ(field(out, "rate", "offered"), 300);
 	EXPECT_LE(field(out, "", "requests"), 300);
 	EXPECT_GE(field(out, "", "requests"), 280);
+	/* Falling, to where the count of requests due peaks at the end: none
+	 * past it is due (they were all due at once, a flood). */
+	out = bench_ok({"-c", "10", "-w", "1", "-d", "1s", "--rate", "1000:10", "--json", s.url()});
+	EXPECT_EQ(field(out, "rate", "offered"), 505);
+	EXPECT_LE(field(out, "", "requests"), 505);
+	EXPECT_GE(field(out, "", "requests"), 480);
 }
 
 /* The numbers of an SVG polyline's points attribute. */

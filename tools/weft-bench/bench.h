@@ -223,8 +223,9 @@ int64_t parse_time(const char *s, bool unit_optional);
  * 0 or -ENOMEM. */
 int request_build(struct bench *b);
 
-/* schedule.c: open loop.  When request j is due, in ns after t0, and how
- * many requests are due in [0, t) ns after t0 (a real number). */
+/* schedule.c: open loop.  When request j is due, in ns after t0
+ * (UINT64_MAX: never, past a falling ramp's peak), and how many requests
+ * are due in [0, t) ns after t0 (a real number). */
 uint64_t sched_due(const struct bench *b, uint64_t j);
 double sched_count(const struct bench *b, uint64_t t);
 /* The offered rate over the measured window, requests/s. */

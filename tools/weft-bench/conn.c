@@ -299,8 +299,10 @@ static bool next_request(struct conn *c, bool ticketed, bool open, bool *have_ne
 			*no_more = true;
 			return false;
 		}
-		if (open)
-			*due = b->t0 + sched_due(b, j);
+		if (open) {
+			uint64_t at = sched_due(b, j);
+			*due = at == UINT64_MAX ? WEFT_NEVER : b->t0 + at;
+		}
 	}
 	return *have_next = true;
 }

@@ -11,7 +11,9 @@
  * 0, a ticket shared by all connections) is due when N(t) = j.  After the
  * warm-up that is the root of A u + k u^2 / 2 = j - A W in u = t - W,
  * taken in the form 2 x / (A + sqrt(A^2 + 2 k x)), which needs no
- * division by k (zero for a constant rate) and does not cancel.
+ * division by k (zero for a constant rate) and does not cancel.  A falling
+ * ramp (k < 0) has N(t) peak at A^2 / -2k, where r(t) would reach 0: past
+ * the run's end, as B > 0, and the requests beyond it are never due.
  */
 #include <math.h>
 
@@ -28,7 +30,10 @@ uint64_t sched_due(const struct bench *b, uint64_t j)
 	double x = (double)j - a * w; /* requests due after the warm-up */
 	if (x < 0)
 		return (uint64_t)((double)j / a * 1e9);
-	double den = a + sqrt(a * a + 2 * ramp_k(b) * x);
+	double disc = a * a + 2 * ramp_k(b) * x;
+	if (disc < 0)
+		return UINT64_MAX; /* past a falling ramp's peak */
+	double den = a + sqrt(disc);
 	double u = den > 0 ? 2 * x / den : 0;
 	return (uint64_t)((w + u) * 1e9);
 }
