@@ -46,8 +46,10 @@
 
 #include "bench.h"
 
-#define RBUF 16384  /* a response head must fit */
-#define NHDR 64
+#define RBUF 16384  /* a response head must fit: its line and head limit */
+#define NHDR 256    /* field lines in a response head, at most */
+
+static const struct weft_http1_limits head_limits = {.max_line = RBUF, .max_head = RBUF};
 
 const char *const kind_name[E_KINDS] = {
 	"connect", "read", "write", "timeout", "parse", "unexpected close", "verify",
@@ -323,7 +325,7 @@ intptr_t conn_task(void *arg)
 	weft_wg_done(&b->tried);
 	bool started = weft_future_await(b->go, NULL) == 0 && first >= 0;
 	rx.in_body = false;
-	weft_http1_parser_init(&rx.p, NULL, rx.hdrs, NHDR);
+	weft_http1_parser_init(&rx.p, &head_limits, rx.hdrs, NHDR);
 	now = weft_now();
 	while (started) {
 		if (c->fd < 0) {
@@ -339,7 +341,7 @@ intptr_t conn_task(void *arg)
 				continue;
 			len = rpos = 0;
 			rx.in_body = false;
-			weft_http1_parser_init(&rx.p, NULL, rx.hdrs, NHDR);
+			weft_http1_parser_init(&rx.p, &head_limits, rx.hdrs, NHDR);
 		}
 		/* 1. Queue what is due, send it in one piece. */
 		unsigned k = 0;
