@@ -26,7 +26,7 @@
  *  - resets mid-response are read errors (ECONNRESET), a server that does
  *    not answer gives timeouts (ETIMEDOUT), a refused connect is counted,
  *    and ends a run of -n alone after --connect-timeout;
- *  - chunked responses are read whole;
+ *  - chunked responses are read whole, and heads up to 16 KiB;
  *  - --pipeline: the server sees requests arrive together and exactly -n
  *    of them, and every answer is matched;
  *  - -m, -H (Host replacing ours) and --body reach the server as sent;
@@ -91,6 +91,7 @@ struct server {
 	bool silent = false;
 	bool twice = false;     /* every answer sent two times */
 	bool close_each = false; /* every answer says Connection: close, then a FIN */
+	std::string head_extra;  /* field lines added to every plain answer */
 	bool echo = false;
 	bool corrupt = false; /* echo: flip a byte once 1000 came back */
 	std::atomic<long> count{0};
@@ -242,6 +243,9 @@ struct server {
 				}
 				if (chunked)
 					out.append(chunk, sizeof(chunk) - 1);
+				else if (!head_extra.empty())
+					out += "HTTP/1.1 200 OK\r\n" + head_extra +
+					       "Content-Length: 5\r\n\r\nhello";
 				else
 					out.append(resp, sizeof(resp) - 1);
 				if (twice)
@@ -762,10 +766,16 @@ TEST(BenchTest, AUrlsFragmentIsNotSent)
 	NEED_BIN();
 	server s;
 	ASSERT_TRUE(s.start());
-	bench_ok({"-c", "1", "-w", "1", "-n", "1", s.url() + "page?q=1#top"});
+	/* And with no path, the authority ends at the query or fragment,
+	 * and the path is "/". */
+	std::string bare = "http://127.0.0.1:" + std::to_string(s.port);
+	for (std::string u : {s.url() + "page?q=1#top", bare + "?q=1#top", bare + "#top"})
+		bench_ok({"-c", "1", "-w", "1", "-n", "1", u});
 	std::lock_guard<std::mutex> g(s.mu);
-	ASSERT_EQ(s.requests.size(), 1u);
+	ASSERT_EQ(s.requests.size(), 3u);
 	EXPECT_EQ(s.requests[0].rfind("GET /page?q=1 HTTP/1.1\r\n", 0), 0u) << s.requests[0];
+	EXPECT_EQ(s.requests[1].rfind("GET /?q=1 HTTP/1.1\r\n", 0), 0u) << s.requests[1];
+	EXPECT_EQ(s.requests[2].rfind("GET / HTTP/1.1\r\n", 0), 0u) << s.requests[2];
 }
 
 /* Answers nobody asked for are errors of their own (parse, EPROTO), not
@@ -886,6 +896,22 @@ TEST(BenchTest, ChunkedResponsesAreReadWhole)
 	EXPECT_EQ(field(out, "status", "200"), 300);
 	EXPECT_EQ(field(out, "parse", "count"), 0);
 	EXPECT_EQ(s.count.load(), 300);
+}
+
+/* A head up to 16 KiB is read, with a field line of most of it or a few
+ * hundred short ones (docs/bench.md). */
+TEST(BenchTest, LongResponseHeadsAreRead)
+{
+	NEED_BIN();
+	server s;
+	s.head_extra = "X-Big: " + std::string(9000, 'b') + "\r\n";
+	for (int i = 0; i < 200; i++)
+		s.head_extra += "X-" + std::to_string(i) + ": v\r\n";
+	ASSERT_TRUE(s.start());
+	std::string out = bench_ok({"-c", "1", "-w", "1", "-n", "5", "--json", s.url()});
+	SCOPED_TRACE(out);
+	EXPECT_EQ(field(out, "", "requests"), 5);
+	EXPECT_EQ(field(out, "parse", "count"), 0);
 }
 
 TEST(BenchTest, PipelineKeepsRequestsInFlightAndMatchesAnswers)

@@ -229,6 +229,7 @@ static char *strndup0(const char *s, size_t n)
 static int parse_url(const char *s, struct url *u)
 {
 	const char *hp, *path;
+	char *query_path = NULL; /* "/?QUERY" for a URL with no path */
 	size_t hl;
 	int proto = P_HTTP;
 	if (!strncmp(s, "unix:", 5)) {
@@ -249,11 +250,13 @@ static int parse_url(const char *s, struct url *u)
 		} else {
 			return -1;
 		}
-		const char *slash = strchr(hp, '/');
-		hl = slash ? (size_t)(slash - hp) : strlen(hp);
-		path = slash ? slash : "/";
-		if (proto == P_ECHO && slash && strcmp(slash, "/"))
+		/* The authority ends at the path, the query or the fragment
+		 * (RFC 3986 section 3.2); with no path the path is "/". */
+		hl = strcspn(hp, "/?#");
+		const char *rest = hp + hl;
+		if (proto == P_ECHO && *rest && strcmp(rest, "/"))
 			return -1;
+		path = *rest == '/' || *rest == '?' ? rest : "/";
 		/* The port is after the last ':' outside brackets. */
 		const char *rb = memchr(hp, ']', hl), *colon = NULL;
 		for (size_t i = 0; i < hl; i++)
@@ -271,20 +274,27 @@ static int parse_url(const char *s, struct url *u)
 				snprintf(u->hostport, n, "%s:80", u->host);
 		}
 	}
+	if (*path == '?') {
+		/* A query with no path before it: the path is "/". */
+		size_t n = strlen(path) + 2;
+		if (!(query_path = malloc(n)))
+			return -1;
+		snprintf(query_path, n, "/%s", path);
+		path = query_path;
+	}
 	/* The fragment is the client's alone (wrk drops it too); what is left
 	 * goes into the request line, which no space or control byte may
 	 * break. */
 	size_t pl = strcspn(path, "#");
+	bool ok = true;
 	for (size_t i = 0; i < pl; i++)
-		if ((unsigned char)path[i] <= ' ' || path[i] == 0x7f)
-			return -1;
+		ok &= (unsigned char)path[i] > ' ' && path[i] != 0x7f;
 	u->text = strdup(s);
 	if (!u->hostport)
 		u->hostport = strndup0(hp, hl);
 	u->path = strndup0(path, pl);
-	if (!u->text || !u->hostport || !u->host || !u->path)
-		return -1;
-	return proto;
+	free(query_path);
+	return ok && u->text && u->hostport && u->host && u->path ? proto : -1;
 }
 
 static bool is_token(const char *s, size_t n)
