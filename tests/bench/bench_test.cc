@@ -19,6 +19,8 @@
  *    held back for a second by a full accept queue add nothing to the
  *    corrected latency;
  *  - the text summary carries wrk's `Requests/sec:` line;
+ *  - a server closing idle connections costs an open loop reconnections,
+ *    not errors;
  *  - SIGINT ends a run early with the summary of what ran, as in wrk,
  *    also while connects hang;
  *  - errors of one kind are broken down by errno (closes before and in the
@@ -92,6 +94,7 @@ struct server {
 	bool twice = false;     /* every answer sent two times */
 	bool close_each = false; /* every answer says Connection: close, then a FIN */
 	std::string head_extra;  /* field lines added to every plain answer */
+	std::chrono::milliseconds idle_close{0}; /* closes a connection idle this long */
 	bool echo = false;
 	bool corrupt = false; /* echo: flip a byte once 1000 came back */
 	std::atomic<long> count{0};
@@ -195,6 +198,14 @@ struct server {
 		/* The client may close while an answer is due: MSG_NOSIGNAL,
 		 * not SIGPIPE. */
 		for (;;) {
+			struct pollfd pf = {fd, POLLIN, 0};
+			if (idle_close.count() && in.empty() &&
+			    poll(&pf, 1, (int)idle_close.count()) == 0) {
+				std::lock_guard<std::mutex> g(mu);
+				fds[slot] = -1;
+				close(fd);
+				return;
+			}
 			ssize_t n = read(fd, buf, sizeof(buf));
 			if (n <= 0)
 				return;
@@ -673,6 +684,26 @@ TEST(BenchTest, OpenLoopClockStartsOnceConnected)
 	EXPECT_GE(field(out, "", "requests"), 90);
 	/* The second connect really was held back, and the run waited. */
 	EXPECT_GE(clk::now() - t0, std::chrono::milliseconds(1800));
+}
+
+/* A server that closes idle keep-alive connections (as many do, after a
+ * few seconds) costs an open loop reconnections, not errors: no request
+ * was asked on them. */
+TEST(BenchTest, AServerClosingIdleConnectionsCausesNoErrors)
+{
+	NEED_BIN();
+	server s;
+	s.idle_close = std::chrono::milliseconds(300);
+	ASSERT_TRUE(s.start());
+	/* Each connection asks every second. */
+	std::string out = bench_ok({"-c", "4", "-w", "1", "-d", "3s", "--rate", "4", "--json",
+				   s.url()});
+	SCOPED_TRACE(out);
+	EXPECT_GE(field(out, "", "requests"), 10);
+	EXPECT_EQ(field(out, "closed", "count"), 0);
+	EXPECT_EQ(field(out, "write", "count"), 0);
+	EXPECT_EQ(field(out, "read", "count"), 0);
+	EXPECT_GE(field(out, "", "reconnects"), 4);
 }
 
 TEST(BenchTest, ClosedLoopHidesStall)

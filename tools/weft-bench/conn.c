@@ -10,8 +10,10 @@
  *     loop: its time from schedule.c has come), queue it; all queued
  *     requests leave in one send, as one span of the endpoint's prebuilt
  *     bytes (request.c);
- *  2. nothing in flight: open loop sleeps until the next one is due, or
- *     the connection is done (-n ran out);
+ *  2. nothing in flight: the connection is done (-n ran out), or (open
+ *     loop) waits in a receive until the next one is due: a server that
+ *     closes the idle connection meanwhile costs a reconnection, not an
+ *     error;
  *  3. receive once, bounded by the next due time when more could be sent
  *     (open loop with --pipeline), and hand the bytes to the HTTP/1.1
  *     response parser or the echo checker; each complete answer pops the
@@ -390,15 +392,11 @@ intptr_t conn_task(void *arg)
 				continue;
 			}
 		}
-		/* 2. Nothing in flight: done, or wait for the schedule. */
-		if (!c->inflight) {
-			if (!have_next)
-				break;
-			if (weft_sleep(due - now) < 0)
-				break;
-			now = weft_now();
-			continue;
-		}
+		/* 2. Nothing in flight: done, or wait for the schedule (open
+		 * loop) in the receive below. */
+		bool idle = !c->inflight;
+		if (idle && !have_next)
+			break;
 		/* 3. Receive, until the next request is due if it could go. */
 		struct weft_scope sc;
 		bool paced = open && have_next && c->inflight < b->depth;
@@ -411,6 +409,15 @@ intptr_t conn_task(void *arg)
 			continue;
 		if (run_over(b, (int)got))
 			break;
+		if (idle && got <= 0) {
+			/* The server closed (or reset) a connection with nothing
+			 * asked on it, as servers do to idle keep-alive ones: no
+			 * request lost, no error; the next one goes on a new
+			 * connection. */
+			weft_close(c->fd);
+			c->fd = -1;
+			continue;
+		}
 		if (c->timed_out) {
 			/* The ticker gave up on the oldest request while this
 			 * receive was on its way back: whatever came is late,
