@@ -43,8 +43,9 @@
  *  - an answer racing its timeout counts once, and the server sees exactly
  *    the answers and timeouts counted; answers nobody asked for are parse
  *    errors; -n opens no connection after the last request; a URL's
- *    fragment is not sent; hex and exponent numbers, a space in a path and
- *    fewer connections than targets are usage errors;
+ *    fragment is not sent; hex and exponent numbers, a space in a path,
+ *    fewer connections than targets and more bytes in flight than fit are
+ *    usage errors;
  *  - the progress line is drawn each second on a terminal, erased at the
  *    end, and absent when stderr is not a terminal.
  * The binary's path comes from meson (WEFT_BENCH_BIN).
@@ -789,6 +790,22 @@ TEST(BenchTest, BadArgumentsExitTwo)
 	EXPECT_EQ(run_bench({"-c", "1", "http://127.0.0.1:1/", "http://127.0.0.1:2/"}, &out, &err),
 		  2);
 	EXPECT_NE(err.find("-c is below the number of targets"), std::string::npos) << err;
+	/* More echo bytes in flight than the socket buffers may hold stalls
+	 * (16 MB alone did: every message timed out); so would a body copied
+	 * for each request in flight past what memory should hold. */
+	err.clear();
+	EXPECT_EQ(run_bench({"--size", "16000000", "tcp://127.0.0.1:1"}, &out, &err), 2);
+	EXPECT_NE(err.find("--size times --pipeline"), std::string::npos) << err;
+	EXPECT_EQ(run_bench({"--size", "300000", "-p", "4", "tcp://127.0.0.1:1"}, &out), 2);
+	char body[] = "/tmp/weft-bench-body-XXXXXX";
+	int bfd = mkstemp(body);
+	ASSERT_GE(bfd, 0);
+	ASSERT_EQ(ftruncate(bfd, 1 << 20), 0);
+	close(bfd);
+	err.clear();
+	EXPECT_EQ(run_bench({"--body-file", body, "-p", "300", "http://127.0.0.1:1/"}, &out, &err), 2);
+	EXPECT_NE(err.find("256 MiB"), std::string::npos) << err;
+	unlink(body);
 }
 
 /* A fragment is the client's: it never reaches the server. */

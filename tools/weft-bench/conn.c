@@ -405,7 +405,9 @@ intptr_t conn_task(void *arg)
 		ssize_t got = weft_recv(c->fd, buf + len, RBUF - len, 0);
 		bool mine = paced && weft_scope_end(&sc);
 		now = weft_now();
-		if (got == -ETIMEDOUT && mine)
+		/* The pacing deadline, unless the ticker shut the socket down
+		 * meanwhile: then nothing more may go on it. */
+		if (got == -ETIMEDOUT && mine && !c->timed_out)
 			continue;
 		if (run_over(b, (int)got))
 			break;
