@@ -8,7 +8,8 @@
  * idle and half-closed timeouts (a slow but steady reader is not idle, a
  * reader that takes nothing is; a short half-closed timeout is not held up
  * by a longer one, and a reset after a FIN is passed on), the queue for a
- * busy server (first come, first served; a client gone leaves it), a
+ * busy server (first come, first served; a client gone leaves it; a full
+ * queue and a timeout are told apart), a
  * failed connect handing its server slot
  * to the queue at once, and max_connections pausing the accepts
  * (and an idle listen address keeping no slot from another).
@@ -279,12 +280,14 @@ TEST(BalanceTest, AQueuedConnectionDoesNotCountATriedServerAsRoom)
 }
 
 /* A proxy with one worker in front of a, whose only server takes one
- * connection at a time (connections wait up to 20 s for it), and a
- * connection through it that holds that slot. */
-held hold_the_one_slot(setup &s, backend &a)
+ * connection at a time (connections wait up to 20 s for it, unless
+ * backend_keys say otherwise), and a connection through it that holds
+ * that slot. */
+held hold_the_one_slot(setup &s, backend &a, const std::string &global_keys = "",
+		       const std::string &backend_keys = "queue_timeout = 20s\n")
 {
-	std::string c = "[global]\nworkers = 1\n\n[frontend f]\nlisten = 127.0.0.1:" +
-			std::to_string(s.port) + "\nbackend = b\n\n[backend b]\nqueue_timeout = 20s\n" +
+	std::string c = "[global]\nworkers = 1\n" + global_keys + "\n[frontend f]\nlisten = 127.0.0.1:" +
+			std::to_string(s.port) + "\nbackend = b\n\n[backend b]\n" + backend_keys +
 			"server s1 = 127.0.0.1:" + std::to_string(a.port) + " max_connections=1\n";
 	if (!s.p.start(c) || s.p.wait_line("listening", 10000).empty())
 		return held{};
@@ -335,7 +338,8 @@ TEST(QueueTest, AClientThatResetsWhileQueuedIsNeverConnected)
 	NEED_PROXY();
 	backend a('a');
 	setup s;
-	held first = hold_the_one_slot(s, a);
+	int admin = free_port();
+	held first = hold_the_one_slot(s, a, "admin = 127.0.0.1:" + std::to_string(admin) + "\n");
 	ASSERT_EQ(first.tag, 'a');
 	int gone = dial(s.port);
 	usleep(100 * 1000);
@@ -358,6 +362,36 @@ TEST(QueueTest, AClientThatResetsWhileQueuedIsNeverConnected)
 	close(next); /* the slot is free for anyone still waiting */
 	usleep(300 * 1000);
 	EXPECT_EQ(a.accepted.load(), 2) << "a server connection was made for a client gone";
+	EXPECT_EQ(metric_at(admin, "weft_proxy_backend_queue_abandoned_total{backend=\"b\"}"), 1);
+	EXPECT_EQ(s.p.stop(), 0);
+}
+
+/* How a wait ends badly is said apart, in the access log and the
+ * backend's counters: a full queue resets at once, a wait that reaches
+ * queue_timeout is reset then; both are no_server for the frontend. */
+TEST(QueueTest, AFullQueueAndATimeoutAreToldApart)
+{
+	NEED_PROXY();
+	backend a('a');
+	setup s;
+	int admin = free_port();
+	held first = hold_the_one_slot(s, a, "admin = 127.0.0.1:" + std::to_string(admin) + "\n",
+				       "queue_size = 1\nqueue_timeout = 500ms\n");
+	ASSERT_EQ(first.tag, 'a');
+	int waits = dial(s.port);
+	usleep(100 * 1000);
+	int refused = dial(s.port);
+	char c;
+	EXPECT_EQ(recv(refused, &c, 1, 0), -1);
+	EXPECT_FALSE(s.p.wait_line("\"end\":\"queue_full\"", 3000).empty());
+	EXPECT_EQ(recv(waits, &c, 1, 0), -1);
+	EXPECT_FALSE(s.p.wait_line("\"end\":\"queue_timeout\"", 3000).empty());
+	EXPECT_EQ(metric_at(admin, "weft_proxy_backend_queue_full_total{backend=\"b\"}"), 1);
+	EXPECT_EQ(metric_at(admin, "weft_proxy_backend_queue_timeouts_total{backend=\"b\"}"), 1);
+	EXPECT_EQ(metric_at(admin, "weft_proxy_frontend_no_server_total{frontend=\"f\"}"), 2);
+	close(waits);
+	close(refused);
+	close(first.fd);
 	EXPECT_EQ(s.p.stop(), 0);
 }
 

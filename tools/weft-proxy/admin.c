@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,6 +207,29 @@ void admin_metrics(struct sbuf *b, const struct admin_source *src, const struct 
 		sbuf_printf(b, "weft_proxy_backend_queue_length{backend=\"%s\"} %u\n",
 			    cfg->backends[bi].name,
 			    (unsigned)STAT_GET(v->backs[bi].stats->queued));
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} queue_ends[] = {
+		{"weft_proxy_backend_queue_full_total",
+		 "Connections reset at once because the queue was full.",
+		 offsetof(struct backend_stats, queue_full)},
+		{"weft_proxy_backend_queue_timeouts_total",
+		 "Connections reset after waiting queue_timeout for a server slot.",
+		 offsetof(struct backend_stats, queue_timeouts)},
+		{"weft_proxy_backend_queue_abandoned_total",
+		 "Connections whose client left while they waited for a server slot.",
+		 offsetof(struct backend_stats, queue_abandoned)},
+	};
+	for (size_t k = 0; k < sizeof(queue_ends) / sizeof(queue_ends[0]); k++) {
+		family(b, queue_ends[k].name, "counter", queue_ends[k].help);
+		for (size_t bi = 0; bi < cfg->nbackends; bi++) {
+			_Atomic uint64_t *c = (_Atomic uint64_t *)((char *)v->backs[bi].stats +
+								   queue_ends[k].off);
+			sbuf_printf(b, "%s{backend=\"%s\"} %llu\n", queue_ends[k].name,
+				    cfg->backends[bi].name, U(STAT_GET(*c)));
+		}
+	}
 	family(b, "weft_proxy_backend_connect_seconds", "histogram",
 	       "Time to connect to a server, successful connects only.");
 	for (size_t bi = 0; bi < cfg->nbackends; bi++) {
@@ -334,9 +358,11 @@ void admin_stats(struct sbuf *b, const struct admin_source *src, const struct ad
 		sbuf_printf(b, "%s{\"name\":", bi ? "," : "");
 		json_str(b, cfg->backends[bi].name);
 		uint64_t count = STAT_GET(st->connect_count);
-		sbuf_printf(b, ",\"queue_length\":%u,\"retries\":%llu,"
+		sbuf_printf(b, ",\"queue_length\":%u,\"queue_full\":%llu,\"queue_timeouts\":%llu,"
+			       "\"queue_abandoned\":%llu,\"retries\":%llu,"
 			       "\"connects\":%llu,\"connect_seconds_sum\":%.9f,\"servers\":[",
-			    (unsigned)STAT_GET(st->queued),
+			    (unsigned)STAT_GET(st->queued), U(STAT_GET(st->queue_full)),
+			    U(STAT_GET(st->queue_timeouts)), U(STAT_GET(st->queue_abandoned)),
 			    U(STAT_GET(st->retries)), U(count),
 			    (double)STAT_GET(st->connect_ns_sum) / 1e9);
 		for (size_t i = 0; i < pb->n; i++) {

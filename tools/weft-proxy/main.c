@@ -385,6 +385,7 @@ static intptr_t session(void *arg)
 	size_t ntried = 0;
 	uint64_t queue_until = weft_now() + b->queue_timeout_ns;
 	int server = -1;
+	const char *no_server = "no_server"; /* the access log's word, if so */
 	for (uint32_t attempt = 0; attempt <= b->retries;) {
 		/* First come, first served: while connections wait for a
 		 * slot, a new one queues behind them (a retry has waited its
@@ -396,8 +397,16 @@ static intptr_t session(void *arg)
 		if (!srv && why == -EBUSY) {
 			why = queue_wait(pb, s->client, &s->peer, tried, ntried, queue_until, &srv);
 			if (why == -ECONNRESET) {
+				STAT_ADD(bs->queue_abandoned, 1);
 				end_early(s, "client_closed", false);
 				return 0;
+			}
+			if (why == -EBUSY) {
+				STAT_ADD(bs->queue_full, 1);
+				no_server = "queue_full";
+			} else if (why == -ETIMEDOUT) {
+				STAT_ADD(bs->queue_timeouts, 1);
+				no_server = "queue_timeout";
 			}
 		}
 		if (!srv)
@@ -428,7 +437,7 @@ static intptr_t session(void *arg)
 		/* No server: the client learns it at once, with a reset. */
 		atomic_fetch_add(&P.refused, 1);
 		STAT_ADD(s->f->st->no_server, 1);
-		end_early(s, "no_server", true);
+		end_early(s, no_server, true);
 		return 0;
 	}
 	weft_tcp_nodelay(server, 1);

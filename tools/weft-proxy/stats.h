@@ -64,6 +64,10 @@ struct backend_stats {
 	 * queue_size bounds them all, as the servers' limits count the
 	 * connections of every generation. */
 	_Atomic uint32_t queued;
+	/* How waits for a slot ended badly: the queue was full (the
+	 * connection was reset at once), queue_timeout passed, the client
+	 * left while it waited. */
+	_Atomic uint64_t queue_full, queue_timeouts, queue_abandoned;
 	/* Successful connects by time taken: bucket i counts those of at most
 	 * stats_connect_le_us[i] and more than the bound before (not
 	 * cumulative; /metrics sums them); the last one counts the rest. */
