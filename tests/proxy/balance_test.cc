@@ -385,7 +385,11 @@ TEST(QueueTest, AFullQueueAndATimeoutAreToldApart)
 	EXPECT_EQ(recv(refused, &c, 1, 0), -1);
 	EXPECT_FALSE(s.p.wait_line("\"end\":\"queue_full\"", 3000).empty());
 	EXPECT_EQ(recv(waits, &c, 1, 0), -1);
-	EXPECT_FALSE(s.p.wait_line("\"end\":\"queue_timeout\"", 3000).empty());
+	std::string line = s.p.wait_line("\"end\":\"queue_timeout\"", 3000);
+	size_t at = line.find("\"queue_ms\":");
+	ASSERT_NE(at, std::string::npos) << line;
+	EXPECT_GE(atof(line.c_str() + at + 11), 500) << line;
+	EXPECT_NE(line.find("\"connect_ms\":0.000,"), std::string::npos) << line;
 	EXPECT_EQ(metric_at(admin, "weft_proxy_backend_queue_full_total{backend=\"b\"}"), 1);
 	EXPECT_EQ(metric_at(admin, "weft_proxy_backend_queue_timeouts_total{backend=\"b\"}"), 1);
 	EXPECT_EQ(metric_at(admin, "weft_proxy_frontend_no_server_total{frontend=\"f\"}"), 2);

@@ -226,6 +226,8 @@ TEST(ObserveTest, MetricsMoveByExactlyTheConnectionsAndBytesSent)
 		EXPECT_EQ(field_str(l, "end"), "closed") << l;
 		EXPECT_EQ(field_str(l, "client").rfind("127.0.0.1:", 0), 0u) << l;
 		EXPECT_GE(field_num(l, "duration_ms"), 0) << l;
+		EXPECT_EQ(field_num(l, "queue_ms"), 0) << l;
+		EXPECT_GE(field_num(l, "connect_ms"), 0) << l;
 		EXPECT_EQ(field_str(l, "time").size(), 24u) << l; /* 2024-01-02T03:04:05.678Z */
 	}
 	EXPECT_EQ(got, want);

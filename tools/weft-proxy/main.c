@@ -181,6 +181,8 @@ struct session {
 	struct weft_addr real;      /* the socket's peer (a load balancer, with accept_proxy) */
 	struct weft_addr dst;       /* from the PROXY header; len 0: the socket's local address */
 	uint64_t start;             /* weft_now() at accept */
+	uint64_t queue_ns;          /* waiting for a server slot */
+	uint64_t connect_ns;        /* connecting to servers, every attempt */
 	uint64_t early;             /* bytes after the PROXY header, sent before the relay */
 };
 
@@ -225,7 +227,8 @@ static void log_addr(char **p, size_t *room, const char *key, const struct weft_
  * The access log line of a connection that ended now (how: a relay_end
  * name or one of end_early's words), as docs/proxy.md describes it:
  * {"time":..,"client":..,"frontend":..,"backend":..,"server":..,
- *  "bytes_in":..,"bytes_out":..,"duration_ms":..,"end":..}.  Never blocks:
+ *  "bytes_in":..,"bytes_out":..,"duration_ms":..,"queue_ms":..,
+ *  "connect_ms":..,"end":..}.  Never blocks:
  * a line the log cannot take is dropped and counted.
  */
 static void log_line(const struct session *s, const char *how, uint64_t in, uint64_t out)
@@ -259,9 +262,12 @@ static void log_line(const struct session *s, const char *how, uint64_t in, uint
 		p += k;
 		room -= (size_t)k;
 	}
-	k = snprintf(p, room, ",\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,\"end\":\"%s\"}\n",
+	k = snprintf(p, room,
+		     ",\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,\"queue_ms\":%.3f,"
+		     "\"connect_ms\":%.3f,\"end\":\"%s\"}\n",
 		     (unsigned long long)in, (unsigned long long)out,
-		     (double)(weft_now() - s->start) / 1e6, how);
+		     (double)(weft_now() - s->start) / 1e6, (double)s->queue_ns / 1e6,
+		     (double)s->connect_ns / 1e6, how);
 	if (k < 0 || (size_t)k >= room)
 		return; /* cannot happen: names and addresses are bounded */
 	p += k;
@@ -395,7 +401,9 @@ static intptr_t session(void *arg)
 		if (attempt > 0 || !queue_busy(pb))
 			srv = balance_pick(pb, &s->peer, tried, ntried, &why);
 		if (!srv && why == -EBUSY) {
+			uint64_t tq = weft_now();
 			why = queue_wait(pb, s->client, &s->peer, tried, ntried, queue_until, &srv);
+			s->queue_ns += weft_now() - tq;
 			if (why == -ECONNRESET) {
 				STAT_ADD(bs->queue_abandoned, 1);
 				end_early(s, "client_closed", false);
@@ -415,6 +423,8 @@ static intptr_t session(void *arg)
 			STAT_ADD(bs->retries, 1);
 		uint64_t t0 = weft_now();
 		server = dial_server(b, srv);
+		uint64_t took = weft_now() - t0;
+		s->connect_ns += took;
 		if (server < 0 && balance_local_error(server)) {
 			/* Ours, not the server's: neither held against it nor
 			 * tried elsewhere, where it would fail alike. */
@@ -423,7 +433,7 @@ static intptr_t session(void *arg)
 		}
 		balance_connect_result(srv, server >= 0);
 		if (server >= 0) {
-			stats_connect_time(bs, weft_now() - t0);
+			stats_connect_time(bs, took);
 			STAT_ADD(srv->st->stats.total, 1);
 			s->server = srv;
 			break;
