@@ -41,6 +41,7 @@
  * window.
  */
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -287,6 +288,49 @@ static int on_echo(struct conn *c, const char *buf, size_t n, uint64_t now)
 	return 0;
 }
 
+/* Echo batches larger than this go through echo_send. */
+#define ECHO_DIRECT 65536
+
+/*
+ * Echo: sends the n bytes at p while taking in the echo that comes back
+ * meanwhile, into buf (RBUF bytes).  An echo server answers as it reads,
+ * so a batch larger than the two sides' socket buffers hold (a few MiB on
+ * loopback) cannot go whole before its echo is read: both would wait on
+ * each other.  Each send goes as far as the socket takes; when it takes
+ * nothing, a poll waits for room or for echo.  Returns 0 once all went,
+ * or -errno of the send, the receive or the poll, -EPROTO for an end of
+ * stream, -EILSEQ for an echo that differs from what was sent.
+ */
+static int echo_send(struct conn *c, const char *p, size_t n, char *buf, uint64_t *now)
+{
+	while (n) {
+		ssize_t m = send(c->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (m > 0) {
+			p += m;
+			n -= (size_t)m;
+			continue;
+		}
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -errno;
+		int ev = weft_poll(c->fd, POLLIN | POLLOUT);
+		if (ev < 0)
+			return ev;
+		if (!(ev & (POLLIN | POLLERR | POLLHUP)))
+			continue;
+		ssize_t got = recv(c->fd, buf, RBUF, MSG_DONTWAIT);
+		if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			continue;
+		if (got <= 0)
+			return got == 0 ? -EPROTO : -errno;
+		*now = weft_now();
+		if (in_window(c->b, *now))
+			c->w->bytes += (uint64_t)got;
+		if (on_echo(c, buf, (size_t)got, *now) < 0)
+			return -EILSEQ;
+	}
+	return 0;
+}
+
 /* Decides the next request unless it is (*have_next) or none is left
  * (*no_more): with -n or --rate it takes the request's ticket, and in open
  * loop its due time into *due.  Returns whether there is a next request. */
@@ -384,11 +428,14 @@ intptr_t conn_task(void *arg)
 			if (!c->inflight)
 				c->busy_since = now;
 			c->inflight += k;
-			ssize_t r = weft_sock_send_all(c->fd, p, n, NULL);
+			ssize_t r = b->proto == P_ECHO && n > ECHO_DIRECT
+					    ? echo_send(c, p, n, buf, &now)
+					    : weft_sock_send_all(c->fd, p, n, NULL);
 			if (run_over(b, (int)r))
 				break;
 			if (r < 0) {
-				fail(c, E_WRITE, (int)-r, now);
+				fail(c, r == -EILSEQ ? E_VERIFY : r == -EPROTO ? E_CLOSE : E_WRITE,
+				     (int)-r, now);
 				continue;
 			}
 		}

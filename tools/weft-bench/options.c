@@ -489,26 +489,21 @@ static int apply(struct bench *b, int o, const char *arg)
 }
 
 /* Checks the combination of options against the targets. */
-/* Echo: the bytes a connection may have in flight.  A batch is sent whole
- * before its answers are read, and an echo server answers while it reads:
- * past what the two sides' socket buffers hold (a few MiB on loopback)
- * both would wait on each other. */
-#define ECHO_INFLIGHT_MAX (1u << 20)
-/* HTTP: the prebuilt request bytes of one target, (URLs + depth) copies
- * of a request (request.c). */
-#define HTTP_REQUESTS_MAX (256u << 20)
+/* The prebuilt request bytes of one target (request.c): (URLs + depth)
+ * copies of an HTTP request, depth messages of echo. */
+#define REQUESTS_MAX (256u << 20)
 
 static const char *check(const struct bench *b)
 {
 	if (b->proto == P_ECHO) {
 		if (b->method || b->nheaders || b->body || b->host)
 			return "-m, -H, --body and --host are for HTTP targets";
-		if ((uint64_t)b->size * b->depth > ECHO_INFLIGHT_MAX)
-			return "--size times --pipeline is at most 1 MiB (bytes in flight on a "
-			       "connection, sent before their echo is read)";
+		if ((uint64_t)b->size * b->depth > REQUESTS_MAX)
+			return "--size times --pipeline is at most 256 MiB (each message in "
+			       "flight is kept)";
 	} else if (b->size) {
 		return "--size is for tcp:// targets";
-	} else if ((uint64_t)b->body_len * (b->depth + b->nurls) > HTTP_REQUESTS_MAX) {
+	} else if ((uint64_t)b->body_len * (b->depth + b->nurls) > REQUESTS_MAX) {
 		return "the body times (--pipeline + URLs) is at most 256 MiB (each in flight "
 		       "is a copy of the request)";
 	}
