@@ -345,8 +345,9 @@ int weft_rt_new(struct weft_rt **out, const struct weft_opts *opts)
 	}
 	weft__fault_install();
 
-	/* Workers block every asynchronous signal (they are the application's
-	 * business, not ours); faults stay deliverable for fault.c. */
+	/* Workers (and the watchdog, below) block every asynchronous signal
+	 * (they are the application's business, not ours); faults stay
+	 * deliverable for fault.c. */
 	sigset_t all, old;
 	sigfillset(&all);
 	int sync_sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGABRT, SIGSYS};
@@ -398,9 +399,14 @@ int weft_rt_new(struct weft_rt **out, const struct weft_opts *opts)
 		free_rt(rt);
 		return rc;
 	}
-	if (rt->stall_ns != WEFT_NEVER &&
-	    pthread_create(&rt->watchdog, NULL, watchdog_main, rt) == 0)
-		rt->watchdog_started = true;
+	if (rt->stall_ns != WEFT_NEVER) {
+		/* Blocking what the workers block: a signal the application
+		 * waits for with weft_signal_wait must not land here. */
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		if (pthread_create(&rt->watchdog, NULL, watchdog_main, rt) == 0)
+			rt->watchdog_started = true;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
 	*out = rt;
 	return 0;
 nomem:

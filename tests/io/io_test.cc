@@ -9,7 +9,8 @@
  * table reports -EMFILE and recovers.  File, vectored, message,
  * splice and poll operations each do what their system call does (a
  * FIFO's open excepted: it does not wait for the other end); a task
- * waits for a signal through weft_signal_wait.  A worker kept busy by
+ * waits for a signal through weft_signal_wait, which no thread of the
+ * runtime's own takes first.  A worker kept busy by
  * tasks that are always ready still reaps completions, however many come
  * at once.
  */
@@ -441,6 +442,10 @@ TEST(IoTest, FileOperationsDoWhatTheirSyscallsDo)
 		char buf[8] = {};
 		EXPECT_EQ(weft_pread(fd, buf, 4, 3), 4);
 		EXPECT_EQ(memcmp(buf, "3456", 4), 0);
+		/* A negative offset is an error, not "the current position". */
+		EXPECT_EQ(weft_pread(fd, buf, 4, -1), -EINVAL);
+		EXPECT_EQ(weft_pwrite(fd, "zz", 2, -1), -EINVAL);
+		EXPECT_EQ(lseek(fd, 0, SEEK_CUR), 0);
 		/* readv/writev use and advance the file position. */
 		char x[2] = {}, y[3] = {};
 		struct iovec rv[2] = {{x, 2}, {y, 3}};
@@ -569,6 +574,53 @@ TEST(IoTest, SignalWaitTakesAPendingSignal)
 	ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &old, nullptr), 0);
 }
 
+
+/* The runtime's own threads block what the workers block: a signal that
+ * main blocks once the runtime is made (every thread of its own then has
+ * it blocked) reaches weft_signal_wait, never the stall watchdog's thread
+ * (where SIGUSR1's default action would end the process). */
+std::atomic<int> usr1_handled{0};
+
+TEST(IoTest, ASignalBlockedAfterTheRuntimeStartsReachesSignalWait)
+{
+	struct sigaction sa = {}, old_sa;
+	sa.sa_handler = [](int) { usr1_handled++; };
+	ASSERT_EQ(sigaction(SIGUSR1, &sa, &old_sa), 0);
+	struct weft_opts o = {};
+	o.workers = 2; /* with the default stall warning: its watchdog runs */
+	struct weft_rt *rt;
+	ASSERT_EQ(weft_rt_new(&rt, &o), 0);
+	static sigset_t set;
+	sigset_t old;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &set, &old), 0);
+	usr1_handled = 0;
+	intptr_t got = 0;
+	for (int i = 0; i < 5; i++) {
+		std::thread killer([] {
+			usleep(10000);
+			kill(getpid(), SIGUSR1);
+		});
+		ASSERT_EQ(weft_rt_run(
+				  rt,
+				  [](void *) -> intptr_t {
+					  struct weft_scope s;
+					  weft_scope_deadline(&s, 2 * WEFT_SEC);
+					  intptr_t r = weft_signal_wait(&set);
+					  weft_scope_end(&s);
+					  return r;
+				  },
+				  nullptr, &got),
+			  0);
+		killer.join();
+		EXPECT_EQ(got, SIGUSR1) << "round " << i;
+	}
+	EXPECT_EQ(usr1_handled.load(), 0) << "a thread of the runtime took the signal";
+	EXPECT_EQ(weft_rt_shutdown(rt, WEFT_SEC), 0);
+	pthread_sigmask(SIG_SETMASK, &old, nullptr);
+	sigaction(SIGUSR1, &old_sa, nullptr);
+}
 
 TEST(IoTest, StatsCountTheEntriesSubmitted)
 {
