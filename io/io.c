@@ -363,13 +363,19 @@ ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt)
 	IO_OP(IORING_OP_WRITEV, io_uring_prep_writev(sqe, fd, iov, (unsigned)iovcnt, (uint64_t)-1));
 }
 
+/* A negative offset fails as in pread(2): io_uring would read -1 as "the
+ * current position". */
 ssize_t weft_pread(int fd, void *buf, size_t len, off_t offset)
 {
+	if (offset < 0)
+		return -EINVAL;
 	IO_OP(IORING_OP_READ, io_uring_prep_read(sqe, fd, buf, io_len(len), (uint64_t)offset));
 }
 
 ssize_t weft_pwrite(int fd, const void *buf, size_t len, off_t offset)
 {
+	if (offset < 0)
+		return -EINVAL;
 	IO_OP(IORING_OP_WRITE, io_uring_prep_write(sqe, fd, buf, io_len(len), (uint64_t)offset));
 }
 

@@ -55,10 +55,10 @@ WEFT_API ssize_t weft_write(int fd, const void *buf, size_t len);
 WEFT_API ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt);
 WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt);
 
-/* pread(2) / pwrite(2) at offset: bytes or -errno.  Unlike pread(2), on a
- * descriptor that cannot seek io_uring ignores the offset (a pipe: any; a
- * socket: 0) and reads or writes at the stream, rather than failing with
- * -ESPIPE. */
+/* pread(2) / pwrite(2) at offset: bytes or -errno (-EINVAL for a negative
+ * offset, as pread(2)).  Unlike pread(2), on a descriptor that cannot seek
+ * io_uring ignores the offset (a pipe: any; a socket: 0) and reads or
+ * writes at the stream, rather than failing with -ESPIPE. */
 WEFT_API ssize_t weft_pread(int fd, void *buf, size_t len, off_t offset);
 WEFT_API ssize_t weft_pwrite(int fd, const void *buf, size_t len, off_t offset);
 
