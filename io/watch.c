@@ -23,6 +23,8 @@
  * whichever worker runs its task.  A receive that finds the ring empty
  * fails with -ENOBUFS: the watch waits on the owner's starved list and is
  * re-armed when buffers come back, never in a loop on an empty ring.
+ * Bytes came, so from then on its idle timeout no longer applies: under
+ * buffer pressure a busy connection is not closed as an idle one.
  *
  * Timeouts are idle timeouts: they need no precision, and a kernel linked
  * timeout per wait (an hrtimer armed and disarmed for every request of a
@@ -185,7 +187,12 @@ void weft__watch_complete(struct weft__worker *w, uint64_t user_data, int res, u
 	w->io_inflight--;
 	if (res == -ENOBUFS && !x->expired) {
 		/* No buffer when bytes came: wait for one (see the top), unless
-		 * one came back meanwhile. */
+		 * one came back meanwhile.  Bytes came, so the connection is
+		 * not idle: its idle timeout no longer applies. */
+		if (x->expires != WEFT_NEVER) {
+			x->expires = WEFT_NEVER;
+			w->bufs.ntimed--;
+		}
 		if (weft__bufs_starve(w))
 			LIST_INSERT_HEAD(&w->bufs.starved, x, link);
 		else
@@ -212,20 +219,25 @@ void weft__watch_poll(struct weft__worker *w)
 }
 
 /* The sweeper's pause: sweep_every, or less when weft__sweep_need shortened
- * it meanwhile (a poke).  0 to sweep; negative (shutdown) to leave. */
+ * it meanwhile (a poke).  0 to sweep; negative (shutdown) to leave.  With
+ * no memory for the deadline's timer there is no pause to be had, but the
+ * timeouts counted in ntimed must not be dropped: it yields instead, and
+ * sweeps after the other ready tasks, until memory comes back. */
 static int nap(struct weft__bufs *b)
 {
 	struct weft_scope s;
 	weft_scope_deadline(&s, b->sweep_every);
 	int rc = weft_sem_acquire(&b->poke);
 	weft_scope_end(&s);
+	if (rc == -ENOMEM)
+		return weft_yield();
 	return rc == -ETIMEDOUT ? 0 : rc;
 }
 
 /*
  * The owner's sweeper: cancels the receives whose timeout passed, and
- * starts the functions of starved watches and of watched streams
- * (stream.c) whose timeout passed.  Pinned to the owner, so it may walk
+ * starts the functions of watched streams (stream.c) whose timeout passed
+ * (a starved watch has none: bytes came, see weft__watch_complete).  Pinned to the owner, so it may walk
  * the owner's lists; it leaves when no watch with a timeout is left, and
  * at shutdown.
  */
@@ -235,21 +247,12 @@ static intptr_t sweeper(void *arg)
 	struct weft__bufs *b = &w->bufs;
 	while (b->ntimed > 0 && nap(b) == 0) {
 		uint64_t now = weft_now();
-		struct weft__watch *x, *next;
+		struct weft__watch *x;
 		LIST_FOREACH(x, &w->watches, link) {
 			if (x->expired || x->expires > now)
 				continue;
 			x->expired = true;
 			weft__io_cancel_key(w, (uint64_t)(uintptr_t)x | WEFT__TAG_WATCH);
-		}
-		for (x = LIST_FIRST(&b->starved); x; x = next) {
-			next = LIST_NEXT(x, link);
-			if (x->expires > now)
-				continue;
-			LIST_REMOVE(x, link);
-			atomic_fetch_sub_explicit(&b->nstarved, 1, memory_order_relaxed);
-			x->expired = true;
-			deliver(w, x, -ECANCELED, -1);
 		}
 		weft__stream_sweep(w, now);
 	}

@@ -9,7 +9,8 @@
  * deadline's timer cannot be stored ends with -ENOMEM, rather than failing
  * every wait at once and spinning until the deadline.  And a worker's
  * buffer ring that could not be set up for want of memory is tried again
- * by the next stream, not refused for good.
+ * by the next stream, not refused for good.  A watch's sweeper whose
+ * pause gets no timer goes on sweeping: the timeout still fires.
  *
  * This test is linked with -Wl,--wrap=mmap64,--wrap=realloc (mmap64: what
  * mmap is with 64-bit file offsets), so the library's calls come here.
@@ -28,6 +29,7 @@
 #include <atomic>
 #include <cerrno>
 #include <functional>
+#include <thread>
 
 #include "common.h"
 #include "sockets.h"
@@ -251,6 +253,45 @@ TEST(NomemTest, AGroupWaitWhoseDeadlineCannotBeKeptCancelsTheGroup)
 		return 0;
 	});
 	EXPECT_EQ(r, 0);
+}
+
+std::atomic<ssize_t> watch_result{1};
+
+void record_fn(int fd, const void *, ssize_t n, void *)
+{
+	watch_result = n;
+	close(fd);
+}
+
+/* A watch's sweeper whose pause cannot get its timer keeps sweeping (it
+ * used to leave, and the watch's timeout never fired): the 50 ms timeout
+ * fires once memory is back. */
+TEST(NomemTest, AWatchTimeoutFiresThoughItsSweepersTimerWasRefused)
+{
+	pair p = socket_pair(), wake = socket_pair();
+	watch_result = 1;
+	std::thread poker([&] {
+		usleep(200 * 1000);
+		EXPECT_EQ(write(wake.a, "x", 1), 1);
+	});
+	intptr_t r = run_small(1, [&]() -> intptr_t {
+		fail_reallocs = true;
+		EXPECT_EQ(weft_watch(p.b, 50 * WEFT_MSEC, record_fn, nullptr), 0);
+		/* A wait with no timer of its own while the sweeper naps. */
+		char c;
+		EXPECT_EQ(weft_recv(wake.b, &c, 1, 0), 1);
+		fail_reallocs = false;
+		EXPECT_GT(failed_reallocs.load(), 0) << "no timer allocation was refused";
+		for (int i = 0; i < 100 && watch_result.load() == 1; i++)
+			weft_sleep(10 * WEFT_MSEC);
+		return 0;
+	});
+	poker.join();
+	EXPECT_EQ(r, 0);
+	EXPECT_EQ(watch_result.load(), -ETIMEDOUT) << "the watch's timeout never fired";
+	close(p.a);
+	close(wake.a);
+	close(wake.b);
 }
 
 } // namespace

@@ -3,7 +3,8 @@
  * watch_test.cc - connections that wait without a task: the bytes start a
  * task with them, the task can wait again, end of stream and the timeout
  * arrive as values, more ready connections than buffers are all served
- * (the -ENOBUFS path), buffers freed on another worker come back, many
+ * (the -ENOBUFS path, where bytes that came are not a timeout), buffers
+ * freed on another worker come back, many
  * idle timeouts fire neither early nor much late while bytes that come in
  * time beat theirs (a short one also behind a long one), and a shutdown closes the connections still waiting.
  */
@@ -232,6 +233,43 @@ TEST(WatchTest, MoreReadyConnectionsThanBuffersAreAllServed)
 	});
 	EXPECT_EQ(c.started.load(), n);
 	EXPECT_EQ(c.bad.load(), 0);
+	for (auto &p : ps)
+		close(p.a);
+}
+
+/* A watch whose bytes came while every buffer was held waits for one
+ * (-ENOBUFS), and is not idle meanwhile: its function gets the bytes, not
+ * -ETIMEDOUT, though buffers come back only after its timeout. */
+TEST(WatchTest, BytesThatFoundNoBufferAreNotATimeout)
+{
+	const int n = 256; /* the worker's buffers */
+	std::vector<pair> ps;
+	for (int i = 0; i <= n; i++)
+		ps.push_back(socket_pair());
+	crowd c;
+	weft_sem_init(&c.gate, 0);
+	weft_wg_init(&c.done);
+	seen last;
+	run_in_weft(1, [&] {
+		weft_wg_add(&c.done, n);
+		for (int i = 0; i < n; i++) {
+			EXPECT_EQ(weft_watch(ps[i].b, WEFT_NEVER, hold, &c), 0);
+			unsigned char b = (unsigned char)(ps[i].b ^ 0x5a);
+			EXPECT_EQ(write(ps[i].a, &b, 1), 1);
+		}
+		uint64_t until = weft_now() + 5 * WEFT_SEC;
+		while (c.started.load() < n && weft_now() < until)
+			weft_sleep(WEFT_MSEC);
+		EXPECT_EQ(weft_watch(ps[n].b, 50 * WEFT_MSEC, record, &last), 0);
+		EXPECT_EQ(write(ps[n].a, "y", 1), 1);
+		weft_sleep(300 * WEFT_MSEC); /* well past its timeout, starved */
+		weft_sem_release(&c.gate);
+		EXPECT_EQ(weft_future_await(last.done, nullptr), 0);
+		EXPECT_EQ(weft_wg_wait(&c.done), 0);
+		return (intptr_t)0;
+	});
+	EXPECT_EQ(last.n, 1) << "reported as " << last.n;
+	EXPECT_EQ(last.bytes, "y");
 	for (auto &p : ps)
 		close(p.a);
 }
