@@ -463,7 +463,18 @@ int weft_block_on(struct weft_task *t, intptr_t *result)
 
 void weft_cancel(struct weft_task *t)
 {
+	/* From a thread that is not one of t's runtime's workers the whole
+	 * call counts as inside the runtime (weft__outside_enter): once the
+	 * wake word changes, t may finish and the program shut the runtime
+	 * down, while the rest of the call still reaches the worker that owns
+	 * t's I/O to have it cancelled there. */
+	struct weft__worker *here = weft__worker_here();
+	bool outside = !here || here->rt != t->rt;
+	if (outside)
+		weft__outside_enter(t->rt);
 	weft__task_cancel(t);
+	if (outside)
+		weft__outside_leave(t->rt);
 }
 
 struct weft_task *weft_self(void)
