@@ -229,7 +229,6 @@ static char *strndup0(const char *s, size_t n)
 static int parse_url(const char *s, struct url *u)
 {
 	const char *hp, *path;
-	char *query_path = NULL; /* "/?QUERY" for a URL with no path */
 	size_t hl;
 	int proto = P_HTTP;
 	if (!strncmp(s, "unix:", 5)) {
@@ -274,26 +273,21 @@ static int parse_url(const char *s, struct url *u)
 				snprintf(u->hostport, n, "%s:80", u->host);
 		}
 	}
-	if (*path == '?') {
-		/* A query with no path before it: the path is "/". */
-		size_t n = strlen(path) + 2;
-		if (!(query_path = malloc(n)))
-			return -1;
-		snprintf(query_path, n, "/%s", path);
-		path = query_path;
-	}
 	/* The fragment is the client's alone (wrk drops it too); what is left
 	 * goes into the request line, which no space or control byte may
-	 * break. */
-	size_t pl = strcspn(path, "#");
+	 * break.  A query with no path before it gets the path "/". */
+	size_t pl = strcspn(path, "#"), slash = *path == '?';
 	bool ok = true;
 	for (size_t i = 0; i < pl; i++)
 		ok &= (unsigned char)path[i] > ' ' && path[i] != 0x7f;
 	u->text = strdup(s);
 	if (!u->hostport)
 		u->hostport = strndup0(hp, hl);
-	u->path = strndup0(path, pl);
-	free(query_path);
+	if ((u->path = malloc(slash + pl + 1))) {
+		u->path[0] = '/';
+		memcpy(u->path + slash, path, pl);
+		u->path[slash + pl] = 0;
+	}
 	return ok && u->text && u->hostport && u->host && u->path ? proto : -1;
 }
 
@@ -488,11 +482,11 @@ static int apply(struct bench *b, int o, const char *arg)
 	return -1;
 }
 
-/* Checks the combination of options against the targets. */
 /* The prebuilt request bytes of one target (request.c): (URLs + depth)
  * copies of an HTTP request, depth messages of echo. */
 #define REQUESTS_MAX (256u << 20)
 
+/* Checks the combination of options against the targets. */
 static const char *check(const struct bench *b)
 {
 	if (b->proto == P_ECHO) {

@@ -93,6 +93,20 @@ static void family(struct sbuf *b, const char *name, const char *type, const cha
 
 #define U(x) ((unsigned long long)(x))
 
+/* A counter family with one series per backend: the uint64_t counter at
+ * byte offset `off` of each backend's struct backend_stats. */
+static void backend_counter(struct sbuf *b, const struct admin_view *v, const char *name,
+			    const char *help, size_t off)
+{
+	family(b, name, "counter", help);
+	for (size_t bi = 0; bi < v->cfg->nbackends; bi++) {
+		const _Atomic uint64_t *c =
+			(const _Atomic uint64_t *)((const char *)v->backs[bi].stats + off);
+		sbuf_printf(b, "%s{backend=\"%s\"} %llu\n", name, v->cfg->backends[bi].name,
+			    U(STAT_GET(*c)));
+	}
+}
+
 void admin_metrics(struct sbuf *b, const struct admin_source *src, const struct admin_view *v)
 {
 	const struct proxy_config *cfg = v->cfg;
@@ -196,40 +210,24 @@ void admin_metrics(struct sbuf *b, const struct admin_source *src, const struct 
 	}
 
 	/* Backends: retries, the queue, the connect-time histogram. */
-	family(b, "weft_proxy_backend_retries_total", "counter",
-	       "Connect attempts made after a failed one.");
-	for (size_t bi = 0; bi < cfg->nbackends; bi++)
-		sbuf_printf(b, "weft_proxy_backend_retries_total{backend=\"%s\"} %llu\n",
-			    cfg->backends[bi].name, U(STAT_GET(v->backs[bi].stats->retries)));
+	backend_counter(b, v, "weft_proxy_backend_retries_total",
+			"Connect attempts made after a failed one.",
+			offsetof(struct backend_stats, retries));
 	family(b, "weft_proxy_backend_queue_length", "gauge",
 	       "Connections waiting for a server slot now.");
 	for (size_t bi = 0; bi < cfg->nbackends; bi++)
 		sbuf_printf(b, "weft_proxy_backend_queue_length{backend=\"%s\"} %u\n",
 			    cfg->backends[bi].name,
 			    (unsigned)STAT_GET(v->backs[bi].stats->queued));
-	static const struct {
-		const char *name, *help;
-		size_t off;
-	} queue_ends[] = {
-		{"weft_proxy_backend_queue_full_total",
-		 "Connections reset at once because the queue was full.",
-		 offsetof(struct backend_stats, queue_full)},
-		{"weft_proxy_backend_queue_timeouts_total",
-		 "Connections reset after waiting queue_timeout for a server slot.",
-		 offsetof(struct backend_stats, queue_timeouts)},
-		{"weft_proxy_backend_queue_abandoned_total",
-		 "Connections whose client left while they waited for a server slot.",
-		 offsetof(struct backend_stats, queue_abandoned)},
-	};
-	for (size_t k = 0; k < sizeof(queue_ends) / sizeof(queue_ends[0]); k++) {
-		family(b, queue_ends[k].name, "counter", queue_ends[k].help);
-		for (size_t bi = 0; bi < cfg->nbackends; bi++) {
-			_Atomic uint64_t *c = (_Atomic uint64_t *)((char *)v->backs[bi].stats +
-								   queue_ends[k].off);
-			sbuf_printf(b, "%s{backend=\"%s\"} %llu\n", queue_ends[k].name,
-				    cfg->backends[bi].name, U(STAT_GET(*c)));
-		}
-	}
+	backend_counter(b, v, "weft_proxy_backend_queue_full_total",
+			"Connections reset at once because the queue was full.",
+			offsetof(struct backend_stats, queue_full));
+	backend_counter(b, v, "weft_proxy_backend_queue_timeouts_total",
+			"Connections reset after waiting queue_timeout for a server slot.",
+			offsetof(struct backend_stats, queue_timeouts));
+	backend_counter(b, v, "weft_proxy_backend_queue_abandoned_total",
+			"Connections whose client left while they waited for a server slot.",
+			offsetof(struct backend_stats, queue_abandoned));
 	family(b, "weft_proxy_backend_connect_seconds", "histogram",
 	       "Time to connect to a server, successful connects only.");
 	for (size_t bi = 0; bi < cfg->nbackends; bi++) {
