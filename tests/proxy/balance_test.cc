@@ -332,7 +332,7 @@ TEST(QueueTest, WaitersAreServedInTheOrderTheyCame)
 
 /* A client that resets while it waits leaves the queue (found within a
  * second): no server connection is made for it, and the slot goes to the
- * connection behind it. */
+ * connection behind it, whose wait the queue histogram counts. */
 TEST(QueueTest, AClientThatResetsWhileQueuedIsNeverConnected)
 {
 	NEED_PROXY();
@@ -363,6 +363,14 @@ TEST(QueueTest, AClientThatResetsWhileQueuedIsNeverConnected)
 	usleep(300 * 1000);
 	EXPECT_EQ(a.accepted.load(), 2) << "a server connection was made for a client gone";
 	EXPECT_EQ(metric_at(admin, "weft_proxy_backend_queue_abandoned_total{backend=\"b\"}"), 1);
+	/* The wait of the one served, about 1.7 s, is in the queue histogram;
+	 * the client gone is not. */
+	EXPECT_EQ(metric_at(admin, "weft_proxy_backend_queue_seconds_count{backend=\"b\"}"), 1);
+	EXPECT_EQ(metric_at(admin, "weft_proxy_backend_queue_seconds_bucket{backend=\"b\",le=\"1\"}"), 0);
+	EXPECT_EQ(metric_at(admin, "weft_proxy_backend_queue_seconds_bucket{backend=\"b\",le=\"5\"}"), 1);
+	double waited = metric_at(admin, "weft_proxy_backend_queue_seconds_sum{backend=\"b\"}");
+	EXPECT_GE(waited, 1.5);
+	EXPECT_LT(waited, 5.0);
 	EXPECT_EQ(s.p.stop(), 0);
 }
 

@@ -107,6 +107,31 @@ static void backend_counter(struct sbuf *b, const struct admin_view *v, const ch
 	}
 }
 
+/* One histogram family of the backends: the stats_time at offset off of
+ * each backend's stats, name_bucket cumulative as Prometheus wants. */
+static void backend_histogram(struct sbuf *b, const struct admin_view *v, const char *name,
+			      const char *help, size_t off)
+{
+	family(b, name, "histogram", help);
+	for (size_t bi = 0; bi < v->cfg->nbackends; bi++) {
+		const struct stats_time *h =
+			(const struct stats_time *)((const char *)v->backs[bi].stats + off);
+		const char *bn = v->cfg->backends[bi].name;
+		uint64_t cum = 0;
+		for (size_t k = 0; k < STATS_TIME_BUCKETS; k++) {
+			cum += STAT_GET(h->buckets[k]);
+			sbuf_printf(b, "%s_bucket{backend=\"%s\",le=\"%g\"} %llu\n", name, bn,
+				    (double)stats_time_le_us[k] / 1e6, U(cum));
+		}
+		cum += STAT_GET(h->buckets[STATS_TIME_BUCKETS]);
+		sbuf_printf(b, "%s_bucket{backend=\"%s\",le=\"+Inf\"} %llu\n", name, bn, U(cum));
+		sbuf_printf(b, "%s_sum{backend=\"%s\"} %.9f\n", name, bn,
+			    (double)STAT_GET(h->ns_sum) / 1e9);
+		/* The count is the +Inf bucket, so the two always agree. */
+		sbuf_printf(b, "%s_count{backend=\"%s\"} %llu\n", name, bn, U(cum));
+	}
+}
+
 void admin_metrics(struct sbuf *b, const struct admin_source *src, const struct admin_view *v)
 {
 	const struct proxy_config *cfg = v->cfg;
@@ -209,7 +234,7 @@ void admin_metrics(struct sbuf *b, const struct admin_source *src, const struct 
 		}
 	}
 
-	/* Backends: retries, the queue, the connect-time histogram. */
+	/* Backends: retries, the queue, the time histograms. */
 	backend_counter(b, v, "weft_proxy_backend_retries_total",
 			"Connect attempts made after a failed one.",
 			offsetof(struct backend_stats, retries));
@@ -228,27 +253,12 @@ void admin_metrics(struct sbuf *b, const struct admin_source *src, const struct 
 	backend_counter(b, v, "weft_proxy_backend_queue_abandoned_total",
 			"Connections whose client left while they waited for a server slot.",
 			offsetof(struct backend_stats, queue_abandoned));
-	family(b, "weft_proxy_backend_connect_seconds", "histogram",
-	       "Time to connect to a server, successful connects only.");
-	for (size_t bi = 0; bi < cfg->nbackends; bi++) {
-		const struct backend_stats *st = v->backs[bi].stats;
-		const char *name = cfg->backends[bi].name;
-		uint64_t cum = 0;
-		for (size_t k = 0; k <= STATS_CONNECT_BUCKETS; k++) {
-			cum += STAT_GET(st->connect_buckets[k]);
-			if (k < STATS_CONNECT_BUCKETS)
-				sbuf_printf(b, "weft_proxy_backend_connect_seconds_bucket{backend=\"%s\",le=\"%g\"} %llu\n",
-					    name, (double)stats_connect_le_us[k] / 1e6, U(cum));
-			else
-				sbuf_printf(b, "weft_proxy_backend_connect_seconds_bucket{backend=\"%s\",le=\"+Inf\"} %llu\n",
-					    name, U(cum));
-		}
-		sbuf_printf(b, "weft_proxy_backend_connect_seconds_sum{backend=\"%s\"} %.9f\n", name,
-			    (double)STAT_GET(st->connect_ns_sum) / 1e9);
-		/* The count is the +Inf bucket, so the two always agree. */
-		sbuf_printf(b, "weft_proxy_backend_connect_seconds_count{backend=\"%s\"} %llu\n", name,
-			    U(cum));
-	}
+	backend_histogram(b, v, "weft_proxy_backend_connect_seconds",
+			  "Time to connect to a server, successful connects only.",
+			  offsetof(struct backend_stats, connect));
+	backend_histogram(b, v, "weft_proxy_backend_queue_seconds",
+			  "Time waited in the queue for a server slot, by connections that got one.",
+			  offsetof(struct backend_stats, queue));
 
 	/* The whole proxy. */
 	family(b, "weft_proxy_connections_active", "gauge", "Connections now, all frontends.");
@@ -355,14 +365,15 @@ void admin_stats(struct sbuf *b, const struct admin_source *src, const struct ad
 		const struct backend_stats *st = pb->stats;
 		sbuf_printf(b, "%s{\"name\":", bi ? "," : "");
 		json_str(b, cfg->backends[bi].name);
-		uint64_t count = STAT_GET(st->connect_count);
 		sbuf_printf(b, ",\"queue_length\":%u,\"queue_full\":%llu,\"queue_timeouts\":%llu,"
-			       "\"queue_abandoned\":%llu,\"retries\":%llu,"
-			       "\"connects\":%llu,\"connect_seconds_sum\":%.9f,\"servers\":[",
+			       "\"queue_abandoned\":%llu,\"queue_waits\":%llu,\"queue_seconds_sum\":%.9f,"
+			       "\"retries\":%llu,\"connects\":%llu,\"connect_seconds_sum\":%.9f,"
+			       "\"servers\":[",
 			    (unsigned)STAT_GET(st->queued), U(STAT_GET(st->queue_full)),
 			    U(STAT_GET(st->queue_timeouts)), U(STAT_GET(st->queue_abandoned)),
-			    U(STAT_GET(st->retries)), U(count),
-			    (double)STAT_GET(st->connect_ns_sum) / 1e9);
+			    U(STAT_GET(st->queue.count)), (double)STAT_GET(st->queue.ns_sum) / 1e9,
+			    U(STAT_GET(st->retries)), U(STAT_GET(st->connect.count)),
+			    (double)STAT_GET(st->connect.ns_sum) / 1e9);
 		for (size_t i = 0; i < pb->n; i++) {
 			const struct pserver *s = &pb->servers[i];
 			const struct server_stats *ss = &s->st->stats;

@@ -403,7 +403,10 @@ static intptr_t session(void *arg)
 		if (!srv && why == -EBUSY) {
 			uint64_t tq = weft_now();
 			why = queue_wait(pb, s->client, &s->peer, tried, ntried, queue_until, &srv);
-			s->queue_ns += weft_now() - tq;
+			uint64_t waited = weft_now() - tq;
+			s->queue_ns += waited;
+			if (srv)
+				stats_time_add(&bs->queue, waited);
 			if (why == -ECONNRESET) {
 				STAT_ADD(bs->queue_abandoned, 1);
 				end_early(s, "client_closed", false);
@@ -433,7 +436,7 @@ static intptr_t session(void *arg)
 		}
 		balance_connect_result(srv, server >= 0);
 		if (server >= 0) {
-			stats_connect_time(bs, took);
+			stats_time_add(&bs->connect, took);
 			STAT_ADD(srv->st->stats.total, 1);
 			s->server = srv;
 			break;

@@ -20,12 +20,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Upper bounds of the connect-time histogram, in microseconds; a last,
- * implicit bucket (+Inf) takes the rest.  Fixed, so that an update is one
- * relaxed add and the series never change shape. */
-#define STATS_CONNECT_BUCKETS 13
-static const uint64_t stats_connect_le_us[STATS_CONNECT_BUCKETS] = {
-	50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000, 500000, 1000000, 5000000,
+/* Upper bounds of the time histograms (connect, queue), in microseconds;
+ * a last, implicit bucket (+Inf) takes the rest.  Fixed, so that an update
+ * is one relaxed add and the series never change shape; one set for both,
+ * from a loopback connect to a long queue_timeout. */
+#define STATS_TIME_BUCKETS 16
+static const uint64_t stats_time_le_us[STATS_TIME_BUCKETS] = {
+	50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000, 500000,
+	1000000, 2500000, 5000000, 10000000, 30000000,
+};
+
+/* Durations by size: bucket i counts those of at most stats_time_le_us[i]
+ * and more than the bound before (not cumulative; /metrics sums them); the
+ * last one counts the rest. */
+struct stats_time {
+	_Atomic uint64_t buckets[STATS_TIME_BUCKETS + 1];
+	_Atomic uint64_t ns_sum;
+	_Atomic uint64_t count;
 };
 
 /* Data paths of the byte counters by path (relay.c's top comment). */
@@ -68,26 +79,22 @@ struct backend_stats {
 	 * connection was reset at once), queue_timeout passed, the client
 	 * left while it waited. */
 	_Atomic uint64_t queue_full, queue_timeouts, queue_abandoned;
-	/* Successful connects by time taken: bucket i counts those of at most
-	 * stats_connect_le_us[i] and more than the bound before (not
-	 * cumulative; /metrics sums them); the last one counts the rest. */
-	_Atomic uint64_t connect_buckets[STATS_CONNECT_BUCKETS + 1];
-	_Atomic uint64_t connect_ns_sum;
-	_Atomic uint64_t connect_count;
+	struct stats_time connect; /* successful connects, by time taken */
+	struct stats_time queue;   /* waits for a slot that got one, by length */
 };
 
-/* Counts one successful connect of ns nanoseconds in b's histogram.  Any
- * thread; no failure path. */
-static inline void stats_connect_time(struct backend_stats *b, uint64_t ns)
+/* Counts one duration of ns nanoseconds in h.  Any thread; no failure
+ * path. */
+static inline void stats_time_add(struct stats_time *h, uint64_t ns)
 {
 	uint64_t us = ns / 1000;
 	size_t i = 0;
-	while (i < STATS_CONNECT_BUCKETS && us > stats_connect_le_us[i])
+	while (i < STATS_TIME_BUCKETS && us > stats_time_le_us[i])
 		i++;
 	/* Relaxed: independent statistics (see the file comment). */
-	atomic_fetch_add_explicit(&b->connect_buckets[i], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&b->connect_ns_sum, ns, memory_order_relaxed);
-	atomic_fetch_add_explicit(&b->connect_count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->buckets[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->ns_sum, ns, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
 }
 
 /* A relaxed load and a relaxed add, spelled short for the many counters. */
