@@ -855,6 +855,30 @@ TEST(BenchTest, NoConnectionIsOpenedAfterTheLastRequest)
 	EXPECT_EQ(s.accepted.load(), 10);
 }
 
+/* Pipelined requests behind an answer that closes the connection were
+ * never taken up: they go again on the next connection (RFC 9112, 9.3.2),
+ * not counted as errors, and -n stays exact. */
+TEST(BenchTest, RequestsPipelinedBehindAClosingAnswerGoAgain)
+{
+	NEED_BIN();
+	server s;
+	s.close_each = true;
+	ASSERT_TRUE(s.start());
+	/* Two URLs taken in turn: each one resent is the one it was. */
+	std::string out = bench_ok({"-c", "1", "-w", "1", "-n", "12", "--pipeline", "4", "--json",
+				    s.url() + "a", s.url() + "b"});
+	SCOPED_TRACE(out);
+	EXPECT_EQ(field(out, "", "requests"), 12);
+	EXPECT_EQ(field(out, "closed", "count"), 0);
+	EXPECT_EQ(field(out, "", "reconnects"), 11);
+	EXPECT_EQ(s.count.load(), 12);
+	EXPECT_EQ(s.accepted.load(), 12);
+	std::lock_guard<std::mutex> g(s.mu);
+	for (size_t i = 0; i < s.requests.size(); i++)
+		EXPECT_EQ(s.requests[i].rfind(std::string("GET /") + "ab"[i % 2] + " ", 0), 0u)
+			<< "answer " << i << ": " << s.requests[i];
+}
+
 TEST(BenchTest, ResetMidResponseIsReadErrorNotCrash)
 {
 	NEED_BIN();

@@ -152,6 +152,7 @@ struct conn {
 	uint64_t busy_since; /* when the oldest in-flight request left; 0: none */
 	struct slot *q;	     /* depth slots: a ring */
 	unsigned qhead, inflight;
+	unsigned resend;     /* HTTP: slots from qhead to go again after a close */
 	unsigned next;	     /* HTTP: next URL index; echo: stream offset */
 	unsigned expect;     /* echo: stream offset of the next byte back */
 	size_t got;	     /* echo: bytes of the oldest message back so far */

@@ -31,8 +31,12 @@
  * request is late, and the end of the run is a cancellation of the task
  * (main.c).
  *
- * Any failure counts one error per request in flight, of the kind the
- * failure is (a timeout when the ticker caused it, whatever the receive
+ * A response that closes the connection (Connection: close, or HTTP/1.0
+ * without keep-alive) is not a failure: the requests pipelined behind it,
+ * which the server never took up, go again on a new connection, in their
+ * slots, with their tickets and intended send times, as RFC 9112 (9.3.2)
+ * asks of a pipelining client.  Any failure counts one error per request
+ * in flight, of the kind the failure is (a timeout when the ticker caused it, whatever the receive
  * brought), closes the socket and opens a new one; a request not yet sent
  * keeps its ticket and leaves on the new connection, so with -n each
  * ticket ends as one response or one error.  Bytes that answer no request
@@ -133,6 +137,19 @@ static void fail(struct conn *c, int kind, int err, uint64_t now)
 	c->busy_since = 0;
 	c->got = 0;
 	c->expect = c->next;
+}
+
+/* The server closed after an answer that said it would: the requests in
+ * flight behind it go again, first, once a new connection is open. */
+static void resend_unanswered(struct conn *c)
+{
+	unsigned nurls = c->ep->nurls;
+	c->resend = c->inflight;
+	c->next = (c->next + nurls - c->resend % nurls) % nurls;
+	weft_close(c->fd);
+	c->fd = -1;
+	c->inflight = 0;
+	c->busy_since = 0;
 }
 
 /* Whether a call's -ETIMEDOUT is the end of the run (the deadline scope
@@ -377,7 +394,7 @@ intptr_t conn_task(void *arg)
 		if (c->fd < 0) {
 			/* The next request's ticket first: with -n, none left
 			 * means no connection to open for it. */
-			if (!next_request(c, ticketed, open, &have_next, &no_more, &due))
+			if (!c->resend && !next_request(c, ticketed, open, &have_next, &no_more, &due))
 				break;
 			int r = open_conn(c, now, true);
 			if (r < 0)
@@ -389,8 +406,14 @@ intptr_t conn_task(void *arg)
 			rx.in_body = false;
 			weft_http1_parser_init(&rx.p, &head_limits, rx.hdrs, NHDR);
 		}
-		/* 1. Queue what is due, send it in one piece. */
-		unsigned k = 0;
+		/* 1. Queue what is due, send it in one piece: what was
+		 * left unanswered by a close first, as it was. */
+		unsigned k = c->resend;
+		c->resend = 0;
+		for (unsigned i = 0; i < k; i++) {
+			unsigned at = c->qhead + i;
+			c->q[at < b->depth ? at : at - b->depth].sent = now;
+		}
 		while (c->inflight + k < b->depth) {
 			if (!next_request(c, ticketed, open, &have_next, &no_more, &due))
 				break;
@@ -503,7 +526,7 @@ intptr_t conn_task(void *arg)
 		if (r < 0)
 			fail(c, b->proto == P_ECHO ? E_VERIFY : E_PARSE, err, now);
 		else if (r > 0)
-			fail(c, E_CLOSE, ECONNRESET, now);
+			resend_unanswered(c);
 	}
 	if (c->fd >= 0) {
 		weft_close(c->fd);
