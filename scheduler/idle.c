@@ -96,7 +96,7 @@ static bool work_visible(struct weft_rt *rt, struct weft__worker *self)
 		return true;
 	for (unsigned i = 0; i < rt->nworkers; i++) {
 		struct weft__worker *v = rt->workers[i];
-		if (v != self && (weft__deque_size(&v->deque) > 0 || weft__tqueue_len(&v->ioq)))
+		if (v != self && (weft__deque_size(&v->deque) > 0 || weft__ioq_stealable(v)))
 			return true;
 	}
 	return false;

@@ -94,9 +94,14 @@ struct weft__worker {
 	/* Tasks woken by the events this worker dispatches in batches (the
 	 * completions it reaps, the timers it fires), in the order of those
 	 * events: FIFO, so no connection's turn, no earlier timer, is
-	 * overtaken by a later one; thieves take from it too.  `batch_wake` is
-	 * set while such a batch is dispatched. */
+	 * overtaken by a later one; thieves take from it too, all but the
+	 * bound tasks.  `batch_wake` is set while such a batch is
+	 * dispatched. */
 	struct weft__tqueue ioq;
+	/* How many of ioq's tasks are bound to us (pinned, or not yet started
+	 * on their chosen worker): they keep their place in the order, and
+	 * thieves pass them by.  Written by the owner only. */
+	_Atomic uint64_t ioq_bound;
 	bool batch_wake;
 	/* Statistics: written by the owner (relaxed), read by anyone. */
 	_Atomic uint64_t n_spawned, n_steals, n_parks, n_wakeups, n_switches;
@@ -173,12 +178,30 @@ static inline void weft__outside_leave(struct weft_rt *rt)
 	atomic_fetch_sub_explicit(&rt->outside, 1, memory_order_release);
 }
 
+/* Whether t may run only on t->home: pinned, or spawned with WEFT_SPAWN_ON
+ * and not yet started. */
+static inline bool weft__task_bound(const struct weft_task *t)
+{
+	return t->pinned || t->start_home;
+}
+
 /* inject.c */
 void weft__tqueue_push(struct weft__tqueue *q, struct weft_task *t);
 struct weft_task *weft__tqueue_pop(struct weft__tqueue *q);
+uint64_t weft__tqueue_steal(struct weft__tqueue *q, uint64_t max, struct weft__tlist *out);
 static inline uint64_t weft__tqueue_len(struct weft__tqueue *q)
 {
 	return atomic_load_explicit(&q->n, memory_order_relaxed);
+}
+
+/* How many tasks a thief could take from v's I/O queue; a hint, as
+ * weft__tqueue_len: the owner, which is awake while its queue holds
+ * anything, runs whatever a stale reading leaves behind. */
+static inline uint64_t weft__ioq_stealable(struct weft__worker *v)
+{
+	uint64_t bound = atomic_load_explicit(&v->ioq_bound, memory_order_relaxed);
+	uint64_t len = weft__tqueue_len(&v->ioq);
+	return len > bound ? len - bound : 0;
 }
 
 /* idle.c */

@@ -22,7 +22,8 @@
  *      a LIFO order would let each batch overtake the tasks of the one
  *      before (under load the same connections would be served again and
  *      again while others wait) and run two timers due together in the
- *      wrong order;
+ *      wrong order.  Bound tasks woken in a batch queue here too, in
+ *      their place, and thieves pass them by;
  *   5. the yield list, then the inbox (tasks bound to this worker: pinned,
  *      or spawned with WEFT_SPAWN_ON and not yet started);
  * and from the loop only: the injection queue, due timers, then stealing
@@ -103,16 +104,19 @@ static void push_local(struct weft__worker *w, struct weft_task *t, bool lifo)
 {
 	/* Tasks bound to a worker (pinned, or not yet started on the one they
 	 * were spawned onto) never enter a stealable deque. */
-	bool bound = t->pinned || t->start_home;
+	bool bound = weft__task_bound(t);
 	if (bound && t->home != w) {
 		push_inbox(t->home, t);
 		return;
 	}
-	if (lifo && w->batch_wake && !bound) {
+	if (lifo && w->batch_wake) {
 		/* Woken by a completion or a timer: behind those woken
-		 * before it. */
+		 * before it, bound or not.  Thieves pass the bound ones by
+		 * (steal_ioq), so only the others are news to idle workers. */
+		if (bound)
+			weft__stat_add(&w->ioq_bound, 1);
 		weft__tqueue_push(&w->ioq, t);
-		if (w->rt->nworkers > 1)
+		if (!bound && w->rt->nworkers > 1)
 			weft__idle_notify(w->rt);
 		return;
 	}
@@ -123,7 +127,7 @@ static void push_local(struct weft__worker *w, struct weft_task *t, bool lifo)
 		if (!old)
 			return;
 		t = old;
-		bound = t->pinned || t->start_home;
+		bound = weft__task_bound(t);
 	}
 	if (bound)
 		push_inbox(w, t);
@@ -140,7 +144,7 @@ __attribute__((noinline)) void weft__enqueue(struct weft_rt *rt, struct weft_tas
 		push_local(w, t, lifo);
 	} else {
 		weft__outside_enter(rt);
-		if (t->pinned || t->start_home) {
+		if (weft__task_bound(t)) {
 			push_inbox(t->home, t);
 		} else {
 			weft__tqueue_push(&rt->inject, t);
@@ -157,7 +161,7 @@ __attribute__((noinline)) void weft__enqueue_woken(struct weft_rt *rt, struct we
 	 * woken on a worker of its runtime into an empty LIFO slot.  Kept
 	 * free of calls but the last, so it needs no stack frame: that saved
 	 * a dozen instructions of a channel hand-off's ~350. */
-	if (w && w->rt == rt && !w->lifo && !w->batch_wake && !t->pinned && !t->start_home) {
+	if (w && w->rt == rt && !w->lifo && !w->batch_wake && !weft__task_bound(t)) {
 		w->lifo = t;
 		return;
 	}
@@ -172,6 +176,15 @@ static unsigned fire_timers(struct weft__worker *w)
 	unsigned n = weft__timers_fire(&w->timers, weft_now());
 	w->batch_wake = false;
 	return n;
+}
+
+/* The oldest task of this worker's I/O queue, or NULL. */
+static struct weft_task *pop_ioq(struct weft__worker *w)
+{
+	struct weft_task *t = weft__tqueue_pop(&w->ioq);
+	if (t && weft__task_bound(t))
+		weft__stat_add(&w->ioq_bound, (uint64_t)-1);
+	return t;
 }
 
 /* The next task from this worker's own queues, or NULL.  Runs on task stacks
@@ -191,7 +204,7 @@ static struct weft_task *next_local(struct weft__worker *w)
 		if (w->io_inflight || io_uring_sq_ready(&w->ring) ||
 		    atomic_load_explicit(&w->io_cancels.n, memory_order_relaxed))
 			weft__io_poll(w, false);
-		if ((t = weft__tqueue_pop(&w->ioq)) || (t = weft__tlist_pop(&w->yielded)) ||
+		if ((t = pop_ioq(w)) || (t = weft__tlist_pop(&w->yielded)) ||
 		    (t = weft__tqueue_pop(&w->inbox)))
 			return t;
 	}
@@ -214,26 +227,26 @@ static struct weft_task *next_local(struct weft__worker *w)
 	w->lifo_runs = 0;
 	if ((t = weft__deque_pop(&w->deque)))
 		return t;
-	if ((t = weft__tqueue_pop(&w->ioq)))
+	if ((t = pop_ioq(w)))
 		return t;
 	if ((t = weft__tlist_pop(&w->yielded)))
 		return t;
 	return weft__tqueue_pop(&w->inbox);
 }
 
-/* Steals half of one victim's I/O queue (see the top); returns one task to
- * run and keeps the rest in our deque. */
+/* Steals half of what one victim's I/O queue holds that may migrate (see
+ * the top); returns one task to run and keeps the rest in our deque. */
 static struct weft_task *steal_ioq(struct weft__worker *w, struct weft__worker *v)
 {
-	uint64_t want = (weft__tqueue_len(&v->ioq) + 1) / 2;
-	struct weft_task *first = NULL, *x;
-	while (want-- > 0 && (x = weft__tqueue_pop(&v->ioq))) {
-		weft__stat_inc(&w->n_steals);
-		if (!first)
-			first = x;
-		else if (weft__deque_push(&w->deque, x) < 0)
+	uint64_t want = (weft__ioq_stealable(v) + 1) / 2;
+	struct weft__tlist got = {NULL, NULL};
+	if (!want)
+		return NULL;
+	weft__stat_add(&w->n_steals, weft__tqueue_steal(&v->ioq, want, &got));
+	struct weft_task *first = weft__tlist_pop(&got), *x;
+	while ((x = weft__tlist_pop(&got)))
+		if (weft__deque_push(&w->deque, x) < 0)
 			weft__tqueue_push(&w->rt->inject, x);
-	}
 	return first;
 }
 

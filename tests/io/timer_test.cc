@@ -253,6 +253,56 @@ TEST(TimerTest, DistinctDeadlinesFireInDeadlineOrder)
 	EXPECT_EQ(o.out_of_order.load(), 0) << "a timer fired while an earlier one was pending";
 }
 
+/* Sleeps until the deadline it is handed, then takes the next place. */
+struct batch_sleeper {
+	uint64_t when;
+	int index;
+	std::atomic<int> *next;
+	int *order;
+};
+
+intptr_t sleep_and_take_place(void *arg)
+{
+	auto *b = static_cast<struct batch_sleeper *>(arg);
+	if (weft__sleep_until(b->when) != 0)
+		return -1;
+	b->order[b->next->fetch_add(1)] = b->index;
+	return 0;
+}
+
+/*
+ * Pinned tasks are never stolen, so they cannot share the I/O queue's
+ * stealable order by accident: tasks pinned and not, woken by one fire,
+ * must still run in deadline order.  The main task holds the only worker
+ * past every deadline, so one fire finds them all due.
+ */
+TEST(TimerTest, PinnedAndUnpinnedSleepersWokenTogetherRunInDeadlineOrder)
+{
+	const int n = 64;
+	static struct batch_sleeper b[n];
+	static int order[n];
+	static std::atomic<int> next{0};
+	run_with(opts(1), [=]() -> intptr_t {
+		uint64_t base = weft_now() + 20 * WEFT_MSEC;
+		std::vector<struct weft_task *> ts(n);
+		for (int i = 0; i < n; i++) {
+			b[i] = {base + (uint64_t)i * WEFT_USEC, i, &next, order};
+			struct weft_spawn_opts so = {};
+			so.flags = i % 3 ? WEFT_SPAWN_PINNED : 0;
+			ts[i] = weft_spawn(sleep_and_take_place, &b[i], &so);
+		}
+		weft_sleep(WEFT_MSEC); /* every one arms its timer */
+		while (weft_now() < base + (uint64_t)n * WEFT_USEC) {
+		}
+		for (auto t : ts)
+			EXPECT_EQ(join(t), 0);
+		return 0;
+	});
+	ASSERT_EQ(next.load(), n);
+	for (int i = 0; i < n; i++)
+		EXPECT_EQ(order[i], i) << "place " << i;
+}
+
 struct same {
 	struct weft_future *go;
 	std::atomic<int> ok{0};
