@@ -892,6 +892,51 @@ TEST(ReloadTest, AReloadedServerLimitAppliesToTheConnectionsWaitingFromBefore)
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 
+/* A reload that replaces a busy backend's server: a connection of the new
+ * generation, which the new server has room for, does not queue behind
+ * one that waits for the old server; that one is still served when the
+ * old server's slot comes free. */
+TEST(ReloadTest, ANewServerServesAtOnceThoughConnectionsWaitForTheOldOne)
+{
+	NEED_PROXY();
+	backend a('a'), b('b');
+	int port = free_port();
+	/* Named apart: a server's slots go by its name across reloads. */
+	auto conf = [&](const backend &be) {
+		return "[global]\naccess_log = off\n" + frontend("web", port) +
+		       "\n[backend app]\nqueue_timeout = 10s\nserver " + std::string(1, be.tag) +
+		       " = 127.0.0.1:" + std::to_string(be.port) + " max_connections=1\n";
+	};
+	proxy p;
+	ASSERT_TRUE(p.start(conf(a)));
+	ASSERT_NE(p.wait_line("listening", 5000), "");
+	int first = dial(port);
+	char tag = 0;
+	ASSERT_EQ(recv(first, &tag, 1, 0), 1);
+	ASSERT_EQ(tag, 'a');
+	int second = dial(port); /* waits for a's one slot */
+	usleep(200 * 1000);
+	write_file(p.file, conf(b));
+	kill(p.pid, SIGHUP);
+	ASSERT_NE(p.wait_line("reloaded", 5000), "");
+	int third = dial(port);
+	struct timeval tv = {2, 0};
+	setsockopt(third, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	EXPECT_EQ(recv(third, &tag, 1, 0), 1) << "the new generation waited behind the old";
+	EXPECT_EQ(tag, 'b');
+	struct pollfd pf = {second, POLLIN, 0};
+	EXPECT_EQ(poll(&pf, 1, 0), 0) << "the old waiter went past a's limit";
+	close(first);
+	setsockopt(second, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	tag = 0;
+	EXPECT_EQ(recv(second, &tag, 1, 0), 1) << "the old waiter was not served";
+	EXPECT_EQ(tag, 'a');
+	close(second);
+	close(third);
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
 /* One echo on an open connection through the proxy: "" or what went wrong. */
 std::string echo(int fd, const std::string &msg)
 {

@@ -104,7 +104,7 @@ int balance_init(struct pbackend *pb, const struct proxy_backend *b, const struc
 	pb->stats = prev ? shared_ref(prev->stats) : shared_new(sizeof(*pb->stats));
 	pb->queue = prev ? shared_ref(prev->queue) : queue_new();
 	pthread_mutex_init(&pb->lock, NULL);
-	if (!pb->servers || !pb->stats || !pb->queue) {
+	if (!pb->servers || !pb->stats || !pb->queue || queue_lane_open(pb) < 0) {
 		balance_fini(pb);
 		return -ENOMEM;
 	}
@@ -148,6 +148,7 @@ void balance_fini(struct pbackend *pb)
 	pb->n = 0;
 	shared_unref(pb->stats);
 	pb->stats = NULL;
+	queue_lane_close(pb);
 	shared_unref(pb->queue);
 	pb->queue = NULL;
 	pthread_mutex_destroy(&pb->lock);

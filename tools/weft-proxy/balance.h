@@ -98,6 +98,7 @@ struct pbackend {
 	_Atomic uint64_t rng;
 	struct backend_stats *stats;  /* shared across generations (by name) */
 	struct queue *queue;          /* likewise: the connections waiting for a slot */
+	struct queue_lane *lane;      /* this generation's place in it (queue.c) */
 };
 
 /*

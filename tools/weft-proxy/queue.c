@@ -34,9 +34,19 @@
  *
  * Waiters of every generation share their backend's one queue, as the
  * servers' slots are shared (balance.h); each picks among the servers of
- * its own generation.  The waiter's record lives on its task's stack: the
- * dispatcher wakes it under the lock, and the waiter takes the lock once
- * more before it returns, so no release is still touching its record.
+ * its own generation.  So each generation waits in a lane of its own, and
+ * the order above holds within a lane: a reload that replaces a backend's
+ * servers must not leave the new generation's connections, which the new
+ * servers have room for, behind an old one that waits for an old server
+ * (as HAProxy's new process does not queue behind the old one's).  The
+ * dispatcher serves the lanes oldest first, each up to its first waiter
+ * that finds no room; every lane's head ticks.  A lane lives as long as
+ * its generation's backend (queue_lane_open, queue_lane_close), and there
+ * are seldom more than two.
+ *
+ * The waiter's record lives on its task's stack: the dispatcher wakes it
+ * under the lock, and the waiter takes the lock once more before it
+ * returns, so no release is still touching its record.
  *
  * No lost wake-up: a waiter counts itself (backend_stats.queued) before it
  * looks for room, and a freer gives its slot back before it reads the
@@ -46,6 +56,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <sys/queue.h>
 
 #include <weft.h>
@@ -70,10 +81,16 @@ struct waiter {
 	int err;
 };
 
-struct queue {
-	pthread_mutex_t lock;       /* never held across a suspension */
+/* The waiters of one generation's backend, under the queue's lock. */
+struct queue_lane {
+	TAILQ_ENTRY(queue_lane) link;
 	TAILQ_HEAD(, waiter) waiters;
 	struct waiter *ticker;      /* the head that knows it must tick, or NULL */
+};
+
+struct queue {
+	pthread_mutex_t lock;       /* never held across a suspension */
+	TAILQ_HEAD(, queue_lane) lanes; /* oldest generation first */
 };
 
 struct queue *queue_new(void)
@@ -81,9 +98,34 @@ struct queue *queue_new(void)
 	struct queue *q = shared_new(sizeof(*q));
 	if (q) {
 		pthread_mutex_init(&q->lock, NULL);
-		TAILQ_INIT(&q->waiters);
+		TAILQ_INIT(&q->lanes);
 	}
 	return q;
+}
+
+int queue_lane_open(struct pbackend *pb)
+{
+	struct queue_lane *l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	TAILQ_INIT(&l->waiters);
+	pthread_mutex_lock(&pb->queue->lock);
+	TAILQ_INSERT_TAIL(&pb->queue->lanes, l, link);
+	pthread_mutex_unlock(&pb->queue->lock);
+	pb->lane = l;
+	return 0;
+}
+
+void queue_lane_close(struct pbackend *pb)
+{
+	if (!pb->lane)
+		return;
+	/* Empty: every waiter's connection holds the generation, and so pb. */
+	pthread_mutex_lock(&pb->queue->lock);
+	TAILQ_REMOVE(&pb->queue->lanes, pb->lane, link);
+	pthread_mutex_unlock(&pb->queue->lock);
+	free(pb->lane);
+	pb->lane = NULL;
 }
 
 bool queue_busy(const struct pbackend *pb)
@@ -91,53 +133,58 @@ bool queue_busy(const struct pbackend *pb)
 	return atomic_load(&pb->stats->queued) != 0;
 }
 
-/* Under q's lock: w leaves the queue. */
-static void unlink_waiter(struct queue *q, struct waiter *w)
+/* Under the queue's lock: w leaves its lane. */
+static void unlink_waiter(struct waiter *w)
 {
-	TAILQ_REMOVE(&q->waiters, w, link);
+	struct queue_lane *l = w->pb->lane;
+	TAILQ_REMOVE(&l->waiters, w, link);
 	atomic_fetch_sub(&w->pb->stats->queued, 1);
-	if (q->ticker == w)
-		q->ticker = NULL;
+	if (l->ticker == w)
+		l->ticker = NULL;
 }
 
-/* Under q's lock: w leaves the queue served, with server s, or none and
- * err, and is woken. */
-static void serve(struct queue *q, struct waiter *w, struct pserver *s, int err)
+/* Under the queue's lock: w leaves its lane served, with server s, or none
+ * and err, and is woken. */
+static void serve(struct waiter *w, struct pserver *s, int err)
 {
-	unlink_waiter(q, w);
+	unlink_waiter(w);
 	w->srv = s;
 	w->err = s ? 0 : err;
 	w->served = true;
 	weft_sem_release(&w->wake);
 }
 
-/* Under q's lock: a head that went to sleep behind others is woken to
- * tick (see the top). */
-static void mind_head(struct queue *q)
+/* Under the queue's lock: a head that went to sleep behind others is
+ * woken to tick (see the top). */
+static void mind_head(struct queue_lane *l)
 {
-	struct waiter *h = TAILQ_FIRST(&q->waiters);
-	if (h && q->ticker != h) {
-		q->ticker = h;
+	struct waiter *h = TAILQ_FIRST(&l->waiters);
+	if (h && l->ticker != h) {
+		l->ticker = h;
 		weft_sem_release(&h->wake);
 	}
 }
 
-/* Under q's lock: serves the waiters in order while picks find room. */
+/* Under q's lock: serves each lane's waiters in order while picks find
+ * room, the oldest generation's lane first. */
 static void dispatch_locked(struct queue *q)
 {
-	struct waiter *w, *next;
-	for (w = TAILQ_FIRST(&q->waiters); w; w = next) {
-		next = TAILQ_NEXT(w, link);
-		int why;
-		struct pserver *s = balance_pick(w->pb, w->peer, w->tried, w->ntried, &why);
-		if (!s && why == -EBUSY) {
-			if (w->ntried == 0)
-				break;
-			continue;
+	struct queue_lane *l;
+	TAILQ_FOREACH(l, &q->lanes, link) {
+		struct waiter *w, *next;
+		for (w = TAILQ_FIRST(&l->waiters); w; w = next) {
+			next = TAILQ_NEXT(w, link);
+			int why;
+			struct pserver *s = balance_pick(w->pb, w->peer, w->tried, w->ntried, &why);
+			if (!s && why == -EBUSY) {
+				if (w->ntried == 0)
+					break;
+				continue;
+			}
+			serve(w, s, why);
 		}
-		serve(q, w, s, why);
+		mind_head(l);
 	}
-	mind_head(q);
 }
 
 void queue_dispatch(struct pbackend *pb)
@@ -157,11 +204,11 @@ static bool gone(short revents)
 	return revents & (POLLERR | POLLHUP);
 }
 
-/* Under q's lock: serves every waiter whose client left with -ECONNRESET,
- * one poll(2) per GONE_BATCH waiters. */
-static void sweep_gone(struct queue *q)
+/* Under the queue's lock: serves every waiter of lane l whose client left
+ * with -ECONNRESET, one poll(2) per GONE_BATCH waiters. */
+static void sweep_gone(struct queue_lane *l)
 {
-	struct waiter *w = TAILQ_FIRST(&q->waiters);
+	struct waiter *w = TAILQ_FIRST(&l->waiters);
 	while (w) {
 		struct waiter *batch[GONE_BATCH];
 		struct pollfd pf[GONE_BATCH];
@@ -173,7 +220,7 @@ static void sweep_gone(struct queue *q)
 		if (poll(pf, n, 0) > 0)
 			for (size_t i = 0; i < n; i++)
 				if (gone(pf[i].revents))
-					serve(q, batch[i], NULL, -ECONNRESET);
+					serve(batch[i], NULL, -ECONNRESET);
 	}
 }
 
@@ -182,6 +229,7 @@ int queue_wait(struct pbackend *pb, int client, const struct weft_addr *peer,
 	       struct pserver **srv)
 {
 	struct queue *q = pb->queue;
+	struct queue_lane *l = pb->lane;
 	struct waiter w = {
 		.pb = pb, .client = client, .peer = peer, .tried = tried, .ntried = ntried,
 	};
@@ -191,16 +239,16 @@ int queue_wait(struct pbackend *pb, int client, const struct weft_addr *peer,
 		pthread_mutex_unlock(&q->lock);
 		return -EBUSY;
 	}
-	TAILQ_INSERT_TAIL(&q->waiters, &w, link);
+	TAILQ_INSERT_TAIL(&l->waiters, &w, link);
 	atomic_fetch_add(&pb->stats->queued, 1);
 	atomic_thread_fence(memory_order_seq_cst);
 	/* A slot freed before the count went up: served at once if no one
 	 * is ahead, or the one ahead is served with it. */
 	dispatch_locked(q);
 	while (!w.served) {
-		bool head = TAILQ_FIRST(&q->waiters) == &w;
+		bool head = TAILQ_FIRST(&l->waiters) == &w;
 		if (head)
-			q->ticker = &w;
+			l->ticker = &w;
 		pthread_mutex_unlock(&q->lock);
 		uint64_t now = weft_now();
 		int rc = -ETIMEDOUT;
@@ -219,12 +267,12 @@ int queue_wait(struct pbackend *pb, int client, const struct weft_addr *peer,
 			continue; /* made the head */
 		if (rc == -ETIMEDOUT && weft_now() < deadline) {
 			/* The head's tick. */
-			sweep_gone(q);
+			sweep_gone(l);
 			dispatch_locked(q);
 			continue;
 		}
-		unlink_waiter(q, &w);
-		mind_head(q);
+		unlink_waiter(&w);
+		mind_head(l);
 		pthread_mutex_unlock(&q->lock);
 		return rc;
 	}

@@ -17,6 +17,13 @@
  * out of memory. */
 struct queue *queue_new(void);
 
+/* pb's lane in its queue (pb->lane; see queue.c), opened by balance_init
+ * after pb->queue and closed by balance_fini before it, when no waiter of
+ * pb's generation is left.  Open returns 0 or -ENOMEM; close accepts a pb
+ * with no lane.  Any thread; never suspends. */
+int queue_lane_open(struct pbackend *pb);
+void queue_lane_close(struct pbackend *pb);
+
 /* Whether connections wait in pb's queue: a new connection then queues
  * behind them instead of picking.  Any thread; never suspends. */
 bool queue_busy(const struct pbackend *pb);
