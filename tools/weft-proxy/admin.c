@@ -93,6 +93,12 @@ static void family(struct sbuf *b, const char *name, const char *type, const cha
 
 #define U(x) ((unsigned long long)(x))
 
+/* The field at byte offset `off` of backend bi's struct backend_stats. */
+static const void *backend_field(const struct admin_view *v, size_t bi, size_t off)
+{
+	return (const char *)v->backs[bi].stats + off;
+}
+
 /* A counter family with one series per backend: the uint64_t counter at
  * byte offset `off` of each backend's struct backend_stats. */
 static void backend_counter(struct sbuf *b, const struct admin_view *v, const char *name,
@@ -100,22 +106,21 @@ static void backend_counter(struct sbuf *b, const struct admin_view *v, const ch
 {
 	family(b, name, "counter", help);
 	for (size_t bi = 0; bi < v->cfg->nbackends; bi++) {
-		const _Atomic uint64_t *c =
-			(const _Atomic uint64_t *)((const char *)v->backs[bi].stats + off);
+		const _Atomic uint64_t *c = backend_field(v, bi, off);
 		sbuf_printf(b, "%s{backend=\"%s\"} %llu\n", name, v->cfg->backends[bi].name,
 			    U(STAT_GET(*c)));
 	}
 }
 
-/* One histogram family of the backends: the stats_time at offset off of
- * each backend's stats, name_bucket cumulative as Prometheus wants. */
+/* A histogram family with one histogram per backend: the stats_time at
+ * byte offset `off` of each backend's stats, its buckets made cumulative
+ * as Prometheus wants. */
 static void backend_histogram(struct sbuf *b, const struct admin_view *v, const char *name,
 			      const char *help, size_t off)
 {
 	family(b, name, "histogram", help);
 	for (size_t bi = 0; bi < v->cfg->nbackends; bi++) {
-		const struct stats_time *h =
-			(const struct stats_time *)((const char *)v->backs[bi].stats + off);
+		const struct stats_time *h = backend_field(v, bi, off);
 		const char *bn = v->cfg->backends[bi].name;
 		uint64_t cum = 0;
 		for (size_t k = 0; k < STATS_TIME_BUCKETS; k++) {
