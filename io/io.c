@@ -58,14 +58,33 @@ struct weft__io_op {
 	void *more_arg;
 };
 
+/*
+ * Makes room for n SQEs on w's ring by handing the kernel what it holds.
+ * On our rings a submission fails only for want of a request for its first
+ * SQE: -EAGAIN (a full CQ no longer refuses submissions, and only this
+ * thread submits).  With DEFER_TASKRUN, the requests of operations that
+ * have completed are freed when their completions run, as task work of
+ * ours, which a successful submission runs and a failed one does not: with
+ * memory short those may be the only requests to be had, and retrying the
+ * submission alone would spin for ever (seen on 6.18 in a memory cgroup at
+ * its limit).  So a failure runs that work first (io_uring_get_events),
+ * which posts CQEs and takes no SQE: room a caller made for a pair stays
+ * made.  Nothing is reaped here, as waking a task may take an SQE.
+ */
+static void io_make_room(struct weft__worker *w, unsigned n)
+{
+	struct io_uring *ring = &w->ring;
+	while (io_uring_sq_space_left(ring) < n)
+		if (weft__submitted(w, io_uring_submit(ring)) < 0)
+			(void)io_uring_get_events(ring);
+}
+
 struct io_uring_sqe *weft__io_sqe(struct weft__worker *w)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
-	while (!sqe) {
-		/* Full SQ: hand it to the kernel and take a fresh entry. */
-		weft__submitted(w, io_uring_submit(&w->ring));
-		sqe = io_uring_get_sqe(&w->ring);
-	}
+	struct io_uring_sqe *sqe;
+	/* Full SQ: hand it to the kernel and take a fresh entry. */
+	while (!(sqe = io_uring_get_sqe(&w->ring)))
+		io_make_room(w, 1);
 	return sqe;
 }
 
@@ -87,9 +106,7 @@ static int io_begin(struct weft_task *self, struct weft__io_op *op)
 	/* An operation and its link timeout must reach the kernel in one
 	 * submission: make room for both now, so weft__io_sqe cannot submit the
 	 * first alone in between. */
-	struct io_uring *ring = &self->worker->ring;
-	if (io_uring_sq_space_left(ring) < (self->deadline != WEFT_NEVER ? 2u : 1u))
-		weft__submitted(self->worker, io_uring_submit(ring));
+	io_make_room(self->worker, self->deadline != WEFT_NEVER ? 2u : 1u);
 	op->owner = self->worker;
 	op->res = 0;
 	op->more = NULL;

@@ -20,8 +20,15 @@
  * fails; while `fail_reallocs` is set, every realloc fails (the timer heap
  * grows with realloc).  ASan's leak check covers
  * "nothing left behind".
+ *
+ * It is linked with -Wl,--wrap=io_uring_submit,... too: while
+ * `fail_submits` is set, a submission fails as the kernel's does when it
+ * cannot allocate a request (-EAGAIN), until io_uring_get_events runs the
+ * ring's deferred completions, which give requests back.
  */
 #include <fcntl.h>
+#include <liburing.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -42,10 +49,19 @@ constexpr size_t SMALL = 64 * 1024;  /* every task the test spawns */
 namespace {
 std::atomic<bool> fail_stacks{false}, fail_maps{false}, fail_reallocs{false};
 std::atomic<int> failed_maps{0}, failed_reallocs{0};
+/* Submissions: failed in all, in a row since the last io_uring_get_events,
+ * and whether a run of failures was cut short (a caller that never asked
+ * for the completions would have spun for ever). */
+std::atomic<bool> fail_submits{false}, submits_gave_up{false};
+std::atomic<long> failed_submits{0}, failed_in_a_row{0};
+constexpr long GIVE_UP = 1000000;
 } // namespace
 
 extern "C" void *__real_mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 extern "C" void *__real_realloc(void *p, size_t size);
+extern "C" int __real_io_uring_submit(struct io_uring *ring);
+extern "C" int __real_io_uring_submit_and_get_events(struct io_uring *ring);
+extern "C" int __real_io_uring_get_events(struct io_uring *ring);
 
 /* mmap64: what the library's mmap calls become with 64-bit file offsets. */
 extern "C" void *__wrap_mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
@@ -68,6 +84,36 @@ extern "C" void *__wrap_realloc(void *p, size_t size)
 		return nullptr;
 	}
 	return __real_realloc(p, size);
+}
+
+static bool submit_fails()
+{
+	if (!fail_submits.load())
+		return false;
+	failed_submits++;
+	if (++failed_in_a_row >= GIVE_UP) {
+		submits_gave_up = true;
+		fail_submits = false;
+	}
+	return true;
+}
+
+extern "C" int __wrap_io_uring_submit(struct io_uring *ring)
+{
+	return submit_fails() ? -EAGAIN : __real_io_uring_submit(ring);
+}
+
+extern "C" int __wrap_io_uring_submit_and_get_events(struct io_uring *ring)
+{
+	/* A failed submission runs no completions either. */
+	return submit_fails() ? -EAGAIN : __real_io_uring_submit_and_get_events(ring);
+}
+
+extern "C" int __wrap_io_uring_get_events(struct io_uring *ring)
+{
+	fail_submits = false;
+	failed_in_a_row = 0;
+	return __real_io_uring_get_events(ring);
 }
 
 namespace {
@@ -93,7 +139,7 @@ intptr_t run_small(unsigned workers, std::function<intptr_t()> body)
 	if (t) {
 		EXPECT_EQ(weft_block_on(t, &result), 0);
 	}
-	fail_stacks = fail_maps = fail_reallocs = false;
+	fail_stacks = fail_maps = fail_reallocs = fail_submits = false;
 	EXPECT_EQ(weft_rt_shutdown(rt, 2 * WEFT_SEC), 0) << "tasks left behind at shutdown";
 	return result;
 }
@@ -292,6 +338,46 @@ TEST(NomemTest, AWatchTimeoutFiresThoughItsSweepersTimerWasRefused)
 	close(p.a);
 	close(wake.a);
 	close(wake.b);
+}
+
+intptr_t poll_out(void *arg)
+{
+	return weft_poll(*static_cast<int *>(arg), POLLOUT);
+}
+
+/* More operations in one round than the SQ (256 entries) holds, while every
+ * submission fails: the worker that takes the SQE past the last must run
+ * the ring's completions and try again, not retry the submission alone. */
+TEST(NomemTest, AFullSubmissionQueueThatCannotBeSubmittedRunsTheCompletions)
+{
+	pair p = socket_pair();
+	constexpr int N = 300;
+	submits_gave_up = false;
+	failed_submits = 0;
+	failed_in_a_row = 0;
+	intptr_t r = run_small(1, [&]() -> intptr_t {
+		struct weft_group *g = weft_group_new(0);
+		EXPECT_NE(g, nullptr);
+		if (!g)
+			return -1;
+		struct weft_spawn_opts so = {};
+		so.stack_size = SMALL;
+		for (int i = 0; i < N; i++)
+			EXPECT_EQ(weft_group_spawn(g, poll_out, &p.a, &so), 0);
+		/* The children run on this worker once the wait parks us. */
+		fail_submits = true;
+		EXPECT_EQ(weft_group_wait(g), 0);
+		fail_submits = false;
+		weft_group_free(g);
+		return 0;
+	});
+	EXPECT_EQ(r, 0);
+	EXPECT_GT(failed_submits.load(), 0) << "no submission was refused";
+	EXPECT_FALSE(submits_gave_up.load())
+		<< "the worker retried a failing submission " << GIVE_UP
+		<< " times without running the completions";
+	close(p.a);
+	close(p.b);
 }
 
 } // namespace
