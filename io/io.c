@@ -196,6 +196,8 @@ void weft__io_cancel_request(struct weft_task *t)
 	 * task recorded io_owner before arming (release): it is the owner of
 	 * that wait's operation, or of a later one. */
 	struct weft__worker *owner = atomic_load_explicit(&t->io_owner, memory_order_relaxed);
+	/* Release: a visit that clears the flag after this reads it, and
+	 * sees the CANCEL our caller set (weft__io_process_cancels). */
 	if (atomic_exchange_explicit(&t->io_cancel_queued, true, memory_order_acq_rel))
 		return; /* already queued somewhere: that visit will do */
 	struct weft__worker *here = weft__worker_here();
@@ -213,7 +215,17 @@ void weft__io_process_cancels(struct weft__worker *w)
 {
 	struct weft_task *t;
 	while ((t = weft__cancelq_pop(&w->io_cancels))) {
-		atomic_store_explicit(&t->io_cancel_queued, false, memory_order_release);
+		/* An exchange, not a store.  A canceller that finds the flag
+		 * still set leaves its cancel to this visit, so this visit must
+		 * see its CANCEL: its exchange then comes before ours in the
+		 * flag's modification order, ours reads it and synchronizes
+		 * with it, and its OR of CANCEL happens before the load below.
+		 * A store and a load would be store buffering, where each side
+		 * may miss the other's write (on x86 the store waits in the
+		 * store buffer while the load goes ahead): a request left by
+		 * the task that ran on this object before would swallow the
+		 * cancel of the one that runs now. */
+		(void)atomic_exchange_explicit(&t->io_cancel_queued, false, memory_order_acq_rel);
 		uint64_t word = atomic_load_explicit(&t->wake, memory_order_acquire);
 		/* No CANCEL: the request outlived its task, and the object now
 		 * runs another one (task.c reuses it), which nobody cancelled. */
