@@ -312,12 +312,13 @@ client connect_and_tag(int port, int timeout_ms)
 	return c;
 }
 
-/* The lowest descriptor number process pid has free, and the number of
- * its signalfd (-1: none open). */
-void fd_table(pid_t pid, int *lowest_free, int *signalfd)
+/* How many descriptors process pid has open; the lowest number it has
+ * free, and the number of its signalfd (-1: none open). */
+size_t fd_table(pid_t pid, int *lowest_free, int *signalfd)
 {
 	std::string dir = "/proc/" + std::to_string(pid) + "/fd";
 	std::vector<bool> used;
+	size_t open = 0;
 	*signalfd = -1;
 	if (DIR *d = opendir(dir.c_str())) {
 		while (struct dirent *e = readdir(d)) {
@@ -327,6 +328,7 @@ void fd_table(pid_t pid, int *lowest_free, int *signalfd)
 			if (n >= used.size())
 				used.resize(n + 1);
 			used[n] = true;
+			open++;
 			char to[64] = {};
 			if (readlink((dir + "/" + e->d_name).c_str(), to, sizeof(to) - 1) > 0 &&
 			    strstr(to, "signalfd"))
@@ -337,6 +339,20 @@ void fd_table(pid_t pid, int *lowest_free, int *signalfd)
 	*lowest_free = 0;
 	while ((size_t)*lowest_free < used.size() && used[*lowest_free])
 		++*lowest_free;
+	return open;
+}
+
+/* Closes fd, a connection through proxy pid that reached its server, and
+ * waits (5 s at most) until the proxy has closed its two sockets of it:
+ * it does so in its own time, and a descriptor table read before then
+ * would find their numbers taken. */
+void close_and_settle(pid_t pid, int fd)
+{
+	int lowest, sfd;
+	size_t with = fd_table(pid, &lowest, &sfd);
+	close(fd);
+	for (int waited = 0; fd_table(pid, &lowest, &sfd) > with - 2 && waited < 5000; waited += 10)
+		usleep(10000);
 }
 
 /* Every wait for a signal opens a signalfd.  With the proxy's descriptor
@@ -355,7 +371,7 @@ TEST(SignalTest, AFullDescriptorTableDoesNotLeaveTheProxyDeafToSignals)
 	 * connection goes through. */
 	client warm = connect_and_tag(port, 5000);
 	EXPECT_EQ(warm.tag, 'a');
-	close(warm.fd);
+	close_and_settle(p.pid, warm.fd);
 	/* A soft limit that leaves no number free below the signalfd of the
 	 * wait under way: once SIGHUP ends that wait, the reload's fopen and
 	 * the next wait's signalfd find the table full. */
@@ -444,10 +460,9 @@ TEST(LimitTest, AConnectFailingForWantOfOurDescriptorsIsNotTheServersFault)
 	ASSERT_NE(p.wait_line("admin listening on", 10000), "");
 	client warm = connect_and_tag(port, 5000);
 	ASSERT_EQ(warm.tag, 'a');
-	close(warm.fd);
+	close_and_settle(p.pid, warm.fd);
 	/* One descriptor free below the limit: the accept takes it, the
 	 * connect to the server finds none. */
-	usleep(200 * 1000);
 	int lowest = 0, sfd = -1;
 	fd_table(p.pid, &lowest, &sfd);
 	struct rlimit saved;
