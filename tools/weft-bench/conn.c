@@ -36,13 +36,13 @@
  * which the server never took up, go again on a new connection, in their
  * slots, with their tickets and intended send times, as RFC 9112 (9.3.2)
  * asks of a pipelining client.  Any failure counts one error per request
- * in flight, of the kind the failure is (a timeout when the ticker caused it, whatever the receive
- * brought), closes the socket and opens a new one; a request not yet sent
- * keeps its ticket and leaves on the new connection, so with -n each
- * ticket ends as one response or one error.  Bytes that answer no request
- * are one parse (or verify) error of their own.  Bytes are counted as they
- * arrive, responses when they complete, both only inside the measured
- * window.
+ * in flight, of the kind the failure is (a timeout when the ticker caused
+ * it, whatever the receive brought), closes the socket and opens a new
+ * one; a request not yet sent keeps its ticket and leaves on the new
+ * connection, so with -n each ticket ends as one response or one error.
+ * Bytes that answer no request are one parse (or verify) error of their
+ * own.  Bytes are counted as they arrive, responses when they complete,
+ * both only inside the measured window.
  */
 #include <errno.h>
 #include <poll.h>
