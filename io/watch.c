@@ -237,9 +237,9 @@ static int nap(struct weft__bufs *b)
 /*
  * The owner's sweeper: cancels the receives whose timeout passed, and
  * starts the functions of watched streams (stream.c) whose timeout passed
- * (a starved watch has none: bytes came, see weft__watch_complete).  Pinned to the owner, so it may walk
- * the owner's lists; it leaves when no watch with a timeout is left, and
- * at shutdown.
+ * (a starved watch has none: bytes came, see weft__watch_complete).
+ * Pinned to the owner, so it may walk the owner's lists; it leaves when no
+ * watch with a timeout is left, and at shutdown.
  */
 static intptr_t sweeper(void *arg)
 {
