@@ -879,6 +879,24 @@ TEST(BenchTest, RequestsPipelinedBehindAClosingAnswerGoAgain)
 			<< "answer " << i << ": " << s.requests[i];
 }
 
+/* A request sent again after a close keeps its first send time: its
+ * --timeout runs from then, not from the resend.  The second request
+ * leaves at 0, goes again at 0.7 s and would be answered at 1.4 s. */
+TEST(BenchTest, AResentRequestTimesOutFromItsFirstSend)
+{
+	NEED_BIN();
+	server s;
+	s.close_each = true;
+	s.delay = std::chrono::milliseconds(700);
+	ASSERT_TRUE(s.start());
+	std::string out = bench_ok({"-c", "1", "-w", "1", "-n", "2", "--pipeline", "2",
+				    "--timeout", "1s", "--json", s.url()});
+	SCOPED_TRACE(out);
+	EXPECT_EQ(field(out, "", "requests"), 1);
+	EXPECT_EQ(field(out, "timeout", "count"), 1);
+	EXPECT_LT(field(out, "latency", "max_ns"), 1000 * MS);
+}
+
 TEST(BenchTest, ResetMidResponseIsReadErrorNotCrash)
 {
 	NEED_BIN();

@@ -34,15 +34,15 @@
  * A response that closes the connection (Connection: close, or HTTP/1.0
  * without keep-alive) is not a failure: the requests pipelined behind it,
  * which the server never took up, go again on a new connection, in their
- * slots, with their tickets and intended send times, as RFC 9112 (9.3.2)
- * asks of a pipelining client.  Any failure counts one error per request
- * in flight, of the kind the failure is (a timeout when the ticker caused
- * it, whatever the receive brought), closes the socket and opens a new
- * one; a request not yet sent keeps its ticket and leaves on the new
- * connection, so with -n each ticket ends as one response or one error.
- * Bytes that answer no request are one parse (or verify) error of their
- * own.  Bytes are counted as they arrive, responses when they complete,
- * both only inside the measured window.
+ * slots, with their tickets and their first and intended send times, as
+ * RFC 9112 (9.3.2) asks of a pipelining client.  Any failure counts one
+ * error per request in flight, of the kind the failure is (a timeout when
+ * the ticker caused it, whatever the receive brought), closes the socket
+ * and opens a new one; a request not yet sent keeps its ticket and leaves
+ * on the new connection, so with -n each ticket ends as one response or
+ * one error.  Bytes that answer no request are one parse (or verify) error
+ * of their own.  Bytes are counted as they arrive, responses when they
+ * complete, both only inside the measured window.
  */
 #include <errno.h>
 #include <poll.h>
@@ -407,13 +407,11 @@ intptr_t conn_task(void *arg)
 			weft_http1_parser_init(&rx.p, &head_limits, rx.hdrs, NHDR);
 		}
 		/* 1. Queue what is due, send it in one piece: what was
-		 * left unanswered by a close first, as it was. */
+		 * left unanswered by a close first, as it was, its send
+		 * time included (the wait for the new connection was the
+		 * client's too, and its timeout runs from then). */
 		unsigned k = c->resend;
 		c->resend = 0;
-		for (unsigned i = 0; i < k; i++) {
-			unsigned at = c->qhead + i;
-			c->q[at < b->depth ? at : at - b->depth].sent = now;
-		}
 		while (c->inflight + k < b->depth) {
 			if (!next_request(c, ticketed, open, &have_next, &no_more, &due))
 				break;
@@ -449,7 +447,7 @@ intptr_t conn_task(void *arg)
 			size_t n;
 			const char *p = span(c, k, &n);
 			if (!c->inflight)
-				c->busy_since = now;
+				c->busy_since = c->q[c->qhead].sent;
 			c->inflight += k;
 			ssize_t r = b->proto == P_ECHO && n > ECHO_DIRECT
 					    ? echo_send(c, p, n, buf, &now)
