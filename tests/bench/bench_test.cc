@@ -662,7 +662,11 @@ TEST(BenchTest, SigintEndsARunWhoseConnectsHang)
 	SCOPED_TRACE(out + err);
 	EXPECT_LT(clk::now() - t0, std::chrono::seconds(3)) << "SIGINT waited for the connects";
 	EXPECT_NE(out.find("\"interrupted\":true"), std::string::npos);
+	EXPECT_NE(err.find("weft-bench: interrupted while connecting; nothing was measured"),
+		  std::string::npos);
 	EXPECT_EQ(field(out, "", "requests"), 0);
+	/* No window of the microseconds the connections took to end. */
+	EXPECT_EQ(field(out, "", "duration_s"), 0);
 }
 
 TEST(BenchTest, OpenLoopClockStartsOnceConnected)

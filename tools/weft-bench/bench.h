@@ -197,7 +197,10 @@ struct bench {
 	struct weft_future *go;
 	uint64_t t0, measure_start, deadline;
 	uint64_t t_end; /* when the last connection ended */
-	bool interrupted; /* SIGINT or SIGTERM ended the run early */
+	/* SIGINT or SIGTERM ended the run early; written by the signal task,
+	 * read when the connects are done. */
+	_Atomic bool interrupted;
+	bool clock_started; /* false: interrupted before the connects were done */
 	_Alignas(64) _Atomic uint64_t ticket; /* request j of the run (-n, --rate) */
 	_Alignas(64) struct wstate *ws;
 	struct conn *cs;

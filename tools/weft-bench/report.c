@@ -89,6 +89,8 @@ void fmt_bytes(char *out, size_t n, double v)
 uint64_t window_ns(const struct bench *b)
 {
 	uint64_t end = b->t_end;
+	if (!b->clock_started)
+		return 0;
 	if (b->deadline != WEFT_NEVER && end > b->deadline)
 		end = b->deadline;
 	return end > b->measure_start ? end - b->measure_start : 0;
@@ -378,7 +380,9 @@ int report(const struct bench *b, const struct wstate *t)
 {
 	struct figures fg;
 	evaluate(b, t, &fg);
-	if (b->interrupted)
+	if (!b->clock_started)
+		fprintf(stderr, "weft-bench: interrupted while connecting; nothing was measured\n");
+	else if (b->interrupted)
 		fprintf(stderr, "weft-bench: interrupted; the figures cover the %.2f s measured\n",
 			fg.secs);
 	if (b->json)
