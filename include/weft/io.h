@@ -11,6 +11,9 @@
  *    -ETIMEDOUT;
  *  - weft_cancel cancels the operation on its ring (from any thread) and the
  *    call returns -ECANCELED.
+ * An operation interrupted inside the kernel with neither behind it (one
+ * that io_uring runs blocking on a thread of its own, as a splice) returns
+ * -EINTR, never one of the kernel's internal restart codes.
  * Every call returns -EOPNOTSUPP, doing nothing, when the kernel's io_uring
  * lacks the operation (probed once per ring).
  * In both cases the call returns only after the operation's own completion
