@@ -11,15 +11,15 @@
  *    -ETIMEDOUT;
  *  - weft_cancel cancels the operation on its ring (from any thread) and the
  *    call returns -ECANCELED.
+ * In both cases the call returns only after the operation's own completion
+ * has arrived, so buffers (often on the task's stack) are never written
+ * after it returns; and an operation that completed first returns its
+ * result, never -ECANCELED or -ETIMEDOUT: bytes received are never lost.
  * An operation interrupted inside the kernel with neither behind it (one
  * that io_uring runs blocking on a thread of its own, as a splice) returns
  * -EINTR, never one of the kernel's internal restart codes.
  * Every call returns -EOPNOTSUPP, doing nothing, when the kernel's io_uring
  * lacks the operation (probed once per ring).
- * In both cases the call returns only after the operation's own completion
- * has arrived, so buffers (often on the task's stack) are never written
- * after it returns; and an operation that completed first returns its
- * result, never -ECANCELED or -ETIMEDOUT: bytes received are never lost.
  * One call moves at most 0x7ffff000 bytes, as read(2) and write(2) do: a
  * longer length gives a short count.
  */
