@@ -29,8 +29,11 @@
  * an empty buffer.  The ring and the waiter queue are both FIFO, so messages
  * keep their order and waiters are served in arrival order.
  *
+ * A select (weft_chan_select, at the end) waits on several channels with
+ * one wait: its own part below says how.
+ *
  * This file allocates only in weft_chan_new and takes no lock but the
- * queue's; what readying a task costs (a deque push, perhaps waking a
+ * queues'; what readying a task costs (a deque push, perhaps waking a
  * sleeping worker) is the scheduler's.
  */
 #include <errno.h>
@@ -98,6 +101,7 @@ static int park(struct weft_chan *ch, bool sender, void *msg)
 {
 	struct weft__wait w;
 	w.data = msg;
+	w.value = 0; /* a plain wait: woken with 0 (see woken) */
 	ch->senders = sender;
 	return weft__waitq_block(&ch->q, weft__current(), &w);
 }
@@ -114,12 +118,20 @@ static inline struct weft__resumed parked(int rc)
 	return (struct weft__resumed){rc, 1};
 }
 
-/* send and recv are inlined into each of their two callers: the blocking
- * one is the hand-off path, where a jump between functions is measurable. */
-static inline __attribute__((always_inline)) struct weft__resumed
-send(struct weft_chan *ch, const void *msg, bool wait)
+/* The result a claimed waiter wakes with when its transfer is done: 0 for a
+ * plain send or receive (w->value 0), its case's code for a select's (see
+ * select_code below).  One load and no branch on the hand-off path. */
+static inline int woken(const struct weft__wait *w)
 {
-	weft__spin_lock(&ch->q.lock);
+	return (int)w->value;
+}
+
+/* send and recv, with the lock held on entry and released on return, are
+ * inlined into each of their callers: the blocking one is the hand-off
+ * path, where a jump between functions is measurable. */
+static inline __attribute__((always_inline)) struct weft__resumed
+send_locked(struct weft_chan *ch, const void *msg, bool wait)
+{
 	struct weft__wait *w;
 	if (ch->closed) {
 		weft__spin_unlock(&ch->q.lock);
@@ -137,14 +149,13 @@ send(struct weft_chan *ch, const void *msg, bool wait)
 		weft__spin_unlock(&ch->q.lock);
 		return ret(-EAGAIN);
 	}
-	weft__waitq_unlock_ready(&ch->q, w, 0);
+	weft__waitq_unlock_ready(&ch->q, w, w ? woken(w) : 0);
 	return ret(0);
 }
 
 static inline __attribute__((always_inline)) struct weft__resumed
-recv(struct weft_chan *ch, void *msg, bool wait)
+recv_locked(struct weft_chan *ch, void *msg, bool wait)
 {
-	weft__spin_lock(&ch->q.lock);
 	struct weft__wait *w;
 	if (ch->len) {
 		copy(ch, msg, slot(ch, 0));
@@ -169,8 +180,22 @@ recv(struct weft_chan *ch, void *msg, bool wait)
 		weft__spin_unlock(&ch->q.lock);
 		return ret(-EAGAIN);
 	}
-	weft__waitq_unlock_ready(&ch->q, w, 0);
+	weft__waitq_unlock_ready(&ch->q, w, w ? woken(w) : 0);
 	return ret(0);
+}
+
+static inline __attribute__((always_inline)) struct weft__resumed
+send(struct weft_chan *ch, const void *msg, bool wait)
+{
+	weft__spin_lock(&ch->q.lock);
+	return send_locked(ch, msg, wait);
+}
+
+static inline __attribute__((always_inline)) struct weft__resumed
+recv(struct weft_chan *ch, void *msg, bool wait)
+{
+	weft__spin_lock(&ch->q.lock);
+	return recv_locked(ch, msg, wait);
 }
 
 /* The bodies of weft_chan_send and weft_chan_recv, whose entries are in
@@ -198,6 +223,43 @@ int weft_chan_tryrecv(struct weft_chan *ch, void *msg)
 	return (int)recv(ch, msg, false).value;
 }
 
+/* ---- Select ------------------------------------------------------------------
+ *
+ * A select parks once, with one token, and queues one record per case on
+ * that case's channel: w[i] with data the case's message and value its
+ * code, SELECT_CASE | i.  Whoever claims a record first (a transfer, a
+ * close, the deadline, a canceller) wins the whole wait, by the wait
+ * word's CAS; the other records are stale from then on, and a transfer
+ * that pops one fails its claim and drops it, as it would any stale
+ * waiter.  A claimed record's transfer wakes the task with the code, so
+ * it knows which case went; a close adds SELECT_CLOSED.  Before returning,
+ * the select takes its records still queued off their channels (each under
+ * its lock), since they live on its stack.
+ *
+ * Queueing goes case by case, one lock at a time, never two.  A case that
+ * can go by the time its lock is taken is done by the select itself, but
+ * only once it has claimed its own wait, so that no other case can go as
+ * well; if that claim fails, another case has already won and its waker is
+ * on its way.  A case whose queue held only stale waiters turns out not to
+ * be able to go after all: the select then starts over with a new wait,
+ * those waiters now dropped.
+ *
+ * The channel invariant (a queue holds senders or receivers, never both)
+ * holds because a record is queued only on a channel where its case could
+ * not go; and a select may not have a send and a receive on one channel,
+ * or it could find its own record in the way.
+ */
+
+#define SELECT_CASE (1 << 30)   /* a select's code: set in every one */
+#define SELECT_CLOSED (1 << 29) /* woken by a close: the case got -EPIPE */
+#define SELECT_INDEX (SELECT_CLOSED - 1)
+
+/* What a claimed waiter wakes with when its channel closes. */
+static int closed_result(const struct weft__wait *w, int result)
+{
+	return w->value ? (int)w->value | SELECT_CLOSED : result;
+}
+
 int weft_chan_close(struct weft_chan *ch)
 {
 	weft__spin_lock(&ch->q.lock);
@@ -206,6 +268,154 @@ int weft_chan_close(struct weft_chan *ch)
 		return -EPIPE;
 	}
 	ch->closed = true;
-	weft__waitq_wake_all(&ch->q, -EPIPE);
+	weft__waitq_wake_all_by(&ch->q, -EPIPE, closed_result);
 	return 0;
+}
+
+static bool is_send(const struct weft_chan_case *c)
+{
+	return c->op == WEFT_CHAN_SEND;
+}
+
+static int select_check(const struct weft_chan_case *cs, size_t n)
+{
+	if (!n || n > WEFT_CHAN_SELECT_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (cs[i].op != WEFT_CHAN_SEND && cs[i].op != WEFT_CHAN_RECV)
+			return -EINVAL;
+		for (size_t j = 0; j < i && cs[i].ch; j++)
+			if (cs[j].ch == cs[i].ch && cs[j].op != cs[i].op)
+				return -EINVAL;
+	}
+	return 0;
+}
+
+/* Where a select starts looking: pseudo-random, so that of several cases
+ * that can go none is always passed over.  Per thread; no switch in
+ * between, so the thread-local's address is never held across one. */
+static size_t select_start(size_t n)
+{
+	static _Thread_local uint32_t x;
+	if (!x)
+		x = (uint32_t)(uintptr_t)&x | 1;
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	return x % n;
+}
+
+/* Lock held: whether case c could go now (closed counts: it returns -EPIPE). */
+static bool can_go(const struct weft_chan *ch, bool sender)
+{
+	if (ch->closed || (ch->q.n && ch->senders != sender))
+		return true;
+	return sender ? ch->len < ch->cap : ch->len > 0;
+}
+
+/* Tries every case once, from start on: the index of the one done (its
+ * result set), or -EAGAIN. */
+static int select_poll(struct weft_chan_case *cs, size_t n, size_t start)
+{
+	for (size_t k = 0; k < n; k++) {
+		size_t i = (start + k) % n;
+		if (!cs[i].ch)
+			continue;
+		int rc = (int)(is_send(&cs[i]) ? send(cs[i].ch, cs[i].msg, false)
+					       : recv(cs[i].ch, cs[i].msg, false)).value;
+		if (rc != -EAGAIN) {
+			cs[i].result = rc;
+			return (int)i;
+		}
+	}
+	return -EAGAIN;
+}
+
+/* Takes the records still queued off their channels. */
+static void select_unqueue(struct weft_chan_case *cs, struct weft__wait *w, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!cs[i].ch)
+			continue;
+		weft__spin_lock(&cs[i].ch->q.lock);
+		if (w[i].queued)
+			weft__waitq_remove(&cs[i].ch->q, &w[i]);
+		weft__spin_unlock(&cs[i].ch->q.lock);
+	}
+}
+
+#define SELECT_PARK (-1) /* every case queued, or another one won: park */
+
+/* Queues w[i] for each case, from start on, with w[0] armed.  Returns
+ * SELECT_PARK, the index of a case done here (its result set), or -EAGAIN
+ * to start over (see the top of this part). */
+static int select_queue(struct weft_chan_case *cs, struct weft__wait *w, size_t n, size_t start)
+{
+	for (size_t i = 1; i < n; i++) {
+		w[i].task = w[0].task;
+		w[i].token = w[0].token;
+		w[i].queued = false;
+	}
+	for (size_t k = 0; k < n; k++) {
+		size_t i = (start + k) % n;
+		struct weft_chan *ch = cs[i].ch;
+		bool sender = is_send(&cs[i]);
+		if (!ch)
+			continue;
+		weft__spin_lock(&ch->q.lock);
+		if (!can_go(ch, sender)) {
+			w[i].data = cs[i].msg;
+			w[i].value = SELECT_CASE | (int)i;
+			ch->senders = sender;
+			weft__waitq_push(&ch->q, &w[i]);
+			weft__spin_unlock(&ch->q.lock);
+			continue;
+		}
+		if (!weft__wait_claim(&w[0])) {
+			weft__spin_unlock(&ch->q.lock);
+			return SELECT_PARK;
+		}
+		int rc = (int)(sender ? send_locked(ch, cs[i].msg, false)
+				      : recv_locked(ch, cs[i].msg, false)).value;
+		if (rc == -EAGAIN)
+			return -EAGAIN;
+		cs[i].result = rc;
+		return (int)i;
+	}
+	return SELECT_PARK;
+}
+
+static int select_wait(struct weft_chan_case *cs, size_t n)
+{
+	struct weft_task *self = weft__current();
+	struct weft__wait w[n];
+	for (;;) {
+		size_t start = select_start(n);
+		int rc = select_poll(cs, n, start);
+		if (rc != -EAGAIN || (rc = weft__wait_arm(self, &w[0])) < 0)
+			return rc;
+		rc = select_queue(cs, w, n, start);
+		if (rc == SELECT_PARK)
+			rc = weft__wait_park(self, &w[0], WEFT_NEVER, 0);
+		select_unqueue(cs, w, n);
+		if (rc >= SELECT_CASE) {
+			size_t i = (size_t)(rc & SELECT_INDEX);
+			cs[i].result = rc & SELECT_CLOSED ? -EPIPE : 0;
+			return (int)i;
+		}
+		if (rc != -EAGAIN)
+			return rc; /* a case done here, or -ECANCELED/-ETIMEDOUT/-ENOMEM */
+	}
+}
+
+int weft_chan_select(struct weft_chan_case *cs, size_t n)
+{
+	int rc = select_check(cs, n);
+	return rc < 0 ? rc : select_wait(cs, n);
+}
+
+int weft_chan_tryselect(struct weft_chan_case *cs, size_t n)
+{
+	int rc = select_check(cs, n);
+	return rc < 0 ? rc : select_poll(cs, n, select_start(n));
 }

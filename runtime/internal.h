@@ -122,7 +122,7 @@ struct weft__wait {
 	uint64_t token;           /* which wait of the task this is */
 	struct weft__wait *next, *prev; /* links in a primitive's waiter queue */
 	void *data;               /* the primitive's payload pointer */
-	intptr_t value;           /* a value handed over by the waker */
+	intptr_t value;           /* passed between waiter and waker: the primitive says how */
 	bool queued;              /* on a queue; guarded by the queue's lock */
 };
 
@@ -290,6 +290,8 @@ static inline void weft__waitq_unlock_ready(struct weft__waitq *q, struct weft__
 		weft__wait_ready(w->task, result);
 }
 void weft__waitq_wake_all(struct weft__waitq *q, int result);
+void weft__waitq_wake_all_by(struct weft__waitq *q, int result,
+			     int (*result_of)(const struct weft__wait *w, int result));
 /* The blocking half every primitive shares: arms w, queues it on q (whose
  * lock the caller holds and this releases), parks, and on a wake-up that did
  * not come through the queue (cancel, deadline) unlinks w.  Returns the

@@ -179,8 +179,10 @@ int weft__waitq_block(struct weft__waitq *q, struct weft_task *self, struct weft
 }
 
 /* With q's lock held: claims every waiter, releases the lock, then readies
- * them all with result, in FIFO order. */
-void weft__waitq_wake_all(struct weft__waitq *q, int result)
+ * them all with result, or with what result_of says for each, in FIFO
+ * order. */
+void weft__waitq_wake_all_by(struct weft__waitq *q, int result,
+			     int (*result_of)(const struct weft__wait *w, int result))
 {
 	struct weft__wait *first = NULL, **tail = &first, *w;
 	while ((w = weft__waitq_claim_first(q))) {
@@ -191,8 +193,14 @@ void weft__waitq_wake_all(struct weft__waitq *q, int result)
 	*tail = NULL;
 	weft__spin_unlock(&q->lock);
 	while ((w = first)) {
-		/* Read the link before readying: w dies with the wait. */
+		/* Read the link and the result before readying: w dies with
+		 * the wait. */
 		first = w->next;
-		weft__wait_ready(w->task, result);
+		weft__wait_ready(w->task, result_of ? result_of(w, result) : result);
 	}
+}
+
+void weft__waitq_wake_all(struct weft__waitq *q, int result)
+{
+	weft__waitq_wake_all_by(q, result, NULL);
 }

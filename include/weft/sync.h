@@ -131,6 +131,35 @@ WEFT_API int weft_chan_tryrecv(struct weft_chan *ch, void *msg);
  * already closed.  Any thread. */
 WEFT_API int weft_chan_close(struct weft_chan *ch);
 
+/* One case of a select: a send of the message at msg on ch, or a receive
+ * into msg.  A case whose ch is NULL never goes (Go's nil channel), which
+ * turns a case off without rebuilding the array. */
+struct weft_chan_case {
+	struct weft_chan *ch;
+	void *msg;
+	int op;     /* WEFT_CHAN_SEND or WEFT_CHAN_RECV */
+	int result; /* set in the case that went: 0, or -EPIPE (ch closed) */
+};
+#define WEFT_CHAN_SEND 1
+#define WEFT_CHAN_RECV 2
+#define WEFT_CHAN_SELECT_MAX 64
+
+/*
+ * Waits until one of the n cases can go, does it, and returns its index,
+ * as Go's select: exactly one case goes, and its result is what
+ * weft_chan_send or weft_chan_recv would have returned (0, or -EPIPE for a
+ * send on a closed channel or a receive from a closed, empty one).  Of
+ * several cases that can go at once, one is chosen at random, so none
+ * starves.  Returns -ECANCELED / -ETIMEDOUT / -ENOMEM (no case went), or
+ * -EINVAL (nothing done) for n == 0 or above WEFT_CHAN_SELECT_MAX, an op
+ * that is neither, or one channel in both a send and a receive.  With every
+ * ch NULL it waits for its cancellation or deadline.  Task only; a
+ * suspension point.
+ */
+WEFT_API int weft_chan_select(struct weft_chan_case *cases, size_t n);
+/* The same without waiting: -EAGAIN when no case can go now.  Any thread. */
+WEFT_API int weft_chan_tryselect(struct weft_chan_case *cases, size_t n);
+
 /* ---- One-shot future --------------------------------------------------------
  * Resolved once, from any thread (including threads that are not workers);
  * awaited by tasks.  The Future of the classic async talk. */
