@@ -169,6 +169,14 @@ CASES = [
         weft("pingpong", 2, 2_000_000),
         gorow("pingpong", 2, 2_000_000),
     ]),
+    # Every receive a select over its channel and a quit channel that never
+    # goes: the plain row beside it shows what the select adds.
+    ("pingpong-select", "channel handoff, same worker, each receive a select of "
+     "two, one-way", [
+         weft("pingpong-select", 1, 2_000_000),
+         weft("pingpong", 1, 2_000_000, key="weft-plain", label=", plain receive"),
+         gorow("pingpong-select", 1, 2_000_000),
+     ]),
     # Forced across workers (tasks pinned to workers 0 and 1): the receiver
     # is parked in its channel receive, its worker polling or asleep ...
     ("pingpong-cross", "channel handoff, pinned to 2 workers, receiver parked", [

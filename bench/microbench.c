@@ -16,7 +16,9 @@
  *   scope           a deadline scope entered and left, nothing inside;
  *   pingpong-deadline  pingpong with every receive inside a 1 s deadline
  *                   scope that does not expire: the recv-with-timeout that
- *                   completes in time, whose timer is left behind stale.
+ *                   completes in time, whose timer is left behind stale;
+ *   pingpong-select pingpong with every receive a weft_chan_select over its
+ *                   channel and a quit channel that never goes.
  * --pending P first parks P tasks in a 1 hour sleep (P pending timers) and
  * cancels them at the end; sleep-lateness and pingpong-deadline take it.
  * The last line printed is ns_per_op=<value> (bytes_per_task=<value> for
@@ -129,6 +131,7 @@ struct pp {
 	uint64_t n;
 	bool spin;
 	bool deadline;   /* each receive inside a 1 s deadline scope */
+	struct weft_chan *quit; /* each receive a select with this one too */
 	uint64_t max_rt; /* the slowest round trip, ns (pinger) */
 	uint64_t cpu_ns; /* process CPU time over the pinger's span */
 };
@@ -145,6 +148,14 @@ static int send(struct pp *p, struct weft_chan *ch, uint64_t *v)
 
 static int recv(struct pp *p, struct weft_chan *ch, uint64_t *v)
 {
+	if (p->quit) {
+		/* A receive with a way out, as Go writes it: the quit channel
+		 * never goes here. */
+		struct weft_chan_case cs[] = {{ch, v, WEFT_CHAN_RECV, 0},
+					      {p->quit, v, WEFT_CHAN_RECV, 0}};
+		int k = weft_chan_select(cs, 2);
+		return k == 0 ? cs[0].result : k < 0 ? k : -EPIPE;
+	}
 	if (p->deadline) {
 		struct weft_scope s;
 		weft_scope_deadline(&s, WEFT_SEC);
@@ -527,11 +538,14 @@ static intptr_t bench_main(void *arg)
 		 * workers 0 and 1, each side parking its worker while it waits.
 		 * pingpong-cross-spin: the same, but each side polls with
 		 * try-operations and yields instead of parking.  pingpong-deadline:
-		 * pingpong with every receive in a deadline scope. */
+		 * pingpong with every receive in a deadline scope.  pingpong-select:
+		 * with every receive a select over its channel and a quit channel. */
 		bool deadline = strcmp(bench_name, "pingpong-deadline") == 0;
-		bool cross = strcmp(bench_name, "pingpong") != 0 && !deadline;
+		bool sel = strcmp(bench_name, "pingpong-select") == 0;
+		bool cross = strncmp(bench_name, "pingpong-cross", 14) == 0;
 		struct pp p = {weft_chan_new(8, 0), weft_chan_new(8, 0), n,
-			       strcmp(bench_name, "pingpong-cross-spin") == 0, deadline, 0, 0};
+			       strcmp(bench_name, "pingpong-cross-spin") == 0, deadline,
+			       sel ? weft_chan_new(8, 0) : NULL, 0, 0};
 		struct weft_task **bg = deadline ? park_sleepers(n_pending) : NULL;
 		if (deadline && !bg)
 			return -ENOMEM;
@@ -552,6 +566,8 @@ static intptr_t bench_main(void *arg)
 			return -EIO;
 		weft_chan_free(p.a);
 		weft_chan_free(p.b);
+		if (p.quit)
+			weft_chan_free(p.quit);
 		if (deadline) {
 			const struct weft__timers *tm = weft__timers_here();
 			printf("pending=%" PRIu64 " max_round_trip_ns=%" PRIu64 " timers_left=%zu"
@@ -597,7 +613,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: weft-microbench switch|yield|spawn|pingpong|pingpong-cross|"
 			"pingpong-cross-spin|forkjoin|parked|inject|timers|sleep-lateness|scope|"
-			"pingpong-deadline [-n N] [-w WORKERS] [--no-spin] [--pending P]\n");
+			"pingpong-deadline|pingpong-select [-n N] [-w WORKERS] [--no-spin] [--pending P]\n");
 	exit(2);
 }
 
@@ -630,7 +646,8 @@ int main(int argc, char **argv)
 				{"pingpong-cross-spin", 2000000},
 				{"forkjoin", 3}, {"parked", 100000}, {"inject", 20000},
 				{"timers", 1000000}, {"sleep-lateness", 10000},
-				{"scope", 20000000}, {"pingpong-deadline", 2000000}};
+				{"scope", 20000000}, {"pingpong-deadline", 2000000},
+				{"pingpong-select", 2000000}};
 		for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
 			if (strcmp(bench_name, defaults[i].name) == 0)
 				n_ops = defaults[i].n;

@@ -236,13 +236,15 @@ int weft_chan_tryrecv(struct weft_chan *ch, void *msg)
  * the select takes its records still queued off their channels (each under
  * its lock), since they live on its stack.
  *
- * Queueing goes case by case, one lock at a time, never two.  A case that
- * can go by the time its lock is taken is done by the select itself, but
- * only once it has claimed its own wait, so that no other case can go as
- * well; if that claim fails, another case has already won and its waker is
- * on its way.  A case whose queue held only stale waiters turns out not to
- * be able to go after all: the select then starts over with a new wait,
- * those waiters now dropped.
+ * The select visits its cases once, one lock at a time, never two: the
+ * first that can go is done there, and the wait is armed just before the
+ * first record is queued.  A case that can go once records are out is done
+ * by the select itself, but only once it has claimed its own wait, so that
+ * no other case can go as well; if that claim fails, another case has
+ * already won and its waker is on its way.  A case whose queue held only
+ * stale waiters turns out not to be able to go after all: the attempt
+ * drops them, and the select looks at the case again, or, armed and so
+ * self-claimed for nothing, starts over with a new wait.
  *
  * The channel invariant (a queue holds senders or receivers, never both)
  * holds because a record is queued only on a channel where its case could
@@ -302,7 +304,15 @@ static size_t select_start(size_t n)
 	x ^= x << 13;
 	x ^= x >> 17;
 	x ^= x << 5;
-	return x % n;
+	return (size_t)(((uint64_t)x * n) >> 32); /* in [0, n), with no division */
+}
+
+/* The k-th case from start on (both below n), with no division: a select's
+ * loops visit cases in this order. */
+static inline size_t nth(size_t start, size_t k, size_t n)
+{
+	size_t i = start + k;
+	return i < n ? i : i - n;
 }
 
 /* Lock held: whether case c could go now (closed counts: it returns -EPIPE). */
@@ -318,7 +328,7 @@ static bool can_go(const struct weft_chan *ch, bool sender)
 static int select_poll(struct weft_chan_case *cs, size_t n, size_t start)
 {
 	for (size_t k = 0; k < n; k++) {
-		size_t i = (start + k) % n;
+		size_t i = nth(start, k, n);
 		if (!cs[i].ch)
 			continue;
 		int rc = (int)(is_send(&cs[i]) ? send(cs[i].ch, cs[i].msg, false)
@@ -331,11 +341,14 @@ static int select_poll(struct weft_chan_case *cs, size_t n, size_t start)
 	return -EAGAIN;
 }
 
-/* Takes the records still queued off their channels. */
-static void select_unqueue(struct weft_chan_case *cs, struct weft__wait *w, size_t n)
+/* Takes the records of the first `visited` cases from start on off their
+ * channels, where still queued, but case `won`'s: its waker popped it. */
+static void select_unqueue(struct weft_chan_case *cs, struct weft__wait *w, size_t n,
+			   size_t start, size_t visited, size_t won)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (!cs[i].ch)
+	for (size_t k = 0; k < visited; k++) {
+		size_t i = nth(start, k, n);
+		if (!cs[i].ch || i == won)
 			continue;
 		weft__spin_lock(&cs[i].ch->q.lock);
 		if (w[i].queued)
@@ -344,44 +357,65 @@ static void select_unqueue(struct weft_chan_case *cs, struct weft__wait *w, size
 	}
 }
 
-#define SELECT_PARK (-1) /* every case queued, or another one won: park */
+#define SELECT_PARK (-1) /* armed, and every case queued or another one won */
 
-/* Queues w[i] for each case, from start on, with w[0] armed.  Returns
- * SELECT_PARK, the index of a case done here (its result set), or -EAGAIN
- * to start over (see the top of this part). */
-static int select_queue(struct weft_chan_case *cs, struct weft__wait *w, size_t n, size_t start)
+/*
+ * One pass over the cases from start on, each under its own channel's lock:
+ * does the first that can go, or queues w[i] for it, arming w[0] before the
+ * first record goes out.  Returns the index of a case done here (its
+ * result set), SELECT_PARK, -EAGAIN to start over (see the top of this
+ * part), or the arm's -ECANCELED / -ETIMEDOUT.  *visited counts the cases
+ * whose records may be queued.
+ */
+static int select_queue(struct weft_task *self, struct weft_chan_case *cs, struct weft__wait *w,
+			size_t n, size_t start, size_t *visited)
 {
-	for (size_t i = 1; i < n; i++) {
-		w[i].task = w[0].task;
-		w[i].token = w[0].token;
-		w[i].queued = false;
-	}
+	bool armed = false;
+	int rc;
 	for (size_t k = 0; k < n; k++) {
-		size_t i = (start + k) % n;
+		size_t i = nth(start, k, n);
 		struct weft_chan *ch = cs[i].ch;
 		bool sender = is_send(&cs[i]);
+		*visited = k;
 		if (!ch)
 			continue;
 		weft__spin_lock(&ch->q.lock);
-		if (!can_go(ch, sender)) {
-			w[i].data = cs[i].msg;
-			w[i].value = SELECT_CASE | (int)i;
-			ch->senders = sender;
-			weft__waitq_push(&ch->q, &w[i]);
-			weft__spin_unlock(&ch->q.lock);
-			continue;
+		while (can_go(ch, sender)) {
+			/* Armed, a case goes only by winning the wait. */
+			if (armed && !weft__wait_claim(&w[0])) {
+				weft__spin_unlock(&ch->q.lock);
+				return SELECT_PARK;
+			}
+			rc = (int)(sender ? send_locked(ch, cs[i].msg, false)
+					  : recv_locked(ch, cs[i].msg, false)).value;
+			if (rc != -EAGAIN) {
+				cs[i].result = rc;
+				return (int)i;
+			}
+			if (armed)
+				return -EAGAIN;
+			/* Only stale waiters, dropped now: look again. */
+			weft__spin_lock(&ch->q.lock);
 		}
-		if (!weft__wait_claim(&w[0])) {
-			weft__spin_unlock(&ch->q.lock);
-			return SELECT_PARK;
+		if (!armed) {
+			if ((rc = weft__wait_arm(self, &w[0])) < 0) {
+				weft__spin_unlock(&ch->q.lock);
+				return rc;
+			}
+			armed = true;
 		}
-		int rc = (int)(sender ? send_locked(ch, cs[i].msg, false)
-				      : recv_locked(ch, cs[i].msg, false)).value;
-		if (rc == -EAGAIN)
-			return -EAGAIN;
-		cs[i].result = rc;
-		return (int)i;
+		w[i].task = self;
+		w[i].token = w[0].token;
+		w[i].data = cs[i].msg;
+		w[i].value = SELECT_CASE | (int)i;
+		ch->senders = sender;
+		weft__waitq_push(&ch->q, &w[i]);
+		weft__spin_unlock(&ch->q.lock);
 	}
+	*visited = n;
+	/* Every ch NULL: a wait only the deadline or a canceller ends. */
+	if (!armed && (rc = weft__wait_arm(self, &w[0])) < 0)
+		return rc;
 	return SELECT_PARK;
 }
 
@@ -390,18 +424,15 @@ static int select_wait(struct weft_chan_case *cs, size_t n)
 	struct weft_task *self = weft__current();
 	struct weft__wait w[n];
 	for (;;) {
-		size_t start = select_start(n);
-		int rc = select_poll(cs, n, start);
-		if (rc != -EAGAIN || (rc = weft__wait_arm(self, &w[0])) < 0)
-			return rc;
-		rc = select_queue(cs, w, n, start);
+		size_t start = select_start(n), visited;
+		int rc = select_queue(self, cs, w, n, start, &visited);
 		if (rc == SELECT_PARK)
 			rc = weft__wait_park(self, &w[0], WEFT_NEVER, 0);
-		select_unqueue(cs, w, n);
-		if (rc >= SELECT_CASE) {
-			size_t i = (size_t)(rc & SELECT_INDEX);
-			cs[i].result = rc & SELECT_CLOSED ? -EPIPE : 0;
-			return (int)i;
+		size_t won = rc >= SELECT_CASE ? (size_t)(rc & SELECT_INDEX) : n;
+		select_unqueue(cs, w, n, start, visited, won);
+		if (won < n) {
+			cs[won].result = rc & SELECT_CLOSED ? -EPIPE : 0;
+			return (int)won;
 		}
 		if (rc != -EAGAIN)
 			return rc; /* a case done here, or -ECANCELED/-ETIMEDOUT/-ENOMEM */

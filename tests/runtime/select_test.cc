@@ -7,7 +7,8 @@
  *  - a select takes whichever case goes first, receive or send, buffered or
  *    rendezvous, and a close wakes it with that case and -EPIPE;
  *  - a select that times out or is cancelled took nothing, and leaves no
- *    record of its own on any channel, even after its stack is reused;
+ *    record of its own on any channel, even after its stack is reused; a
+ *    record left behind for a moment is no peer to anyone;
  *  - of cases that can all go, each is chosen about as often;
  *  - selecting senders and receivers, plain ones beside them, on channels
  *    shared across workers, with deadlines cutting waits short: every
@@ -205,6 +206,35 @@ TEST(SelectTest, ATimedOutOrCancelledSelectTookNothingAndLeftNothingQueued)
 		EXPECT_EQ(join(t), -ECANCELED);
 		EXPECT_EQ(weft_chan_trysend(a.get(), &m), -EAGAIN);
 		EXPECT_EQ(weft_chan_trysend(b.get(), &m), -EAGAIN);
+		return (intptr_t)0;
+	});
+}
+
+/* A select's record left on a channel after another of its cases won, until
+ * the select runs again to take it off, is a stale waiter: it must not
+ * count as a peer.  One worker, so the woken select waits for us. */
+TEST(SelectTest, AQueueOfOnlyStaleWaitersIsNoPeer)
+{
+	run_in_weft(1, [] {
+		Chan a = make_chan(0), b = make_chan(0);
+		long va = -1, vb = -1;
+		weft_chan_case cs[] = {recv_case(a.get(), &va), recv_case(b.get(), &vb)};
+		std::atomic<int> arrived{0};
+		struct weft_task *t = go_and_let_park(arrived, [&] {
+			arrived++;
+			return (intptr_t)weft_chan_select(cs, 2);
+		});
+		long m = 5;
+		EXPECT_EQ(weft_chan_trysend(b.get(), &m), 0);
+		/* t is readied but has not run: its record on a is stale. */
+		weft_chan_case mine[] = {send_case(a.get(), &m)};
+		struct weft_scope s;
+		weft_scope_deadline(&s, 5 * WEFT_MSEC);
+		EXPECT_EQ(weft_chan_select(mine, 1), -ETIMEDOUT);
+		weft_scope_end(&s);
+		EXPECT_EQ(join(t), 1);
+		EXPECT_EQ(vb, 5);
+		EXPECT_EQ(va, -1);
 		return (intptr_t)0;
 	});
 }

@@ -6,11 +6,11 @@
 // runner sets 1 or 2 to match weft's worker count).
 //
 // Usage: gobench NAME [-n N] [-pending P]; NAME is spawn, pingpong, yield,
-// forkjoin, parked, sleep-lateness, pingpong-deadline or scope. The last
-// stdout line is ns_per_op=<float>, bytes_per_task=<float> for parked, or
-// p99_ns=<float> for sleep-lateness. -pending P first parks P goroutines in
-// a one-hour time.Sleep (P pending timers), for the timer cases. Standard
-// library only, so it builds offline.
+// forkjoin, parked, sleep-lateness, pingpong-deadline, pingpong-select or
+// scope. The last stdout line is ns_per_op=<float>, bytes_per_task=<float>
+// for parked, or p99_ns=<float> for sleep-lateness. -pending P first parks P
+// goroutines in a one-hour time.Sleep (P pending timers), for the timer
+// cases. Standard library only, so it builds offline.
 package main
 
 import (
@@ -275,6 +275,39 @@ func pingpongDeadline(n int) float64 {
 	return float64(time.Since(start).Nanoseconds()) / float64(2*rounds)
 }
 
+// pingpong-select: pingpong with every receive a select over its channel
+// and a quit channel that never becomes ready, as a receive that can be
+// stopped is written in Go.
+func pingpongSelect(n int) float64 {
+	recv := func(ch chan int, quit chan struct{}) int {
+		select {
+		case v := <-ch:
+			return v
+		case <-quit:
+			fmt.Fprintln(os.Stderr, "quit")
+			os.Exit(1)
+		}
+		return 0
+	}
+	run := func(rounds int) time.Duration {
+		ping, pong, quit := make(chan int), make(chan int), make(chan struct{})
+		go func() {
+			for i := 0; i < rounds; i++ {
+				pong <- recv(ping, quit)
+			}
+		}()
+		start := time.Now()
+		for i := 0; i < rounds; i++ {
+			ping <- i
+			recv(pong, quit)
+		}
+		return time.Since(start)
+	}
+	run(n/20 + 1)
+	rounds := n / 2
+	return float64(run(rounds).Nanoseconds()) / float64(2*rounds)
+}
+
 // scope: a deadline entered and left with nothing inside, Go's way:
 // context.WithTimeout and its cancel.
 func scope(n int) float64 {
@@ -311,12 +344,13 @@ var benches = map[string]bench{
 
 	"sleep-lateness":    {sleepLateness, 10000, "p99_ns"},
 	"pingpong-deadline": {pingpongDeadline, 2000000, "ns_per_op"},
+	"pingpong-select":   {pingpongSelect, 2000000, "ns_per_op"},
 	"scope":             {scope, 5000000, "ns_per_op"},
 }
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: gobench spawn|pingpong|yield|forkjoin|parked|"+
-		"sleep-lateness|pingpong-deadline|scope [-n N] [-pending P]")
+		"sleep-lateness|pingpong-deadline|pingpong-select|scope [-n N] [-pending P]")
 	os.Exit(2)
 }
 
