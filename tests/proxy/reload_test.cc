@@ -46,7 +46,9 @@
  *  - a new process that gets no "ok" after its "ready" while the old one
  *    lives steps back (exits 1, the old one's sockets untouched, MAINPID=
  *    of the old one to the service manager, no STOPPING=1); with the
- *    "ok" it serves, and with the old one gone it goes on alone; a listening socket handed over blocking
+ *    "ok" it serves, and with the old one gone it goes on alone; it serves
+ *    the control socket only once confirmed, so a third process that
+ *    connects meanwhile is left to the old one when it steps back; a listening socket handed over blocking
  *    is made nonblocking (else a worker would sleep in accept4 and the
  *    proxy could not stop);
  *  - SIGUSR2 makes the proxy start its own program file to take over, under
@@ -1027,59 +1029,86 @@ TEST(ReloadTest, AnUpgradeThatFailsBeforeReadyLeavesTheOldRunning)
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 
-/* Plays the old process, of pid old_pid, on a control socket at path:
- * hands over the listening socket lfd as frontend web's, announced as
- * `version`, and returns what the new process answers ("" when it closes,
- * or after 5 s), after answering that with `confirm` if not null. */
-std::string hand_over_as(int version, const std::string &path, int lfd, int port, proxy *next,
-			 const std::string &conf_file, const char *confirm = nullptr,
-			 pid_t old_pid = getpid())
+/* Sends one packet of text on conn, with fd (if >= 0) as SCM_RIGHTS. */
+void packet(int conn, const std::string &text, int fd)
 {
-	int ctl = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct iovec iov = {const_cast<char *>(text.data()), text.size()};
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u = {};
+	struct msghdr m = {};
+	m.msg_iov = &iov;
+	m.msg_iovlen = 1;
+	if (fd >= 0) {
+		m.msg_control = u.b;
+		m.msg_controllen = sizeof(u.b);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	sendmsg(conn, &m, MSG_NOSIGNAL);
+}
+
+/* The next packet on fd within timeout_ms, or "". */
+std::string next_packet(int fd, int timeout_ms)
+{
+	struct pollfd pf = {fd, POLLIN, 0};
+	char buf[128];
+	ssize_t n = poll(&pf, 1, timeout_ms) == 1 ? recv(fd, buf, sizeof(buf), MSG_DONTWAIT) : -1;
+	return n > 0 ? std::string(buf, (size_t)n) : "";
+}
+
+/* Plays the old process, of pid old_pid, on a control socket at path, up
+ * to the new process's answer: listens there, starts next on conf_file
+ * with --upgrade-from path, and hands over the listening socket lfd as
+ * frontend web's (and, with hand_ctl, the control socket itself, as a
+ * proxy does), announced as `version`.  What the new process answers goes
+ * to *ready ("" when it closes, or after 5 s).  Returns the connection to
+ * it, and the control socket in *ctl: both the caller's. */
+int hand_over_begin(int version, const std::string &path, int lfd, int port, proxy *next,
+		    const std::string &conf_file, pid_t old_pid, bool hand_ctl, int *ctl,
+		    std::string *ready)
+{
+	*ctl = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	struct sockaddr_un a = {};
 	a.sun_family = AF_UNIX;
 	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path.c_str());
 	unlink(path.c_str());
-	EXPECT_EQ(bind(ctl, (struct sockaddr *)&a, sizeof(a)), 0);
-	EXPECT_EQ(listen(ctl, 1), 0);
+	EXPECT_EQ(bind(*ctl, (struct sockaddr *)&a, sizeof(a)), 0);
+	EXPECT_EQ(listen(*ctl, 1), 0);
 	EXPECT_TRUE(next->launch({"-c", conf_file, "--upgrade-from", path}));
-	struct pollfd pf = {ctl, POLLIN, 0};
-	int conn = poll(&pf, 1, 5000) == 1 ? accept(ctl, nullptr, nullptr) : -1;
+	struct pollfd pf = {*ctl, POLLIN, 0};
+	int conn = poll(&pf, 1, 5000) == 1 ? accept(*ctl, nullptr, nullptr) : -1;
 	EXPECT_GE(conn, 0);
-	auto packet = [&](const std::string &text, int fd) {
-		struct iovec iov = {const_cast<char *>(text.data()), text.size()};
-		union {
-			char b[CMSG_SPACE(sizeof(int))];
-			struct cmsghdr align;
-		} u = {};
-		struct msghdr m = {};
-		m.msg_iov = &iov;
-		m.msg_iovlen = 1;
-		if (fd >= 0) {
-			m.msg_control = u.b;
-			m.msg_controllen = sizeof(u.b);
-			struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-			c->cmsg_level = SOL_SOCKET;
-			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(c), &fd, sizeof(int));
-		}
-		sendmsg(conn, &m, MSG_NOSIGNAL);
-	};
-	packet("weft-proxy-upgrade " + std::to_string(version) + " pid=" + std::to_string(old_pid) +
-		       " count=1", -1);
-	packet("listen web 127.0.0.1:" + std::to_string(port), lfd);
-	packet("end", -1);
-	char buf[128];
-	struct timeval tv = {5, 0};
-	setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	ssize_t n = recv(conn, buf, sizeof(buf), 0);
-	if (n > 0 && confirm)
-		packet(confirm, -1);
+	packet(conn, "weft-proxy-upgrade " + std::to_string(version) + " pid=" +
+			     std::to_string(old_pid) + " count=" + (hand_ctl ? "2" : "1"), -1);
+	packet(conn, "listen web 127.0.0.1:" + std::to_string(port), lfd);
+	if (hand_ctl)
+		packet(conn, "upgrade " + path, *ctl);
+	packet(conn, "end", -1);
+	*ready = next_packet(conn, 5000);
+	return conn;
+}
+
+/* hand_over_begin, then the answer to the new process's "ready": confirm
+ * if not null; returns what it answered. */
+std::string hand_over_as(int version, const std::string &path, int lfd, int port, proxy *next,
+			 const std::string &conf_file, const char *confirm = nullptr,
+			 pid_t old_pid = getpid())
+{
+	int ctl;
+	std::string ready;
+	int conn = hand_over_begin(version, path, lfd, port, next, conf_file, old_pid, false, &ctl,
+				   &ready);
+	if (!ready.empty() && confirm)
+		packet(conn, confirm, -1);
 	close(conn);
 	close(ctl);
 	unlink(path.c_str());
-	return n > 0 ? std::string(buf, (size_t)n) : "";
+	return ready;
 }
 
 /* What a test that plays the old process needs: a server, a listening
@@ -1197,6 +1226,80 @@ TEST(ReloadTest, ANewProcessWithoutTheOldOnesConfirmationStepsBack)
 
 	/* With the "ok": it takes over and serves. */
 	o.taken_over(3, "ok");
+}
+
+/* A connection to the control socket at path, or -1. */
+int dial_unix(const std::string &path)
+{
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = {};
+	a.sun_family = AF_UNIX;
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path.c_str());
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* The control socket is handed over with the rest, and both processes
+ * hold it; the new one serves it only once the old one has confirmed
+ * ("ok").  Before that the sockets may still go back to the old process,
+ * and a third one served meanwhile would take them from a process that
+ * then steps back: the old and the third would accept side by side for
+ * good.  So a third process that connects in between waits in the
+ * socket's queue: for the old process when the new one steps back, for
+ * the new one once it is confirmed. */
+TEST(ReloadTest, TheNewProcessServesTheControlSocketOnlyOnceConfirmed)
+{
+	NEED_PROXY();
+	played_old o("serve");
+	write_file(o.path, upgrade_conf(o.sock, o.port, o.a.port));
+
+	/* No "ok": the new process steps back, and the third's connection
+	 * is still queued, for the old process (this one). */
+	proxy back;
+	int ctl;
+	std::string ready;
+	int conn = hand_over_begin(3, o.sock, o.lfd, o.port, &back, o.path, getpid(), true, &ctl,
+				   &ready);
+	EXPECT_EQ(ready.rfind("ready pid=", 0), 0u) << ready;
+	int third = dial_unix(o.sock);
+	ASSERT_GE(third, 0);
+	EXPECT_EQ(next_packet(third, 1000), "") << "served by a process not confirmed yet";
+	close(conn);
+	EXPECT_NE(back.wait_line("did not confirm the hand-over", 5000), "");
+	int st = back.wait_exit(5000);
+	EXPECT_TRUE(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 1) << st;
+	close(back.err);
+	EXPECT_EQ(next_packet(third, 0), "") << "served by the process that stepped back";
+	struct pollfd pf = {ctl, POLLIN, 0};
+	EXPECT_EQ(poll(&pf, 1, 0), 1) << "the third's connection is left to the old process";
+	close(third);
+	close(ctl);
+
+	/* With the "ok": the new process serves the third, which was
+	 * waiting; the third leaves, and the new one runs on. */
+	proxy next;
+	conn = hand_over_begin(3, o.sock, o.lfd, o.port, &next, o.path, getpid(), true, &ctl, &ready);
+	EXPECT_EQ(ready.rfind("ready pid=", 0), 0u) << ready;
+	third = dial_unix(o.sock);
+	ASSERT_GE(third, 0);
+	EXPECT_EQ(next_packet(third, 1000), "") << "served by a process not confirmed yet";
+	packet(conn, "ok", -1);
+	close(conn);
+	close(ctl); /* the old process is done with it; the new one holds it */
+	std::string hello = next_packet(third, 5000);
+	EXPECT_EQ(hello.rfind("weft-proxy-upgrade 3 pid=" + std::to_string(next.pid) + " ", 0), 0u)
+		<< hello;
+	close(third);
+	EXPECT_NE(next.wait_line("did not take over", 5000), "");
+	close(o.lfd); /* the proxy holds its own copy */
+	EXPECT_EQ(exchange(o.port, "a", 0), "") << "the new process serves";
+	next.file = o.path;
+	st = next.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	EXPECT_NE(access(o.sock.c_str(), F_OK), 0) << "the control socket's file is removed at the end";
 }
 
 TEST(ReloadTest, Sigusr2StartsTheProgramAnewToTakeOver)

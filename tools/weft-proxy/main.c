@@ -65,7 +65,8 @@
  * runtime.  With NOTIFY_SOCKET set, READY=1 goes out once the accept loops
  * run (after an upgrade with MAINPID=, and "ready" goes to the old
  * process; without its "ok" while it lives, this process steps back and
- * drains: step_back).
+ * drains: step_back; with it, the control socket is served from then on:
+ * upgrade_loop_start).
  *
  * Signals (signals task): SIGHUP reloads (reload: the steps are at the top
  * of reload.c), with RELOADING=1 before and READY=1 after; a broken
@@ -162,7 +163,7 @@ struct proxy {
 	char *upgrade_path;
 	struct weft_task *upgrade_loop;
 	struct upgrade_from from;   /* with --upgrade-from */
-	bool upgrading;
+	bool upgrading;             /* until the old process confirms (under reload_lock) */
 	char exe[PATH_MAX];         /* this program's file, for SIGUSR2; "" if unknown */
 	struct weft_chan *events;   /* enum event, to the main task */
 	_Atomic int draining;
@@ -936,6 +937,21 @@ static void admin_switch(const struct proxy_config *cfg, int fd)
 
 static intptr_t upgrade_serve(void *arg);
 
+/* Starts serving the control socket (upgrade_serve), unless this process
+ * took it over and the old one has not confirmed yet (P.upgrading): the
+ * sockets may still go back to the old process then, and a third process
+ * served meanwhile would take them from one that steps back, leaving the
+ * old and the third accepting side by side.  What connects meanwhile waits
+ * in the socket's queue, for whichever of the two goes on.  Under
+ * reload_lock, or before the signals task runs.  false when out of memory. */
+static bool upgrade_loop_start(void)
+{
+	if (P.upgrade_fd < 0 || P.upgrading)
+		return true;
+	P.upgrade_loop = weft_spawn(upgrade_serve, NULL, &(struct weft_spawn_opts){.name = "upgrade"});
+	return P.upgrade_loop != NULL;
+}
+
 /* A reload's control socket, before the commit: *fd listening on the new
  * upgrade_socket when it changed, else -1 (none wanted, or the running one
  * stays: *same).  0, or -errno after saying why (the reload fails). */
@@ -978,9 +994,7 @@ static void upgrade_switch(const struct proxy_config *cfg, int fd)
 	}
 	/* Set before the spawn, which publishes them to the new loop. */
 	P.upgrade_fd = fd;
-	if (!(P.upgrade_path = strdup(cfg->upgrade_socket)) ||
-	    !(P.upgrade_loop = weft_spawn(upgrade_serve, NULL,
-					  &(struct weft_spawn_opts){.name = "upgrade"}))) {
+	if (!(P.upgrade_path = strdup(cfg->upgrade_socket)) || !upgrade_loop_start()) {
 		fprintf(stderr, "weft-proxy: reload: upgrade_socket %s not started: out of memory\n",
 			cfg->upgrade_socket);
 		close(fd);
@@ -1458,8 +1472,7 @@ static intptr_t run(void *arg)
 		return -ENOMEM;
 	if ((rc = loops_start(g, &P.ls)) < 0)
 		return rc;
-	if (P.upgrade_fd >= 0 &&
-	    !(P.upgrade_loop = weft_spawn(upgrade_serve, NULL, &(struct weft_spawn_opts){.name = "upgrade"})))
+	if (!upgrade_loop_start())
 		return -ENOMEM;
 	struct weft_task *sig = weft_spawn(signals, NULL, &(struct weft_spawn_opts){.name = "signals"});
 	if (!sig)
@@ -1472,6 +1485,14 @@ static intptr_t run(void *arg)
 		 * and the unit must know its new main process by then. */
 		notify_mainpid(getpid(), true);
 		back = (rc = upgrade_ready(&P.from)) < 0 && step_back(rc);
+		if (!back) {
+			weft_mutex_lock(&P.reload_lock);
+			P.upgrading = false;
+			if (!upgrade_loop_start())
+				fprintf(stderr, "weft-proxy: upgrade socket %s not served: out of "
+						"memory\n", P.upgrade_path);
+			weft_mutex_unlock(&P.reload_lock);
+		}
 	} else {
 		notify_ready();
 	}

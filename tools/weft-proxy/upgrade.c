@@ -44,7 +44,10 @@
  * (its 60 s are over, or it is told to stop) just as the new one sends it,
  * and each would then think the other stops.  So the old process commits
  * only by sending "ok", and a new process that gets none while the old one
- * lives steps back: it drains what it took and exits (main.c).  With a
+ * lives steps back: it drains what it took and exits (main.c).  Neither
+ * serves the control socket meanwhile: the old one is busy with this
+ * conversation, and the new one starts only once committed, so a third
+ * process never takes the sockets from one that may step back.  With a
  * process older than version 3 on either side, "ready" alone commits, as
  * it did.
  */
