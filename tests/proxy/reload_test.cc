@@ -39,7 +39,8 @@
  *    server and through an upgrade (served by the old process while it
  *    drains, which then exits 0 once it closes);
  *  - a new process that fails before it is ready leaves the old one
- *    running;
+ *    running; one that moves the admin listener has the old address
+ *    closed once the old process hands over, while it still drains;
  *  - a new process takes over from an old one that speaks version 1 of
  *    the hand-over (no state lines), and refuses a version it does not
  *    know before taking anything;
@@ -992,6 +993,44 @@ TEST(ReloadTest, LongConnectionsKeepFlowingThroughReloadAndUpgrade)
 	EXPECT_EQ(read_all(fd), "");
 	close(fd);
 	int st = old.wait_exit(2000); /* at once, not at the drain deadline */
+	EXPECT_TRUE(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	close(old.err);
+	st = next.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+/* An upgrade whose configuration moves the admin listener: once the old
+ * process has handed over, its address is closed, though the old process
+ * still drains a connection; not left listening with nobody to answer
+ * (a scraper there would hang, not be refused, and the address could not
+ * be bound again) until the old process exits. */
+TEST(ReloadTest, AnUpgradeThatMovesTheAdminListenerClosesTheOldAddress)
+{
+	NEED_PROXY();
+	backend a('a');
+	int port = free_port(), admin1 = free_port(), admin2 = free_port();
+	std::string sock = upgrade_path("admin");
+	auto conf = [&](int admin) {
+		return "[global]\naccess_log = off\ndrain_timeout = 10s\nupgrade_socket = " + sock +
+		       "\nadmin = 127.0.0.1:" + std::to_string(admin) + "\n" + frontend("web", port) +
+		       "\n[backend app]\n" + server("s0", a.port);
+	};
+	proxy old;
+	ASSERT_TRUE(old.start(conf(admin1)));
+	ASSERT_NE(old.wait_line("upgrade socket on", 5000), "");
+	int fd = dial(port); /* keeps the old process draining */
+	ASSERT_GE(fd, 0);
+	char tag = 0;
+	ASSERT_EQ(recv(fd, &tag, 1, 0), 1);
+	write_file(old.file, conf(admin2));
+	proxy next;
+	next.file = old.file;
+	ASSERT_TRUE(next.launch({"-c", old.file, "--upgrade-from", sock}));
+	ASSERT_NE(old.wait_line("handed over: draining 1 connections", 5000), "");
+	EXPECT_TRUE(refused(admin1)) << "the old admin address still takes connections";
+	EXPECT_EQ(http_request(admin2, "GET", "/health", nullptr), 200);
+	close(fd);
+	int st = old.wait_exit(5000);
 	EXPECT_TRUE(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 	close(old.err);
 	st = next.stop();

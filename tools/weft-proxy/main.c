@@ -1374,10 +1374,14 @@ static void stop_accepting(bool handed_over)
 		if (!handed_over)
 			unlink(P.upgrade_path); /* ours alone: no process listens there now */
 	}
-	if (handed_over) {
-		/* The new process answers the admin pages from now on. */
+	if (handed_over && P.admin_fd >= 0) {
+		/* The new process answers the admin pages from now on, on the
+		 * same socket, or on another address: then ours closes now,
+		 * not left listening unanswered until the drain ends. */
 		stop_task(P.admin_loop);
 		P.admin_loop = NULL;
+		close(P.admin_fd);
+		P.admin_fd = P.admin.fd = -1;
 	}
 }
 
