@@ -18,7 +18,8 @@
  *    SIGTERM once descriptors are free still drains and exits 0;
  *  - [global] max_connections: at N connections accepting pauses (the
  *    next client connects but gets no tag from the backend), and resumes
- *    when one of the N ends;
+ *    when one of the N ends; a frontend at its own max_connections keeps
+ *    no global slot from the other frontends;
  *  - queue_size: with the server at its max_connections one connection
  *    waits (weft_proxy_backend_queue_length 1), the next is reset at once
  *    rather than at queue_timeout, and the waiting one is served when the
@@ -431,6 +432,40 @@ TEST(LimitTest, AtTheGlobalMaxConnectionsAcceptingPausesAndResumes)
 	for (size_t i = 1; i < open.size(); i++)
 		close(open[i].fd);
 	EXPECT_EQ(b.accepted.load(), 4);
+	EXPECT_EQ(p.stop(), 0);
+}
+
+/* A frontend at its own max_connections keeps no slot of the global one
+ * while its accept loop waits: with a global limit of 2 and one
+ * connection open through a frontend limited to 1, another frontend still
+ * takes the second. */
+TEST(LimitTest, AFrontendAtItsOwnLimitLeavesTheGlobalSlotsToTheOthers)
+{
+	NEED_PROXY();
+	backend b('b');
+	proxy p;
+	int one = free_port(), two = free_port();
+	ASSERT_TRUE(p.start("[global]\nmax_connections = 2\n\n[frontend one]\nlisten = 127.0.0.1:" +
+			    std::to_string(one) + "\nbackend = b\nmax_connections = 1\n\n"
+			    "[frontend two]\nlisten = 127.0.0.1:" + std::to_string(two) +
+			    "\nbackend = b\n\n[backend b]\nserver s0 = 127.0.0.1:" +
+			    std::to_string(b.port) + "\n"));
+	ASSERT_NE(p.wait_line("frontend two listening on", 10000), "");
+	client first = connect_and_tag(one, 5000);
+	ASSERT_EQ(first.tag, 'b');
+	client waiting = connect_and_tag(one, 300);
+	ASSERT_GE(waiting.fd, 0);
+	EXPECT_EQ(waiting.tag, 0) << "served beyond the frontend's max_connections";
+	client other = connect_and_tag(two, 5000);
+	EXPECT_EQ(other.tag, 'b') << "the global limit has room for one more";
+	close(other.fd);
+	/* The frontend's slot frees: its waiting client is served. */
+	close(first.fd);
+	struct pollfd pf = {waiting.fd, POLLIN, 0};
+	ASSERT_EQ(poll(&pf, 1, 5000), 1);
+	ASSERT_EQ(recv(waiting.fd, &waiting.tag, 1, 0), 1);
+	EXPECT_EQ(waiting.tag, 'b');
+	close(waiting.fd);
 	EXPECT_EQ(p.stop(), 0);
 }
 

@@ -16,9 +16,10 @@
  *
  * How a connection goes through (session):
  *  1. An accept loop (one per listen address and configuration generation)
- *     takes a slot of the global limit and one of its frontend's before it
- *     accepts, so at the limit accepting pauses and the kernel's backlog
- *     holds the rest: no accept-and-close spin, no exhausted fd table.  It
+ *     takes a slot of its frontend's limit and one of the global limit
+ *     before it accepts, so at a limit accepting pauses and the kernel's
+ *     backlog holds the rest: no accept-and-close spin, no exhausted fd
+ *     table (a frontend at its own limit holds no global slot).  It
  *     takes one connection at a time with a nonblocking accept4
  *     (take_connection), and gives the slots back while it waits for the
  *     next with weft_poll: an idle address holds none that a busy address
@@ -530,11 +531,17 @@ static intptr_t accept_loop(void *arg)
 	uint64_t backoff = 0;
 	unsigned burst = 0;
 	for (;;) {
-		/* A slot first: at the limit, accepting pauses. */
-		if (weft_sem_acquire(&P.slots) < 0)
+		/* Slots first: at a limit, accepting pauses.  The frontend's
+		 * before the global one, so that a frontend at its own limit
+		 * waits holding none of the global limit, which the other
+		 * frontends share; a global slot is held only by connections,
+		 * so waiting for one with the frontend's slot in hand keeps
+		 * nothing from anyone who could accept. */
+		if (f->cfg->max_connections && weft_sem_acquire(&f->slots) < 0)
 			break;
-		if (f->cfg->max_connections && weft_sem_acquire(&f->slots) < 0) {
-			weft_sem_release(&P.slots);
+		if (weft_sem_acquire(&P.slots) < 0) {
+			if (f->cfg->max_connections)
+				weft_sem_release(&f->slots);
 			break;
 		}
 		struct weft_addr peer;
