@@ -374,6 +374,39 @@ TEST(QueueTest, AClientThatResetsWhileQueuedIsNeverConnected)
 	EXPECT_EQ(s.p.stop(), 0);
 }
 
+/* A connection still waiting for a slot when the drain deadline comes ends
+ * with the drain, as the established one does: reset, "drain_deadline" in
+ * the access log and in the count of the stop line, not a no_server (it
+ * was cut short, not refused), and no waiting on it after the deadline. */
+TEST(QueueTest, AConnectionStillQueuedAtTheDrainDeadlineEndsWithTheDrain)
+{
+	NEED_PROXY();
+	backend a('a');
+	setup s;
+	held first = hold_the_one_slot(s, a, "drain_timeout = 200ms\n");
+	ASSERT_EQ(first.tag, 'a');
+	int waits = dial(s.port);
+	ASSERT_GE(waits, 0);
+	usleep(100 * 1000);
+	kill(s.p.pid, SIGTERM);
+	char c;
+	EXPECT_EQ(recv(waits, &c, 1, 0), -1);
+	EXPECT_EQ(errno, ECONNRESET);
+	int st = s.p.wait_exit(10000);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	std::string err = s.p.rest();
+	size_t cut = 0;
+	for (size_t at = 0; (at = err.find("\"end\":\"drain_deadline\"", at)) != std::string::npos; at++)
+		cut++;
+	EXPECT_EQ(cut, 2u) << err;
+	EXPECT_EQ(err.find("no_server"), std::string::npos) << err;
+	EXPECT_NE(err.find("stopped; 2 connections closed at the drain deadline"), std::string::npos)
+		<< err;
+	close(waits);
+	close(first.fd);
+	s.p.stop();
+}
+
 /* How a wait ends badly is said apart, in the access log and the
  * backend's counters: a full queue resets at once, a wait that reaches
  * queue_timeout is reset then; both are no_server for the frontend. */

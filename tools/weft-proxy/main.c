@@ -82,7 +82,9 @@
  * handover, only this process's copies: the new process keeps them),
  * established connections get up to drain_timeout to finish, then the rest
  * are closed over a second (relay_close_all), each with its access log
- * line, and the program exits 0.
+ * line, and the program exits 0.  Sessions, from accept to the start of
+ * their relay, run in one group (P.sessions), which the deadline cancels:
+ * those still waiting for a server end then too (cut_at_deadline).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -152,6 +154,10 @@ struct proxy {
 	_Atomic uint64_t active;    /* established or connecting */
 	_Atomic uint64_t total, refused;
 	_Atomic uint64_t reloads, reload_failures;
+	/* Sessions (accept to relay start), cancelled at the drain deadline;
+	 * cut counts those it ended. */
+	struct weft_group *sessions;
+	_Atomic uint64_t cut;
 	/* The access log's writer, made when the log is first on (at start
 	 * or by a reload) and kept to the end; log_to is what connections
 	 * write to: the writer, or NULL while the log is off. */
@@ -369,6 +375,18 @@ static ssize_t read_proxy_header(struct session *s, char *buf, size_t cap, size_
 	return -1;
 }
 
+/* Ends s if the drain deadline cut it short (run cancels the sessions that
+ * have not reached their relay yet): not a failure of the server nor of
+ * the client, so neither no_server nor a client's word. */
+static bool cut_at_deadline(struct session *s)
+{
+	if (!weft_cancelled())
+		return false;
+	atomic_fetch_add(&P.cut, 1);
+	end_early(s, "drain_deadline", true);
+	return true;
+}
+
 static intptr_t session(void *arg)
 {
 	struct session *s = arg;
@@ -383,7 +401,8 @@ static intptr_t session(void *arg)
 		const char *how = NULL;
 		ssize_t n = read_proxy_header(s, head, sizeof(head), &got, &how);
 		if (n < 0) {
-			end_early(s, how, false);
+			if (!cut_at_deadline(s))
+				end_early(s, how, false);
 			return 0;
 		}
 		hlen = (size_t)n;
@@ -449,6 +468,8 @@ static intptr_t session(void *arg)
 		attempt++;
 	}
 	if (server < 0) {
+		if (cut_at_deadline(s))
+			return 0;
 		/* No server: the client learns it at once, with a reset. */
 		atomic_fetch_add(&P.refused, 1);
 		STAT_ADD(s->f->st->no_server, 1);
@@ -589,10 +610,7 @@ static intptr_t accept_loop(void *arg)
 		s->peer = peer;
 		s->real = s->peer;
 		weft_tcp_nodelay(fd, 1);
-		struct weft_task *t = weft_spawn(session, s, NULL);
-		if (t) {
-			weft_detach(t);
-		} else {
+		if (weft_group_spawn(P.sessions, session, s, NULL) < 0) {
 			weft_close(fd);
 			release(s);
 		}
@@ -1459,7 +1477,8 @@ static intptr_t run(void *arg)
 		return rc;
 	P.cur = g;
 	P.events = weft_chan_new(sizeof(int), 4);
-	if (!P.events)
+	P.sessions = weft_group_new(0);
+	if (!P.events || !P.sessions)
 		return -ENOMEM;
 	weft_sem_init(&P.admin_slots, ADMIN_CONCURRENCY);
 	P.admin = (struct admin_source){
@@ -1530,12 +1549,16 @@ static intptr_t run(void *arg)
 		weft_sleep(10 * WEFT_MSEC);
 	/* What is left is closed over a second, not in one burst that would
 	 * have every client reconnect in the same instant; each gets its
-	 * access log line and counters as it ends. */
+	 * access log line and counters as it ends.  Sessions still waiting
+	 * for a server end at once: no server took them up. */
+	weft_group_cancel(P.sessions);
 	size_t closed = relay_close_all(WEFT_SEC);
+	weft_group_wait(P.sessions);
 	until = weft_now() + 2 * WEFT_SEC;
 	while (atomic_load(&P.active) > 0 && weft_now() < until)
 		weft_sleep(10 * WEFT_MSEC);
-	fprintf(stderr, "weft-proxy: stopped; %zu connections closed at the drain deadline\n", closed);
+	fprintf(stderr, "weft-proxy: stopped; %llu connections closed at the drain deadline\n",
+		(unsigned long long)(closed + atomic_load(&P.cut)));
 	/* The admin listener answers (503 on /health) until the drain ends. */
 	stop_task(P.admin_loop);
 	health_stop(P.cur->health);
