@@ -22,8 +22,8 @@
  *    a core; the first success resets the delay.
  *  - a transient error of one connection (ECONNABORTED and kin): re-arm.
  *  - cancelled (weft_listener_close), or any other error (the socket is
- *    not listening, or was closed): the acceptor closes the channel, and
- *    the error reaches the tasks in weft_listener_accept.
+ *    not listening, cannot accept, or was closed): the acceptor closes the
+ *    channel, and the error reaches the tasks in weft_listener_accept.
  *
  * Lifetime: the listener is shared by its opener and every task inside
  * weft_listener_accept, counted in `refs`; the last one out frees it, so
@@ -107,10 +107,13 @@ static bool out_of_resources(int e)
 
 static bool transient(int e)
 {
-	/* accept(2): errors of the connection, not of the listener. */
+	/* accept(2): errors of the connection, not of the listener.  Not
+	 * EOPNOTSUPP, which the man page lists among them: Linux gives it for
+	 * a socket that cannot accept at all (a datagram socket), and re-arming
+	 * on it would spin for ever. */
 	return e == -ECONNABORTED || e == -EPROTO || e == -EPERM || e == -EINTR ||
 	       e == -ENETDOWN || e == -ENOPROTOOPT || e == -EHOSTDOWN || e == -ENONET ||
-	       e == -EHOSTUNREACH || e == -EOPNOTSUPP || e == -ENETUNREACH || e == -EAGAIN;
+	       e == -EHOSTUNREACH || e == -ENETUNREACH || e == -EAGAIN;
 }
 
 static intptr_t acceptor(void *arg)

@@ -4,7 +4,8 @@
  * handed out exactly once, also past the queue's capacity (the pause and
  * re-arm path); a full descriptor table makes it back off without spinning
  * and it recovers by itself; close wakes waiting takers with -EBADF; a
- * socket that is not listening stops it with the kernel's error.
+ * socket that is not listening, or cannot accept, stops it with the
+ * kernel's error.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -169,6 +170,27 @@ TEST(ListenerTest, ASocketThatIsNotListeningStopsItWithTheKernelsError)
 		EXPECT_EQ(weft_listener_open(fd, &l), 0);
 		EXPECT_EQ(weft_listener_accept(l), -EINVAL);
 		EXPECT_EQ(weft_listener_close(l), -EINVAL);
+		return (intptr_t)0;
+	});
+	close(fd);
+}
+
+TEST(ListenerTest, ASocketThatCannotAcceptStopsItWithoutSpinning)
+{
+	/* A datagram socket: accept(2) fails with EOPNOTSUPP, which is about
+	 * the socket, not one connection, so re-arming would fail the same way
+	 * for ever.  The deadline only bounds the test. */
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	run_in_weft(1, [&] {
+		struct weft_listener *l;
+		EXPECT_EQ(weft_listener_open(fd, &l), 0);
+		uint64_t cpu0 = process_cpu_ns();
+		struct weft_scope s;
+		weft_scope_deadline(&s, 200 * WEFT_MSEC);
+		EXPECT_EQ(weft_listener_accept(l), -EOPNOTSUPP);
+		weft_scope_end(&s);
+		EXPECT_LT(process_cpu_ns() - cpu0, 50 * WEFT_MSEC);
+		EXPECT_EQ(weft_listener_close(l), -EOPNOTSUPP);
 		return (intptr_t)0;
 	});
 	close(fd);
