@@ -20,8 +20,9 @@
  * buffers while the started task runs, so the bytes would need a queue per
  * connection (that is what a stream is, io/stream.c); one receive per wait
  * keeps the record at a few dozen bytes and lets the connection move to
- * whichever worker runs its task.  A receive that finds the ring empty
- * fails with -ENOBUFS: the watch waits on the owner's starved list and is
+ * whichever worker runs its task.  A receive polls first, so it looks for
+ * a buffer only once bytes came; one that finds the ring empty then fails
+ * with -ENOBUFS: the watch waits on the owner's starved list and is
  * re-armed when buffers come back, never in a loop on an empty ring.
  * Bytes came, so from then on its idle timeout no longer applies: under
  * buffer pressure a busy connection is not closed as an idle one.
@@ -81,6 +82,11 @@ static void arm(struct weft__worker *w, struct weft__watch *x)
 {
 	struct io_uring_sqe *sqe = weft__io_sqe(w);
 	io_uring_prep_recv(sqe, x->fd, NULL, WEFT__BUFS_SIZE, 0);
+	/* Poll first (see the top): a receive tried at once picks its buffer
+	 * before it looks for bytes, so with the ring empty it would fail with
+	 * -ENOBUFS though none came, and an idle connection would lose its
+	 * timeout. */
+	sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = WEFT__BUFS_GROUP;
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)x | WEFT__TAG_WATCH);

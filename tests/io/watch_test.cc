@@ -3,7 +3,8 @@
  * watch_test.cc - connections that wait without a task: the bytes start a
  * task with them, the task can wait again, end of stream and the timeout
  * arrive as values, more ready connections than buffers are all served
- * (the -ENOBUFS path, where bytes that came are not a timeout), buffers
+ * (the -ENOBUFS path, where bytes that came are not a timeout, and a
+ * watch begun with the ring empty still times out when none come), buffers
  * freed on another worker come back, many
  * idle timeouts fire neither early nor much late while bytes that come in
  * time beat theirs (a short one also behind a long one), and a shutdown closes the connections still waiting.
@@ -270,6 +271,46 @@ TEST(WatchTest, BytesThatFoundNoBufferAreNotATimeout)
 	});
 	EXPECT_EQ(last.n, 1) << "reported as " << last.n;
 	EXPECT_EQ(last.bytes, "y");
+	for (auto &p : ps)
+		close(p.a);
+}
+
+/* The converse: a watch begun while the ring is empty, on a connection that
+ * stays silent, is idle and must time out, then or once buffers are back.
+ * The kernel must not look for a buffer before bytes come. */
+TEST(WatchTest, AnIdleWatchBegunWithTheRingEmptyStillTimesOut)
+{
+	const int n = 256; /* the worker's buffers */
+	std::vector<pair> ps;
+	for (int i = 0; i <= n; i++)
+		ps.push_back(socket_pair());
+	crowd c;
+	weft_sem_init(&c.gate, 0);
+	weft_wg_init(&c.done);
+	seen idle;
+	run_in_weft(1, [&] {
+		weft_wg_add(&c.done, n);
+		for (int i = 0; i < n; i++) {
+			EXPECT_EQ(weft_watch(ps[i].b, WEFT_NEVER, hold, &c), 0);
+			unsigned char b = (unsigned char)(ps[i].b ^ 0x5a);
+			EXPECT_EQ(write(ps[i].a, &b, 1), 1);
+		}
+		uint64_t until = weft_now() + 5 * WEFT_SEC;
+		while (c.started.load() < n && weft_now() < until)
+			weft_sleep(WEFT_MSEC);
+		uint64_t t0 = weft_now();
+		EXPECT_EQ(weft_watch(ps[n].b, 30 * WEFT_MSEC, record, &idle), 0);
+		weft_sleep(10 * WEFT_MSEC);
+		weft_sem_release(&c.gate); /* the buffers come back */
+		EXPECT_EQ(weft_wg_wait(&c.done), 0);
+		struct weft_scope sc;
+		weft_scope_deadline(&sc, 2 * WEFT_SEC);
+		EXPECT_EQ(weft_future_await(idle.done, nullptr), 0) << "the timeout never fired";
+		weft_scope_end(&sc);
+		EXPECT_EQ(idle.n, -ETIMEDOUT);
+		EXPECT_GE(idle.at - t0, 30 * WEFT_MSEC) << "timed out early";
+		return (intptr_t)0;
+	});
 	for (auto &p : ps)
 		close(p.a);
 }
