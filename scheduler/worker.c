@@ -200,9 +200,16 @@ static struct weft_task *next_local(struct weft__worker *w)
 		if (w->timers.n)
 			fire_timers(w);
 		/* A submission point: a busy worker's SQEs and completions wait
-		 * at most one interval. */
+		 * at most one interval, and so do the requests other threads
+		 * leave its buffer ring and streams (buffers handed back, a
+		 * stream to resume or close) and its receives waiting for a
+		 * buffer: none of those is an operation in flight. */
+		struct weft__bufs *b = &w->bufs;
 		if (w->io_inflight || io_uring_sq_ready(&w->ring) ||
-		    atomic_load_explicit(&w->io_cancels.n, memory_order_relaxed))
+		    atomic_load_explicit(&w->io_cancels.n, memory_order_relaxed) ||
+		    atomic_load_explicit(&b->has_ret, memory_order_relaxed) ||
+		    atomic_load_explicit(&b->has_asked, memory_order_relaxed) ||
+		    atomic_load_explicit(&b->nstarved, memory_order_relaxed))
 			weft__io_poll(w, false);
 		if ((t = pop_ioq(w)) || (t = weft__tlist_pop(&w->yielded)) ||
 		    (t = weft__tqueue_pop(&w->inbox)))

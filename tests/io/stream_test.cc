@@ -7,7 +7,8 @@
  * stream and a reset come after the bytes before them, and over unix
  * sockets the end right behind the last bytes is never lost; a deadline or a
  * cancellation ends a wait without losing bytes, also when it races their
- * arrival; a reader on another worker than the owner gets every byte; more
+ * arrival; a reader on another worker than the owner gets every byte, also
+ * while the owner is too busy to run dry and park; more
  * streams with bytes than the ring has buffers all complete, their
  * buffers handed back from another worker to an owner that sleeps; close
  * drops queued bytes, stops the receive and leaves the fd open, from the
@@ -346,6 +347,73 @@ struct crowd {
 	std::atomic<int> wrong{0};
 	std::atomic<int> next{0};
 };
+
+/* A reader on another worker drains a stream stopped for back-pressure and
+ * asks the owner to re-arm it, while the owner never runs dry: a task there
+ * yields in a loop, so its scheduling rounds never end and it never parks.
+ * The owner must still act on the request at its periodic submission
+ * point, not only once it is idle. */
+TEST(StreamTest, ABusyOwnerResumesAStreamDrainedOnAnotherWorker)
+{
+	static pair p;
+	p = socket_pair();
+	static std::atomic<bool> spinning, done;
+	spinning = done = false;
+	static const size_t n = 12 * 4096; /* past the queue's cap of 8 buffers */
+	run_in_weft(2, [] {
+		struct weft_spawn_opts on0 = {}, on1 = {};
+		on0.flags = on1.flags = WEFT_SPAWN_ON | WEFT_SPAWN_PINNED;
+		on1.worker = 1;
+		static struct weft_stream *s;
+		struct weft_task *o = weft_spawn(
+			[](void *) -> intptr_t { return weft_stream_open(p.b, &s); }, nullptr, &on0);
+		EXPECT_EQ(join(o), 0);
+		std::vector<char> out(n);
+		for (size_t i = 0; i < n; i++)
+			out[i] = (char)pattern(i);
+		EXPECT_EQ(write(p.a, out.data(), n), (ssize_t)n);
+		weft_sleep(20 * WEFT_MSEC); /* the queue fills: stopped */
+		struct weft_task *busy = weft_spawn(
+			[](void *) -> intptr_t {
+				spinning = true;
+				/* Bounded, so that the test ends either way. */
+				uint64_t until = weft_now() + 2 * WEFT_SEC;
+				while (!done && weft_now() < until)
+					weft_yield();
+				return 0;
+			},
+			nullptr, &on0);
+		struct weft_task *r = weft_spawn(
+			[](void *) -> intptr_t {
+				while (!spinning)
+					weft_sleep(WEFT_MSEC);
+				uint64_t t0 = weft_now();
+				size_t got = 0, bad = 0;
+				char buf[1000];
+				while (got < n) {
+					ssize_t k = weft_stream_recv(s, buf, sizeof(buf));
+					EXPECT_GT(k, 0);
+					if (k <= 0)
+						break;
+					for (ssize_t i = 0; i < k; i++)
+						bad += buf[i] != (char)pattern(got + (size_t)i);
+					got += (size_t)k;
+				}
+				uint64_t took = weft_now() - t0;
+				done = true;
+				EXPECT_EQ(got, n);
+				EXPECT_EQ(bad, 0u);
+				EXPECT_LT(took, WEFT_SEC) << "the owner re-armed only when it ran dry";
+				return weft_stream_close(s);
+			},
+			nullptr, &on1);
+		EXPECT_EQ(join(r), 0);
+		EXPECT_EQ(join(busy), 0);
+		return (intptr_t)0;
+	});
+	close(p.a);
+	close(p.b);
+}
 
 TEST(StreamTest, MoreStreamsWithBytesThanBuffersAllComplete)
 {
