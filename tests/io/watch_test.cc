@@ -238,6 +238,22 @@ TEST(WatchTest, MoreReadyConnectionsThanBuffersAreAllServed)
 		close(p.a);
 }
 
+/* In a task: has the first n of ps each send a byte that a watch takes in
+ * a buffer and holds (hold), until all n functions have started: with n
+ * the worker's buffers, the ring is then empty until c->gate opens. */
+void hold_every_buffer(std::vector<pair> &ps, int n, crowd *c)
+{
+	weft_wg_add(&c->done, n);
+	for (int i = 0; i < n; i++) {
+		EXPECT_EQ(weft_watch(ps[i].b, WEFT_NEVER, hold, c), 0);
+		unsigned char b = (unsigned char)(ps[i].b ^ 0x5a);
+		EXPECT_EQ(write(ps[i].a, &b, 1), 1);
+	}
+	uint64_t until = weft_now() + 5 * WEFT_SEC;
+	while (c->started.load() < n && weft_now() < until)
+		weft_sleep(WEFT_MSEC);
+}
+
 /* A watch whose bytes came while every buffer was held waits for one
  * (-ENOBUFS), and is not idle meanwhile: its function gets the bytes, not
  * -ETIMEDOUT, though buffers come back only after its timeout. */
@@ -252,15 +268,7 @@ TEST(WatchTest, BytesThatFoundNoBufferAreNotATimeout)
 	weft_wg_init(&c.done);
 	seen last;
 	run_in_weft(1, [&] {
-		weft_wg_add(&c.done, n);
-		for (int i = 0; i < n; i++) {
-			EXPECT_EQ(weft_watch(ps[i].b, WEFT_NEVER, hold, &c), 0);
-			unsigned char b = (unsigned char)(ps[i].b ^ 0x5a);
-			EXPECT_EQ(write(ps[i].a, &b, 1), 1);
-		}
-		uint64_t until = weft_now() + 5 * WEFT_SEC;
-		while (c.started.load() < n && weft_now() < until)
-			weft_sleep(WEFT_MSEC);
+		hold_every_buffer(ps, n, &c);
 		EXPECT_EQ(weft_watch(ps[n].b, 50 * WEFT_MSEC, record, &last), 0);
 		EXPECT_EQ(write(ps[n].a, "y", 1), 1);
 		weft_sleep(300 * WEFT_MSEC); /* well past its timeout, starved */
@@ -289,15 +297,7 @@ TEST(WatchTest, AnIdleWatchBegunWithTheRingEmptyStillTimesOut)
 	weft_wg_init(&c.done);
 	seen idle;
 	run_in_weft(1, [&] {
-		weft_wg_add(&c.done, n);
-		for (int i = 0; i < n; i++) {
-			EXPECT_EQ(weft_watch(ps[i].b, WEFT_NEVER, hold, &c), 0);
-			unsigned char b = (unsigned char)(ps[i].b ^ 0x5a);
-			EXPECT_EQ(write(ps[i].a, &b, 1), 1);
-		}
-		uint64_t until = weft_now() + 5 * WEFT_SEC;
-		while (c.started.load() < n && weft_now() < until)
-			weft_sleep(WEFT_MSEC);
+		hold_every_buffer(ps, n, &c);
 		uint64_t t0 = weft_now();
 		EXPECT_EQ(weft_watch(ps[n].b, 30 * WEFT_MSEC, record, &idle), 0);
 		weft_sleep(10 * WEFT_MSEC);
