@@ -203,7 +203,7 @@ TEST(HealthTest, AnHttp500IsDownAndGetsNoConnectionsA200IsUp)
 	proxy p;
 	int port = free_port();
 	ASSERT_TRUE(p.start(config(port, {a.port, b.port}) +
-			    "health_check = http /health interval=50ms rise=2 fall=2\n"));
+			    "health_check = http /health interval=50ms timeout=5s rise=2 fall=2\n"));
 	ASSERT_NE(p.wait_line("listening on"), "");
 	std::this_thread::sleep_for(std::chrono::milliseconds(300));
 	int seen_b = 0;
@@ -243,7 +243,7 @@ TEST(HealthTest, WithSendProxyV2ACheckOpensWithTheLocalHeader)
 	proxy p;
 	int port = free_port();
 	ASSERT_TRUE(p.start(config(port, {a.port}) + "send_proxy = v2\n" +
-			    "health_check = http /ping interval=50ms\n"));
+			    "health_check = http /ping interval=50ms timeout=5s\n"));
 	ASSERT_NE(p.wait_line("listening on"), "");
 	for (int i = 0; i < 200 && a.checks.load() == 0; i++)
 		std::this_thread::sleep_for(std::chrono::milliseconds(10));
