@@ -298,6 +298,24 @@ TEST(StreamTest, ACancelRacingTheBytesLosesNone)
 	});
 }
 
+/* Opens fd's stream on worker 0, its owner from then on. */
+struct weft_stream *open_on_worker0(int fd)
+{
+	struct opening {
+		int fd;
+		struct weft_stream *s;
+	} o = {fd, nullptr};
+	EXPECT_EQ(on_worker(
+			  0,
+			  [](void *a) -> intptr_t {
+				  auto *o = static_cast<opening *>(a);
+				  return weft_stream_open(o->fd, &o->s);
+			  },
+			  &o),
+		  0);
+	return o.s;
+}
+
 /* The stream is opened on worker 0 and read and closed on worker 1: bytes
  * are handed over across workers, buffers go back through the owner, and
  * a receive stopped for back-pressure is resumed at the reader's request. */
@@ -310,13 +328,11 @@ TEST(StreamTest, AReaderOnAnotherWorkerGetsEveryByte)
 	total = n;
 	std::thread t = writer(p.a, n, 3);
 	run_in_weft(2, [] {
-		struct weft_spawn_opts on0 = {}, on1 = {};
-		on0.flags = on1.flags = WEFT_SPAWN_ON | WEFT_SPAWN_PINNED;
+		struct weft_spawn_opts on1 = {};
+		on1.flags = WEFT_SPAWN_ON | WEFT_SPAWN_PINNED;
 		on1.worker = 1;
 		static struct weft_stream *s;
-		struct weft_task *o = weft_spawn(
-			[](void *) -> intptr_t { return weft_stream_open(p.b, &s); }, nullptr, &on0);
-		EXPECT_EQ(join(o), 0);
+		s = open_on_worker0(p.b);
 		struct weft_task *r = weft_spawn(
 			[](void *) -> intptr_t {
 				weft_sleep(20 * WEFT_MSEC); /* the queue fills: stopped */
@@ -365,9 +381,7 @@ TEST(StreamTest, ABusyOwnerResumesAStreamDrainedOnAnotherWorker)
 		on0.flags = on1.flags = WEFT_SPAWN_ON | WEFT_SPAWN_PINNED;
 		on1.worker = 1;
 		static struct weft_stream *s;
-		struct weft_task *o = weft_spawn(
-			[](void *) -> intptr_t { return weft_stream_open(p.b, &s); }, nullptr, &on0);
-		EXPECT_EQ(join(o), 0);
+		s = open_on_worker0(p.b);
 		std::vector<char> out(n);
 		for (size_t i = 0; i < n; i++)
 			out[i] = (char)pattern(i);

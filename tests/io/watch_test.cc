@@ -238,49 +238,62 @@ TEST(WatchTest, MoreReadyConnectionsThanBuffersAreAllServed)
 		close(p.a);
 }
 
-/* In a task: has the first n of ps each send a byte that a watch takes in
- * a buffer and holds (hold), until all n functions have started: with n
- * the worker's buffers, the ring is then empty until c->gate opens. */
-void hold_every_buffer(std::vector<pair> &ps, int n, crowd *c)
-{
-	weft_wg_add(&c->done, n);
-	for (int i = 0; i < n; i++) {
-		EXPECT_EQ(weft_watch(ps[i].b, WEFT_NEVER, hold, c), 0);
-		unsigned char b = (unsigned char)(ps[i].b ^ 0x5a);
-		EXPECT_EQ(write(ps[i].a, &b, 1), 1);
+/* n connections whose bytes a watch each takes in a buffer and holds
+ * (hold) until gate opens, and one more, ps[n], for the test: with n the
+ * worker's buffers, the ring is empty once fill() returns. */
+struct empty_ring {
+	static const int n = 256; /* the worker's buffers */
+	std::vector<pair> ps;
+	crowd c;
+
+	empty_ring()
+	{
+		for (int i = 0; i <= n; i++)
+			ps.push_back(socket_pair());
+		weft_sem_init(&c.gate, 0);
+		weft_wg_init(&c.done);
 	}
-	uint64_t until = weft_now() + 5 * WEFT_SEC;
-	while (c->started.load() < n && weft_now() < until)
-		weft_sleep(WEFT_MSEC);
-}
+	~empty_ring()
+	{
+		for (auto &p : ps)
+			close(p.a);
+	}
+	/* In a task: takes every buffer, and waits until all n functions hold
+	 * one. */
+	void fill()
+	{
+		weft_wg_add(&c.done, n);
+		for (int i = 0; i < n; i++) {
+			EXPECT_EQ(weft_watch(ps[i].b, WEFT_NEVER, hold, &c), 0);
+			unsigned char b = (unsigned char)(ps[i].b ^ 0x5a);
+			EXPECT_EQ(write(ps[i].a, &b, 1), 1);
+		}
+		uint64_t until = weft_now() + 5 * WEFT_SEC;
+		while (c.started.load() < n && weft_now() < until)
+			weft_sleep(WEFT_MSEC);
+	}
+};
 
 /* A watch whose bytes came while every buffer was held waits for one
  * (-ENOBUFS), and is not idle meanwhile: its function gets the bytes, not
  * -ETIMEDOUT, though buffers come back only after its timeout. */
 TEST(WatchTest, BytesThatFoundNoBufferAreNotATimeout)
 {
-	const int n = 256; /* the worker's buffers */
-	std::vector<pair> ps;
-	for (int i = 0; i <= n; i++)
-		ps.push_back(socket_pair());
-	crowd c;
-	weft_sem_init(&c.gate, 0);
-	weft_wg_init(&c.done);
+	empty_ring r;
+	pair &q = r.ps[empty_ring::n];
 	seen last;
 	run_in_weft(1, [&] {
-		hold_every_buffer(ps, n, &c);
-		EXPECT_EQ(weft_watch(ps[n].b, 50 * WEFT_MSEC, record, &last), 0);
-		EXPECT_EQ(write(ps[n].a, "y", 1), 1);
+		r.fill();
+		EXPECT_EQ(weft_watch(q.b, 50 * WEFT_MSEC, record, &last), 0);
+		EXPECT_EQ(write(q.a, "y", 1), 1);
 		weft_sleep(300 * WEFT_MSEC); /* well past its timeout, starved */
-		weft_sem_release(&c.gate);
+		weft_sem_release(&r.c.gate);
 		EXPECT_EQ(weft_future_await(last.done, nullptr), 0);
-		EXPECT_EQ(weft_wg_wait(&c.done), 0);
+		EXPECT_EQ(weft_wg_wait(&r.c.done), 0);
 		return (intptr_t)0;
 	});
 	EXPECT_EQ(last.n, 1) << "reported as " << last.n;
 	EXPECT_EQ(last.bytes, "y");
-	for (auto &p : ps)
-		close(p.a);
 }
 
 /* The converse: a watch begun while the ring is empty, on a connection that
@@ -288,21 +301,16 @@ TEST(WatchTest, BytesThatFoundNoBufferAreNotATimeout)
  * The kernel must not look for a buffer before bytes come. */
 TEST(WatchTest, AnIdleWatchBegunWithTheRingEmptyStillTimesOut)
 {
-	const int n = 256; /* the worker's buffers */
-	std::vector<pair> ps;
-	for (int i = 0; i <= n; i++)
-		ps.push_back(socket_pair());
-	crowd c;
-	weft_sem_init(&c.gate, 0);
-	weft_wg_init(&c.done);
+	empty_ring r;
+	pair &q = r.ps[empty_ring::n];
 	seen idle;
 	run_in_weft(1, [&] {
-		hold_every_buffer(ps, n, &c);
+		r.fill();
 		uint64_t t0 = weft_now();
-		EXPECT_EQ(weft_watch(ps[n].b, 30 * WEFT_MSEC, record, &idle), 0);
+		EXPECT_EQ(weft_watch(q.b, 30 * WEFT_MSEC, record, &idle), 0);
 		weft_sleep(10 * WEFT_MSEC);
-		weft_sem_release(&c.gate); /* the buffers come back */
-		EXPECT_EQ(weft_wg_wait(&c.done), 0);
+		weft_sem_release(&r.c.gate); /* the buffers come back */
+		EXPECT_EQ(weft_wg_wait(&r.c.done), 0);
 		struct weft_scope sc;
 		weft_scope_deadline(&sc, 2 * WEFT_SEC);
 		EXPECT_EQ(weft_future_await(idle.done, nullptr), 0) << "the timeout never fired";
@@ -311,8 +319,6 @@ TEST(WatchTest, AnIdleWatchBegunWithTheRingEmptyStillTimesOut)
 		EXPECT_GE(idle.at - t0, 30 * WEFT_MSEC) << "timed out early";
 		return (intptr_t)0;
 	});
-	for (auto &p : ps)
-		close(p.a);
 }
 
 TEST(WatchTest, ShutdownClosesTheConnectionsStillWaiting)
