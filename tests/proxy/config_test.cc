@@ -176,6 +176,7 @@ TEST(ProxyConfigTest, MinimalConfigTakesEveryDefault)
 	EXPECT_EQ(b.check.kind, PROXY_CHECK_OFF);
 	EXPECT_EQ(b.check.path, nullptr);
 	EXPECT_EQ(b.check.line, 5);
+	EXPECT_EQ(b.slowstart_ns, 0u);
 	EXPECT_EQ(b.queue_timeout_ns, 5 * kSec);
 	EXPECT_EQ(b.queue_size, 1024u);
 	EXPECT_EQ(b.nfrontends, 1u);
@@ -609,6 +610,10 @@ TEST(ProxyConfigTest, MalformedHealthChecksAreErrors)
 		  "cfg:7: health_check: http needs a path, as in http /health");
 	EXPECT_EQ(Error(WithBackend("health_check = http interval=2s")),
 		  "cfg:7: health_check: http needs a path, as in http /health");
+	EXPECT_EQ(Error(WithBackend("slowstart = 2d")),
+		  "cfg:7: slowstart: 2d is out of range (1ms..1d, or off)");
+	EXPECT_EQ(Error(WithBackend("slowstart = 30")),
+		  "cfg:7: slowstart: \"30\" needs a unit (ms, s, m, h or d), as in 30s");
 	EXPECT_EQ(Error(WithBackend("health_check = tcp inter=2s")),
 		  "cfg:7: health_check: unknown option \"inter=2s\" (interval=, timeout=, rise=, "
 		  "fall=)");
@@ -1012,7 +1017,7 @@ TEST(ProxyConfigTest, PrintedConfigParsesBackToTheSame)
 			   "accept_proxy = on\nidle_timeout = off\nhalf_closed_timeout = 1500ms\n"
 			   "max_connections = 100\n"
 			   "[backend app]\nbalance = random2\nconnect_timeout = 2s\nretries = 0\n"
-			   "send_proxy = v1\nhealth_check = http /health rise=3\n"
+			   "send_proxy = v1\nhealth_check = http /health rise=3\nslowstart = 90s\n"
 			   "queue_timeout = 1m\nqueue_size = 0\ndata_path = splice\n"
 			   "server a = 10.0.0.1:80 weight=3 max_connections=50\n"
 			   "server b = db.local:80 backup\n"
@@ -1049,6 +1054,7 @@ TEST(ProxyConfigTest, PrintedConfigParsesBackToTheSame)
 			"retries = 0\n"
 			"send_proxy = v1\n"
 			"health_check = http /health interval=2s timeout=2s rise=3 fall=3\n"
+			"slowstart = 90s\n"
 			"queue_timeout = 1m\n"
 			"queue_size = 0\n"
 			"data_path = splice\n"
@@ -1062,6 +1068,7 @@ TEST(ProxyConfigTest, PrintedConfigParsesBackToTheSame)
 			"retries = 2\n"
 			"send_proxy = off\n"
 			"health_check = off\n"
+			"slowstart = off\n"
 			"queue_timeout = 5s\n"
 			"queue_size = 1024\n"
 			"data_path = auto\n"

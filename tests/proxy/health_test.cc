@@ -14,6 +14,9 @@
  *    `fall` of them;
  *  - a server that takes connections but never answers is down by the
  *    check's timeout;
+ *  - with slowstart, a server that comes back up gets few of the new
+ *    connections at first, although least connections would otherwise
+ *    send it all of them (it has none open);
  *  - every test ends with SIGTERM: exit 0, and the runtime's shutdown
  *    finds no task left (no "weft: shutdown" line).
  */
@@ -134,17 +137,36 @@ int finish(proxy &p, std::string *tail)
 	return p.stop();
 }
 
-TEST(HealthTest, ADeadServerIsDownAfterFallChecksAndUpAfterRise)
-{
-	NEED_PROXY();
-	backend a('a');
-	auto b = std::make_unique<backend>('b');
+/* The proxy in front of server a, which stays, and server b, which a test
+ * stops (b.reset()) and brings back on its port (revive). */
+struct a_and_b {
+	backend a{'a'};
+	std::unique_ptr<backend> b = std::make_unique<backend>('b');
 	int bport = b->port;
 	proxy p;
 	int port = free_port();
-	ASSERT_TRUE(p.start(config(port, {a.port, bport}) +
-			    "health_check = tcp interval=50ms rise=3 fall=3\n"));
-	ASSERT_NE(p.wait_line("listening on"), "");
+
+	/* extra: lines for the backend. */
+	bool start(const std::string &extra)
+	{
+		return p.start(config(port, {a.port, bport}) + extra) &&
+		       p.wait_line("listening on") != "";
+	}
+
+	bool revive()
+	{
+		b = std::make_unique<backend>('b', bport);
+		return b->port == bport;
+	}
+};
+
+TEST(HealthTest, ADeadServerIsDownAfterFallChecksAndUpAfterRise)
+{
+	NEED_PROXY();
+	a_and_b t;
+	ASSERT_TRUE(t.start("health_check = tcp interval=50ms rise=3 fall=3\n"));
+	proxy &p = t.p;
+	int port = t.port;
 	std::this_thread::sleep_for(std::chrono::milliseconds(300)); /* checks pass */
 
 	/* b dies; clients keep going meanwhile and must never notice. */
@@ -158,7 +180,7 @@ TEST(HealthTest, ADeadServerIsDownAfterFallChecksAndUpAfterRise)
 		}
 	});
 	auto t0 = clk::now();
-	b.reset();
+	t.b.reset();
 	std::string down = p.wait_line("server b/s1 is down", 3000);
 	long took = ms_since(t0);
 	done = true;
@@ -178,8 +200,7 @@ TEST(HealthTest, ADeadServerIsDownAfterFallChecksAndUpAfterRise)
 
 	/* b comes back on its port: up after rise passes, and used again. */
 	auto t1 = clk::now();
-	b = std::make_unique<backend>('b', bport);
-	ASSERT_EQ(b->port, bport);
+	ASSERT_TRUE(t.revive());
 	std::string up = p.wait_line("server b/s1 is up", 3000);
 	ASSERT_NE(up, "") << "no up line within 3 s";
 	EXPECT_GE(ms_since(t1), 80) << "up after fewer than rise checks";
@@ -319,6 +340,58 @@ TEST(HealthTest, AServerThatNeverAnswersIsDownByTheTimeout)
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 	EXPECT_EQ(tail.find("s0 is down"), std::string::npos) << tail;
 	EXPECT_EQ(tail.find("weft: shutdown"), std::string::npos) << tail;
+}
+
+TEST(HealthTest, SlowstartKeepsLeastConnectionsFromPilingOntoAServerThatCameBack)
+{
+	NEED_PROXY();
+	a_and_b t;
+	ASSERT_TRUE(t.start("balance = leastconn\nslowstart = 3s\n"
+			    "health_check = tcp interval=50ms rise=1 fall=1\n"));
+	t.b.reset();
+	ASSERT_NE(t.p.wait_line("server b/s1 is down", 3000), "");
+
+	/* A connection held open: the server it reached. */
+	std::vector<int> held;
+	auto hold = [&] {
+		int fd = dial(t.port);
+		char tag = 0;
+		if (fd >= 0 && recv(fd, &tag, 1, 0) != 1)
+			tag = 0;
+		held.push_back(fd);
+		return tag;
+	};
+	/* Ten through a while b is down. */
+	for (int i = 0; i < 10; i++)
+		ASSERT_EQ(hold(), 'a');
+
+	/* b back, with none open: least connections alone would send it the
+	 * next ten.  Within the first part of its ramp its weight is a small
+	 * share of a's, and so is the load it may carry before a is the
+	 * lighter again. */
+	ASSERT_TRUE(t.revive());
+	ASSERT_NE(t.p.wait_line("server b/s1 is up", 3000), "");
+	auto t0 = clk::now();
+	int to_b = 0;
+	for (int i = 0; i < 10; i++) {
+		char tag = hold();
+		ASSERT_TRUE(tag == 'a' || tag == 'b') << tag;
+		to_b += tag == 'b';
+	}
+	long took = ms_since(t0);
+	/* At t seconds into the 3 s ramp b weighs t/3 of a, so it is picked
+	 * while its count is below a's times that: with a at 10 to 20, at most
+	 * 20t/3 + 1 of the ten.  t runs from the up line's writing, up to
+	 * 100 ms before this test read it. */
+	EXPECT_LE(to_b, 20.0 * (double)(took + 100) / 3000.0 + 1)
+		<< "b took " << to_b << " of 10 in " << took << " ms";
+	EXPECT_LT(took, 1500) << "too slow to say anything about the ramp";
+	for (int fd : held)
+		close(fd);
+
+	std::string tail;
+	int st = finish(t.p, &tail);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 
 } // namespace

@@ -20,6 +20,10 @@
  *  - a connection waiting in the queue for a slot of the last ready
  *    server is not left to its queue_timeout when that server goes to
  *    maint: it goes to the backup at once, or without one is reset at once;
+ *  - with slowstart, a server back from maint ramps up: its weight (in
+ *    /metrics) starts near 0 and grows, its share of new connections with
+ *    it, until an even split again at the end; at the start no server
+ *    ramps;
  *  - errors: 404 for an unknown backend or server, 400 for a missing,
  *    unknown or repeated state, an unknown parameter or a body, 405 with
  *    Allow for a GET on a server and for a POST on a page;
@@ -402,6 +406,51 @@ TEST(StateTest, AQueuedConnectionIsResetAtOnceWhenNoServerIsLeft)
 {
 	NEED_PROXY();
 	queued_then_maint(false, 0);
+}
+
+#define WEIGHT(srv) "weft_proxy_server_weight{backend=\"b\",server=\"" srv "\"}"
+
+TEST(StateTest, SlowstartRampsUpAServerBackFromMaint)
+{
+	NEED_PROXY();
+	backend a('a'), b('b');
+	state_proxy p;
+	ASSERT_TRUE(p.start({a.port, b.port}, "slowstart = 3s\n"));
+	/* Nothing is cold at the start: full weights, an even split. */
+	EXPECT_EQ(p.metric(WEIGHT("s1")), 1);
+	EXPECT_EQ(count_tag(p.port, 'b', 20), 10);
+
+	ASSERT_EQ(p.set("s1", "state=maint"), 200);
+	EXPECT_EQ(count_tag(p.port, 'a', 10), 10);
+	ASSERT_EQ(p.set("s1", "state=ready"), 200);
+	double w0 = p.metric(WEIGHT("s1"));
+	std::this_thread::sleep_for(milliseconds(200));
+	double w1 = p.metric(WEIGHT("s1"));
+	EXPECT_GT(w0, 0);
+	EXPECT_LT(w0, w1) << "the weight does not grow";
+	EXPECT_LT(w1, 1);
+	EXPECT_EQ(p.metric(WEIGHT("s0")), 1);
+	std::string stats;
+	ASSERT_EQ(http_request(p.admin, "GET", "/stats", &stats), 200);
+	EXPECT_NE(stats.find("\"name\":\"s1\",\"address\":\"127.0.0.1:" + std::to_string(b.port) +
+			     "\",\"state\":\"ready\",\"weight\":0."),
+		  std::string::npos) << stats;
+
+	/* Smooth round robin gives s1 w/(1 + w) of the picks, give or take
+	 * one, where w is its weight, at most w2 by the end of these. */
+	int got = count_tag(p.port, 'b', 20);
+	double w2 = p.metric(WEIGHT("s1"));
+	EXPECT_LE(got, 20 * w2 / (1 + w2) + 1) << "weight " << w2;
+	EXPECT_LT(w2, 1) << "too slow to say anything about the ramp";
+
+	/* The ramp's end: full weight, an even split again. */
+	auto until = steady_clock::now() + seconds(6);
+	while (p.metric(WEIGHT("s1")) < 1 && steady_clock::now() < until)
+		std::this_thread::sleep_for(milliseconds(100));
+	EXPECT_EQ(p.metric(WEIGHT("s1")), 1);
+	EXPECT_NEAR(count_tag(p.port, 'b', 20), 10, 1);
+	int st = finish(p);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 
 TEST(StateTest, ErrorsAre404400And405)

@@ -239,6 +239,18 @@ void admin_metrics(struct sbuf *b, const struct admin_source *src, const struct 
 		}
 	}
 
+	/* The weight in force, in the configuration's units: below the
+	 * configured one only during a slowstart ramp. */
+	family(b, "weft_proxy_server_weight", "gauge",
+	       "The weight the server is balanced by now: its configured weight, or less while slowstart ramps it up.");
+	for (size_t bi = 0; bi < cfg->nbackends; bi++) {
+		const struct pbackend *pb = &v->backs[bi];
+		for (size_t i = 0; i < pb->n; i++)
+			sbuf_printf(b, "weft_proxy_server_weight{backend=\"%s\",server=\"%s\"} %.4f\n",
+				    cfg->backends[bi].name, pb->servers[i].cfg->name,
+				    (double)balance_weight(&pb->servers[i], now) / BALANCE_WEIGHT_ONE);
+	}
+
 	/* Backends: retries, the queue, the time histograms. */
 	backend_counter(b, v, "weft_proxy_backend_retries_total",
 			"Connect attempts made after a failed one.",
@@ -390,7 +402,9 @@ void admin_stats(struct sbuf *b, const struct admin_source *src, const struct ad
 			health_server_state(s, &h);
 			char why[128];
 			health_format_error(&h, why, sizeof(why));
-			sbuf_printf(b, ",\"state\":\"%s\"", balance_admin_name(balance_admin(s)));
+			sbuf_printf(b, ",\"state\":\"%s\",\"weight\":%.4f",
+				    balance_admin_name(balance_admin(s)),
+				    (double)balance_weight(s, now) / BALANCE_WEIGHT_ONE);
 			sbuf_printf(b, ",\"up\":%s,\"checked\":%s,\"check_up\":%s,\"passive_down\":%s,"
 				       "\"checks\":%llu,\"checks_failed\":%llu,\"last_check_error\":",
 				    h.eligible ? "true" : "false", h.checked ? "true" : "false",

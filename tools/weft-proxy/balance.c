@@ -20,6 +20,19 @@
  * skipped until they bring it up (which also lifts a passive mark:
  * balance_passive_clear); with checks off, up stays true.
  *
+ * Slow start: a server that comes back (its checks bring it up, a passive
+ * mark lapses, it leaves maint) has a cold cache, an empty connection pool,
+ * perhaps code still to compile, and least connections would otherwise
+ * send it every new connection until it caught up.  With the backend's
+ * slowstart its weight grows in a straight line from nearly nothing to its
+ * own over that time.  The weight is worked out at each pick from when the
+ * server came back, so the ramp is as smooth as the clock, costs nothing
+ * once over, and needs no timer; weights are in 1/BALANCE_WEIGHT_ONE units
+ * for it (the modes compare weights only with each other, so the scale
+ * changes no choice outside a ramp).  Not at the start, nor for a server
+ * a reload adds: nothing says those are cold, and a proxy that restarts
+ * must not starve servers that were serving all along (as HAProxy).
+ *
  * Administrative state: a server in drain or maint (balance.h) is not
  * eligible, like one that is down, so backups stand in exactly when no
  * other server is both ready and up, as HAProxy's drain (weight 0) and
@@ -175,11 +188,31 @@ static bool eligible(const struct pserver *s, struct pserver *const *tried, size
 	return true;
 }
 
-/* Whether a is less loaded than b, relative to their weights. */
-static bool lighter(const struct pserver *a, const struct pserver *b)
+uint32_t balance_weight(const struct pserver *s, uint64_t now)
 {
-	uint64_t la = (uint64_t)atomic_load_explicit(&a->st->active, memory_order_relaxed) * b->cfg->weight;
-	uint64_t lb = (uint64_t)atomic_load_explicit(&b->st->active, memory_order_relaxed) * a->cfg->weight;
+	uint32_t full = s->cfg->weight * BALANCE_WEIGHT_ONE;
+	uint64_t ramp = s->backend->slowstart_ns;
+	if (!ramp || s->backend->balance == PROXY_BALANCE_SOURCE)
+		return full;
+	/* Relaxed: values on their own (struct pserver_state).  A lapsed
+	 * passive mark is a coming back without an event to record it. */
+	uint64_t from = atomic_load_explicit(&s->st->back_at, memory_order_relaxed);
+	uint64_t mark = atomic_load_explicit(&s->st->down_until, memory_order_relaxed);
+	if (mark > from)
+		from = mark;
+	if (!from || now >= from + ramp)
+		return full;
+	/* No overflow: now - from < ramp <= a day (< 2^47 ns), full at most
+	 * 2^16 (config.c bounds both). */
+	uint64_t w = now > from ? (uint64_t)full * (now - from) / ramp : 0;
+	return w ? (uint32_t)w : 1;
+}
+
+/* Whether a (of weight wa) is less loaded than b (of weight wb). */
+static bool lighter(const struct pserver *a, uint32_t wa, const struct pserver *b, uint32_t wb)
+{
+	uint64_t la = (uint64_t)atomic_load_explicit(&a->st->active, memory_order_relaxed) * wb;
+	uint64_t lb = (uint64_t)atomic_load_explicit(&b->st->active, memory_order_relaxed) * wa;
 	return la < lb;
 }
 
@@ -216,6 +249,7 @@ static struct pserver *pick_among(struct pbackend *pb, bool backups, const struc
 				  struct pserver *const *tried, size_t ntried, uint64_t now, bool *busy)
 {
 	struct pserver *best = NULL;
+	uint32_t best_w = 0;
 	switch (pb->cfg->balance) {
 	case PROXY_BALANCE_ROUNDROBIN: {
 		int64_t total = 0;
@@ -224,8 +258,9 @@ static struct pserver *pick_among(struct pbackend *pb, bool backups, const struc
 			struct pserver *s = &pb->servers[i];
 			if (s->cfg->backup != backups || !eligible(s, tried, ntried, now, busy))
 				continue;
-			s->current += s->cfg->weight;
-			total += s->cfg->weight;
+			uint32_t w = balance_weight(s, now);
+			s->current += w;
+			total += w;
 			if (!best || s->current > best->current)
 				best = s;
 		}
@@ -237,9 +272,13 @@ static struct pserver *pick_among(struct pbackend *pb, bool backups, const struc
 	case PROXY_BALANCE_LEASTCONN:
 		for (size_t i = 0; i < pb->n; i++) {
 			struct pserver *s = &pb->servers[i];
-			if (s->cfg->backup == backups && eligible(s, tried, ntried, now, busy) &&
-			    (!best || lighter(s, best)))
+			if (s->cfg->backup != backups || !eligible(s, tried, ntried, now, busy))
+				continue;
+			uint32_t w = balance_weight(s, now);
+			if (!best || lighter(s, w, best, best_w)) {
 				best = s;
+				best_w = w;
+			}
 		}
 		break;
 	case PROXY_BALANCE_RANDOM2:
@@ -249,7 +288,7 @@ static struct pserver *pick_among(struct pbackend *pb, bool backups, const struc
 		for (size_t i = 0; i < pb->n; i++) {
 			struct pserver *s = &pb->servers[i];
 			if (s->cfg->backup == backups && eligible(s, tried, ntried, now, busy))
-				total += s->cfg->weight;
+				total += balance_weight(s, now);
 		}
 		if (!total)
 			break;
@@ -261,12 +300,15 @@ static struct pserver *pick_among(struct pbackend *pb, bool backups, const struc
 				bool ignored = false;
 				if (s->cfg->backup != backups || !eligible(s, tried, ntried, now, &ignored))
 					continue;
-				if (r < s->cfg->weight) {
-					if (!best || lighter(s, best))
+				uint32_t w = balance_weight(s, now);
+				if (r < w) {
+					if (!best || lighter(s, w, best, best_w)) {
 						best = s;
+						best_w = w;
+					}
 					break;
 				}
-				r -= s->cfg->weight;
+				r -= w;
 			}
 		}
 		break;
@@ -346,6 +388,13 @@ void balance_passive_clear(struct pserver *s)
 	atomic_store_explicit(&s->st->down_until, 0, memory_order_relaxed);
 }
 
+void balance_came_back(struct pserver *s)
+{
+	/* Relaxed: a value on its own; a pick that misses it by a moment
+	 * gives the server one connection more at its full weight. */
+	atomic_store_explicit(&s->st->back_at, weft_now(), memory_order_relaxed);
+}
+
 static const char *const admin_names[] = {
 	[SERVER_READY] = "ready",
 	[SERVER_DRAIN] = "drain",
@@ -376,6 +425,9 @@ enum server_admin balance_set_admin(struct pserver *s, enum server_admin a)
 {
 	/* Relaxed, as balance_admin: the waiters that must see it are
 	 * served after it, under their queue's lock (queue_dispatch). */
-	return (enum server_admin)atomic_exchange_explicit(&s->st->admin, (int)a,
-							   memory_order_relaxed);
+	enum server_admin old = (enum server_admin)atomic_exchange_explicit(
+		&s->st->admin, (int)a, memory_order_relaxed);
+	if (old == SERVER_MAINT && a != SERVER_MAINT)
+		balance_came_back(s);
+	return old;
 }

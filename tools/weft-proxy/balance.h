@@ -76,6 +76,9 @@ struct pserver_state {
 	_Atomic uint32_t max;
 	_Atomic uint32_t fails;       /* connect failures in a row */
 	_Atomic uint64_t down_until;  /* weft_now() before which it is skipped */
+	/* weft_now() when it last came back (balance_came_back); 0: never,
+	 * as at the start.  With slowstart its weight ramps from then. */
+	_Atomic uint64_t back_at;
 	_Atomic uint64_t total, connect_errors;
 	_Atomic int admin;            /* enum server_admin; written by balance_set_admin */
 	struct phealth health;        /* active checks: health.c */
@@ -158,6 +161,24 @@ bool balance_local_error(int err);
  * have just brought it up, which says more than the mark's timer.  Any
  * thread; no failure path. */
 void balance_passive_clear(struct pserver *s);
+
+/* s has just come back into service: up by its checks after being down, or
+ * out of maint.  With its backend's slowstart, its weight ramps up from
+ * now.  Any thread; no failure path. */
+void balance_came_back(struct pserver *s);
+
+/* A weight in force is counted in 1/BALANCE_WEIGHT_ONE of a configured
+ * weight unit, so that even a server of weight 1 can ramp by small steps. */
+#define BALANCE_WEIGHT_ONE 256u
+
+/*
+ * The weight s is balanced by at time now (weft_now()): its configured
+ * weight times BALANCE_WEIGHT_ONE, or, during its slowstart ramp, that
+ * share of it which the ramp has reached (at least 1).  A balance =
+ * source backend keeps its full weights, so that a client's server does
+ * not move during a ramp.  Any thread; no failure path.
+ */
+uint32_t balance_weight(const struct pserver *s, uint64_t now);
 
 /* The word for a state ("ready", "drain", "maint"), and back: the state
  * named by the len bytes at word, or -EINVAL. */

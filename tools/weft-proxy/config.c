@@ -932,6 +932,8 @@ static const struct key keys[] = {
 	{"send_proxy", IN_B, set_enum, print_enum, B_(send_proxy), NO_LINE, 0, 0, 0,
 	 send_proxy_words, "off"},
 	{"health_check", IN_B, set_check, print_check, 0, NO_LINE, 0, 0, 0, NULL, "off"},
+	{"slowstart", IN_B, set_duration, print_duration, B_(slowstart_ns), NO_LINE, MS, DAY, K_OFF,
+	 NULL, "off"},
 	{"queue_timeout", IN_B, set_duration, print_duration, B_(queue_timeout_ns), NO_LINE, MS,
 	 7 * DAY, 0, NULL, "5s"},
 	{"queue_size", IN_B, set_u32, print_u32, B_(queue_size), NO_LINE, 0, 1000000, 0, NULL,

@@ -104,6 +104,10 @@ struct proxy_backend {
 	uint32_t retries;            /* further connect attempts after a failed one; default 2 */
 	enum proxy_send_proxy send_proxy;
 	struct proxy_health_check check;
+	/* A server back from down or maint takes new connections at a weight
+	 * growing from nothing to its own over this long; 0: at once (off,
+	 * the default).  balance.c */
+	uint64_t slowstart_ns;
 	uint64_t queue_timeout_ns; /* longest wait for a free server slot; default 5 s */
 	uint32_t queue_size;       /* connections that may wait; 0: none wait; default 1024 */
 	enum proxy_data_path data_path; /* default auto */

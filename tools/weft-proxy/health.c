@@ -43,7 +43,9 @@
  *     neither reads nor writes phealth; a server is eligible when both
  *     agree.  The one link: the transition to UP lifts a passive mark
  *     (balance_passive_clear), since rise connects in a row just worked;
- *     else a server that came back would wait out the mark's timer.
+ *     else a server that came back would wait out the mark's timer.  It
+ *     also starts the server's slowstart ramp (balance_came_back), as
+ *     health_start does for a server it brings up by turning checks off.
  *  6. A server in maint (enum server_admin, set from the admin listener)
  *     is not checked: its checker keeps its timing but skips the check, and
  *     a check under way when maint is set records nothing.  The verdict
@@ -270,8 +272,10 @@ static void record(struct checker *c, int result, enum health_step step)
 		atomic_store_explicit(&h->streak, streak, memory_order_relaxed);
 		return;
 	}
-	if (!up)
+	if (!up) {
 		balance_passive_clear(c->s); /* invariant 5 */
+		balance_came_back(c->s);
+	}
 	atomic_store_explicit(&h->up, !up, memory_order_relaxed);
 	atomic_store_explicit(&h->streak, 0, memory_order_relaxed);
 	atomic_fetch_add_explicit(&h->changes, 1, memory_order_relaxed);
@@ -336,6 +340,8 @@ int health_start(struct pbackend *backs, size_t nbackends, struct health_run **o
 		 * a generation with checks left down. */
 		for (size_t j = 0; j < backs[i].n; j++) {
 			struct phealth *h = &backs[i].servers[j].st->health;
+			if (!atomic_load_explicit(&h->up, memory_order_relaxed))
+				balance_came_back(&backs[i].servers[j]);
 			atomic_store_explicit(&h->up, true, memory_order_relaxed);
 			atomic_store_explicit(&h->streak, 0, memory_order_relaxed);
 		}
