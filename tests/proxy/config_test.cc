@@ -177,6 +177,7 @@ TEST(ProxyConfigTest, MinimalConfigTakesEveryDefault)
 	EXPECT_EQ(b.check.path, nullptr);
 	EXPECT_EQ(b.check.line, 5);
 	EXPECT_EQ(b.slowstart_ns, 0u);
+	EXPECT_EQ(b.resolve_interval_ns, 0u);
 	EXPECT_EQ(b.queue_timeout_ns, 5 * kSec);
 	EXPECT_EQ(b.queue_size, 1024u);
 	EXPECT_EQ(b.nfrontends, 1u);
@@ -864,6 +865,20 @@ TEST(ProxyConfigTest, UnusedBackendAndHighFrontendLimitWarn)
 	EXPECT_EQ(c->backends[1].nfrontends, 0u);
 }
 
+TEST(ProxyConfigTest, ResolveIntervalWithoutAHostNameWarns)
+{
+	Config c = Parse(WithBackend("resolve_interval = 10s"));
+	ASSERT_TRUE(c);
+	ASSERT_EQ(c->nwarnings, 1u);
+	EXPECT_STREQ(c->warnings[0],
+		     "cfg:7: [backend app] resolve_interval: no server has a host name to look up");
+	EXPECT_EQ(c->backends[0].resolve_interval_ns, 10 * kSec);
+	Config named = Parse(string(kMinimal).substr(0, string(kMinimal).rfind("server")) +
+			     "server a = localhost:9000\nresolve_interval = 10s\n");
+	ASSERT_TRUE(named);
+	EXPECT_EQ(named->nwarnings, 0u);
+}
+
 TEST(ProxyConfigTest, AnAdminPortAloneIsLoopbackAndAReachableOneWarns)
 {
 	Config c = Parse(WithGlobal("admin = 9901"));
@@ -1019,6 +1034,7 @@ TEST(ProxyConfigTest, PrintedConfigParsesBackToTheSame)
 			   "[backend app]\nbalance = random2\nconnect_timeout = 2s\nretries = 0\n"
 			   "send_proxy = v1\nhealth_check = http /health rise=3\nslowstart = 90s\n"
 			   "queue_timeout = 1m\nqueue_size = 0\ndata_path = splice\n"
+			   "resolve_interval = 30s\n"
 			   "server a = 10.0.0.1:80 weight=3 max_connections=50\n"
 			   "server b = db.local:80 backup\n"
 			   "[backend spare]\nserver x = unix:/run/x.sock\n";
@@ -1058,9 +1074,10 @@ TEST(ProxyConfigTest, PrintedConfigParsesBackToTheSame)
 			"queue_timeout = 1m\n"
 			"queue_size = 0\n"
 			"data_path = splice\n"
+			"resolve_interval = 30s\n"
 			"server a = 10.0.0.1:80 weight=3 max_connections=50\n"
 			"server b = db.local:80 weight=1 backup max_connections=0 ; a host name, "
-			"looked up at start\n"
+			"looked up at start and every resolve_interval\n"
 			"\n"
 			"[backend spare]\n"
 			"balance = roundrobin\n"
@@ -1072,6 +1089,7 @@ TEST(ProxyConfigTest, PrintedConfigParsesBackToTheSame)
 			"queue_timeout = 5s\n"
 			"queue_size = 1024\n"
 			"data_path = auto\n"
+			"resolve_interval = off\n"
 			"server x = unix:/run/x.sock weight=1 max_connections=0\n");
 }
 

@@ -6,7 +6,7 @@
  * a configuration of one frontend and one backend, a client dial, a
  * request to the admin listener, and a NOTIFY_SOCKET listener.  Included
  * by each end-to-end test (proxy, health, observe, ops, reload, balance,
- * state);
+ * state, resolve);
  * one translation unit each, so the helpers live in an unnamed namespace.
  */
 #ifndef WEFT_TESTS_PROXY_HARNESS_H
@@ -15,7 +15,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -29,6 +31,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -38,12 +41,12 @@ namespace {
 /* A listening loopback socket on port at (0: a free one; else that port,
  * with SO_REUSEADDR so that a backend can come back where one was
  * stopped); its port in *port. */
-inline int listen_loopback(int at, int *port)
+inline int listen_loopback(int at, int *port, uint32_t host = INADDR_LOOPBACK)
 {
 	struct sockaddr_in a = {};
 	a.sin_family = AF_INET;
 	a.sin_port = htons((uint16_t)at);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	a.sin_addr.s_addr = htonl(host);
 	socklen_t len = sizeof(a);
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int one = 1;
@@ -65,10 +68,11 @@ struct backend {
 	std::vector<std::thread> conns;
 	std::mutex lock;
 
-	/* at: the port (listen_loopback); 0 for a free one. */
-	explicit backend(char t, int at = 0) : tag(t)
+	/* at: the port (listen_loopback); 0 for a free one.  host: another
+	 * loopback address (127.0.0.2, ...), in host order. */
+	explicit backend(char t, int at = 0, uint32_t host = INADDR_LOOPBACK) : tag(t)
 	{
-		lfd = listen_loopback(at, &port);
+		lfd = listen_loopback(at, &port, host);
 		acceptor = std::thread([this] {
 			int fd;
 			/* Close-on-exec: a proxy started later must not hold
@@ -121,11 +125,43 @@ inline int free_port()
 	return ntohs(a.sin_port);
 }
 
+/* Files mounted over others (first over second) for one process only. */
+using bind_list = std::vector<std::pair<std::string, std::string>>;
+
+/* In the calling process: a mount namespace of its own, in which each
+ * file of binds is mounted over its target, as a test's own /etc/hosts.
+ * Whether that worked: it needs CAP_SYS_ADMIN, which a container may not
+ * grant even to root.  Only system calls: fit for a child of fork. */
+inline bool private_binds(const bind_list &binds)
+{
+	if (unshare(CLONE_NEWNS) < 0 || mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0)
+		return false;
+	for (const auto &b : binds)
+		if (mount(b.first.c_str(), b.second.c_str(), nullptr, MS_BIND, nullptr) < 0)
+			return false;
+	return true;
+}
+
+/* Whether private_binds works here: tried in a child, binds mounting
+ * each target over itself. */
+inline bool can_private_binds(const bind_list &binds)
+{
+	bind_list self;
+	for (const auto &b : binds)
+		self.emplace_back(b.second, b.second);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(private_binds(self) ? 0 : 1);
+	int st = 0;
+	return pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
 struct proxy {
 	pid_t pid = -1;
 	int err = -1;
 	int port = 0;
 	std::string file;
+	bind_list binds; /* for the proxy alone (private_binds), if any */
 
 	proxy() = default;
 	proxy(const proxy &) = delete;
@@ -169,6 +205,8 @@ struct proxy {
 		if (pid == 0) {
 			dup2(p[1], 2);
 			close(p[0]);
+			if (!binds.empty() && !private_binds(binds))
+				_exit(126);
 			setenv("WEFT_WORKERS", "2", 1);
 			execv(bin, argv.data());
 			_exit(127);

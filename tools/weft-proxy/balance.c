@@ -130,6 +130,7 @@ int balance_init(struct pbackend *pb, const struct proxy_backend *b, const struc
 			balance_fini(pb);
 			return -ENOMEM;
 		}
+		pthread_mutex_init(&s->addr_lock, NULL);
 		pb->n++;
 		if (!s->cfg->resolve) {
 			s->addr = s->cfg->addr;
@@ -154,8 +155,10 @@ void balance_commit(struct pbackend *pb)
 
 void balance_fini(struct pbackend *pb)
 {
-	for (size_t i = 0; i < pb->n; i++)
+	for (size_t i = 0; i < pb->n; i++) {
 		shared_unref(pb->servers[i].st);
+		pthread_mutex_destroy(&pb->servers[i].addr_lock);
+	}
 	free(pb->servers);
 	pb->servers = NULL;
 	pb->n = 0;
@@ -350,6 +353,22 @@ struct pserver *balance_pick(struct pbackend *pb, const struct weft_addr *client
 	} while (!take_slot(s));
 	atomic_fetch_add_explicit(&s->st->total, 1, memory_order_relaxed);
 	return s;
+}
+
+void balance_addr(struct pserver *s, struct weft_addr *out)
+{
+	pthread_mutex_lock(&s->addr_lock);
+	*out = s->addr;
+	pthread_mutex_unlock(&s->addr_lock);
+}
+
+bool balance_set_addr(struct pserver *s, const struct weft_addr *a)
+{
+	pthread_mutex_lock(&s->addr_lock);
+	bool changed = !proxy_addr_equal(&s->addr, a);
+	s->addr = *a;
+	pthread_mutex_unlock(&s->addr_lock);
+	return changed;
 }
 
 void balance_done(struct pserver *s)

@@ -88,7 +88,11 @@ struct pserver_state {
 struct pserver {
 	const struct proxy_server *cfg;
 	const struct proxy_backend *backend;
-	struct weft_addr addr;        /* where to connect */
+	/* Where to connect: the address written, or what the last lookup of
+	 * the host name found, which a refresher (resolve.c) may replace
+	 * while other threads read it.  Read with balance_addr. */
+	struct weft_addr addr;
+	pthread_mutex_t addr_lock;    /* over addr; never held across a suspension */
 	int64_t current;              /* smooth round robin, under the lock */
 	struct pserver_state *st;     /* shared across generations */
 };
@@ -143,6 +147,14 @@ void balance_commit(struct pbackend *pb);
  */
 struct pserver *balance_pick(struct pbackend *pb, const struct weft_addr *client,
 			     struct pserver *const *tried, size_t ntried, int *why);
+
+/* Where a connection to s goes now, copied into *out.  Any thread; never
+ * suspends. */
+void balance_addr(struct pserver *s, struct weft_addr *out);
+
+/* New connections to s go to a from now on; returns whether that differs
+ * from where they went.  Any thread; never suspends. */
+bool balance_set_addr(struct pserver *s, const struct weft_addr *a);
 
 /* A connection through s ended (or its connect failed: ok false). */
 void balance_done(struct pserver *s);

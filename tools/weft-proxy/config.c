@@ -940,6 +940,8 @@ static const struct key keys[] = {
 	 "1024"},
 	{"data_path", IN_B, set_enum, print_enum, B_(data_path), NO_LINE, 0, 0, 0, data_path_words,
 	 "auto"},
+	{"resolve_interval", IN_B, set_duration, print_duration, B_(resolve_interval_ns),
+	 B_(resolve_interval_line), MS, DAY, K_OFF, NULL, "off"},
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -1385,6 +1387,15 @@ static void finish(struct parser *p)
 		if (c->backends[i].nfrontends == 0)
 			warn_at(p, c->backends[i].line, "[backend %s] is not used by any frontend",
 				c->backends[i].name);
+	for (size_t i = 0; i < c->nbackends; i++) {
+		const struct proxy_backend *b = &c->backends[i];
+		bool names = false;
+		for (size_t j = 0; j < b->nservers; j++)
+			names |= b->servers[j].resolve;
+		if (b->resolve_interval_ns && !names)
+			warn_at(p, b->resolve_interval_line, "[backend %s] resolve_interval: no server "
+				"has a host name to look up", b->name);
+	}
 	for (size_t i = 0; i < c->nfrontends; i++) {
 		const struct proxy_frontend *fe = &c->frontends[i];
 		if (c->max_connections_written && fe->max_connections > c->max_connections_written)
@@ -1672,8 +1683,11 @@ void proxy_config_print(const struct proxy_config *c, FILE *f)
 			const struct proxy_server *s = &b->servers[j];
 			fprintf(f, "server %s = %s weight=%u%s max_connections=%u%s\n", s->name,
 				s->address, s->weight, s->backup ? " backup" : "",
-				s->max_connections, s->resolve ? " ; a host name, looked up at start"
-							       : "");
+				s->max_connections,
+				!s->resolve		 ? ""
+				: b->resolve_interval_ns ? " ; a host name, looked up at start and "
+							   "every resolve_interval"
+							 : " ; a host name, looked up at start");
 		}
 	}
 }

@@ -111,6 +111,10 @@ struct proxy_backend {
 	uint64_t queue_timeout_ns; /* longest wait for a free server slot; default 5 s */
 	uint32_t queue_size;       /* connections that may wait; 0: none wait; default 1024 */
 	enum proxy_data_path data_path; /* default auto */
+	/* Host-name servers are looked up again this often (resolve.c); 0:
+	 * only when the configuration is built (off, the default). */
+	uint64_t resolve_interval_ns;
+	int resolve_interval_line;
 	struct proxy_server *servers;
 	size_t nservers;      /* >= 1 */
 	size_t nfrontends;    /* frontends that use this backend; 0 gives a warning */

@@ -78,6 +78,7 @@
 
 #include "health.h"
 #include "proxy_proto.h"
+#include "tasks.h"
 
 /* An answer's head must fit here (status line and header fields). */
 #define ANSWER_MAX 8192
@@ -217,7 +218,9 @@ static int check_once(struct checker *c, enum health_step *step)
 	struct weft_scope sc;
 	weft_scope_deadline(&sc, b->check.timeout_ns);
 	*step = HEALTH_STEP_CONNECT;
-	int rc = weft_sock_connect(&c->s->addr);
+	struct weft_addr to;
+	balance_addr(c->s, &to);
+	int rc = weft_sock_connect(&to);
 	if (rc >= 0) {
 		int fd = rc;
 		*step = HEALTH_STEP_SEND;
@@ -387,14 +390,7 @@ void health_stop(struct health_run *r)
 {
 	if (!r)
 		return;
-	weft_group_cancel(r->group);
-	/* Shielded: the checkers' array may go only after the last has ended,
-	 * even when the caller is being cancelled itself. */
-	struct weft_scope sc;
-	weft_scope_shield(&sc, WEFT_NEVER);
-	weft_group_wait(r->group);
-	weft_scope_end(&sc);
-	weft_group_free(r->group);
+	tasks_stop(r->group);
 	free(r->checkers);
 	free(r);
 }

@@ -119,6 +119,7 @@
 #include "queue.h"
 #include "relay.h"
 #include "reload.h"
+#include "resolve.h"
 #include "stats.h"
 #include "upgrade.h"
 
@@ -321,7 +322,9 @@ static int dial_server(const struct proxy_backend *b, struct pserver *srv)
 {
 	struct weft_scope sc;
 	weft_scope_deadline(&sc, b->connect_timeout_ns);
-	int fd = weft_sock_connect(&srv->addr);
+	struct weft_addr to;
+	balance_addr(srv, &to);
+	int fd = weft_sock_connect(&to);
 	weft_scope_end(&sc);
 	return fd;
 }
@@ -1049,6 +1052,26 @@ static void listen_set_undo(struct listen_set *have, struct listen_set *ls)
 	free(ls->v);
 }
 
+/* A generation's own tasks: its active checks (health.c) and its host-name
+ * lookups (resolve.c).  Start: 0 or -ENOMEM, with none left running. */
+static int gen_tasks_start(struct gen *g)
+{
+	int rc = health_start(g->backs, g->cfg->nbackends, &g->health);
+	if (rc == 0 && (rc = resolve_start(g->backs, g->cfg->nbackends, &g->resolve)) < 0) {
+		health_stop(g->health);
+		g->health = NULL;
+	}
+	return rc;
+}
+
+static void gen_tasks_stop(struct gen *g)
+{
+	health_stop(g->health);
+	g->health = NULL;
+	resolve_stop(g->resolve);
+	g->resolve = NULL;
+}
+
 /* A reload, under reload_lock: the steps at the top of reload.c.  0, or
  * -errno with everything as it was (said on stderr). */
 static int reload_locked(void)
@@ -1128,11 +1151,11 @@ static int reload_locked(void)
 		queue_dispatch(&g->backs[i]);
 	}
 	loops_stop(old);
-	health_stop(old->health);
-	old->health = NULL;
-	if ((rc = health_start(g->backs, cfg->nbackends, &g->health)) < 0)
-		fprintf(stderr, "weft-proxy: reload: health checks not started: %s; servers keep "
-				"their last verdict\n", strerror(-rc));
+	gen_tasks_stop(old);
+	if ((rc = gen_tasks_start(g)) < 0)
+		fprintf(stderr, "weft-proxy: reload: health checks or host-name lookups not "
+				"started: %s; servers keep their last verdict and address\n",
+			strerror(-rc));
 	struct listen_set dropped = P.ls;
 	P.ls = ls;
 	listen_set_close(&dropped, "dropped from the configuration");
@@ -1472,8 +1495,8 @@ static intptr_t run(void *arg)
 		return rc;
 	P.first = NULL; /* the generation's now */
 	keep_upgrade_states(g); /* before the checks: maint has none */
-	/* Active checks (health.c); stopped at the end, or by a reload. */
-	if ((rc = health_start(g->backs, g->cfg->nbackends, &g->health)) < 0)
+	/* Stopped at the end, or by a reload. */
+	if ((rc = gen_tasks_start(g)) < 0)
 		return rc;
 	P.cur = g;
 	P.events = weft_chan_new(sizeof(int), 4);
@@ -1561,8 +1584,7 @@ static intptr_t run(void *arg)
 		(unsigned long long)(closed + atomic_load(&P.cut)));
 	/* The admin listener answers (503 on /health) until the drain ends. */
 	stop_task(P.admin_loop);
-	health_stop(P.cur->health);
-	P.cur->health = NULL;
+	gen_tasks_stop(P.cur);
 	return back; /* the upgrade failed: exit 1 */
 }
 

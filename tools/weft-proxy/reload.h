@@ -55,6 +55,7 @@ struct gen {
 	struct accept_loop *loops;  /* one per listen address, once started */
 	size_t nloops;
 	struct health_run *health;  /* NULL: none, or stopped */
+	struct resolve_run *resolve; /* likewise, host-name lookups (resolve.c) */
 	struct admin_view view;
 };
 

@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: MIT
+/*
+ * resolve_test.cc - a server written as host:port, looked up again every
+ * resolve_interval (tools/weft-proxy/resolve.c), end to end on the real
+ * binary.  The proxy runs in a mount namespace of its own with the test's
+ * files on /etc/hosts and /etc/nsswitch.conf (hosts from the file only, so
+ * nothing asks a DNS server), and the test decides what the name resolves
+ * to and changes it while the proxy runs, by mounting a new file over
+ * /etc/hosts in the proxy's namespace (at once: never half written):
+ *  - an answer with a second address first keeps the server where it is,
+ *    as long as its address is still in the answer;
+ *  - the name moves from server a (127.0.0.1) to server b (127.0.0.2, the
+ *    same port): new connections follow within an interval, logged once,
+ *    and a connection made before stays on a and keeps working;
+ *  - the name goes: the failure is logged once, however many lookups fail,
+ *    and connections go on to the address last found; when it comes back,
+ *    that is logged too;
+ *  - with resolve_interval off the name is looked up at the start only;
+ *  - every test ends with SIGTERM: exit 0.
+ * Skipped where the test cannot make a mount namespace (it needs
+ * CAP_SYS_ADMIN, which a container may not grant).
+ */
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "harness.h"
+
+namespace {
+
+using namespace std::chrono;
+
+const uint32_t kLoopback2 = 0x7f000002; /* 127.0.0.2 */
+
+/* A file of the test's with text in it: its path. */
+std::string temp_file(const std::string &text)
+{
+	char path[] = "/tmp/weft-resolve-XXXXXX";
+	int fd = mkstemp(path);
+	EXPECT_GE(fd, 0);
+	EXPECT_EQ(write(fd, text.data(), text.size()), (ssize_t)text.size());
+	close(fd);
+	return path;
+}
+
+/* Mounts file over target in the mount namespace of process pid, from a
+ * child (setns wants a single thread): what pid reads at target changes
+ * at once, never through a half-written file. */
+bool bind_in(pid_t pid, const std::string &file, const char *target)
+{
+	std::string ns = "/proc/" + std::to_string(pid) + "/ns/mnt";
+	pid_t child = fork();
+	if (child == 0) {
+		int fd = open(ns.c_str(), O_RDONLY | O_CLOEXEC);
+		_exit(fd >= 0 && setns(fd, CLONE_NEWNS) == 0 &&
+			      mount(file.c_str(), target, nullptr, MS_BIND, nullptr) == 0
+		      ? 0
+		      : 1);
+	}
+	int st = 0;
+	return child > 0 && waitpid(child, &st, 0) == child && WIFEXITED(st) &&
+	       WEXITSTATUS(st) == 0;
+}
+
+/* A proxy in front of one server, svc.weft-test:PORT, whose /etc/hosts is
+ * the test's to set (set_hosts), and whose lookups read nothing else. */
+struct named {
+	backend a{'a'};
+	backend b{'b', a.port, kLoopback2}; /* the same port on 127.0.0.2 */
+	proxy p;
+	std::vector<std::string> files;
+
+	named()
+	{
+		files.push_back(temp_file("hosts: files\n"));
+		p.binds = {{files.back(), "/etc/nsswitch.conf"}};
+	}
+
+	~named()
+	{
+		for (const auto &f : files)
+			unlink(f.c_str());
+	}
+
+	/* /etc/hosts for the proxy from now on: mounted before it starts,
+	 * over the one before after. */
+	bool set_hosts(const std::string &text)
+	{
+		files.push_back(temp_file(text));
+		if (p.pid > 0)
+			return bind_in(p.pid, files.back(), "/etc/hosts");
+		p.binds.emplace_back(files.back(), "/etc/hosts");
+		return true;
+	}
+
+	bool resolve_to(const char *ip)
+	{
+		return set_hosts(std::string(ip) + " svc.weft-test\n");
+	}
+
+	bool start(const std::string &backend_extra)
+	{
+		p.port = free_port();
+		return p.start("[global]\naccess_log = off\n\n[frontend f]\nlisten = 127.0.0.1:" +
+			       std::to_string(p.port) + "\nbackend = b\n\n[backend b]\n" + backend_extra +
+			       "server s = svc.weft-test:" + std::to_string(a.port) + "\n") &&
+		       p.wait_line("listening on", 5000) != "";
+	}
+
+	/* A short connection through the proxy: the tag of the server it
+	 * reached, or 0. */
+	char tag_of_one()
+	{
+		int fd = dial(p.port);
+		char tag = 0;
+		if (fd >= 0 && recv(fd, &tag, 1, 0) != 1)
+			tag = 0;
+		if (fd >= 0)
+			close(fd);
+		return tag;
+	}
+
+	int count(char tag, int n)
+	{
+		int k = 0;
+		for (int i = 0; i < n; i++)
+			k += tag_of_one() == tag;
+		return k;
+	}
+
+	std::string where(const char *ip) const
+	{
+		return std::string(ip) + ":" + std::to_string(a.port);
+	}
+};
+
+#define NEED_NAMESPACE(t)                                                                       \
+	do {                                                                                    \
+		if (!can_private_binds((t).p.binds))                                            \
+			GTEST_SKIP() << "no mount namespace here (needs CAP_SYS_ADMIN)";        \
+	} while (0)
+
+/* SIGTERM, then the exit status, with the rest of stderr in *tail. */
+int finish(proxy &p, std::string *tail)
+{
+	kill(p.pid, SIGTERM);
+	*tail = p.rest();
+	return p.stop();
+}
+
+size_t occurrences(const std::string &s, const std::string &what)
+{
+	size_t n = 0;
+	for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1))
+		n++;
+	return n;
+}
+
+TEST(ResolveTest, NewConnectionsFollowTheNameAndALostNameKeepsTheLastAddress)
+{
+	NEED_PROXY();
+	named t;
+	NEED_NAMESPACE(t);
+	ASSERT_TRUE(t.resolve_to("127.0.0.1"));
+	ASSERT_TRUE(t.start("resolve_interval = 100ms\n"));
+	EXPECT_EQ(t.count('a', 5), 5);
+
+	int held = dial(t.p.port);
+	ASSERT_GE(held, 0);
+	char tag = 0;
+	ASSERT_EQ(recv(held, &tag, 1, 0), 1);
+	ASSERT_EQ(tag, 'a');
+
+	/* The name moves: new connections follow, the held one stays. */
+	ASSERT_TRUE(t.resolve_to("127.0.0.2"));
+	std::string moved = t.p.wait_line("svc.weft-test", 3000);
+	EXPECT_NE(moved.find("server b/s: svc.weft-test:" + std::to_string(t.a.port) + " is now " +
+			     t.where("127.0.0.2") + " (was " + t.where("127.0.0.1") + ")"),
+		  std::string::npos) << moved;
+	EXPECT_EQ(t.count('b', 5), 5);
+	ASSERT_EQ(send(held, "x", 1, MSG_NOSIGNAL), 1);
+	char back = 0;
+	EXPECT_EQ(recv(held, &back, 1, 0), 1);
+	EXPECT_EQ(back, 'x');
+	close(held);
+
+	/* Another address ahead of it in the answer (getaddrinfo puts
+	 * 127.0.0.1 first here, whatever the file's order) moves nothing
+	 * while the one in use is still there. */
+	ASSERT_TRUE(t.set_hosts("127.0.0.1 svc.weft-test\n127.0.0.2 svc.weft-test\n"));
+	std::this_thread::sleep_for(milliseconds(300));
+	EXPECT_EQ(t.count('b', 5), 5);
+
+	/* The name goes: said once, and the last address stays in use. */
+	ASSERT_TRUE(t.set_hosts("127.0.0.9 elsewhere.weft-test\n"));
+	std::string failed = t.p.wait_line("svc.weft-test", 3000);
+	EXPECT_NE(failed.find("looking up svc.weft-test:" + std::to_string(t.a.port) +
+			      " failed (no such host); connections go on to " + t.where("127.0.0.2")),
+		  std::string::npos) << failed;
+	std::this_thread::sleep_for(milliseconds(400)); /* about four lookups more */
+	EXPECT_EQ(t.count('b', 5), 5);
+
+	/* Back: said so. */
+	ASSERT_TRUE(t.resolve_to("127.0.0.2"));
+	std::string again = t.p.wait_line("svc.weft-test", 3000);
+	EXPECT_NE(again.find("svc.weft-test:" + std::to_string(t.a.port) + " resolves again, to " +
+			     t.where("127.0.0.2")),
+		  std::string::npos) << again;
+
+	std::string tail;
+	int st = finish(t.p, &tail);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	EXPECT_EQ(occurrences(tail, "svc.weft-test"), 0u) << "more lines about the name: " << tail;
+}
+
+TEST(ResolveTest, WithoutResolveIntervalTheNameIsLookedUpAtTheStartOnly)
+{
+	NEED_PROXY();
+	named t;
+	NEED_NAMESPACE(t);
+	ASSERT_TRUE(t.resolve_to("127.0.0.1"));
+	ASSERT_TRUE(t.start(""));
+	EXPECT_EQ(t.count('a', 3), 3);
+	ASSERT_TRUE(t.resolve_to("127.0.0.2"));
+	std::this_thread::sleep_for(milliseconds(500));
+	EXPECT_EQ(t.count('a', 3), 3);
+	std::string tail;
+	int st = finish(t.p, &tail);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	EXPECT_EQ(occurrences(tail, "svc.weft-test"), 0u) << tail;
+}
+
+} // namespace
