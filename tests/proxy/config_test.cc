@@ -598,9 +598,25 @@ TEST(ProxyConfigTest, HealthChecks)
 	EXPECT_EQ(t->backends[0].check.timeout_ns, 2 * kSec);
 	EXPECT_EQ(t->backends[0].check.rise, 2u);
 	EXPECT_EQ(t->backends[0].check.fall, 3u);
+	EXPECT_EQ(t->backends[0].check.port, 0u);
 	Config o = Parse(WithBackend("health_check = off"));
 	ASSERT_TRUE(o);
 	EXPECT_EQ(o->backends[0].check.kind, PROXY_CHECK_OFF);
+	Config port = Parse(WithBackend("health_check = http /ready port=8081\n"
+					"server n = localhost:80"));
+	ASSERT_TRUE(port);
+	EXPECT_EQ(port->backends[0].check.port, 8081u);
+}
+
+TEST(ProxyConfigTest, Slowstart)
+{
+	Config c = Parse(WithBackend("slowstart = 30s"));
+	ASSERT_TRUE(c);
+	EXPECT_EQ(c->backends[0].slowstart_ns, 30 * kSec);
+	EXPECT_EQ(Error(WithBackend("slowstart = 2d")),
+		  "cfg:7: slowstart: 2d is out of range (1ms..1d, or off)");
+	EXPECT_EQ(Error(WithBackend("slowstart = 30")),
+		  "cfg:7: slowstart: \"30\" needs a unit (ms, s, m, h or d), as in 30s");
 }
 
 TEST(ProxyConfigTest, MalformedHealthChecksAreErrors)
@@ -611,16 +627,17 @@ TEST(ProxyConfigTest, MalformedHealthChecksAreErrors)
 		  "cfg:7: health_check: http needs a path, as in http /health");
 	EXPECT_EQ(Error(WithBackend("health_check = http interval=2s")),
 		  "cfg:7: health_check: http needs a path, as in http /health");
-	EXPECT_EQ(Error(WithBackend("slowstart = 2d")),
-		  "cfg:7: slowstart: 2d is out of range (1ms..1d, or off)");
-	EXPECT_EQ(Error(WithBackend("slowstart = 30")),
-		  "cfg:7: slowstart: \"30\" needs a unit (ms, s, m, h or d), as in 30s");
 	EXPECT_EQ(Error(WithBackend("health_check = tcp inter=2s")),
 		  "cfg:7: health_check: unknown option \"inter=2s\" (interval=, timeout=, rise=, "
-		  "fall=)");
+		  "fall=, port=)");
 	EXPECT_EQ(Error(WithBackend("health_check = tcp rise")),
 		  "cfg:7: health_check: unknown option \"rise\" (interval=, timeout=, rise=, "
-		  "fall=)");
+		  "fall=, port=)");
+	EXPECT_EQ(Error(WithBackend("health_check = tcp port=0")),
+		  "cfg:7: health_check port: 0 is out of range (1..65535)");
+	EXPECT_EQ(Error(WithBackend("health_check = tcp port=9\nserver u = unix:/run/x.sock")),
+		  "cfg:7: health_check port=9: server u is a unix socket, which has no port "
+		  "(line 8)");
 	EXPECT_EQ(Error(WithBackend("health_check = tcp interval=2")),
 		  "cfg:7: health_check interval: \"2\" needs a unit (ms, s, m, h or d), as in 2s");
 	EXPECT_EQ(Error(WithBackend("health_check = tcp rise=0")),
@@ -1032,7 +1049,7 @@ TEST(ProxyConfigTest, PrintedConfigParsesBackToTheSame)
 			   "accept_proxy = on\nidle_timeout = off\nhalf_closed_timeout = 1500ms\n"
 			   "max_connections = 100\n"
 			   "[backend app]\nbalance = random2\nconnect_timeout = 2s\nretries = 0\n"
-			   "send_proxy = v1\nhealth_check = http /health rise=3\nslowstart = 90s\n"
+			   "send_proxy = v1\nhealth_check = http /health rise=3 port=8080\nslowstart = 90s\n"
 			   "queue_timeout = 1m\nqueue_size = 0\ndata_path = splice\n"
 			   "resolve_interval = 30s\n"
 			   "server a = 10.0.0.1:80 weight=3 max_connections=50\n"
@@ -1069,7 +1086,7 @@ TEST(ProxyConfigTest, PrintedConfigParsesBackToTheSame)
 			"connect_timeout = 2s\n"
 			"retries = 0\n"
 			"send_proxy = v1\n"
-			"health_check = http /health interval=2s timeout=2s rise=3 fall=3\n"
+			"health_check = http /health interval=2s timeout=2s rise=3 fall=3 port=8080\n"
 			"slowstart = 90s\n"
 			"queue_timeout = 1m\n"
 			"queue_size = 0\n"

@@ -14,6 +14,8 @@
  *    `fall` of them;
  *  - a server that takes connections but never answers is down by the
  *    check's timeout;
+ *  - with a check port, each server is checked there, on its own address,
+ *    and its data port sees no check;
  *  - with slowstart, a server that comes back up gets few of the new
  *    connections at first, although least connections would otherwise
  *    send it all of them (it has none open);
@@ -57,9 +59,10 @@ struct http_backend {
 	std::thread acceptor;
 	std::vector<std::thread> conns;
 
-	explicit http_backend(char t) : tag(t)
+	/* at, host: as for backend (harness.h). */
+	explicit http_backend(char t, int at = 0, uint32_t host = INADDR_LOOPBACK) : tag(t)
 	{
-		lfd = listen_loopback(0, &port);
+		lfd = listen_loopback(at, &port, host);
 		acceptor = std::thread([this] {
 			int fd;
 			while ((fd = accept(lfd, nullptr, nullptr)) >= 0) {
@@ -340,6 +343,50 @@ TEST(HealthTest, AServerThatNeverAnswersIsDownByTheTimeout)
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 	EXPECT_EQ(tail.find("s0 is down"), std::string::npos) << tail;
 	EXPECT_EQ(tail.find("weft: shutdown"), std::string::npos) << tail;
+}
+
+TEST(HealthTest, ACheckPortIsCheckedInsteadOfTheServersOwn)
+{
+	NEED_PROXY();
+	const uint32_t loopback2 = 0x7f000002; /* 127.0.0.2 */
+	backend a('a'), b('b', 0, loopback2);
+	/* The check port, the same on both servers' addresses. */
+	http_backend check_a('x'), check_b('y', check_a.port, loopback2);
+	ASSERT_EQ(check_b.port, check_a.port);
+	check_b.status = 500;
+	proxy p;
+	int port = free_port();
+	ASSERT_TRUE(p.start("[frontend f]\nlisten = 127.0.0.1:" + std::to_string(port) +
+			    "\nbackend = b\n\n[backend b]\nconnect_timeout = 1s\n"
+			    "health_check = http /ready interval=50ms rise=1 fall=1 port=" +
+			    std::to_string(check_a.port) + "\nserver s0 = 127.0.0.1:" +
+			    std::to_string(a.port) + "\nserver s1 = 127.0.0.2:" +
+			    std::to_string(b.port) + "\n"));
+	std::string down = p.wait_line("server b/s1 is down", 3000);
+	EXPECT_NE(down.find("(status 500)"), std::string::npos) << down;
+	int to_a = 0;
+	for (int i = 0; i < 10; i++)
+		to_a += through(port, false) == 'a';
+	EXPECT_EQ(to_a, 10);
+
+	check_b.status = 200;
+	ASSERT_NE(p.wait_line("server b/s1 is up", 3000), "");
+	int to_b = 0;
+	for (int i = 0; i < 20; i++) {
+		char t = through(port, false);
+		to_a += t == 'a';
+		to_b += t == 'b';
+	}
+	EXPECT_NEAR(to_b, 10, 2);
+	EXPECT_GT(check_a.checks.load(), 0);
+	EXPECT_GT(check_b.checks.load(), 0);
+	/* The data ports saw the clients and nothing else. */
+	EXPECT_EQ(a.accepted.load(), to_a);
+	EXPECT_EQ(b.accepted.load(), to_b);
+
+	std::string tail;
+	int st = finish(p, &tail);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 
 TEST(HealthTest, SlowstartKeepsLeastConnectionsFromPilingOntoAServerThatCameBack)

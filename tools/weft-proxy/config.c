@@ -818,12 +818,12 @@ static int set_check(struct parser *p, const struct key *k, void *obj, const cha
 	bool have_timeout = false;
 	unsigned given = 0;
 	for (; i < n; i++) {
-		static const char *const opts[] = {"interval", "timeout", "rise", "fall"};
+		static const char *const opts[] = {"interval", "timeout", "rise", "fall", "port"};
 		char *eq = strchr(w[i], '=');
 		int o = -1;
 		if (eq) {
 			*eq = 0;
-			for (int j = 0; j < 4; j++)
+			for (int j = 0; j < 5; j++)
 				if (strcmp(w[i], opts[j]) == 0)
 					o = j;
 		}
@@ -831,7 +831,7 @@ static int set_check(struct parser *p, const struct key *k, void *obj, const cha
 			if (eq)
 				*eq = '=';
 			return fail(p, "health_check: unknown option \"%s\" (interval=, timeout=, "
-				    "rise=, fall=)", w[i]);
+				    "rise=, fall=, port=)", w[i]);
 		}
 		if (given & (1u << o))
 			return fail(p, "health_check: %s given twice", opts[o]);
@@ -850,8 +850,11 @@ static int set_check(struct parser *p, const struct key *k, void *obj, const cha
 		case 2:
 			rc = parse_u32(p, label, eq + 1, 1, 100, false, &c.rise);
 			break;
-		default:
+		case 3:
 			rc = parse_u32(p, label, eq + 1, 1, 100, false, &c.fall);
+			break;
+		default:
+			rc = parse_u32(p, label, eq + 1, 1, 65535, false, &c.port);
 			break;
 		}
 		if (rc)
@@ -877,11 +880,13 @@ static void print_check(FILE *f, const struct key *k, const void *obj,
 		fprintf(f, "health_check = off\n");
 		return;
 	}
-	char a[32], b[32];
-	fprintf(f, "health_check = %s%s%s interval=%s timeout=%s rise=%u fall=%u\n",
+	char a[32], b[32], port[24] = "";
+	if (c->port)
+		snprintf(port, sizeof(port), " port=%u", c->port);
+	fprintf(f, "health_check = %s%s%s interval=%s timeout=%s rise=%u fall=%u%s\n",
 		c->kind == PROXY_CHECK_TCP ? "tcp" : "http", c->path ? " " : "",
 		c->path ? c->path : "", format_duration(c->interval_ns, a, sizeof(a)),
-		format_duration(c->timeout_ns, b, sizeof(b)), c->rise, c->fall);
+		format_duration(c->timeout_ns, b, sizeof(b)), c->rise, c->fall, port);
 }
 
 /* ---- The key table ----------------------------------------------------------- */
@@ -1341,9 +1346,15 @@ static void finish(struct parser *p)
 	if (c->nfrontends == 0)
 		fail_at(p, 0, "no [frontend NAME] section: nothing to listen on");
 	for (size_t i = 0; i < c->nbackends; i++) {
-		if (c->backends[i].nservers == 0)
-			fail_at(p, c->backends[i].line, "[backend %s] has no servers "
-				"(server NAME = ADDRESS)", c->backends[i].name);
+		const struct proxy_backend *b = &c->backends[i];
+		if (b->nservers == 0)
+			fail_at(p, b->line, "[backend %s] has no servers (server NAME = ADDRESS)",
+				b->name);
+		for (size_t j = 0; j < b->nservers && b->check.port; j++)
+			if (!b->servers[j].resolve && b->servers[j].addr.sa.sa_family == AF_UNIX)
+				fail_at(p, b->check.line, "health_check port=%u: server %s is a unix "
+					"socket, which has no port (line %d)", b->check.port,
+					b->servers[j].name, b->servers[j].line);
 	}
 	for (size_t i = 0; i < c->nfrontends; i++) {
 		struct proxy_frontend *fe = &c->frontends[i];

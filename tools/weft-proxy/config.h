@@ -83,6 +83,7 @@ struct proxy_health_check {
 	uint64_t timeout_ns;  /* connect plus answer; default the interval */
 	uint32_t rise;        /* passes in a row that mark a down server up; default 2 */
 	uint32_t fall;        /* failures in a row that mark an up server down; default 3 */
+	uint32_t port;        /* checks go to this port of each server; 0: the server's own */
 	int line;             /* of the health_check key; the section's when defaulted */
 };
 

@@ -6,9 +6,11 @@
  * API; docs/proxy.md (health_check) the operator's side; the tests are
  * tests/proxy/health_test.cc.
  *
- * A check: connect within `timeout`; with send_proxy, send the PROXY
- * header a check connection carries (v2: the LOCAL command, as HAProxy's
- * check-send-proxy does; v1: "PROXY UNKNOWN"); for `http PATH`, send
+ * A check: connect within `timeout` to the server's address (for a host
+ * name, what resolve.c last found), on the check port if one is set; with
+ * send_proxy, send the PROXY header a check connection carries (v2: the
+ * LOCAL command, as HAProxy's check-send-proxy does; v1: "PROXY
+ * UNKNOWN"); for `http PATH`, send
  * "GET PATH HTTP/1.0" with Host and "Connection: close" and read the answer's
  * head with weft_http1_parse_response: a 2xx passes (interim 1xx answers
  * are skipped), anything else fails.  The whole check, connect to status
@@ -220,6 +222,11 @@ static int check_once(struct checker *c, enum health_step *step)
 	*step = HEALTH_STEP_CONNECT;
 	struct weft_addr to;
 	balance_addr(c->s, &to);
+	/* A check port (config.c refuses one for a unix server). */
+	if (b->check.port && to.sa.sa_family == AF_INET)
+		to.in.sin_port = htons((uint16_t)b->check.port);
+	else if (b->check.port && to.sa.sa_family == AF_INET6)
+		to.in6.sin6_port = htons((uint16_t)b->check.port);
 	int rc = weft_sock_connect(&to);
 	if (rc >= 0) {
 		int fd = rc;
