@@ -357,6 +357,11 @@ struct pserver *balance_pick(struct pbackend *pb, const struct weft_addr *client
 
 void balance_addr(struct pserver *s, struct weft_addr *out)
 {
+	/* Only a refresher writes it after balance_init (resolve.c). */
+	if (!s->cfg->resolve || !s->backend->resolve_interval_ns) {
+		*out = s->addr;
+		return;
+	}
 	pthread_mutex_lock(&s->addr_lock);
 	*out = s->addr;
 	pthread_mutex_unlock(&s->addr_lock);
