@@ -28,8 +28,9 @@
  * own over that time.  The weight is worked out at each pick from when the
  * server came back, so the ramp is as smooth as the clock, costs nothing
  * once over, and needs no timer; weights are in 1/BALANCE_WEIGHT_ONE units
- * for it (the modes compare weights only with each other, so the scale
- * changes no choice outside a ramp).  Not at the start, nor for a server
+ * for it (round robin, least connections and random of two compare
+ * weights only with each other, so the scale changes no choice outside a
+ * ramp; a source hash keeps the configured ones: draw_weight).  Not at the start, nor for a server
  * a reload adds: nothing says those are cold, and a proxy that restarts
  * must not starve servers that were serving all along (as HAProxy).
  *
@@ -211,6 +212,14 @@ uint32_t balance_weight(const struct pserver *s, uint64_t now)
 	return w ? (uint32_t)w : 1;
 }
 
+/* The weight a draw goes by: a source hash keeps the configured weights
+ * as they are, so that its mapping of clients is that of any version. */
+static uint32_t draw_weight(const struct pserver *s, uint64_t now)
+{
+	return s->backend->balance == PROXY_BALANCE_SOURCE ? s->cfg->weight
+							    : balance_weight(s, now);
+}
+
 /* Whether a (of weight wa) is less loaded than b (of weight wb). */
 static bool lighter(const struct pserver *a, uint32_t wa, const struct pserver *b, uint32_t wb)
 {
@@ -291,7 +300,7 @@ static struct pserver *pick_among(struct pbackend *pb, bool backups, const struc
 		for (size_t i = 0; i < pb->n; i++) {
 			struct pserver *s = &pb->servers[i];
 			if (s->cfg->backup == backups && eligible(s, tried, ntried, now, busy))
-				total += balance_weight(s, now);
+				total += draw_weight(s, now);
 		}
 		if (!total)
 			break;
@@ -303,7 +312,7 @@ static struct pserver *pick_among(struct pbackend *pb, bool backups, const struc
 				bool ignored = false;
 				if (s->cfg->backup != backups || !eligible(s, tried, ntried, now, &ignored))
 					continue;
-				uint32_t w = balance_weight(s, now);
+				uint32_t w = draw_weight(s, now);
 				if (r < w) {
 					if (!best || lighter(s, w, best, best_w)) {
 						best = s;
