@@ -225,6 +225,7 @@ TEST(ObserveTest, MetricsMoveByExactlyTheConnectionsAndBytesSent)
 		EXPECT_EQ(field_num(l, "bytes_out"), field_num(l, "bytes_in") + 1) << l;
 		EXPECT_EQ(field_str(l, "frontend"), "f") << l;
 		EXPECT_EQ(field_str(l, "server"), "s0") << l;
+		EXPECT_EQ(field_str(l, "server_addr"), "127.0.0.1:" + std::to_string(be.port)) << l;
 		EXPECT_EQ(field_str(l, "end"), "closed") << l;
 		EXPECT_EQ(field_str(l, "client").rfind("127.0.0.1:", 0), 0u) << l;
 		EXPECT_GE(field_num(l, "duration_ms"), 0) << l;
@@ -549,7 +550,8 @@ TEST(AcceptProxyTest, AMalformedHeaderClosesAndAMissingOneTimesOut)
 	EXPECT_EQ(field_str(lines[0], "end"), "proxy_header_error") << lines[0];
 	EXPECT_EQ(field_str(lines[1], "end"), "proxy_header_error") << lines[1];
 	EXPECT_EQ(field_str(lines[2], "end"), "proxy_header_timeout") << lines[2];
-	EXPECT_NE(lines[2].find("\"server\":null"), std::string::npos) << lines[2];
+	EXPECT_NE(lines[2].find("\"server\":null,\"server_addr\":null"), std::string::npos)
+		<< lines[2];
 	int st = p.stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }

@@ -10,8 +10,9 @@
  *  - an answer with a second address first keeps the server where it is,
  *    as long as its address is still in the answer;
  *  - the name moves from server a (127.0.0.1) to server b (127.0.0.2, the
- *    same port): new connections follow within an interval, logged once,
- *    and a connection made before stays on a and keeps working;
+ *    same port): new connections follow within an interval, logged once
+ *    (and their access log lines say server_addr 127.0.0.2), and a
+ *    connection made before stays on a and keeps working;
  *  - the name goes: the failure is logged once, however many lookups fail,
  *    and connections go on to the address last found; when it comes back,
  *    that is logged too;
@@ -110,7 +111,7 @@ struct named {
 	bool start(const std::string &backend_extra)
 	{
 		p.port = free_port();
-		return p.start("[global]\naccess_log = off\n\n[frontend f]\nlisten = 127.0.0.1:" +
+		return p.start("[global]\naccess_log = stderr\n\n[frontend f]\nlisten = 127.0.0.1:" +
 			       std::to_string(p.port) + "\nbackend = b\n\n[backend b]\n" + backend_extra +
 			       "server s = svc.weft-test:" + std::to_string(a.port) + "\n") &&
 		       p.wait_line("listening on", 5000) != "";
@@ -187,6 +188,9 @@ TEST(ResolveTest, NewConnectionsFollowTheNameAndALostNameKeepsTheLastAddress)
 			     t.where("127.0.0.2") + " (was " + t.where("127.0.0.1") + ")"),
 		  std::string::npos) << moved;
 	EXPECT_EQ(t.count('b', 5), 5);
+	/* The access log says where they went. */
+	EXPECT_NE(t.p.wait_line(("\"server_addr\":\"" + t.where("127.0.0.2") + "\"").c_str(), 3000),
+		  "");
 	ASSERT_EQ(send(held, "x", 1, MSG_NOSIGNAL), 1);
 	char back = 0;
 	EXPECT_EQ(recv(held, &back, 1, 0), 1);

@@ -186,6 +186,7 @@ struct session {
 	struct frontend *f;
 	int client;
 	struct pserver *server;
+	struct weft_addr server_addr; /* where the connection to server went; len 0: none */
 	struct weft_addr peer;      /* the client: the socket's peer, or the PROXY header's source */
 	struct weft_addr real;      /* the socket's peer (a load balancer, with accept_proxy) */
 	struct weft_addr dst;       /* from the PROXY header; len 0: the socket's local address */
@@ -249,7 +250,9 @@ static void log_line(const struct session *s, const char *how, uint64_t in, uint
 	struct tm tm;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	char line[ACCESSLOG_LINE_MAX], *p = line;
+	/* Room for any line (three unix paths of quotes at worst, some 1.2
+	 * KiB); accesslog_push drops, and counts, one over its limit. */
+	char line[2 * ACCESSLOG_LINE_MAX], *p = line;
 	size_t room = sizeof(line);
 	size_t n = strftime(p, room, "{\"time\":\"%Y-%m-%dT%H:%M:%S", &tm);
 	p += n;
@@ -271,6 +274,7 @@ static void log_line(const struct session *s, const char *how, uint64_t in, uint
 		p += k;
 		room -= (size_t)k;
 	}
+	log_addr(&p, &room, "server_addr", &s->server_addr);
 	k = snprintf(p, room,
 		     ",\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,\"queue_ms\":%.3f,"
 		     "\"connect_ms\":%.3f,\"end\":\"%s\"}\n",
@@ -278,7 +282,7 @@ static void log_line(const struct session *s, const char *how, uint64_t in, uint
 		     (double)(weft_now() - s->start) / 1e6, (double)s->queue_ns / 1e6,
 		     (double)s->connect_ns / 1e6, how);
 	if (k < 0 || (size_t)k >= room)
-		return; /* cannot happen: names and addresses are bounded */
+		return; /* cannot happen: names and addresses are bounded (above) */
 	p += k;
 	accesslog_push(log, line, (size_t)(p - line));
 }
@@ -317,14 +321,14 @@ static void relay_done(void *arg, enum relay_end end, const uint64_t bytes[2], u
 	release(s);
 }
 
-/* Connects to srv within the backend's connect_timeout: a socket or -errno. */
-static int dial_server(const struct proxy_backend *b, struct pserver *srv)
+/* Connects to srv within the backend's connect_timeout: a socket or -errno,
+ * with the address tried in *to. */
+static int dial_server(const struct proxy_backend *b, struct pserver *srv, struct weft_addr *to)
 {
 	struct weft_scope sc;
 	weft_scope_deadline(&sc, b->connect_timeout_ns);
-	struct weft_addr to;
-	balance_addr(srv, &to);
-	int fd = weft_sock_connect(&to);
+	balance_addr(srv, to);
+	int fd = weft_sock_connect(to);
 	weft_scope_end(&sc);
 	return fd;
 }
@@ -449,7 +453,8 @@ static intptr_t session(void *arg)
 		if (attempt > 0)
 			STAT_ADD(bs->retries, 1);
 		uint64_t t0 = weft_now();
-		server = dial_server(b, srv);
+		struct weft_addr to;
+		server = dial_server(b, srv, &to);
 		uint64_t took = weft_now() - t0;
 		s->connect_ns += took;
 		if (server < 0 && balance_local_error(server)) {
@@ -463,6 +468,7 @@ static intptr_t session(void *arg)
 			stats_time_add(&bs->connect, took);
 			STAT_ADD(srv->st->stats.total, 1);
 			s->server = srv;
+			s->server_addr = to;
 			break;
 		}
 		slot_done(pb, srv);
