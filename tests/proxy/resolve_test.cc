@@ -11,7 +11,8 @@
  *    as long as its address is still in the answer;
  *  - the name moves from server a (127.0.0.1) to server b (127.0.0.2, the
  *    same port): new connections follow within an interval, logged once
- *    (and their access log lines say server_addr 127.0.0.2), and a
+ *    (their access log lines say server_addr 127.0.0.2, /stats says
+ *    connects_to 127.0.0.2), and a
  *    connection made before stays on a and keeps working;
  *  - the name goes: the failure is logged once, however many lookups fail,
  *    and connections go on to the address last found; when it comes back,
@@ -78,6 +79,7 @@ struct named {
 	backend a{'a'};
 	backend b{'b', a.port, kLoopback2}; /* the same port on 127.0.0.2 */
 	proxy p;
+	int admin = free_port();
 	std::vector<std::string> files;
 
 	named()
@@ -111,10 +113,12 @@ struct named {
 	bool start(const std::string &backend_extra)
 	{
 		p.port = free_port();
-		return p.start("[global]\naccess_log = stderr\n\n[frontend f]\nlisten = 127.0.0.1:" +
+		return p.start("[global]\naccess_log = stderr\nadmin = 127.0.0.1:" +
+			       std::to_string(admin) + "\n\n[frontend f]\nlisten = 127.0.0.1:" +
 			       std::to_string(p.port) + "\nbackend = b\n\n[backend b]\n" + backend_extra +
 			       "server s = svc.weft-test:" + std::to_string(a.port) + "\n") &&
-		       p.wait_line("listening on", 5000) != "";
+		       p.wait_line(("listening on 127.0.0.1:" + std::to_string(p.port)).c_str(), 5000) !=
+			       "";
 	}
 
 	/* A short connection through the proxy: the tag of the server it
@@ -188,9 +192,14 @@ TEST(ResolveTest, NewConnectionsFollowTheNameAndALostNameKeepsTheLastAddress)
 			     t.where("127.0.0.2") + " (was " + t.where("127.0.0.1") + ")"),
 		  std::string::npos) << moved;
 	EXPECT_EQ(t.count('b', 5), 5);
-	/* The access log says where they went. */
+	/* The access log says where they went, /stats where they go. */
 	EXPECT_NE(t.p.wait_line(("\"server_addr\":\"" + t.where("127.0.0.2") + "\"").c_str(), 3000),
 		  "");
+	std::string stats;
+	ASSERT_EQ(http_request(t.admin, "GET", "/stats", &stats), 200);
+	EXPECT_NE(stats.find("\"address\":\"svc.weft-test:" + std::to_string(t.a.port) +
+			     "\",\"connects_to\":\"" + t.where("127.0.0.2") + "\""),
+		  std::string::npos) << stats;
 	ASSERT_EQ(send(held, "x", 1, MSG_NOSIGNAL), 1);
 	char back = 0;
 	EXPECT_EQ(recv(held, &back, 1, 0), 1);

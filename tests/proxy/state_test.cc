@@ -171,8 +171,9 @@ TEST(StateTest, DrainTakesNoNewConnectionsButAnOpenOneKeepsWorkingAndReadyBrings
 	EXPECT_EQ(p.metric("weft_proxy_server_state{backend=\"b\",server=\"" + name + "\",state=\"ready\"}"), 0);
 	std::string stats;
 	ASSERT_EQ(http_request(p.admin, "GET", "/stats", &stats), 200);
-	EXPECT_NE(stats.find("\"name\":\"" + name + "\",\"address\":\"127.0.0.1:" +
-			     std::to_string(tag == 'a' ? a.port : b.port) + "\",\"state\":\"drain\""),
+	std::string at = "127.0.0.1:" + std::to_string(tag == 'a' ? a.port : b.port);
+	EXPECT_NE(stats.find("\"name\":\"" + name + "\",\"address\":\"" + at +
+			     "\",\"connects_to\":\"" + at + "\",\"state\":\"drain\""),
 		  std::string::npos) << stats;
 
 	/* Every new connection goes to the other server; the drained one's
@@ -432,7 +433,8 @@ TEST(StateTest, SlowstartRampsUpAServerBackFromMaint)
 	EXPECT_EQ(p.metric(WEIGHT("s0")), 1);
 	std::string stats;
 	ASSERT_EQ(http_request(p.admin, "GET", "/stats", &stats), 200);
-	EXPECT_NE(stats.find("\"name\":\"s1\",\"address\":\"127.0.0.1:" + std::to_string(b.port) +
+	std::string at = "127.0.0.1:" + std::to_string(b.port);
+	EXPECT_NE(stats.find("\"name\":\"s1\",\"address\":\"" + at + "\",\"connects_to\":\"" + at +
 			     "\",\"state\":\"ready\",\"weight\":0."),
 		  std::string::npos) << stats;
 

@@ -398,6 +398,13 @@ void admin_stats(struct sbuf *b, const struct admin_source *src, const struct ad
 			json_str(b, s->cfg->name);
 			sbuf_printf(b, ",\"address\":");
 			json_str(b, s->cfg->address);
+			struct weft_addr to;
+			char text[WEFT_ADDR_STRLEN];
+			balance_addr(s, &to);
+			if (weft_addr_format(&to, text, sizeof(text)) < 0)
+				text[0] = 0;
+			sbuf_printf(b, ",\"connects_to\":");
+			json_str(b, text);
 			struct health_state h;
 			health_server_state(s, &h);
 			char why[128];

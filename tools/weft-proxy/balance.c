@@ -364,16 +364,18 @@ struct pserver *balance_pick(struct pbackend *pb, const struct weft_addr *client
 	return s;
 }
 
-void balance_addr(struct pserver *s, struct weft_addr *out)
+void balance_addr(const struct pserver *s, struct weft_addr *out)
 {
 	/* Only a refresher writes it after balance_init (resolve.c). */
 	if (!s->cfg->resolve || !s->backend->resolve_interval_ns) {
 		*out = s->addr;
 		return;
 	}
-	pthread_mutex_lock(&s->addr_lock);
+	/* A lock is no part of the server's value: taken for a reader too. */
+	pthread_mutex_t *lock = (pthread_mutex_t *)&s->addr_lock;
+	pthread_mutex_lock(lock);
 	*out = s->addr;
-	pthread_mutex_unlock(&s->addr_lock);
+	pthread_mutex_unlock(lock);
 }
 
 bool balance_set_addr(struct pserver *s, const struct weft_addr *a)

@@ -150,7 +150,7 @@ struct pserver *balance_pick(struct pbackend *pb, const struct weft_addr *client
 
 /* Where a connection to s goes now, copied into *out.  Any thread; never
  * suspends. */
-void balance_addr(struct pserver *s, struct weft_addr *out);
+void balance_addr(const struct pserver *s, struct weft_addr *out);
 
 /* New connections to s go to a from now on; returns whether that differs
  * from where they went.  Any thread; never suspends. */
