@@ -4,7 +4,9 @@
  * balancing mode spreads connections, a backup's turn (and that a
  * connection queued for a busy server waits for it, asleep, rather than
  * for the backup), failover when a
- * server dies in the middle of a stream of connections, the connect,
+ * server dies in the middle of a stream of connections, passive marking
+ * (passive_fall failed connects take a server out for passive_down; 0
+ * keeps trying it), the connect,
  * idle and half-closed timeouts (a slow but steady reader is not idle, a
  * reader that takes nothing is; a short half-closed timeout is not held up
  * by a longer one, and a reset after a FIN is passed on), the queue for a
@@ -437,6 +439,63 @@ TEST(QueueTest, AFullQueueAndATimeoutAreToldApart)
 	close(waits);
 	close(refused);
 	close(first.fd);
+	EXPECT_EQ(s.p.stop(), 0);
+}
+
+/* A proxy with an admin listener in front of a and a dead port, round
+ * robin, passive marking as backend_keys say: 10 connections, all served
+ * (through a, after a retry where the dead one was picked).  The dead
+ * server's connect attempts, and whether it then counts as up. */
+struct passive_run {
+	double attempts = 0, up = 0;
+};
+
+passive_run ten_past_a_dead_server(setup &s, backend &a, int admin, const std::string &backend_keys)
+{
+	std::string c = "[global]\nadmin = 127.0.0.1:" + std::to_string(admin) +
+			"\n[frontend f]\nlisten = 127.0.0.1:" + std::to_string(s.port) +
+			"\nbackend = b\n\n[backend b]\nretries = 2\n" + backend_keys +
+			"server a = 127.0.0.1:" + std::to_string(a.port) + "\n" +
+			"server dead = 127.0.0.1:" + std::to_string(free_port()) + "\n";
+	passive_run r;
+	if (!s.p.start(c) || s.p.wait_line("admin listening", 10000).empty())
+		return r;
+	for (int i = 0; i < 10; i++)
+		EXPECT_EQ(tag_of_one(s.port), 'a') << i;
+	r.attempts = metric_at(admin, "weft_proxy_server_connect_attempts_total{backend=\"b\",server=\"dead\"}");
+	r.up = metric_at(admin, "weft_proxy_server_up{backend=\"b\",server=\"dead\"}");
+	return r;
+}
+
+TEST(BalanceTest, PassiveFallFailedConnectsTakeAServerOutForPassiveDown)
+{
+	NEED_PROXY();
+	backend a('a');
+	setup s;
+	int admin = free_port();
+	passive_run r = ten_past_a_dead_server(s, a, admin, "passive_fall = 2\npassive_down = 1s\n");
+	EXPECT_EQ(r.attempts, 2) << "tried again before passive_down ran out";
+	EXPECT_EQ(r.up, 0);
+	/* After passive_down it is tried again. */
+	std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+	EXPECT_EQ(metric_at(admin, "weft_proxy_server_up{backend=\"b\",server=\"dead\"}"), 1);
+	for (int i = 0; i < 4; i++)
+		EXPECT_EQ(tag_of_one(s.port), 'a') << i;
+	double again = metric_at(admin, "weft_proxy_server_connect_attempts_total{backend=\"b\",server=\"dead\"}");
+	EXPECT_GE(again, 3);
+	EXPECT_LE(again, 4);
+	EXPECT_EQ(s.p.stop(), 0);
+}
+
+TEST(BalanceTest, PassiveFallZeroKeepsTryingAFailingServer)
+{
+	NEED_PROXY();
+	backend a('a');
+	setup s;
+	passive_run r = ten_past_a_dead_server(s, a, free_port(), "passive_fall = 0\n");
+	/* Round robin picks it every other time, each a failed connect. */
+	EXPECT_GE(r.attempts, 4);
+	EXPECT_EQ(r.up, 1) << "marked down with passive marking off";
 	EXPECT_EQ(s.p.stop(), 0);
 }
 

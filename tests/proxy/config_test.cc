@@ -177,6 +177,8 @@ TEST(ProxyConfigTest, MinimalConfigTakesEveryDefault)
 	EXPECT_EQ(b.check.path, nullptr);
 	EXPECT_EQ(b.check.line, 5);
 	EXPECT_EQ(b.slowstart_ns, 0u);
+	EXPECT_EQ(b.passive_fall, 3u);
+	EXPECT_EQ(b.passive_down_ns, 2 * kSec);
 	EXPECT_EQ(b.resolve_interval_ns, 0u);
 	EXPECT_EQ(b.queue_timeout_ns, 5 * kSec);
 	EXPECT_EQ(b.queue_size, 1024u);
@@ -608,13 +610,17 @@ TEST(ProxyConfigTest, HealthChecks)
 	EXPECT_EQ(port->backends[0].check.port, 8081u);
 }
 
-TEST(ProxyConfigTest, Slowstart)
+TEST(ProxyConfigTest, SlowstartAndPassiveMarking)
 {
 	Config c = Parse(WithBackend("slowstart = 30s"));
 	ASSERT_TRUE(c);
 	EXPECT_EQ(c->backends[0].slowstart_ns, 30 * kSec);
 	EXPECT_EQ(Error(WithBackend("slowstart = 2d")),
 		  "cfg:7: slowstart: 2d is out of range (1ms..1d, or off)");
+	EXPECT_EQ(Error(WithBackend("passive_fall = 101")),
+		  "cfg:7: passive_fall: 101 is out of range (0..100)");
+	EXPECT_EQ(Error(WithBackend("passive_down = 0ms")),
+		  "cfg:7: passive_down: 0ms is out of range (1ms..1d)");
 	EXPECT_EQ(Error(WithBackend("slowstart = 30")),
 		  "cfg:7: slowstart: \"30\" needs a unit (ms, s, m, h or d), as in 30s");
 }
@@ -1050,6 +1056,7 @@ TEST(ProxyConfigTest, PrintedConfigParsesBackToTheSame)
 			   "max_connections = 100\n"
 			   "[backend app]\nbalance = random2\nconnect_timeout = 2s\nretries = 0\n"
 			   "send_proxy = v1\nhealth_check = http /health rise=3 port=8080\nslowstart = 90s\n"
+			   "passive_fall = 0\npassive_down = 500ms\n"
 			   "queue_timeout = 1m\nqueue_size = 0\ndata_path = splice\n"
 			   "resolve_interval = 30s\n"
 			   "server a = 10.0.0.1:80 weight=3 max_connections=50\n"
@@ -1087,6 +1094,8 @@ TEST(ProxyConfigTest, PrintedConfigParsesBackToTheSame)
 			"retries = 0\n"
 			"send_proxy = v1\n"
 			"health_check = http /health interval=2s timeout=2s rise=3 fall=3 port=8080\n"
+			"passive_fall = 0\n"
+			"passive_down = 500ms\n"
 			"slowstart = 90s\n"
 			"queue_timeout = 1m\n"
 			"queue_size = 0\n"
@@ -1102,6 +1111,8 @@ TEST(ProxyConfigTest, PrintedConfigParsesBackToTheSame)
 			"retries = 2\n"
 			"send_proxy = off\n"
 			"health_check = off\n"
+			"passive_fall = 3\n"
+			"passive_down = 2s\n"
 			"slowstart = off\n"
 			"queue_timeout = 5s\n"
 			"queue_size = 1024\n"

@@ -14,8 +14,9 @@
  * Least connections and random-of-two compare active/weight without a
  * division: a.active * b.weight < b.active * a.weight.
  *
- * Passive health: PASSIVE_FALL connect failures in a row take a server out
- * for PASSIVE_DOWN_NS; the next pick after that tries it again.  Active
+ * Passive health: the backend's passive_fall connect failures in a row
+ * take a server out for passive_down; the next pick after that tries it
+ * again.  passive_fall 0 turns it off.  Active
  * health: a server its checks hold down (health.c clears phealth.up) is
  * skipped until they bring it up (which also lifts a passive mark:
  * balance_passive_clear); with checks off, up stays true.
@@ -399,9 +400,10 @@ void balance_connect_result(struct pserver *s, bool ok)
 		return;
 	}
 	atomic_fetch_add_explicit(&s->st->connect_errors, 1, memory_order_relaxed);
-	if (atomic_fetch_add_explicit(&s->st->fails, 1, memory_order_relaxed) + 1 >= PASSIVE_FALL) {
+	uint32_t fall = s->backend->passive_fall;
+	if (fall && atomic_fetch_add_explicit(&s->st->fails, 1, memory_order_relaxed) + 1 >= fall) {
 		atomic_store_explicit(&s->st->fails, 0, memory_order_relaxed);
-		atomic_store_explicit(&s->st->down_until, weft_now() + PASSIVE_DOWN_NS,
+		atomic_store_explicit(&s->st->down_until, weft_now() + s->backend->passive_down_ns,
 				      memory_order_relaxed);
 	}
 }

@@ -28,11 +28,6 @@
 #include "config.h"
 #include "stats.h"
 
-/* Passive health: this many connect failures in a row take a server out
- * of rotation for PASSIVE_DOWN_NS, after which it is tried again. */
-#define PASSIVE_FALL 3
-#define PASSIVE_DOWN_NS (2 * WEFT_SEC)
-
 /*
  * Active health of one server.  Writer: the server's checker task
  * (health.c) only.  Readers: balance_pick (up) and health_server_state

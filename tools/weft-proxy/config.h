@@ -105,6 +105,10 @@ struct proxy_backend {
 	uint32_t retries;            /* further connect attempts after a failed one; default 2 */
 	enum proxy_send_proxy send_proxy;
 	struct proxy_health_check check;
+	/* Passive marking: this many failed connects in a row (0: off;
+	 * default 3) take a server out for passive_down_ns (default 2 s). */
+	uint32_t passive_fall;
+	uint64_t passive_down_ns;
 	/* A server back from down or maint takes new connections at a weight
 	 * growing from nothing to its own over this long; 0: at once (off,
 	 * the default).  balance.c */

@@ -31,7 +31,7 @@ enum health_step {
 struct health_state {
 	bool checked;          /* its backend has health_check on */
 	bool up;               /* the checks' verdict; true when not checked */
-	bool passive_down;     /* skipped now after PASSIVE_FALL connect failures */
+	bool passive_down;     /* skipped now after passive_fall connect failures */
 	bool eligible;         /* up and not passive_down: balance_pick may take it */
 	uint32_t streak;       /* results in a row against the verdict: failures
 				* while up (fall of them take it down), passes
