@@ -50,7 +50,8 @@ struct resolve_run {
 };
 
 /* The address of answer[0, n) to use for s: the one s has, if there. */
-static const struct weft_addr *choose(struct pserver *s, const struct weft_addr *answer, size_t n)
+static const struct weft_addr *choose(const struct pserver *s, const struct weft_addr *answer,
+				      size_t n)
 {
 	struct weft_addr now;
 	balance_addr(s, &now);
@@ -60,8 +61,8 @@ static const struct weft_addr *choose(struct pserver *s, const struct weft_addr 
 	return &answer[0];
 }
 
-/* Looks up server s (of backend pb) once.  Returns -ECANCELED when the
- * refresher is being stopped, else 0. */
+/* Looks server i of r's backend up once, into answer (ANSWER_MAX long).
+ * Returns -ECANCELED when the refresher is being stopped, else 0. */
 static int refresh_one(struct refresher *r, size_t i, struct weft_addr *answer)
 {
 	struct pserver *s = &r->pb->servers[i];
