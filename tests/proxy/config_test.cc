@@ -896,10 +896,12 @@ TEST(ProxyConfigTest, ResolveIntervalWithoutAHostNameWarns)
 	EXPECT_STREQ(c->warnings[0],
 		     "cfg:7: [backend app] resolve_interval: no server has a host name to look up");
 	EXPECT_EQ(c->backends[0].resolve_interval_ns, 10 * kSec);
+	EXPECT_FALSE(c->backends[0].host_names);
 	Config named = Parse(string(kMinimal).substr(0, string(kMinimal).rfind("server")) +
 			     "server a = localhost:9000\nresolve_interval = 10s\n");
 	ASSERT_TRUE(named);
 	EXPECT_EQ(named->nwarnings, 0u);
+	EXPECT_TRUE(named->backends[0].host_names);
 }
 
 TEST(ProxyConfigTest, AnAdminPortAloneIsLoopbackAndAReachableOneWarns)

@@ -3,7 +3,8 @@
  * harness.h - what the end-to-end tests of weft-proxy share: a backend
  * that tags and echoes, free ports, the proxy binary (WEFT_PROXY_BIN) run
  * on a configuration (or any arguments) with its stderr read line by line,
- * a configuration of one frontend and one backend, a client dial, a
+ * a configuration of one frontend and one backend, a client dial (and
+ * the tag of the server a connection reached), a
  * request to the admin listener, and a NOTIFY_SOCKET listener.  Included
  * by each end-to-end test (proxy, health, observe, ops, reload, balance,
  * state, resolve);
@@ -326,6 +327,29 @@ inline int dial(int port)
 	struct timeval tv = {20, 0};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	return fd;
+}
+
+/* A short connection through the proxy on port: the tag of the server
+ * it reached (backend's first byte), or 0 (reset, or nothing). */
+inline char tag_of(int port)
+{
+	int fd = dial(port);
+	if (fd < 0)
+		return 0;
+	char tag = 0;
+	if (recv(fd, &tag, 1, 0) != 1)
+		tag = 0;
+	close(fd);
+	return tag;
+}
+
+/* n short connections: how many reached the server tagged t. */
+inline int count_tag(int port, char t, int n)
+{
+	int k = 0;
+	for (int i = 0; i < n; i++)
+		k += tag_of(port) == t;
+	return k;
 }
 
 /* Everything fd sends until its end of stream (or an error). */

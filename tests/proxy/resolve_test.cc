@@ -121,25 +121,10 @@ struct named {
 			       "";
 	}
 
-	/* A short connection through the proxy: the tag of the server it
-	 * reached, or 0. */
-	char tag_of_one()
-	{
-		int fd = dial(p.port);
-		char tag = 0;
-		if (fd >= 0 && recv(fd, &tag, 1, 0) != 1)
-			tag = 0;
-		if (fd >= 0)
-			close(fd);
-		return tag;
-	}
-
+	/* n short connections through the proxy: how many reached tag. */
 	int count(char tag, int n)
 	{
-		int k = 0;
-		for (int i = 0; i < n; i++)
-			k += tag_of_one() == tag;
-		return k;
+		return count_tag(p.port, tag, n);
 	}
 
 	std::string where(const char *ip) const

@@ -92,29 +92,6 @@ struct state_proxy : proxy {
 #define STATE(srv, st) "weft_proxy_server_state{backend=\"b\",server=\"" srv "\",state=\"" st "\"}"
 #define CHECKS(srv) "weft_proxy_server_checks_total{backend=\"b\",server=\"" srv "\"}"
 
-/* A short connection through the proxy: the tag of the server it reached,
- * or 0 (reset, or nothing). */
-char tag_of(int port)
-{
-	int fd = dial(port);
-	if (fd < 0)
-		return 0;
-	char tag = 0;
-	if (recv(fd, &tag, 1, 0) != 1)
-		tag = 0;
-	close(fd);
-	return tag;
-}
-
-/* n short connections: how many reached the server tagged t. */
-int count_tag(int port, char t, int n)
-{
-	int k = 0;
-	for (int i = 0; i < n; i++)
-		k += tag_of(port) == t;
-	return k;
-}
-
 /* Whether what goes out on fd comes back (the echo backend), within 5 s. */
 bool echoes(int fd, const std::string &what)
 {

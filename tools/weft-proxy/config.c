@@ -1349,7 +1349,9 @@ static void finish(struct parser *p)
 	if (c->nfrontends == 0)
 		fail_at(p, 0, "no [frontend NAME] section: nothing to listen on");
 	for (size_t i = 0; i < c->nbackends; i++) {
-		const struct proxy_backend *b = &c->backends[i];
+		struct proxy_backend *b = &c->backends[i];
+		for (size_t j = 0; j < b->nservers; j++)
+			b->host_names |= b->servers[j].resolve;
 		if (b->nservers == 0)
 			fail_at(p, b->line, "[backend %s] has no servers (server NAME = ADDRESS)",
 				b->name);
@@ -1403,10 +1405,7 @@ static void finish(struct parser *p)
 				c->backends[i].name);
 	for (size_t i = 0; i < c->nbackends; i++) {
 		const struct proxy_backend *b = &c->backends[i];
-		bool names = false;
-		for (size_t j = 0; j < b->nservers; j++)
-			names |= b->servers[j].resolve;
-		if (b->resolve_interval_ns && !names)
+		if (b->resolve_interval_ns && !b->host_names)
 			warn_at(p, b->resolve_interval_line, "[backend %s] resolve_interval: no server "
 				"has a host name to look up", b->name);
 	}

@@ -122,6 +122,7 @@ struct proxy_backend {
 	int resolve_interval_line;
 	struct proxy_server *servers;
 	size_t nservers;      /* >= 1 */
+	bool host_names;      /* some server is host:port (proxy_server.resolve) */
 	size_t nfrontends;    /* frontends that use this backend; 0 gives a warning */
 	int line;             /* of the [backend NAME] header */
 };

@@ -95,6 +95,15 @@ static int refresh_one(struct refresher *r, size_t i, struct weft_addr *answer)
 	return 0;
 }
 
+/* One round over r's host-name servers: 0, or -ECANCELED when stopped. */
+static int refresh_all(struct refresher *r, struct weft_addr *answer)
+{
+	for (size_t i = 0; i < r->pb->n; i++)
+		if (r->pb->servers[i].cfg->resolve && refresh_one(r, i, answer) < 0)
+			return -ECANCELED;
+	return 0;
+}
+
 static intptr_t refresher(void *arg)
 {
 	struct refresher *r = arg;
@@ -107,14 +116,8 @@ static intptr_t refresher(void *arg)
 	/* The generation has just looked every name up: the first lookup
 	 * comes an interval later.  Cancellation ends the sleep or the
 	 * lookup with -ECANCELED. */
-	while (weft_sleep(r->pb->cfg->resolve_interval_ns) == 0) {
-		size_t i = 0;
-		for (; i < r->pb->n; i++)
-			if (r->pb->servers[i].cfg->resolve && refresh_one(r, i, answer) < 0)
-				break;
-		if (i < r->pb->n)
-			break;
-	}
+	while (weft_sleep(r->pb->cfg->resolve_interval_ns) == 0 && refresh_all(r, answer) == 0)
+		;
 	free(answer);
 	return 0;
 }
@@ -122,12 +125,7 @@ static intptr_t refresher(void *arg)
 /* Whether pb has anything to look up again. */
 static bool needs_refresher(const struct pbackend *pb)
 {
-	if (!pb->cfg->resolve_interval_ns)
-		return false;
-	for (size_t i = 0; i < pb->n; i++)
-		if (pb->servers[i].cfg->resolve)
-			return true;
-	return false;
+	return pb->cfg->resolve_interval_ns && pb->cfg->host_names;
 }
 
 int resolve_start(struct pbackend *backs, size_t nbackends, struct resolve_run **out)
