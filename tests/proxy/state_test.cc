@@ -24,11 +24,15 @@
  *    /metrics) starts near 0 and grows, its share of new connections with
  *    it, until an even split again at the end; at the start no server
  *    ramps;
+ *  - with nobody reading stderr, 2,000 state changes are all answered,
+ *    connections go through, and each message is written or counted as
+ *    dropped (the messages' ring, say.c);
  *  - errors: 404 for an unknown backend or server, 400 for a missing,
  *    unknown or repeated state, an unknown parameter or a body, 405 with
  *    Allow for a GET on a server and for a POST on a page;
  *  - every test ends with SIGTERM: exit 0.
  */
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -428,6 +432,63 @@ TEST(StateTest, SlowstartRampsUpAServerBackFromMaint)
 		std::this_thread::sleep_for(milliseconds(100));
 	EXPECT_EQ(p.metric(WEIGHT("s1")), 1);
 	EXPECT_NEAR(count_tag(p.port, 'b', 20), 10, 1);
+	int st = finish(p);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+/* The lines on fd until it has had nothing for 500 ms. */
+std::vector<std::string> lines_waiting(int fd)
+{
+	std::vector<std::string> lines;
+	std::string part;
+	char buf[4096];
+	struct pollfd pf = {fd, POLLIN, 0};
+	while (poll(&pf, 1, 500) == 1) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		part.append(buf, (size_t)n);
+		for (size_t nl; (nl = part.find('\n')) != std::string::npos; part.erase(0, nl + 1))
+			lines.push_back(part.substr(0, nl));
+	}
+	return lines;
+}
+
+/*
+ * The proxy's messages when nobody reads its stderr: 2,000 state changes
+ * say 2,000 lines (about 300 KB) into a pipe that holds 64 KiB.  Every
+ * change is still answered and connections still go through, and no line
+ * is lost without being counted: the lines written and the dropped count
+ * add up to 2,000.  Once stderr is read again, new messages come out.
+ */
+TEST(StateTest, AStderrNobodyReadsHoldsUpNoWorker)
+{
+	NEED_PROXY();
+	backend a('a'), b('b');
+	state_proxy p;
+	ASSERT_TRUE(p.start({a.port, b.port}));
+	const int changes = 2000;
+	for (int i = 0; i < changes; i++)
+		ASSERT_EQ(p.set("s1", i % 2 ? "state=ready" : "state=drain"), 200) << "change " << i;
+	char t = tag_of(p.port);
+	EXPECT_TRUE(t == 'a' || t == 'b') << (int)t;
+	double dropped = p.metric("weft_proxy_messages_dropped_total");
+	EXPECT_GT(dropped, 0) << "the pipe never filled up: the test shows nothing";
+
+	std::vector<std::string> lines = lines_waiting(p.err);
+	int said = 0;
+	for (const auto &l : lines) {
+		EXPECT_EQ(l.rfind("weft-proxy: ", 0), 0u) << "a cut or mixed line: " << l;
+		said += l.find(" set to ") != std::string::npos;
+	}
+	EXPECT_EQ(said + dropped, changes) << said << " lines, " << dropped << " dropped";
+	EXPECT_EQ(p.metric("weft_proxy_messages_dropped_total"), dropped);
+	std::string stats;
+	ASSERT_EQ(http_request(p.admin, "GET", "/stats", &stats), 200);
+	EXPECT_NE(stats.find("\"messages\":{\"lines\":"), std::string::npos) << stats;
+
+	ASSERT_EQ(p.set("s1", "state=maint"), 200);
+	EXPECT_NE(p.wait_line("set to maint", 5000), "");
 	int st = finish(p);
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }

@@ -7,7 +7,8 @@
  * copies and returns at once); a plain pthread drains the ring to the fd.
  * When the ring is full the line is dropped and counted, never waited
  * for.  accesslog.c describes the ring and its lock; docs/proxy.md the
- * line format (main.c writes the lines).
+ * line format (main.c writes the lines).  The proxy's own messages use a
+ * second ring of their own (say.c).
  */
 #ifndef WEFT_PROXY_ACCESSLOG_H
 #define WEFT_PROXY_ACCESSLOG_H

@@ -32,6 +32,7 @@
 
 #include "admin.h"
 #include "pipes.h"
+#include "say.h"
 
 #define ADMIN_REQUEST_MAX 8192
 #define ADMIN_TIMEOUT (5 * WEFT_SEC)
@@ -306,6 +307,12 @@ void admin_metrics(struct sbuf *b, const struct admin_source *src, const struct 
 		sbuf_printf(b, "weft_proxy_access_log_dropped_total %llu\n",
 			    U(accesslog_dropped(log)));
 	}
+	family(b, "weft_proxy_messages_total", "counter",
+	       "The proxy's own messages written to stderr.");
+	sbuf_printf(b, "weft_proxy_messages_total %llu\n", U(say_written()));
+	family(b, "weft_proxy_messages_dropped_total", "counter",
+	       "The proxy's own messages dropped: stderr could not keep up, or a write failed.");
+	sbuf_printf(b, "weft_proxy_messages_dropped_total %llu\n", U(say_dropped()));
 
 	/* The spliced path's pipes (pipes.c): process-wide, like its limit. */
 	struct pipes_stats ps;
@@ -440,6 +447,8 @@ void admin_stats(struct sbuf *b, const struct admin_source *src, const struct ad
 			    U(accesslog_dropped(log)));
 	else
 		sbuf_printf(b, "null");
+	sbuf_printf(b, ",\"messages\":{\"lines\":%llu,\"dropped\":%llu}", U(say_written()),
+		    U(say_dropped()));
 	struct weft_rt_stats rs;
 	weft_rt_stats(src->rt, &rs);
 	sbuf_printf(b, ",\"runtime\":{\"workers\":%u,\"tasks_spawned\":%llu,\"tasks_live\":%llu,"
@@ -599,12 +608,12 @@ static void set_server_state(int fd, const struct admin_source *src, const struc
 		size_t ready = 0;
 		for (size_t i = 0; i < pb->n; i++)
 			ready += balance_admin(&pb->servers[i]) == SERVER_READY;
-		fprintf(stderr, "weft-proxy: server %s/%s set to %s (was %s) through the admin "
-				"listener; %zu of %zu ready in backend %s\n",
-			bname, sname, balance_admin_name((enum server_admin)state),
-			balance_admin_name(old), ready, pb->n, bname);
+		say("server %s/%s set to %s (was %s) through the admin listener; %zu of %zu "
+			"ready in backend %s", bname, sname,
+			balance_admin_name((enum server_admin)state), balance_admin_name(old),
+			ready, pb->n, bname);
 		if (ready == 0)
-			fprintf(stderr, "weft-proxy: backend %s has no server ready\n", bname);
+			say("backend %s has no server ready", bname);
 		src->servers_changed(pb);
 	}
 	answer(fd, 200, "OK", "", 0, "%s/%s %s (was %s)\n", bname, sname,

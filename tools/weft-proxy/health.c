@@ -80,6 +80,7 @@
 
 #include "health.h"
 #include "proxy_proto.h"
+#include "say.h"
 #include "tasks.h"
 
 /* An answer's head must fit here (status line and header fields). */
@@ -297,12 +298,12 @@ static void record(struct checker *c, int result, enum health_step step)
 		struct health_state st = {.last_error = result, .step = step};
 		char why[160];
 		health_format_error(&st, why, sizeof(why));
-		fprintf(stderr, "weft-proxy: server %s/%s is down (%s); %zu of %zu up in backend %s\n",
-			bname, sname, why, nup, c->pb->n, bname);
+		say("server %s/%s is down (%s); %zu of %zu up in backend %s", bname, sname, why,
+			nup, c->pb->n, bname);
 		if (nup == 0)
-			fprintf(stderr, "weft-proxy: backend %s has no server up\n", bname);
+			say("backend %s has no server up", bname);
 	} else {
-		fprintf(stderr, "weft-proxy: server %s/%s is up (%u check%s passed); %zu of %zu up in backend %s\n",
+		say("server %s/%s is up (%u check%s passed); %zu of %zu up in backend %s",
 			bname, sname, hc->rise, hc->rise == 1 ? "" : "s", nup, c->pb->n, bname);
 	}
 }

@@ -120,6 +120,7 @@
 #include "relay.h"
 #include "reload.h"
 #include "resolve.h"
+#include "say.h"
 #include "stats.h"
 #include "upgrade.h"
 
@@ -600,8 +601,7 @@ static intptr_t accept_loop(void *arg)
 				continue;
 			}
 			if (fd == -EBADF || fd == -EINVAL || fd == -ENOTSOCK) {
-				fprintf(stderr, "weft-proxy: frontend %s: accept: %s\n", f->cfg->name,
-					strerror(-fd));
+				say("frontend %s: accept: %s", f->cfg->name, strerror(-fd));
 				break;
 			}
 			continue; /* that connection's own error (ECONNABORTED, ...) */
@@ -718,9 +718,9 @@ static void say_kept_states(const struct gen *g)
 			const struct pserver *s = &g->backs[i].servers[j];
 			enum server_admin a = balance_admin(s);
 			if (a != SERVER_READY)
-				fprintf(stderr, "weft-proxy: reload: server %s/%s stays in %s (set "
-						"through the admin listener)\n",
-					g->cfg->backends[i].name, s->cfg->name, balance_admin_name(a));
+				say("reload: server %s/%s stays in %s (set through the admin "
+					"listener)", g->cfg->backends[i].name, s->cfg->name,
+					balance_admin_name(a));
 		}
 }
 
@@ -745,8 +745,8 @@ static void slots_resize(uint32_t want)
 		struct weft_task *t = weft_spawn(retire_slots, (void *)(uintptr_t)(P.slots_max - want),
 						 &(struct weft_spawn_opts){.name = "retire slots"});
 		if (!t) {
-			fprintf(stderr, "weft-proxy: reload: max_connections %u: out of memory; %u "
-					"stays\n", want, P.slots_max);
+			say("reload: max_connections %u: out of memory; %u stays", want,
+				P.slots_max);
 			return;
 		}
 		weft_detach(t);
@@ -770,9 +770,8 @@ static void needs_restart(const struct proxy_config *old, struct proxy_config *c
 		char at[32] = "";
 		if (line[i] > 0)
 			snprintf(at, sizeof(at), ":%d", line[i]);
-		fprintf(stderr, "weft-proxy: warning: %s%s: %s changed: needs a restart (or an "
-				"upgrade with --upgrade-from); the running value stays\n", c->file, at,
-			what[i]);
+		say("warning: %s%s: %s changed: needs a restart (or an upgrade with "
+			"--upgrade-from); the running value stays", c->file, at, what[i]);
 	}
 	c->workers = old->workers;
 }
@@ -794,8 +793,8 @@ static int open_access_log_file(const struct proxy_config *cfg, struct log_sink 
 	case PROXY_LOG_FILE:
 		sink->fd = open(cfg->access_log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 		if (sink->fd < 0) {
-			fprintf(stderr, "weft-proxy: %s:%d: access_log %s: %s\n", cfg->file,
-				cfg->access_log_line, cfg->access_log_path, strerror(errno));
+			say("%s:%d: access_log %s: %s", cfg->file, cfg->access_log_line,
+				cfg->access_log_path, strerror(errno));
 			return 1;
 		}
 		sink->own = true;
@@ -858,8 +857,8 @@ static int log_prepare(const struct proxy_config *cfg, struct log_sink *sink,
 		rc = accesslog_open(made, sink->fd, 0, sink->pipe_atomic, sink->own);
 	}
 	if (rc < 0) {
-		fprintf(stderr, "weft-proxy: reload failed: %s:%d: access log: %s\n", cfg->file,
-			cfg->access_log_line, strerror(-rc));
+		say("reload failed: %s:%d: access log: %s", cfg->file, cfg->access_log_line,
+			strerror(-rc));
 		if (sink->own)
 			close(sink->fd);
 		*sink = (struct log_sink){.fd = -1};
@@ -893,14 +892,13 @@ static void log_switch(const struct proxy_config *cfg, struct log_sink *sink,
 	} else if (was_on) {
 		atomic_store_explicit(&P.log_to, NULL, memory_order_release);
 		accesslog_set_fd(log, -1, false, false);
-		fprintf(stderr, "weft-proxy: reload: access log off\n");
+		say("reload: access log off");
 		return;
 	}
 	if (sink->fd >= 0) {
 		atomic_store_explicit(&P.log_to, log, memory_order_release);
 		if (!was_on)
-			fprintf(stderr, "weft-proxy: reload: access log on (%s:%d)\n", cfg->file,
-				cfg->access_log_line);
+			say("reload: access log on (%s:%d)", cfg->file, cfg->access_log_line);
 	}
 }
 
@@ -923,7 +921,7 @@ static void say_admin(int fd)
 	char where[WEFT_ADDR_STRLEN];
 	struct weft_addr bound;
 	if (weft_sock_local_addr(fd, &bound) == 0 && weft_addr_format(&bound, where, sizeof(where)) > 0)
-		fprintf(stderr, "weft-proxy: admin listening on %s\n", where);
+		say("admin listening on %s", where);
 }
 
 /* A reload's admin listener, before the commit: *fd a socket bound to the
@@ -939,9 +937,8 @@ static int admin_prepare(const struct proxy_config *cfg, int *fd, bool *same)
 	struct weft_listen_opts lo = {.backlog = 64};
 	int rc = weft_sock_listen(&cfg->admin, &lo);
 	if (rc < 0) {
-		fprintf(stderr, "weft-proxy: reload failed: %s:%d: admin %s: %s; the running "
-				"configuration stays\n", cfg->file, cfg->admin_line, cfg->admin_address,
-			strerror(-rc));
+		say("reload failed: %s:%d: admin %s: %s; the running configuration stays",
+			cfg->file, cfg->admin_line, cfg->admin_address, strerror(-rc));
 		return rc;
 	}
 	*fd = rc;
@@ -959,14 +956,14 @@ static void admin_switch(const struct proxy_config *cfg, int fd)
 		close(P.admin_fd);
 	P.admin_fd = P.admin.fd = fd;
 	if (fd < 0) {
-		fprintf(stderr, "weft-proxy: reload: admin listener off\n");
+		say("reload: admin listener off");
 		return;
 	}
 	P.admin_addr = cfg->admin;
 	say_admin(fd);
 	if (!(P.admin_loop = weft_spawn(admin_serve, &P.admin,
 					&(struct weft_spawn_opts){.name = "admin"})))
-		fprintf(stderr, "weft-proxy: reload: admin listener not started: out of memory\n");
+		say("reload: admin listener not started: out of memory");
 }
 
 static intptr_t upgrade_serve(void *arg);
@@ -999,9 +996,9 @@ static int upgrade_prepare(const struct proxy_config *cfg, int *fd, bool *same)
 		return 0;
 	int rc = upgrade_listen(cfg->upgrade_socket);
 	if (rc < 0) {
-		fprintf(stderr, "weft-proxy: reload failed: %s:%d: upgrade_socket %s: %s; the running "
-				"configuration stays\n", cfg->file, cfg->upgrade_socket_line,
-			cfg->upgrade_socket, strerror(-rc));
+		say("reload failed: %s:%d: upgrade_socket %s: %s; the running configuration "
+			"stays", cfg->file, cfg->upgrade_socket_line, cfg->upgrade_socket,
+			strerror(-rc));
 		return rc;
 	}
 	*fd = rc;
@@ -1023,13 +1020,13 @@ static void upgrade_switch(const struct proxy_config *cfg, int fd)
 	P.upgrade_path = NULL;
 	P.upgrade_fd = -1;
 	if (fd < 0) {
-		fprintf(stderr, "weft-proxy: reload: upgrade socket off\n");
+		say("reload: upgrade socket off");
 		return;
 	}
 	/* Set before the spawn, which publishes them to the new loop. */
 	P.upgrade_fd = fd;
 	if (!(P.upgrade_path = strdup(cfg->upgrade_socket)) || !upgrade_loop_start()) {
-		fprintf(stderr, "weft-proxy: reload: upgrade_socket %s not started: out of memory\n",
+		say("reload: upgrade_socket %s not started: out of memory",
 			cfg->upgrade_socket);
 		close(fd);
 		unlink(cfg->upgrade_socket);
@@ -1038,7 +1035,7 @@ static void upgrade_switch(const struct proxy_config *cfg, int fd)
 		P.upgrade_fd = -1;
 		return;
 	}
-	fprintf(stderr, "weft-proxy: reload: upgrade socket on %s\n", P.upgrade_path);
+	say("reload: upgrade socket on %s", P.upgrade_path);
 }
 
 /* Puts the sockets of ls that it took from have back there, and closes the
@@ -1083,7 +1080,7 @@ static void gen_tasks_stop(struct gen *g)
 static int reload_locked(void)
 {
 	if (P.handed_over) {
-		fprintf(stderr, "weft-proxy: reload: handed over to a new process; not reloading\n");
+		say("reload: handed over to a new process; not reloading");
 		return -ESHUTDOWN;
 	}
 	struct load_job job = {.path = P.file};
@@ -1092,35 +1089,32 @@ static int reload_locked(void)
 	if (!P.file) {
 		loaded = proxy_config_parse(proxy_config_default, "(default)", &job.cfg, &job.err);
 	} else if ((rc = weft_spawn_blocking(load_job_run, &job, &loaded)) < 0) {
-		fprintf(stderr, "weft-proxy: reload failed: %s: %s; the running configuration "
-			"stays\n", P.file, strerror(-rc));
+		say("reload failed: %s: %s; the running configuration stays", P.file,
+			strerror(-rc));
 		return rc;
 	}
 	char msg[600];
 	struct proxy_config *cfg = job.cfg;
 	if ((rc = (int)loaded) < 0) {
 		proxy_config_error_format(&job.err, msg, sizeof(msg));
-		fprintf(stderr, "weft-proxy: reload failed: %s; the running configuration stays\n",
-			msg);
+		say("reload failed: %s; the running configuration stays", msg);
 		return rc;
 	}
 	for (size_t i = 0; i < cfg->nwarnings; i++)
-		fprintf(stderr, "weft-proxy: warning: %s\n", cfg->warnings[i]);
+		say("warning: %s", cfg->warnings[i]);
 	needs_restart(P.cur->cfg, cfg);
 	struct rlimit rl;
 	getrlimit(RLIMIT_NOFILE, &rl);
 	if ((rc = proxy_config_apply_limits(cfg, rl.rlim_cur, msg, sizeof(msg))) < 0) {
-		fprintf(stderr, "weft-proxy: reload failed: %s; the running configuration stays\n",
-			msg);
+		say("reload failed: %s; the running configuration stays", msg);
 		proxy_config_free(cfg);
 		return rc;
 	}
 	if (msg[0])
-		fprintf(stderr, "weft-proxy: warning: %s\n", msg);
+		say("warning: %s", msg);
 	struct gen *old = P.cur, *g;
 	if ((rc = gen_build(cfg, old, &g)) < 0) {
-		fprintf(stderr, "weft-proxy: reload failed: %s; the running configuration stays\n",
-			strerror(-rc));
+		say("reload failed: %s; the running configuration stays", strerror(-rc));
 		proxy_config_free(cfg);
 		return rc;
 	}
@@ -1143,8 +1137,7 @@ static int reload_locked(void)
 	if ((rc = loops_start(g, &ls)) < 0) {
 		loops_stop(g);
 		listen_set_undo(&P.ls, &ls);
-		fprintf(stderr, "weft-proxy: reload failed: %s; the running configuration stays\n",
-			strerror(-rc));
+		say("reload failed: %s; the running configuration stays", strerror(-rc));
 		goto fail;
 	}
 	/* Committed: nothing below fails the reload. */
@@ -1159,9 +1152,8 @@ static int reload_locked(void)
 	loops_stop(old);
 	gen_tasks_stop(old);
 	if ((rc = gen_tasks_start(g)) < 0)
-		fprintf(stderr, "weft-proxy: reload: health checks or host-name lookups not "
-				"started: %s; servers keep their last verdict and address\n",
-			strerror(-rc));
+		say("reload: health checks or host-name lookups not started: %s; servers keep "
+			"their last verdict and address", strerror(-rc));
 	struct listen_set dropped = P.ls;
 	P.ls = ls;
 	listen_set_close(&dropped, "dropped from the configuration");
@@ -1171,13 +1163,13 @@ static int reload_locked(void)
 		upgrade_switch(cfg, upgrade_fd);
 	log_switch(cfg, &sink, made_log);
 	slots_resize(cfg->max_connections);
-	fprintf(stderr, "weft-proxy: reloaded %s: generation %llu, %zu frontends, %zu backends\n",
-		cfg->file, (unsigned long long)g->number, cfg->nfrontends, cfg->nbackends);
+	say("reloaded %s: generation %llu, %zu frontends, %zu backends", cfg->file,
+		(unsigned long long)g->number, cfg->nfrontends, cfg->nbackends);
 	say_kept_states(g);
 	gen_unref(old); /* freed with its last connection */
 	return 0;
 fail_said:
-	fprintf(stderr, "weft-proxy: reload failed: the running configuration stays\n");
+	say("reload failed: the running configuration stays");
 fail:
 	if (admin_fd >= 0)
 		close(admin_fd);
@@ -1218,9 +1210,8 @@ static void reload(void)
 static void upgrade_exec(void)
 {
 	if (P.upgrade_fd < 0 || !P.file || !P.exe[0]) {
-		fprintf(stderr, "weft-proxy: SIGUSR2: %s; not upgrading\n",
-			P.upgrade_fd < 0 ? "no upgrade_socket" : !P.file ? "no -c FILE"
-								    : "this program's file is unknown");
+		say("SIGUSR2: %s; not upgrading", P.upgrade_fd < 0 ? "no upgrade_socket"
+			: !P.file ? "no -c FILE" : "this program's file is unknown");
 		return;
 	}
 	char *argv[] = {P.exe, "-c", (char *)P.file, "--upgrade-from", P.upgrade_path, NULL};
@@ -1238,11 +1229,9 @@ static void upgrade_exec(void)
 		posix_spawnattr_destroy(&at);
 	}
 	if (rc != 0)
-		fprintf(stderr, "weft-proxy: SIGUSR2: cannot start %s: %s; not upgrading\n", P.exe,
-			strerror(rc));
+		say("SIGUSR2: cannot start %s: %s; not upgrading", P.exe, strerror(rc));
 	else
-		fprintf(stderr, "weft-proxy: SIGUSR2: started %s as pid %d to take over\n", P.exe,
-			(int)pid);
+		say("SIGUSR2: started %s as pid %d to take over", P.exe, (int)pid);
 }
 
 /* SIGCHLD: reaps the children of SIGUSR2 that ended (failed to take over,
@@ -1254,10 +1243,9 @@ static void reap_children(void)
 	pid_t pid;
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
 		if (WIFEXITED(st))
-			fprintf(stderr, "weft-proxy: SIGUSR2: pid %d exited with status %d\n", (int)pid,
-				WEXITSTATUS(st));
+			say("SIGUSR2: pid %d exited with status %d", (int)pid, WEXITSTATUS(st));
 		else if (WIFSIGNALED(st))
-			fprintf(stderr, "weft-proxy: SIGUSR2: pid %d was killed by %s\n", (int)pid,
+			say("SIGUSR2: pid %d was killed by %s", (int)pid,
 				strsignal(WTERMSIG(st)));
 	}
 }
@@ -1289,7 +1277,7 @@ static intptr_t signals(void *arg)
 		int sig = weft_signal_wait(&set);
 		if (balance_shortage(sig)) {
 			if (!backoff)
-				fprintf(stderr, "weft-proxy: cannot wait for signals (%s): trying again\n",
+				say("cannot wait for signals (%s): trying again",
 					strerror(-sig));
 			backoff = backoff_next(backoff);
 			int rc = weft_sleep(backoff);
@@ -1312,7 +1300,7 @@ static intptr_t signals(void *arg)
 			reap_children();
 			continue;
 		}
-		fprintf(stderr, "weft-proxy: %s\n", strsignal(sig));
+		say("%s", strsignal(sig));
 		int ev = EV_STOP;
 		weft_chan_send(P.events, &ev);
 		return 0;
@@ -1402,14 +1390,13 @@ static intptr_t upgrade_serve(void *arg)
 			P.handed_over = true;
 		weft_mutex_unlock(&P.reload_lock);
 		if (rc == 0) {
-			fprintf(stderr, "weft-proxy: upgrade: pid %d accepts on the sockets now\n",
-				(int)pid);
+			say("upgrade: pid %d accepts on the sockets now", (int)pid);
 			int ev = EV_HANDED_OVER;
 			weft_chan_send(P.events, &ev);
 			return 0;
 		}
-		fprintf(stderr, "weft-proxy: upgrade: the new process did not take over (%s); "
-				"running on as before\n", strerror(-rc));
+		say("upgrade: the new process did not take over (%s); running on as before",
+			strerror(-rc));
 	}
 }
 
@@ -1457,12 +1444,12 @@ static void keep_upgrade_states(struct gen *g)
 		const char *word = balance_admin_name((enum server_admin)st->admin);
 		if (s) {
 			balance_set_admin(s, (enum server_admin)st->admin);
-			fprintf(stderr, "weft-proxy: upgrade: server %s/%s stays in %s (as in pid %d)\n",
-				st->backend, st->server, word, (int)P.from.pid);
+			say("upgrade: server %s/%s stays in %s (as in pid %d)", st->backend,
+				st->server, word, (int)P.from.pid);
 		} else {
-			fprintf(stderr, "weft-proxy: upgrade: server %s/%s was in %s in pid %d; the "
-					"configuration has no such server now\n",
-				st->backend, st->server, word, (int)P.from.pid);
+			say("upgrade: server %s/%s was in %s in pid %d; the configuration has "
+				"no such server now", st->backend, st->server, word,
+				(int)P.from.pid);
 		}
 	}
 	free(P.from.states);
@@ -1479,12 +1466,12 @@ static bool step_back(int rc)
 {
 	pid_t old = P.from.pid;
 	if (old <= 0 || (kill(old, 0) < 0 && errno == ESRCH)) {
-		fprintf(stderr, "weft-proxy: upgrade: pid %d did not confirm the hand-over (%s) and "
-				"is gone: this process goes on alone\n", (int)old, strerror(-rc));
+		say("upgrade: pid %d did not confirm the hand-over (%s) and is gone: this "
+			"process goes on alone", (int)old, strerror(-rc));
 		return false;
 	}
-	fprintf(stderr, "weft-proxy: upgrade: pid %d did not confirm the hand-over (%s): it "
-			"accepts on as before, and this process stops\n", (int)old, strerror(-rc));
+	say("upgrade: pid %d did not confirm the hand-over (%s): it accepts on as before, and "
+		"this process stops", (int)old, strerror(-rc));
 	notify_mainpid(old, false);
 	weft_mutex_lock(&P.reload_lock);
 	P.handed_over = true;
@@ -1548,8 +1535,8 @@ static intptr_t run(void *arg)
 			weft_mutex_lock(&P.reload_lock);
 			P.upgrading = false;
 			if (!upgrade_loop_start())
-				fprintf(stderr, "weft-proxy: upgrade socket %s not served: out of "
-						"memory\n", P.upgrade_path);
+				say("upgrade socket %s not served: out of memory",
+					P.upgrade_path);
 			weft_mutex_unlock(&P.reload_lock);
 		}
 	} else {
@@ -1570,7 +1557,7 @@ static intptr_t run(void *arg)
 	atomic_store_explicit(&P.draining, 1, memory_order_relaxed);
 	stop_accepting(handed_over);
 	uint64_t timeout = P.cur->cfg->drain_timeout_ns;
-	fprintf(stderr, "weft-proxy: %s: draining %llu connections for up to %.1f s\n",
+	say("%s: draining %llu connections for up to %.1f s",
 		back ? "stepping back" : handed_over ? "handed over" : "stopping",
 		(unsigned long long)atomic_load(&P.active), (double)timeout / 1e9);
 	uint64_t until = weft_now() + timeout;
@@ -1586,7 +1573,7 @@ static intptr_t run(void *arg)
 	until = weft_now() + 2 * WEFT_SEC;
 	while (atomic_load(&P.active) > 0 && weft_now() < until)
 		weft_sleep(10 * WEFT_MSEC);
-	fprintf(stderr, "weft-proxy: stopped; %llu connections closed at the drain deadline\n",
+	say("stopped; %llu connections closed at the drain deadline",
 		(unsigned long long)(closed + atomic_load(&P.cut)));
 	/* The admin listener answers (503 on /health) until the drain ends. */
 	stop_task(P.admin_loop);
@@ -1608,7 +1595,7 @@ static int open_access_log(const struct log_sink *sink)
 	struct accesslog *log;
 	int rc = accesslog_open(&log, fd, 0, sink->pipe_atomic, own);
 	if (rc < 0) {
-		fprintf(stderr, "weft-proxy: access log: %s\n", strerror(-rc));
+		say("access log: %s", strerror(-rc));
 		if (own)
 			close(fd);
 		return 1;
@@ -1631,8 +1618,8 @@ static int open_admin_and_upgrade(const struct proxy_config *cfg)
 		} else {
 			struct weft_listen_opts lo = {.backlog = 64};
 			if ((P.admin_fd = weft_sock_listen(&cfg->admin, &lo)) < 0) {
-				fprintf(stderr, "weft-proxy: %s:%d: admin %s: %s\n", cfg->file,
-					cfg->admin_line, cfg->admin_address, strerror(-P.admin_fd));
+				say("%s:%d: admin %s: %s", cfg->file, cfg->admin_line,
+					cfg->admin_address, strerror(-P.admin_fd));
 				return 1;
 			}
 		}
@@ -1646,11 +1633,11 @@ static int open_admin_and_upgrade(const struct proxy_config *cfg)
 		P.upgrade_fd = P.from.upgrade_fd;
 		P.from.upgrade_fd = -1;
 	} else if ((P.upgrade_fd = upgrade_listen(cfg->upgrade_socket)) < 0) {
-		fprintf(stderr, "weft-proxy: %s:%d: upgrade_socket %s: %s\n", cfg->file,
-			cfg->upgrade_socket_line, cfg->upgrade_socket, strerror(-P.upgrade_fd));
+		say("%s:%d: upgrade_socket %s: %s", cfg->file, cfg->upgrade_socket_line,
+			cfg->upgrade_socket, strerror(-P.upgrade_fd));
 		return 1;
 	}
-	fprintf(stderr, "weft-proxy: upgrade socket on %s\n", cfg->upgrade_socket);
+	say("upgrade socket on %s", cfg->upgrade_socket);
 	return 0;
 }
 
@@ -1716,12 +1703,12 @@ int main(int argc, char **argv)
 	if (rc < 0) {
 		char msg[600];
 		proxy_config_error_format(&err, msg, sizeof(msg));
-		fprintf(stderr, "weft-proxy: %s\n", msg);
+		say("%s", msg);
 		return 1;
 	}
 	struct proxy_config *cfg = P.first;
 	for (size_t i = 0; i < cfg->nwarnings; i++)
-		fprintf(stderr, "weft-proxy: warning: %s\n", cfg->warnings[i]);
+		say("warning: %s", cfg->warnings[i]);
 	/* Descriptors: as many as the hard limit allows, then fit the limits. */
 	struct rlimit rl;
 	getrlimit(RLIMIT_NOFILE, &rl);
@@ -1729,11 +1716,11 @@ int main(int argc, char **argv)
 	setrlimit(RLIMIT_NOFILE, &rl);
 	char warning[512];
 	if (proxy_config_apply_limits(cfg, rl.rlim_cur, warning, sizeof(warning)) < 0) {
-		fprintf(stderr, "weft-proxy: %s\n", warning);
+		say("%s", warning);
 		return 1;
 	}
 	if (warning[0])
-		fprintf(stderr, "weft-proxy: warning: %s\n", warning);
+		say("warning: %s", warning);
 	if (check) {
 		proxy_config_print(cfg, stdout);
 		return 0;
@@ -1772,9 +1759,13 @@ int main(int argc, char **argv)
 	 */
 	if (cfg->user && privs_drop(cfg->user, cfg->file, cfg->user_line) < 0)
 		return 1;
-	/* After the mask: the log's thread must not take SIGTERM. */
+	/* After the mask: the logs' threads must not take SIGTERM.  From
+	 * here to say_stop, messages go through the ring (say.h). */
 	if (open_access_log(&sink))
 		return 1;
+	int said = say_start();
+	if (said < 0)
+		say("warning: messages written straight to stderr: %s", strerror(-said));
 	/* weft_main's steps spelled out, to keep the runtime for
 	 * weft_rt_stats: start, run the main task, shut down. */
 	struct weft_opts wo = {.workers = cfg->workers};
@@ -1788,8 +1779,9 @@ int main(int argc, char **argv)
 	}
 	/* Every connection has ended: the last lines are queued. */
 	accesslog_close(atomic_load_explicit(&P.log, memory_order_relaxed));
+	say_stop();
 	if (r < 0) {
-		fprintf(stderr, "weft-proxy: %s\n", strerror((int)-r));
+		say("%s", strerror((int)-r));
 		return 1;
 	}
 	return r > 0; /* stepped back from an upgrade (run) */

@@ -8,6 +8,7 @@
  * drain begins (not after a handover); see notify.h.
  */
 #include "notify.h"
+#include "say.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -31,8 +32,8 @@ int notify_init(void)
 		return 0;
 	size_t n = strlen(e);
 	if ((e[0] != '/' && e[0] != '@') || n >= sizeof(naddr.sun_path)) {
-		fprintf(stderr, "weft-proxy: warning: NOTIFY_SOCKET \"%s\" is not a socket path "
-				"or @name; not notifying\n", e);
+		say("warning: NOTIFY_SOCKET \"%s\" is not a socket path or @name; not notifying",
+			e);
 		return -1;
 	}
 	naddr.sun_family = AF_UNIX;
@@ -42,16 +43,14 @@ int notify_init(void)
 	naddr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (e[0] == '/'));
 	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		fprintf(stderr, "weft-proxy: warning: NOTIFY_SOCKET: socket: %s; not notifying\n",
-			strerror(errno));
+		say("warning: NOTIFY_SOCKET: socket: %s; not notifying", strerror(errno));
 		return -1;
 	}
 	/* Connected now, with the credentials the proxy started with: the
 	 * permission to write to a path socket is checked here, once, so a
 	 * later switch to an unprivileged user (privs.c) keeps the channel. */
 	if (connect(fd, (struct sockaddr *)&naddr, naddr_len) < 0) {
-		fprintf(stderr, "weft-proxy: warning: NOTIFY_SOCKET %s: %s; not notifying\n", e,
-			strerror(errno));
+		say("warning: NOTIFY_SOCKET %s: %s; not notifying", e, strerror(errno));
 		close(fd);
 		return -1;
 	}

@@ -15,6 +15,7 @@
  * and capability sets.
  */
 #include "privs.h"
+#include "say.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -92,7 +93,7 @@ int privs_drop(const char *user, const char *file, int line)
 	char *name = NULL;
 	int rc = resolve(user, &uid, &gid, &name);
 	if (rc < 0) {
-		fprintf(stderr, "weft-proxy: %s:%d: user %s: %s\n", file, line, user,
+		say("%s:%d: user %s: %s", file, line, user,
 			rc == -ENOENT ? "no such user" : strerror(-rc));
 		return -1;
 	}
@@ -131,8 +132,7 @@ int privs_drop(const char *user, const char *file, int line)
 	free(name);
 	return 0;
 fail:
-	fprintf(stderr, "weft-proxy: %s:%d: user %s: %s: %s\n", file, line, user, step,
-		strerror(errno));
+	say("%s:%d: user %s: %s: %s", file, line, user, step, strerror(errno));
 	free(name);
 	return -1;
 }

@@ -48,6 +48,7 @@
 #include <weft/io.h>
 
 #include "reload.h"
+#include "say.h"
 #include "upgrade.h"
 
 /* Frees g and what it holds; its config too when own_cfg. */
@@ -121,12 +122,12 @@ int gen_build(struct proxy_config *cfg, const struct gen *prev, struct gen **out
 		const struct proxy_server *bad;
 		if ((rc = balance_init(&g->backs[i], b, prev_backend(prev, b->name), &bad)) < 0) {
 			if (bad)
-				fprintf(stderr, "weft-proxy: %s:%d: server %s = %s: %s\n", cfg->file,
-					bad->line, bad->name, bad->address,
+				say("%s:%d: server %s = %s: %s", cfg->file, bad->line,
+					bad->name, bad->address,
 					rc == -ENOENT ? "no such host" : strerror(-rc));
 			else
-				fprintf(stderr, "weft-proxy: %s:%d: backend %s: %s\n", cfg->file,
-					b->line, b->name, strerror(-rc));
+				say("%s:%d: backend %s: %s", cfg->file, b->line, b->name,
+					strerror(-rc));
 			break;
 		}
 		g->nbacks++;
@@ -169,7 +170,7 @@ int listen_set_open(const struct proxy_config *cfg, struct listen_set *have,
 	if (!v || !from) {
 		free(v);
 		free(from);
-		fprintf(stderr, "weft-proxy: %s\n", strerror(ENOMEM));
+		say("%s", strerror(ENOMEM));
 		return -ENOMEM;
 	}
 	size_t k = 0;
@@ -184,16 +185,15 @@ int listen_set_open(const struct proxy_config *cfg, struct listen_set *have,
 			struct weft_listen_opts lo = {.backlog = 4096};
 			if ((v[k].fd = weft_sock_listen(&l->addr, &lo)) < 0) {
 				rc = v[k].fd;
-				fprintf(stderr, "weft-proxy: %s:%d: listen %s: %s\n", cfg->file, l->line,
-					l->address, strerror(-rc));
+				say("%s:%d: listen %s: %s", cfg->file, l->line, l->address,
+					strerror(-rc));
 				break;
 			}
 			char where[WEFT_ADDR_STRLEN];
 			struct weft_addr bound;
 			if (weft_sock_local_addr(v[k].fd, &bound) == 0 &&
 			    weft_addr_format(&bound, where, sizeof(where)) > 0)
-				fprintf(stderr, "weft-proxy: frontend %s listening on %s\n", fe->name,
-					where);
+				say("frontend %s listening on %s", fe->name, where);
 		}
 	}
 	for (size_t i = 0; i < k; i++) {

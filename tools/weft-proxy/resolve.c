@@ -34,6 +34,7 @@
 #include <weft.h>
 
 #include "resolve.h"
+#include "say.h"
 #include "tasks.h"
 
 #define ANSWER_MAX 64 /* addresses of one name considered; weft_addr_resolve keeps no more */
@@ -76,8 +77,7 @@ static int refresh_one(struct refresher *r, size_t i, struct weft_addr *answer)
 	(void)weft_addr_format(&was, b, sizeof(b));
 	if (n < 0) {
 		if (!r->failing[i])
-			fprintf(stderr, "weft-proxy: server %s/%s: looking up %s failed (%s); "
-					"connections go on to %s\n",
+			say("server %s/%s: looking up %s failed (%s); connections go on to %s",
 				bname, sname, s->cfg->address,
 				n == -ENOENT ? "no such host" : strerror(-n), b);
 		r->failing[i] = true;
@@ -86,11 +86,9 @@ static int refresh_one(struct refresher *r, size_t i, struct weft_addr *answer)
 	const struct weft_addr *to = choose(s, answer, (size_t)n);
 	(void)weft_addr_format(to, a, sizeof(a));
 	if (balance_set_addr(s, to))
-		fprintf(stderr, "weft-proxy: server %s/%s: %s is now %s (was %s)\n", bname, sname,
-			s->cfg->address, a, b);
+		say("server %s/%s: %s is now %s (was %s)", bname, sname, s->cfg->address, a, b);
 	else if (r->failing[i])
-		fprintf(stderr, "weft-proxy: server %s/%s: %s resolves again, to %s\n", bname,
-			sname, s->cfg->address, a);
+		say("server %s/%s: %s resolves again, to %s", bname, sname, s->cfg->address, a);
 	r->failing[i] = false;
 	return 0;
 }
@@ -109,8 +107,8 @@ static intptr_t refresher(void *arg)
 	struct refresher *r = arg;
 	struct weft_addr *answer = malloc(ANSWER_MAX * sizeof(*answer));
 	if (!answer) {
-		fprintf(stderr, "weft-proxy: backend %s: out of memory; its host names are not "
-				"looked up again\n", r->pb->cfg->name);
+		say("backend %s: out of memory; its host names are not looked up again",
+			r->pb->cfg->name);
 		return -ENOMEM;
 	}
 	/* The generation has just looked every name up: the first lookup

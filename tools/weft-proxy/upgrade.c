@@ -65,6 +65,7 @@
 #include <weft/io.h>
 
 #include "balance.h"
+#include "say.h"
 #include "upgrade.h"
 
 #define VERSION_WORD "weft-proxy-upgrade"
@@ -293,12 +294,12 @@ int upgrade_receive(const char *path, struct upgrade_from *u)
 	int fd = -1;
 	size_t count = 0;
 	if (unix_addr(path, &a) < 0) {
-		fprintf(stderr, "weft-proxy: --upgrade-from %s: the path is too long\n", path);
+		say("--upgrade-from %s: the path is too long", path);
 		return -1;
 	}
 	u->conn = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (u->conn < 0 || connect(u->conn, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		fprintf(stderr, "weft-proxy: --upgrade-from %s: %s\n", path, strerror(errno));
+		say("--upgrade-from %s: %s", path, strerror(errno));
 		goto fail;
 	}
 	struct timeval tv = {.tv_sec = RECEIVE_TIMEOUT_S};
@@ -349,12 +350,12 @@ int upgrade_receive(const char *path, struct upgrade_from *u)
 			goto fail;
 	}
 	int migrate = upgrade_migrate_req();
-	fprintf(stderr, "weft-proxy: upgrade from pid %d: %zu sockets taken over "
-			"(net.ipv4.tcp_migrate_req = %d)\n", pid, count, migrate);
+	say("upgrade from pid %d: %zu sockets taken over (net.ipv4.tcp_migrate_req = %d)", pid,
+		count, migrate);
 	return 0;
 fail:
 	if (why)
-		fprintf(stderr, "weft-proxy: --upgrade-from %s: %s\n", path, why);
+		say("--upgrade-from %s: %s", path, why);
 	for (size_t i = 0; i < u->listens.n; i++)
 		close(u->listens.v[i].fd);
 	free(u->listens.v);
@@ -422,15 +423,15 @@ void upgrade_closing_listener(int fd, const char *why)
 	getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &reuse, &len);
 	int migrate = reuse ? upgrade_migrate_req() : 0;
 	if (!reuse)
-		fprintf(stderr, "weft-proxy: closing listener %s (%s): connections still queued "
-				"on it are reset\n", where, why);
+		say("closing listener %s (%s): connections still queued on it are reset", where,
+			why);
 	else if (migrate == 1)
-		fprintf(stderr, "weft-proxy: closing listener %s (%s): net.ipv4.tcp_migrate_req "
-				"is 1, so connections queued on it move to another socket of its "
-				"SO_REUSEPORT group\n", where, why);
+		say("closing listener %s (%s): net.ipv4.tcp_migrate_req is 1, so connections "
+			"queued on it move to another socket of its SO_REUSEPORT group", where,
+			why);
 	else
-		fprintf(stderr, "weft-proxy: warning: closing listener %s (%s): it is in a "
-				"SO_REUSEPORT group but net.ipv4.tcp_migrate_req is %s, so connections "
-				"queued on it are reset rather than moved (weft-proxy never sets "
-				"it)\n", where, why, migrate == 0 ? "0" : "unreadable");
+		say("warning: closing listener %s (%s): it is in a SO_REUSEPORT group but "
+			"net.ipv4.tcp_migrate_req is %s, so connections queued on it are reset "
+			"rather than moved (weft-proxy never sets it)", where, why,
+			migrate == 0 ? "0" : "unreadable");
 }
