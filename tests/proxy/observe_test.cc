@@ -8,7 +8,8 @@
  *    exactly the bytes sent each way; the histogram counted N connects;
  *  - /stats is one JSON object (checked with python3 when there is one),
  *    /health answers 200, an unknown path 404; the admin listener serves
- *    32 connections at once, the rest waiting in its backlog;
+ *    32 connections at once, the rest waiting in its backlog; a request it
+ *    took before SIGTERM is answered before the exit;
  *  - the access log has one JSON line per connection with its bytes;
  *  - the bytes by data path: with data_path = splice a 1 MiB echo moves
  *    spliced both ways, and the buffered and spliced counts of each
@@ -352,6 +353,32 @@ TEST(ObserveTest, TheAdminListenerServes32ConnectionsAtOnce)
 	EXPECT_EQ(p.get("/health", &body), 200);
 	int st = p.stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+/* A request the admin listener took before SIGTERM, still coming in when
+ * the drain (of no connection) is over, is answered before the exit: 503,
+ * draining. */
+TEST(ObserveTest, ARequestTakenBeforeTheExitIsAnswered)
+{
+	NEED_PROXY();
+	backend be('t');
+	admin_proxy p;
+	ASSERT_TRUE(p.start("", be.port));
+	int fd = dial(p.admin);
+	ASSERT_GE(fd, 0);
+	const char head[] = "GET /health HTTP/1.1\r\n", rest[] = "Host: a\r\n\r\n";
+	ASSERT_EQ(send(fd, head, sizeof(head) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(head) - 1);
+	std::this_thread::sleep_for(std::chrono::milliseconds(100)); /* taken */
+	kill(p.pid, SIGTERM);
+	EXPECT_NE(p.wait_line("stopped;", 5000), "");
+	std::this_thread::sleep_for(std::chrono::milliseconds(300));
+	ASSERT_EQ(send(fd, rest, sizeof(rest) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(rest) - 1);
+	std::string answer = read_all(fd);
+	close(fd);
+	EXPECT_EQ(answer.rfind("HTTP/1.1 503", 0), 0u) << answer;
+	int st = p.wait_exit(5000);
+	EXPECT_TRUE(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	p.stop();
 }
 
 /* Sends len bytes through p to the echo backend and reads them back (and

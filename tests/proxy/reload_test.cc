@@ -73,6 +73,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -109,23 +110,28 @@ std::string exchange(int port, const std::string &tags, int n)
 	return "";
 }
 
-/* Opens connections to port at a constant rate (every 5 ms, on a fixed
- * schedule) on a thread of its own until stopped; counts and keeps the
- * failures. */
+/* Runs probe(n) at a constant rate (every 5 ms, on a fixed schedule) on a
+ * thread of its own until stopped; counts and keeps the failures (what
+ * probe returns when not ""). */
 struct load {
-	int port;
-	std::string tags;
+	std::function<std::string(int)> probe;
 	std::atomic<bool> halt{false};
 	std::atomic<int> ok{0};
 	std::vector<std::string> failures;
 	std::thread t;
 
-	load(int p, std::string tg) : port(p), tags(std::move(tg))
+	/* Connections to port, each checked by exchange. */
+	load(int port, std::string tags)
+		: load([port, tags](int n) { return exchange(port, tags, n); })
+	{
+	}
+
+	explicit load(std::function<std::string(int)> p) : probe(std::move(p))
 	{
 		t = std::thread([this] {
 			auto next = steady_clock::now();
 			for (int i = 0; !halt; i++) {
-				std::string why = exchange(port, tags, i);
+				std::string why = probe(i);
 				if (why.empty())
 					ok++;
 				else
@@ -303,20 +309,43 @@ TEST(ReloadTest, AReloadSizesItsLimitsForTheWorkersThatRun)
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 
+/* GET /health from the admin listener at port: "" when it was answered
+ * (200, or 503 from a process that drains) within a second, else why. */
+std::string health_answered(int port)
+{
+	int fd = dial(port);
+	if (fd < 0)
+		return std::string("admin connect: ") + strerror(errno);
+	struct timeval tv = {1, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	const char req[] = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+	send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL);
+	std::string in = read_all(fd);
+	int e = errno;
+	close(fd);
+	if (in.rfind("HTTP/1.1 200 ", 0) != 0 && in.rfind("HTTP/1.1 503 ", 0) != 0)
+		return "admin reply \"" + in + "\" (" + strerror(e) + ")";
+	return "";
+}
+
+/* Connections through the proxy and requests to its admin listener, both
+ * at a constant rate across 8 upgrades: none fails, none goes unanswered. */
 TEST(ReloadTest, RepeatedUpgradesUnderConstantLoadFailNoConnection)
 {
 	NEED_PROXY();
 	backend a('a'), b('b');
-	int port = free_port();
+	int port = free_port(), admin = free_port();
 	std::string sock = upgrade_path("load");
 	std::string conf = "[global]\naccess_log = off\ndrain_timeout = 5s\nupgrade_socket = " + sock +
-			   "\n" + frontend("web", port) + "\n[backend app]\n" + server("s0", a.port) +
+			   "\nadmin = 127.0.0.1:" + std::to_string(admin) + "\n" +
+			   frontend("web", port) + "\n[backend app]\n" + server("s0", a.port) +
 			   server("s1", b.port);
 	std::vector<proxy> gens(9);
 	ASSERT_TRUE(gens[0].start(conf));
 	ASSERT_NE(gens[0].wait_line("upgrade socket on", 5000), "");
 	std::string file = gens[0].file;
 	load l(port, "ab");
+	load pages([admin](int) { return health_answered(admin); });
 	std::this_thread::sleep_for(milliseconds(200));
 	for (size_t i = 1; i < gens.size(); i++) {
 		proxy &old = gens[i - 1], &next = gens[i];
@@ -330,8 +359,12 @@ TEST(ReloadTest, RepeatedUpgradesUnderConstantLoadFailNoConnection)
 		std::this_thread::sleep_for(milliseconds(200));
 	}
 	l.stop();
+	pages.stop();
 	EXPECT_TRUE(l.failures.empty()) << l.failures.size() << " failed, first: " << l.failures[0];
 	EXPECT_GT(l.ok, 200);
+	EXPECT_TRUE(pages.failures.empty())
+		<< pages.failures.size() << " failed, first: " << pages.failures[0];
+	EXPECT_GT(pages.ok, 200);
 	int st = gens.back().stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 	EXPECT_NE(access(sock.c_str(), F_OK), 0) << "the control socket's file is removed at the end";

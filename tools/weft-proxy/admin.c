@@ -18,12 +18,14 @@
  * tests/proxy/observe_test.cc reads them.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <weft.h>
 #include <weft/http1.h>
@@ -695,6 +697,27 @@ out:
 	return 0;
 }
 
+/*
+ * The next connection queued on the (nonblocking) listener lfd, or -errno.
+ * A poll and accept4, not io_uring's accept (weft_sock_accept), for the
+ * reason main.c's accept loops give: during a binary upgrade both
+ * processes wait on this socket, and io_uring's accept waits exclusively,
+ * so the old process's accept, cancelled as it stops serving, could take
+ * a connection's wakeup with it and leave the request queued, unanswered,
+ * until the next one came.  A poll wakes every waiter.
+ */
+static int take_request(int lfd)
+{
+	for (;;) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0 || errno != EAGAIN)
+			return fd >= 0 ? fd : -errno;
+		int rc = weft_poll(lfd, POLLIN);
+		if (rc < 0)
+			return rc;
+	}
+}
+
 intptr_t admin_serve(void *arg)
 {
 	const struct admin_source *src = arg;
@@ -702,7 +725,7 @@ intptr_t admin_serve(void *arg)
 		int rc = weft_sem_acquire(src->slots);
 		if (rc < 0)
 			return rc; /* cancelled */
-		int fd = weft_sock_accept(src->fd, NULL);
+		int fd = take_request(src->fd);
 		if (fd < 0) {
 			weft_sem_release(src->slots);
 			/* Only cancellation and a listener that is gone end the
@@ -731,4 +754,13 @@ intptr_t admin_serve(void *arg)
 			weft_sem_release(src->slots);
 		}
 	}
+}
+
+void admin_wait(const struct admin_source *src)
+{
+	struct weft_scope sc;
+	weft_scope_shield(&sc, ADMIN_TIMEOUT);
+	for (int i = 0; i < ADMIN_CONCURRENCY && weft_sem_acquire(src->slots) == 0; i++)
+		;
+	weft_scope_end(&sc);
 }

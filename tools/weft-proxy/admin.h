@@ -97,4 +97,10 @@ void admin_stats(struct sbuf *b, const struct admin_source *src, const struct ad
  */
 intptr_t admin_serve(void *view);
 
+/* Waits until src serves no connection, at most the 5 s a request may
+ * take, even when cancelled: a request taken just before the process
+ * stops is answered, not cut off by the exit.  Call it after the last
+ * admin_serve on src has ended; src serves nothing after it.  Task only. */
+void admin_wait(const struct admin_source *src);
+
 #endif

@@ -1575,8 +1575,10 @@ static intptr_t run(void *arg)
 		weft_sleep(10 * WEFT_MSEC);
 	say("stopped; %llu connections closed at the drain deadline",
 		(unsigned long long)(closed + atomic_load(&P.cut)));
-	/* The admin listener answers (503 on /health) until the drain ends. */
+	/* The admin listener answers (503 on /health) until the drain ends,
+	 * and the requests it took before then are answered. */
 	stop_task(P.admin_loop);
+	admin_wait(&P.admin);
 	gen_tasks_stop(P.cur);
 	return back; /* the upgrade failed: exit 1 */
 }
