@@ -1070,6 +1070,49 @@ TEST(ReloadTest, AnUpgradeThatMovesTheAdminListenerClosesTheOldAddress)
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 
+/* An upgrade whose configuration moves the control socket: once the new
+ * process has taken over, the old path's file is gone (the old process,
+ * draining still, closed its socket without removing it) and the new path
+ * takes the next upgrade. */
+TEST(ReloadTest, AnUpgradeThatMovesTheControlSocketRemovesTheOldFile)
+{
+	NEED_PROXY();
+	backend a('a');
+	int port = free_port();
+	std::string first = upgrade_path("move1"), second = upgrade_path("move2");
+	proxy old;
+	ASSERT_TRUE(start_upgradable(old, first, port, a.port));
+	int fd = dial(port); /* keeps the old process draining */
+	ASSERT_GE(fd, 0);
+	char tag = 0;
+	ASSERT_EQ(recv(fd, &tag, 1, 0), 1);
+	write_file(old.file, upgrade_conf(second, port, a.port));
+	proxy next;
+	next.file = old.file;
+	ASSERT_TRUE(next.launch({"-c", old.file, "--upgrade-from", first}));
+	ASSERT_NE(old.wait_line("handed over: draining 1 connections", 5000), "");
+	ASSERT_NE(next.wait_line(("upgrade socket on " + second).c_str(), 5000), "");
+	for (int i = 0; i < 100 && access(first.c_str(), F_OK) == 0; i++)
+		std::this_thread::sleep_for(milliseconds(10));
+	EXPECT_NE(access(first.c_str(), F_OK), 0) << first << " is left behind";
+	EXPECT_EQ(access(second.c_str(), F_OK), 0);
+	close(fd);
+	int st = old.wait_exit(5000);
+	EXPECT_TRUE(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	close(old.err);
+	proxy third;
+	third.file = old.file;
+	ASSERT_TRUE(third.launch({"-c", old.file, "--upgrade-from", second}));
+	EXPECT_NE(third.wait_line("sockets taken over", 5000), "");
+	EXPECT_NE(next.wait_line("accepts on the sockets now", 5000), "");
+	st = next.wait_exit(5000);
+	EXPECT_TRUE(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	close(next.err);
+	st = third.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	EXPECT_NE(access(second.c_str(), F_OK), 0);
+}
+
 TEST(ReloadTest, AnUpgradeThatFailsBeforeReadyLeavesTheOldRunning)
 {
 	NEED_PROXY();

@@ -1014,7 +1014,12 @@ static void upgrade_switch(const struct proxy_config *cfg, int fd)
 	P.upgrade_loop = NULL;
 	if (P.upgrade_fd >= 0) {
 		close(P.upgrade_fd);
-		unlink(P.upgrade_path);
+		/* Before the old process has confirmed a hand-over, a socket
+		 * taken from it is still its own, file and all: it goes on
+		 * with it if the hand-over fails, and forget_old_control_socket
+		 * removes the file if it does not. */
+		if (!P.upgrading || strcmp(P.upgrade_path, P.from.upgrade_path) != 0)
+			unlink(P.upgrade_path);
 	}
 	free(P.upgrade_path);
 	P.upgrade_path = NULL;
@@ -1426,6 +1431,19 @@ static void stop_accepting(bool handed_over)
 	}
 }
 
+/* After a hand-over that moved upgrade_socket (under reload_lock, which
+ * keeps P.upgrade_path still): the old process's control socket file goes.  That process closes its socket without removing the
+ * file (the path is the new process's when unchanged), so the file would
+ * stay, a path that takes connections nobody answers and then none. */
+static void forget_old_control_socket(void)
+{
+	const char *old = P.from.upgrade_path;
+	if (!old[0] || (P.upgrade_path && strcmp(old, P.upgrade_path) == 0))
+		return;
+	if (unlink(old) < 0 && errno != ENOENT)
+		say("warning: upgrade: the old control socket %s stays: %s", old, strerror(errno));
+}
+
 /* After an upgrade: the states the old process had, on the servers of g
  * (the first generation) with the same names; each said, as a reload
  * says what it keeps. */
@@ -1533,6 +1551,7 @@ static intptr_t run(void *arg)
 		back = (rc = upgrade_ready(&P.from)) < 0 && step_back(rc);
 		if (!back) {
 			weft_mutex_lock(&P.reload_lock);
+			forget_old_control_socket();
 			P.upgrading = false;
 			if (!upgrade_loop_start())
 				say("upgrade socket %s not served: out of memory",
