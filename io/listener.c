@@ -20,7 +20,13 @@
  *    connection stays in the backlog and the acceptor sleeps, 1 ms at first
  *    and doubling to 1 s, before trying again.  A full fd table never spins
  *    a core; the first success resets the delay.
- *  - a transient error of one connection (ECONNABORTED and kin): re-arm.
+ *  - a transient error of one connection (ECONNABORTED and kin): re-arm at
+ *    once if a connection came through since the last arming, else back
+ *    off as for a shortage.  An error that repeats with nothing accepted
+ *    between is the listener's, whatever accept(2) calls it: a security
+ *    module that refuses every accept says EPERM before it takes a
+ *    connection from the queue, so re-arming at once would spin a core
+ *    for as long as the refusal lasts.
  *  - cancelled (weft_listener_close), or any other error (the socket is
  *    not listening, cannot accept, or was closed): the acceptor closes the
  *    channel, and the error reaches the tasks in weft_listener_accept.
@@ -55,6 +61,7 @@ struct weft_listener {
 	int *held;
 	size_t nheld, cap;
 	bool pausing;
+	bool took;                 /* owner only: a connection since the last arming */
 };
 
 static void unref(struct weft_listener *l)
@@ -75,6 +82,7 @@ static void on_accept(void *arg, int res)
 	struct weft_listener *l = arg;
 	if (res < 0)
 		return; /* the final completion reports the error */
+	l->took = true;
 	if (!l->nheld && weft_chan_trysend(l->ch, &res) == 0)
 		return;
 	if (l->nheld == l->cap) {
@@ -135,6 +143,7 @@ static intptr_t acceptor(void *arg)
 		}
 		l->nheld = 0;
 		l->pausing = false;
+		l->took = false;
 		int rc = weft__io_multishot(prep_accept, on_accept, l, &l->key);
 		if (rc >= 0) {
 			/* A final completion may carry a connection. */
@@ -142,18 +151,18 @@ static intptr_t acceptor(void *arg)
 			backoff = 0;
 			continue;
 		}
+		if (l->took)
+			backoff = 0; /* accepting worked: a pause starts short again */
 		if (rc == -ECANCELED && l->pausing)
 			continue;
-		if (out_of_resources(rc)) {
+		if (transient(rc) && l->took)
+			continue;
+		if (out_of_resources(rc) || transient(rc)) {
 			backoff = backoff ? backoff * 2 : BACKOFF_MIN;
 			if (backoff > BACKOFF_MAX)
 				backoff = BACKOFF_MAX;
 			if ((err = weft_sleep(backoff)) < 0)
 				break;
-			continue;
-		}
-		if (transient(rc)) {
-			backoff = 0;
 			continue;
 		}
 		err = rc;

@@ -123,7 +123,10 @@ WEFT_API int weft_close(int fd);
  * the process runs out of descriptors (EMFILE, ENFILE) or memory it stops
  * accepting and retries after 1 ms, doubling up to 1 s, so a full fd table
  * neither spins a core nor loses the listener (one whose retry timer
- * cannot be stored stops, with -ENOMEM).  Needs Linux 5.19.
+ * cannot be stored stops, with -ENOMEM).  An error of one connection
+ * (ECONNABORTED, EPERM, ...) re-arms at once after a connection that went
+ * through, and otherwise backs off the same way: every accept refused (by
+ * a security module, say) costs no core either.  Needs Linux 5.19.
  */
 struct weft_listener;
 
