@@ -29,6 +29,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -163,6 +164,8 @@ struct proxy {
 	int port = 0;
 	std::string file;
 	bind_list binds; /* for the proxy alone (private_binds), if any */
+	/* Run in the child before the exec, if set; false: it exits 125. */
+	std::function<bool()> child_setup;
 
 	proxy() = default;
 	proxy(const proxy &) = delete;
@@ -208,6 +211,8 @@ struct proxy {
 			close(p[0]);
 			if (!binds.empty() && !private_binds(binds))
 				_exit(126);
+			if (child_setup && !child_setup())
+				_exit(125);
 			setenv("WEFT_WORKERS", "2", 1);
 			execv(bin, argv.data());
 			_exit(127);

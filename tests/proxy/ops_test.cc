@@ -8,18 +8,28 @@
  *  - `user` naming the current user is a no-op switch;
  *  - a user that does not exist fails at start with FILE:LINE, exit 1;
  *  - with NOTIFY_SOCKET (a path, or @name), READY=1 arrives after start
- *    and STOPPING=1 after SIGTERM, and the proxy exits 0.
+ *    and STOPPING=1 after SIGTERM, and the proxy exits 0;
+ *  - with every accept refused (EPERM, as a security module refuses them;
+ *    here a seccomp filter), clients waiting on a frontend and on the
+ *    admin listener cost the proxy no core, and it stops cleanly.
  */
 #include <dirent.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pwd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -174,6 +184,75 @@ TEST(OpsTest, NotifySocketAbstractGetsReadyThenStopping)
 {
 	NEED_PROXY();
 	check_notify("@weft-proxy-notify-" + std::to_string(getpid()));
+}
+
+/* In the child: every accept(2) and accept4(2) fails with EPERM from now on
+ * (io_uring's accept is not a system call and is not refused). */
+bool refuse_accepts()
+{
+#ifdef __x86_64__
+	struct sock_filter code[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_accept4, 2, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_accept, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+	};
+	struct sock_fprog prog = {(unsigned short)(sizeof(code) / sizeof(code[0])), code};
+	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+	       syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
+#else
+	return false;
+#endif
+}
+
+/* The proxy's CPU time so far (utime + stime), in clock ticks. */
+long cpu_ticks(pid_t pid)
+{
+	std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+	std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+	std::istringstream rest(text.substr(text.rfind(')') + 2));
+	std::string field;
+	long utime = 0, stime = 0;
+	for (int i = 3; i <= 15 && rest >> field; i++) {
+		if (i == 14)
+			utime = std::stol(field);
+		if (i == 15)
+			stime = std::stol(field);
+	}
+	return utime + stime;
+}
+
+TEST(OpsTest, EveryAcceptRefusedCostsNoCore)
+{
+	NEED_PROXY();
+#ifndef __x86_64__
+	GTEST_SKIP() << "the seccomp filter here is for x86-64";
+#endif
+	backend a('a');
+	proxy p;
+	int admin = free_port();
+	p.child_setup = refuse_accepts;
+	p.port = free_port();
+	ASSERT_TRUE(p.start("[global]\naccess_log = off\nadmin = 127.0.0.1:" + std::to_string(admin) +
+			    "\n" + config(p.port, {a.port})));
+	ASSERT_NE(p.wait_line("admin listening on", 5000), "");
+	/* Queued, never taken: the handshake is the kernel's. */
+	int c1 = dial(p.port), c2 = dial(admin);
+	ASSERT_GE(c1, 0);
+	ASSERT_GE(c2, 0);
+	std::this_thread::sleep_for(std::chrono::milliseconds(200));
+	long t0 = cpu_ticks(p.pid);
+	std::this_thread::sleep_for(std::chrono::seconds(1));
+	long ticks = cpu_ticks(p.pid) - t0;
+	EXPECT_LT(ticks, sysconf(_SC_CLK_TCK) / 10) << "more than 100 ms of CPU in 1 s";
+	close(c1);
+	close(c2);
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 
 } // namespace

@@ -729,12 +729,13 @@ intptr_t admin_serve(void *arg)
 		if (fd < 0) {
 			weft_sem_release(src->slots);
 			/* Only cancellation and a listener that is gone end the
-			 * loop: a shortage passes (after a pause), and any other
-			 * error is the connection's own (ECONNABORTED, EPROTO,
-			 * EPERM from a firewall). */
+			 * loop.  Anything else passes after a pause: a shortage,
+			 * or a connection's own error (ECONNABORTED, EPROTO,
+			 * EPERM), which comes back on every accept when a
+			 * security module refuses them and must not spin. */
 			if (fd == -ECANCELED || fd == -EBADF || fd == -EINVAL || fd == -ENOTSOCK)
 				return fd;
-			if (balance_shortage(fd) && weft_sleep(100 * WEFT_MSEC) == -ECANCELED)
+			if (weft_sleep(100 * WEFT_MSEC) == -ECANCELED)
 				return fd;
 			continue;
 		}

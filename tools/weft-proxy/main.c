@@ -561,6 +561,7 @@ static intptr_t accept_loop(void *arg)
 	struct frontend *f = a->f;
 	uint64_t backoff = 0;
 	unsigned burst = 0;
+	bool failed = false; /* the last accept4 failed with a connection's error */
 	for (;;) {
 		/* Slots first: at a limit, accepting pauses.  The frontend's
 		 * before the global one, so that a frontend at its own limit
@@ -588,25 +589,35 @@ static intptr_t accept_loop(void *arg)
 			}
 			/* None queued: the wait for the next holds no slot, which
 			 * the loops of the frontend's other addresses may need. */
-			if (fd == -EAGAIN && (fd = weft_poll(a->fd, POLLIN)) >= 0)
-				continue;
+			if (fd == -EAGAIN) {
+				failed = false;
+				if ((fd = weft_poll(a->fd, POLLIN)) >= 0)
+					continue;
+			}
 			if (fd == -ECANCELED)
 				break; /* nothing taken: it stays in the kernel's queue */
-			if (balance_shortage(fd)) {
-				/* Out of descriptors: the connection waits in the
-				 * backlog while we pause. */
-				backoff = backoff_next(backoff);
-				if (weft_sleep(backoff) == -ECANCELED)
-					break;
-				continue;
-			}
 			if (fd == -EBADF || fd == -EINVAL || fd == -ENOTSOCK) {
 				say("frontend %s: accept: %s", f->cfg->name, strerror(-fd));
 				break;
 			}
-			continue; /* that connection's own error (ECONNABORTED, ...) */
+			/* Out of descriptors: the connection waits in the backlog
+			 * while we pause.  A connection's own error (ECONNABORTED,
+			 * ...) passes at once, unless the one before failed too:
+			 * then it is the socket's, whatever it is called (a
+			 * security module refusing every accept says EPERM and
+			 * leaves the connection queued), and is waited out the
+			 * same way, not retried in a spin. */
+			bool again = failed;
+			failed = !balance_shortage(fd);
+			if (failed && !again)
+				continue;
+			backoff = backoff_next(backoff);
+			if (weft_sleep(backoff) == -ECANCELED)
+				break;
+			continue;
 		}
 		backoff = 0;
+		failed = false;
 		atomic_fetch_add(&P.active, 1);
 		atomic_fetch_add(&P.total, 1);
 		/* Relaxed: independent counters (stats.h). */
