@@ -96,7 +96,8 @@ static void on_accept(void *arg, int res)
 		l->cap = cap;
 	}
 	l->held[l->nheld++] = res;
-	if (!l->pausing) {
+	/* No key: the final completion, the operation over already. */
+	if (!l->pausing && l->key) {
 		l->pausing = true;
 		weft__io_cancel_key(l->owner, l->key);
 	}
