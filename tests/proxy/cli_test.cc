@@ -25,7 +25,8 @@
  *    rather than at queue_timeout, and the waiting one is served when the
  *    slot frees;
  *  - send_proxy = v1 and v2: the exact header bytes a server gets before
- *    the client's unchanged payload, over IPv4, and v1 over IPv6.
+ *    the client's unchanged payload, over IPv4, and v1 over IPv6; a
+ *    server's own send_proxy= wins over the backend's.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -606,18 +607,20 @@ struct recorder {
 };
 
 /* Through a proxy listening on `listen` (port `fport`) with send_proxy =
- * version: connects from family (AF_INET or AF_INET6 loopback), sends
- * payload and ends its half; returns what the server got, with the
- * client's port in *cport. */
+ * version (the backend's; server_options after the server's address):
+ * connects from family (AF_INET or AF_INET6 loopback), sends payload and
+ * ends its half; returns what the server got, with the client's port in
+ * *cport. */
 std::string through(const std::string &version, int family, int fport, const std::string &payload,
-		    int *cport)
+		    int *cport, const std::string &server_options = "")
 {
 	recorder r;
 	proxy p;
 	std::string listen =
 		family == AF_INET6 ? "[::1]:" + std::to_string(fport) : "127.0.0.1:" + std::to_string(fport);
 	EXPECT_TRUE(p.start("[frontend f]\nlisten = " + listen + "\nbackend = b\n\n[backend b]\nsend_proxy = " +
-			    version + "\nserver s0 = 127.0.0.1:" + std::to_string(r.port) + "\n"));
+			    version + "\nserver s0 = 127.0.0.1:" + std::to_string(r.port) + " " +
+			    server_options + "\n"));
 	EXPECT_NE(p.wait_line("listening on", 10000), "");
 	struct sockaddr_storage a = {};
 	socklen_t len;
@@ -665,6 +668,18 @@ TEST(SendProxyTest, V1SendsTheTextHeaderThenThePayloadUnchanged)
 	std::string got = through("v1", AF_INET, fport, kPayload, &cport);
 	EXPECT_EQ(got, "PROXY TCP4 127.0.0.1 127.0.0.1 " + std::to_string(cport) + " " +
 			       std::to_string(fport) + "\r\n" + kPayload);
+}
+
+/* A server's own send_proxy wins over its backend's, either way. */
+TEST(SendProxyTest, AServersOwnSendProxyWinsOverTheBackends)
+{
+	NEED_PROXY();
+	int fport = free_port(), cport = 0;
+	std::string got = through("off", AF_INET, fport, kPayload, &cport, "send_proxy=v1");
+	EXPECT_EQ(got, "PROXY TCP4 127.0.0.1 127.0.0.1 " + std::to_string(cport) + " " +
+			       std::to_string(fport) + "\r\n" + kPayload);
+	got = through("v2", AF_INET, fport, kPayload, &cport, "send_proxy=off");
+	EXPECT_EQ(got, kPayload);
 }
 
 TEST(SendProxyTest, V2SendsTheBinaryHeaderThenThePayloadUnchanged)

@@ -548,11 +548,38 @@ TEST(ProxyConfigTest, ServerOptionsInAnyOrder)
 	EXPECT_STREQ(s.address, "10.0.0.3:80");
 }
 
+/* send_proxy and the check port: a server's own when its line sets them,
+ * else its backend's, whichever comes first in the section. */
+TEST(ProxyConfigTest, AServerTakesItsBackendsSendProxyAndCheckPortUnlessItSetsItsOwn)
+{
+	Config c = Parse(WithBackend("server b = 10.0.0.2:80 send_proxy=off check_port=9000\n"
+				     "server c = 10.0.0.3:80 send_proxy=v1\n"
+				     "send_proxy = v2\nhealth_check = tcp port=8080"));
+	ASSERT_TRUE(c);
+	const proxy_backend &be = c->backends[0];
+	ASSERT_EQ(be.nservers, 3u);
+	EXPECT_EQ(be.servers[0].send_proxy, PROXY_SEND_PROXY_V2);
+	EXPECT_EQ(be.servers[0].check_port, 8080u);
+	EXPECT_FALSE(be.servers[0].own_send_proxy);
+	EXPECT_EQ(be.servers[1].send_proxy, PROXY_SEND_PROXY_OFF);
+	EXPECT_EQ(be.servers[1].check_port, 9000u);
+	EXPECT_TRUE(be.servers[1].own_send_proxy && be.servers[1].own_check_port);
+	EXPECT_EQ(be.servers[2].send_proxy, PROXY_SEND_PROXY_V1);
+	EXPECT_EQ(be.servers[2].check_port, 8080u);
+	/* Without a backend port, a server without its own is checked on its
+	 * own address's port (0). */
+	Config d = Parse(WithBackend("server b = 10.0.0.2:80 check_port=9000"));
+	ASSERT_TRUE(d);
+	EXPECT_EQ(d->backends[0].servers[0].check_port, 0u);
+	EXPECT_EQ(d->backends[0].servers[0].send_proxy, PROXY_SEND_PROXY_OFF);
+	EXPECT_EQ(d->backends[0].servers[1].check_port, 9000u);
+}
+
 TEST(ProxyConfigTest, MalformedServerOptionsAreErrors)
 {
 	EXPECT_EQ(Error(WithBackend("server b = 10.0.0.2:80 wieght=2")),
 		  "cfg:7: server b: unknown option \"wieght=2\" (weight=N, backup, "
-		  "max_connections=N)");
+		  "max_connections=N, send_proxy=off|v1|v2, check_port=N)");
 	EXPECT_EQ(Error(WithBackend("server b = 10.0.0.2:80 backup=yes")),
 		  "cfg:7: server b: backup takes no value");
 	EXPECT_EQ(Error(WithBackend("server b = 10.0.0.2:80 weight")),
@@ -569,8 +596,22 @@ TEST(ProxyConfigTest, MalformedServerOptionsAreErrors)
 		  "cfg:7: server b: backup given twice");
 	EXPECT_EQ(Error(WithBackend("server b = 10.0.0.2:80 max_connections=lots")),
 		  "cfg:7: server b max_connections: \"lots\" is not a number");
-	EXPECT_EQ(Error(WithBackend("server b = 10.0.0.2:80 weight=1 backup max_connections=1 x")),
-		  "cfg:7: server b: too many options (weight=N, backup, max_connections=N)");
+	EXPECT_EQ(Error(WithBackend("server b = 10.0.0.2:80 weight=1 backup max_connections=1 "
+				    "send_proxy=v1 check_port=1 x")),
+		  "cfg:7: server b: too many options (weight=N, backup, max_connections=N, "
+		  "send_proxy=off|v1|v2, check_port=N)");
+	EXPECT_EQ(Error(WithBackend("server b = 10.0.0.2:80 send_proxy")),
+		  "cfg:7: server b: send_proxy needs a value, as in send_proxy=off|v1|v2");
+	EXPECT_EQ(Error(WithBackend("server b = 10.0.0.2:80 send_proxy=v3")),
+		  "cfg:7: server b send_proxy: unknown value \"v3\" (off, v1 or v2)");
+	EXPECT_EQ(Error(WithBackend("server b = 10.0.0.2:80 check_port=0")),
+		  "cfg:7: server b check_port: 0 is out of range (1..65535)");
+	EXPECT_EQ(Error(WithBackend("server b = 10.0.0.2:80 check_port=65536")),
+		  "cfg:7: server b check_port: 65536 is out of range (1..65535)");
+	EXPECT_EQ(Error(WithBackend("server b = unix:/run/b.sock check_port=80")),
+		  "cfg:7: server b check_port: a unix socket has no port to check");
+	EXPECT_EQ(Error(WithBackend("server b = 10.0.0.2:80 check_port=1 check_port=2")),
+		  "cfg:7: server b: check_port given twice");
 	EXPECT_EQ(Error(WithBackend("server = 10.0.0.2:80")),
 		  "cfg:7: server needs a name: server NAME = ADDRESS");
 	EXPECT_EQ(Error(WithBackend("server b c = 10.0.0.2:80")),
@@ -1061,8 +1102,8 @@ TEST(ProxyConfigTest, PrintedConfigParsesBackToTheSame)
 			   "passive_fall = 0\npassive_down = 500ms\n"
 			   "queue_timeout = 1m\nqueue_size = 0\ndata_path = splice\n"
 			   "resolve_interval = 30s\n"
-			   "server a = 10.0.0.1:80 weight=3 max_connections=50\n"
-			   "server b = db.local:80 backup\n"
+			   "server a = 10.0.0.1:80 weight=3 max_connections=50 check_port=81\n"
+			   "server b = db.local:80 backup send_proxy=off\n"
 			   "[backend spare]\nserver x = unix:/run/x.sock\n";
 	Config c = Parse(text);
 	ASSERT_TRUE(c);
@@ -1103,9 +1144,9 @@ TEST(ProxyConfigTest, PrintedConfigParsesBackToTheSame)
 			"queue_size = 0\n"
 			"data_path = splice\n"
 			"resolve_interval = 30s\n"
-			"server a = 10.0.0.1:80 weight=3 max_connections=50\n"
-			"server b = db.local:80 weight=1 backup max_connections=0 ; a host name, "
-			"looked up at start and every resolve_interval\n"
+			"server a = 10.0.0.1:80 weight=3 max_connections=50 check_port=81\n"
+			"server b = db.local:80 weight=1 backup max_connections=0 send_proxy=off ; a "
+			"host name, looked up at start and every resolve_interval\n"
 			"\n"
 			"[backend spare]\n"
 			"balance = roundrobin\n"

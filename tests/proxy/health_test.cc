@@ -15,7 +15,8 @@
  *  - a server that takes connections but never answers is down by the
  *    check's timeout;
  *  - with a check port, each server is checked there, on its own address,
- *    and its data port sees no check;
+ *    and its data port sees no check; a server's own check_port= wins over
+ *    the backend's port=;
  *  - with slowstart, a server that comes back up gets few of the new
  *    connections at first, although least connections would otherwise
  *    send it all of them (it has none open);
@@ -345,6 +346,17 @@ TEST(HealthTest, AServerThatNeverAnswersIsDownByTheTimeout)
 	EXPECT_EQ(tail.find("weft: shutdown"), std::string::npos) << tail;
 }
 
+/* Frontend f on port to backend b of servers s0 and s1 (their lines after
+ * "server "), checked by http /ready on check_port every 50 ms, each
+ * verdict at once. */
+std::string checked_on(int port, int check_port, const std::string &s0, const std::string &s1)
+{
+	return "[frontend f]\nlisten = 127.0.0.1:" + std::to_string(port) +
+	       "\nbackend = b\n\n[backend b]\nconnect_timeout = 1s\n"
+	       "health_check = http /ready interval=50ms rise=1 fall=1 port=" +
+	       std::to_string(check_port) + "\nserver " + s0 + "\nserver " + s1 + "\n";
+}
+
 TEST(HealthTest, ACheckPortIsCheckedInsteadOfTheServersOwn)
 {
 	NEED_PROXY();
@@ -356,12 +368,8 @@ TEST(HealthTest, ACheckPortIsCheckedInsteadOfTheServersOwn)
 	check_b.status = 500;
 	proxy p;
 	int port = free_port();
-	ASSERT_TRUE(p.start("[frontend f]\nlisten = 127.0.0.1:" + std::to_string(port) +
-			    "\nbackend = b\n\n[backend b]\nconnect_timeout = 1s\n"
-			    "health_check = http /ready interval=50ms rise=1 fall=1 port=" +
-			    std::to_string(check_a.port) + "\nserver s0 = 127.0.0.1:" +
-			    std::to_string(a.port) + "\nserver s1 = 127.0.0.2:" +
-			    std::to_string(b.port) + "\n"));
+	ASSERT_TRUE(p.start(checked_on(port, check_a.port, "s0 = 127.0.0.1:" + std::to_string(a.port),
+				       "s1 = 127.0.0.2:" + std::to_string(b.port))));
 	std::string down = p.wait_line("server b/s1 is down", 3000);
 	EXPECT_NE(down.find("(status 500)"), std::string::npos) << down;
 	int to_a = 0;
@@ -384,6 +392,42 @@ TEST(HealthTest, ACheckPortIsCheckedInsteadOfTheServersOwn)
 	EXPECT_EQ(a.accepted.load(), to_a);
 	EXPECT_EQ(b.accepted.load(), to_b);
 
+	std::string tail;
+	int st = finish(p, &tail);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+/* A server's own check_port wins over the backend's port=, which the other
+ * server keeps. */
+TEST(HealthTest, AServersOwnCheckPortWinsOverTheBackends)
+{
+	NEED_PROXY();
+	backend a('a'), b('b');
+	http_backend check_a('x'), check_b('y');
+	check_b.status = 500;
+	proxy p;
+	int port = free_port();
+	ASSERT_TRUE(p.start(checked_on(port, check_a.port, "s0 = 127.0.0.1:" + std::to_string(a.port),
+				       "s1 = 127.0.0.1:" + std::to_string(b.port) +
+					       " check_port=" + std::to_string(check_b.port))));
+	std::string down = p.wait_line("server b/s1 is down", 3000);
+	EXPECT_NE(down.find("(status 500)"), std::string::npos) << down;
+	check_b.status = 200;
+	ASSERT_NE(p.wait_line("server b/s1 is up", 3000), "");
+	/* s0 was checked on the backend's port throughout, s1 on its own. */
+	std::this_thread::sleep_for(std::chrono::milliseconds(200));
+	EXPECT_GT(check_a.checks.load(), 2);
+	EXPECT_GT(check_b.checks.load(), 2);
+	int to_a = 0, to_b = 0;
+	for (int i = 0; i < 20; i++) {
+		char t = through(port, false);
+		to_a += t == 'a';
+		to_b += t == 'b';
+	}
+	EXPECT_EQ(to_a + to_b, 20);
+	EXPECT_NEAR(to_b, 10, 2);
+	EXPECT_EQ(a.accepted.load(), to_a);
+	EXPECT_EQ(b.accepted.load(), to_b);
 	std::string tail;
 	int st = finish(p, &tail);
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;

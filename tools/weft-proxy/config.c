@@ -493,17 +493,24 @@ static void list_words(const char *const *w, char *buf, size_t n)
 	}
 }
 
-static int set_enum(struct parser *p, const struct key *k, void *obj, const char *v)
+/* v as one of words (NULL-terminated): its index in *out, or fails. */
+static int parse_word(struct parser *p, const char *label, const char *v,
+		      const char *const *words, int *out)
 {
-	for (int i = 0; k->words[i]; i++) {
-		if (is_word(v, k->words[i])) {
-			*FIELD(obj, k, int) = i;
+	for (int i = 0; words[i]; i++) {
+		if (is_word(v, words[i])) {
+			*out = i;
 			return 0;
 		}
 	}
 	char list[128];
-	list_words(k->words, list, sizeof(list));
-	return fail(p, "%s: unknown value \"%s\" (%s)", k->name, v, list);
+	list_words(words, list, sizeof(list));
+	return fail(p, "%s: unknown value \"%s\" (%s)", label, v, list);
+}
+
+static int set_enum(struct parser *p, const struct key *k, void *obj, const char *v)
+{
+	return parse_word(p, k->name, v, k->words, FIELD(obj, k, int));
 }
 
 static void print_enum(FILE *f, const struct key *k, const void *obj,
@@ -1113,8 +1120,16 @@ static int section_line(struct parser *p, char *s)
 
 /* ---- Servers ----------------------------------------------------------------- */
 
-/* "server NAME = ADDRESS [weight=N] [backup] [max_connections=N]" in a backend;
- * rest is what follows "server" in the key. */
+/* A server line's options, after its address. */
+enum { OPT_WEIGHT, OPT_BACKUP, OPT_MAX_CONNECTIONS, OPT_SEND_PROXY, OPT_CHECK_PORT, NOPTS };
+static const char *const server_opts[NOPTS] = {"weight", "backup", "max_connections",
+					       "send_proxy", "check_port"};
+static const char *const server_opt_forms[NOPTS] = {"weight=N", "backup", "max_connections=N",
+						    "send_proxy=off|v1|v2", "check_port=N"};
+#define SERVER_OPTS "weight=N, backup, max_connections=N, send_proxy=off|v1|v2, check_port=N"
+
+/* "server NAME = ADDRESS [OPTION]..." in a backend (SERVER_OPTS); rest is
+ * what follows "server" in the key. */
 static int add_server(struct parser *p, const char *rest, const char *v)
 {
 	struct proxy_backend *b = &p->cfg->backends[p->idx];
@@ -1132,51 +1147,63 @@ static int add_server(struct parser *p, const char *rest, const char *v)
 
 	char buf[512];
 	snprintf(buf, sizeof(buf), "%s", v);
-	char *w[8];
-	size_t n = split_words(buf, w, 8);
+	char *w[NOPTS + 2];
+	size_t n = split_words(buf, w, NOPTS + 2);
 	if (n == 0)
 		return fail(p, "%s needs an address", label);
-	if (n > 4)
-		return fail(p, "%s: too many options (weight=N, backup, max_connections=N)", label);
+	if (n > NOPTS + 1)
+		return fail(p, "%s: too many options (" SERVER_OPTS ")", label);
 	struct proxy_server s = {.weight = 1};
 	int rc = parse_address(p, label, w[0], true, false, &s.addr, &s.resolve);
 	if (rc)
 		return rc;
 	unsigned given = 0;
+	int word;
 	for (size_t i = 1; i < n; i++) {
 		char *eq = strchr(w[i], '=');
-		int o = -1;
 		if (eq)
 			*eq = 0;
-		if (strcmp(w[i], "weight") == 0)
-			o = 0;
-		else if (strcmp(w[i], "backup") == 0)
-			o = 1;
-		else if (strcmp(w[i], "max_connections") == 0)
-			o = 2;
-		if (o < 0 || (o == 1) != !eq) {
+		int o = 0;
+		while (o < NOPTS && strcmp(w[i], server_opts[o]) != 0)
+			o++;
+		if (o == NOPTS) {
 			if (eq)
 				*eq = '=';
-			if (o == 1)
-				return fail(p, "%s: backup takes no value", label);
-			if (o >= 0)
-				return fail(p, "%s: %s needs a value, as in %s=N", label, w[i], w[i]);
-			return fail(p, "%s: unknown option \"%s\" (weight=N, backup, "
-				    "max_connections=N)", label, w[i]);
+			return fail(p, "%s: unknown option \"%s\" (" SERVER_OPTS ")", label, w[i]);
 		}
-		static const char *const names[] = {"weight", "backup", "max_connections"};
+		if (o == OPT_BACKUP && eq)
+			return fail(p, "%s: backup takes no value", label);
+		if (o != OPT_BACKUP && !eq)
+			return fail(p, "%s: %s needs a value, as in %s", label, w[i],
+				    server_opt_forms[o]);
 		if (given & (1u << o))
-			return fail(p, "%s: %s given twice", label, names[o]);
+			return fail(p, "%s: %s given twice", label, server_opts[o]);
 		given |= 1u << o;
 		char olabel[PROXY_NAME_MAX + 48];
-		snprintf(olabel, sizeof(olabel), "%s %s", label, names[o]);
-		if (o == 0)
+		snprintf(olabel, sizeof(olabel), "%s %s", label, server_opts[o]);
+		switch (o) {
+		case OPT_WEIGHT:
 			rc = parse_u32(p, olabel, eq + 1, 1, 256, false, &s.weight);
-		else if (o == 2)
+			break;
+		case OPT_BACKUP:
+			s.backup = true;
+			break;
+		case OPT_MAX_CONNECTIONS:
 			rc = parse_u32(p, olabel, eq + 1, 0, PROXY_CONNECTIONS_MAX, false,
 				       &s.max_connections);
-		else
-			s.backup = true;
+			break;
+		case OPT_SEND_PROXY:
+			rc = parse_word(p, olabel, eq + 1, send_proxy_words, &word);
+			s.send_proxy = (enum proxy_send_proxy)word;
+			s.own_send_proxy = true;
+			break;
+		case OPT_CHECK_PORT:
+			rc = parse_u32(p, olabel, eq + 1, 1, 65535, false, &s.check_port);
+			s.own_check_port = true;
+			if (!rc && !s.resolve && s.addr.sa.sa_family == AF_UNIX)
+				rc = fail(p, "%s: a unix socket has no port to check", olabel);
+			break;
+		}
 		if (rc)
 			return rc;
 	}
@@ -1355,11 +1382,18 @@ static void finish(struct parser *p)
 		if (b->nservers == 0)
 			fail_at(p, b->line, "[backend %s] has no servers (server NAME = ADDRESS)",
 				b->name);
-		for (size_t j = 0; j < b->nservers && b->check.port; j++)
-			if (!b->servers[j].resolve && b->servers[j].addr.sa.sa_family == AF_UNIX)
+		for (size_t j = 0; j < b->nservers; j++) {
+			struct proxy_server *s = &b->servers[j];
+			if (!s->own_send_proxy)
+				s->send_proxy = b->send_proxy;
+			if (s->own_check_port || !b->check.port)
+				continue;
+			s->check_port = b->check.port;
+			if (!s->resolve && s->addr.sa.sa_family == AF_UNIX)
 				fail_at(p, b->check.line, "health_check port=%u: server %s is a unix "
 					"socket, which has no port (line %d)", b->check.port,
-					b->servers[j].name, b->servers[j].line);
+					s->name, s->line);
+		}
 	}
 	for (size_t i = 0; i < c->nfrontends; i++) {
 		struct proxy_frontend *fe = &c->frontends[i];
@@ -1694,13 +1728,16 @@ void proxy_config_print(const struct proxy_config *c, FILE *f)
 		print_section(f, c, S_BACKEND, b);
 		for (size_t j = 0; j < b->nservers; j++) {
 			const struct proxy_server *s = &b->servers[j];
-			fprintf(f, "server %s = %s weight=%u%s max_connections=%u%s\n", s->name,
-				s->address, s->weight, s->backup ? " backup" : "",
-				s->max_connections,
-				!s->resolve		 ? ""
-				: b->resolve_interval_ns ? " ; a host name, looked up at start and "
-							   "every resolve_interval"
-							 : " ; a host name, looked up at start");
+			fprintf(f, "server %s = %s weight=%u%s max_connections=%u", s->name, s->address,
+				s->weight, s->backup ? " backup" : "", s->max_connections);
+			if (s->own_send_proxy)
+				fprintf(f, " send_proxy=%s", send_proxy_words[s->send_proxy]);
+			if (s->own_check_port)
+				fprintf(f, " check_port=%u", s->check_port);
+			if (s->resolve)
+				fprintf(f, " ; a host name, looked up at start%s",
+					b->resolve_interval_ns ? " and every resolve_interval" : "");
+			fprintf(f, "\n");
 		}
 	}
 }

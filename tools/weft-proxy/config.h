@@ -95,6 +95,13 @@ struct proxy_server {
 	uint32_t weight;      /* 1..256, default 1 */
 	bool backup;          /* used only while no non-backup server is up */
 	uint32_t max_connections; /* 0: no limit of its own */
+	/* The PROXY header sent to it, and the port its health checks go
+	 * to (0: its own): the server's options when its line sets them
+	 * (own_*), else the backend's send_proxy and health_check port,
+	 * filled in when the file has been read. */
+	enum proxy_send_proxy send_proxy;
+	uint32_t check_port;
+	bool own_send_proxy, own_check_port;
 	int line;
 };
 

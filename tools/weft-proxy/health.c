@@ -148,9 +148,9 @@ static int send_opening(int fd, const struct proxy_backend *b, const struct pser
 	char out[PROXY_PROTO_ENCODE_MAX + 512];
 	size_t len = 0;
 	ssize_t n = 0;
-	if (b->send_proxy == PROXY_SEND_PROXY_V2)
+	if (s->cfg->send_proxy == PROXY_SEND_PROXY_V2)
 		n = proxy_proto_v2_local(out, sizeof(out));
-	else if (b->send_proxy == PROXY_SEND_PROXY_V1)
+	else if (s->cfg->send_proxy == PROXY_SEND_PROXY_V1)
 		n = proxy_proto_v1(out, sizeof(out), NULL, NULL); /* PROXY UNKNOWN */
 	if (n < 0)
 		return (int)n;
@@ -224,10 +224,11 @@ static int check_once(struct checker *c, enum health_step *step)
 	struct weft_addr to;
 	balance_addr(c->s, &to);
 	/* A check port (config.c refuses one for a unix server). */
-	if (b->check.port && to.sa.sa_family == AF_INET)
-		to.in.sin_port = htons((uint16_t)b->check.port);
-	else if (b->check.port && to.sa.sa_family == AF_INET6)
-		to.in6.sin6_port = htons((uint16_t)b->check.port);
+	uint32_t port = c->s->cfg->check_port;
+	if (port && to.sa.sa_family == AF_INET)
+		to.in.sin_port = htons((uint16_t)port);
+	else if (port && to.sa.sa_family == AF_INET6)
+		to.in6.sin6_port = htons((uint16_t)port);
 	int rc = weft_sock_connect(&to);
 	if (rc >= 0) {
 		int fd = rc;

@@ -488,11 +488,12 @@ static intptr_t session(void *arg)
 	}
 	weft_tcp_nodelay(server, 1);
 	bool ok = true;
-	if (b->send_proxy != PROXY_SEND_PROXY_OFF) {
+	enum proxy_send_proxy sp = s->server->cfg->send_proxy;
+	if (sp != PROXY_SEND_PROXY_OFF) {
 		char hdr[PROXY_PROTO_ENCODE_MAX];
 		struct weft_addr dst = s->dst;
 		ssize_t n = dst.len == 0 && weft_sock_local_addr(s->client, &dst) < 0 ? -EINVAL
-			    : b->send_proxy == PROXY_SEND_PROXY_V1
+			    : sp == PROXY_SEND_PROXY_V1
 				    ? proxy_proto_v1(hdr, sizeof(hdr), &s->peer, &dst)
 				    : proxy_proto_v2(hdr, sizeof(hdr), &s->peer, &dst);
 		ok = n >= 0 && weft_sock_send_all(server, hdr, (size_t)n, NULL) >= 0;
