@@ -15,9 +15,11 @@
  *    connects_to 127.0.0.2), and a
  *    connection made before stays on a and keeps working;
  *  - the name goes: the failure is logged once, however many lookups fail,
- *    and connections go on to the address last found; when it comes back,
- *    that is logged too;
- *  - with resolve_interval off the name is looked up at the start only;
+ *    each counted (weft_proxy_server_lookup_failures_total), and
+ *    connections go on to the address last found; when it comes back,
+ *    that is logged too, and lookups go on without failures;
+ *  - with resolve_interval off the name is looked up at the start only
+ *    (weft_proxy_server_lookups_total stays 0);
  *  - every test ends with SIGTERM: exit 0.
  * Skipped where the test cannot make a mount namespace (it needs
  * CAP_SYS_ADMIN, which a container may not grant).
@@ -155,6 +157,8 @@ size_t occurrences(const std::string &s, const std::string &what)
 	return n;
 }
 
+#define LOOKUPS(what) "weft_proxy_server_" what "_total{backend=\"b\",server=\"s\"}"
+
 TEST(ResolveTest, NewConnectionsFollowTheNameAndALostNameKeepsTheLastAddress)
 {
 	NEED_PROXY();
@@ -206,6 +210,10 @@ TEST(ResolveTest, NewConnectionsFollowTheNameAndALostNameKeepsTheLastAddress)
 		  std::string::npos) << failed;
 	std::this_thread::sleep_for(milliseconds(400)); /* about four lookups more */
 	EXPECT_EQ(t.count('b', 5), 5);
+	/* Each failed lookup is counted. */
+	double failures = metric_at(t.admin, LOOKUPS("lookup_failures"));
+	EXPECT_GE(failures, 3);
+	EXPECT_GT(metric_at(t.admin, LOOKUPS("lookups")), failures);
 
 	/* Back: said so. */
 	ASSERT_TRUE(t.resolve_to("127.0.0.2"));
@@ -213,6 +221,11 @@ TEST(ResolveTest, NewConnectionsFollowTheNameAndALostNameKeepsTheLastAddress)
 	EXPECT_NE(again.find("svc.weft-test:" + std::to_string(t.a.port) + " resolves again, to " +
 			     t.where("127.0.0.2")),
 		  std::string::npos) << again;
+	double lookups = metric_at(t.admin, LOOKUPS("lookups"));
+	failures = metric_at(t.admin, LOOKUPS("lookup_failures"));
+	std::this_thread::sleep_for(milliseconds(300));
+	EXPECT_GT(metric_at(t.admin, LOOKUPS("lookups")), lookups);
+	EXPECT_EQ(metric_at(t.admin, LOOKUPS("lookup_failures")), failures);
 
 	std::string tail;
 	int st = finish(t.p, &tail);
@@ -231,6 +244,7 @@ TEST(ResolveTest, WithoutResolveIntervalTheNameIsLookedUpAtTheStartOnly)
 	ASSERT_TRUE(t.resolve_to("127.0.0.2"));
 	std::this_thread::sleep_for(milliseconds(500));
 	EXPECT_EQ(t.count('a', 3), 3);
+	EXPECT_EQ(metric_at(t.admin, LOOKUPS("lookups")), 0);
 	std::string tail;
 	int st = finish(t.p, &tail);
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;

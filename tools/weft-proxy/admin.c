@@ -187,7 +187,8 @@ void admin_metrics(struct sbuf *b, const struct admin_source *src, const struct 
 	}
 
 	/* Servers: established, active, attempts and errors, bytes, health. */
-	enum { S_TOTAL, S_ACTIVE, S_ATTEMPTS, S_ERRORS, S_IN, S_OUT, S_UP, S_CHECKS, S_FAILED, S_N };
+	enum { S_TOTAL, S_ACTIVE, S_ATTEMPTS, S_ERRORS, S_IN, S_OUT, S_UP, S_CHECKS, S_FAILED,
+	       S_LOOKUPS, S_LOOKUPS_FAILED, S_N };
 	static const char *const sm[S_N][3] = {
 		{"weft_proxy_server_connections_total", "counter", "Connections established to the server."},
 		{"weft_proxy_server_connections_active", "gauge", "Connections through the server now, connecting ones included."},
@@ -198,6 +199,8 @@ void admin_metrics(struct sbuf *b, const struct admin_source *src, const struct 
 		{"weft_proxy_server_up", "gauge", "1 when its health allows the server: up by its checks and not marked down by connect failures (weft_proxy_server_state says whether it is also ready)."},
 		{"weft_proxy_server_checks_total", "counter", "Active health checks finished."},
 		{"weft_proxy_server_checks_failed_total", "counter", "Active health checks that failed."},
+		{"weft_proxy_server_lookups_total", "counter", "Lookups of the server's host name made again by resolve_interval."},
+		{"weft_proxy_server_lookup_failures_total", "counter", "Of those, the ones that failed: the server kept its last address."},
 	};
 	for (int m = 0; m < S_N; m++) {
 		family(b, sm[m][0], sm[m][1], sm[m][2]);
@@ -219,6 +222,8 @@ void admin_metrics(struct sbuf *b, const struct admin_source *src, const struct 
 				case S_UP: x = h.eligible; break;
 				case S_CHECKS: x = h.checks; break;
 				case S_FAILED: x = h.failed; break;
+				case S_LOOKUPS: x = STAT_GET(s->st->lookups); break;
+				case S_LOOKUPS_FAILED: x = STAT_GET(s->st->lookup_failures); break;
 				}
 				sbuf_printf(b, "%s{backend=\"%s\",server=\"%s\"} %llu\n", sm[m][0],
 					    cfg->backends[bi].name, s->cfg->name, U(x));
@@ -429,11 +434,13 @@ void admin_stats(struct sbuf *b, const struct admin_source *src, const struct ad
 			json_str(b, why);
 			sbuf_printf(b, ",\"connections_total\":%llu,\"connections_active\":%u,"
 				       "\"connect_attempts\":%llu,\"connect_errors\":%llu,"
-				       "\"bytes_in\":%llu,\"bytes_out\":%llu}",
+				       "\"bytes_in\":%llu,\"bytes_out\":%llu,\"lookups\":%llu,"
+				       "\"lookup_failures\":%llu}",
 				    U(STAT_GET(ss->total)),
 				    (unsigned)STAT_GET(s->st->active), U(STAT_GET(s->st->total)),
 				    U(STAT_GET(s->st->connect_errors)), U(STAT_GET(ss->bytes_in)),
-				    U(STAT_GET(ss->bytes_out)));
+				    U(STAT_GET(ss->bytes_out)), U(STAT_GET(s->st->lookups)),
+				    U(STAT_GET(s->st->lookup_failures)));
 		}
 		sbuf_printf(b, "]}");
 	}

@@ -75,6 +75,8 @@ struct pserver_state {
 	 * as at the start.  With slowstart its weight ramps from then. */
 	_Atomic uint64_t back_at;
 	_Atomic uint64_t total, connect_errors;
+	/* Its host name looked up again (resolve.c), and of those, failed. */
+	_Atomic uint64_t lookups, lookup_failures;
 	_Atomic int admin;            /* enum server_admin; written by balance_set_admin */
 	struct phealth health;        /* active checks: health.c */
 	struct server_stats stats;    /* established, bytes (stats.h) */

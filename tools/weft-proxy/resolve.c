@@ -71,6 +71,9 @@ static int refresh_one(struct refresher *r, size_t i, struct weft_addr *answer)
 	int n = weft_addr_resolve(s->cfg->address, answer, ANSWER_MAX);
 	if (n == -ECANCELED)
 		return n;
+	STAT_ADD(s->st->lookups, 1);
+	if (n < 0)
+		STAT_ADD(s->st->lookup_failures, 1);
 	struct weft_addr was;
 	balance_addr(s, &was);
 	char a[WEFT_ADDR_STRLEN], b[WEFT_ADDR_STRLEN];
