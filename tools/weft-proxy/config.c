@@ -1120,15 +1120,34 @@ static int section_line(struct parser *p, char *s)
 
 /* ---- Servers ----------------------------------------------------------------- */
 
-/* A server line's options, after its address. */
+/* A server line's options, after its address, each as it is written: its
+ * name, then "=" and what the value looks like unless it takes none. */
 enum { OPT_WEIGHT, OPT_BACKUP, OPT_MAX_CONNECTIONS, OPT_SEND_PROXY, OPT_CHECK_PORT, NOPTS };
-static const char *const server_opts[NOPTS] = {"weight", "backup", "max_connections",
-					       "send_proxy", "check_port"};
-static const char *const server_opt_forms[NOPTS] = {"weight=N", "backup", "max_connections=N",
-						    "send_proxy=off|v1|v2", "check_port=N"};
-#define SERVER_OPTS "weight=N, backup, max_connections=N, send_proxy=off|v1|v2, check_port=N"
+static const char *const server_opts[NOPTS] = {"weight=N", "backup", "max_connections=N",
+					       "send_proxy=off|v1|v2", "check_port=N"};
 
-/* "server NAME = ADDRESS [OPTION]..." in a backend (SERVER_OPTS); rest is
+/* Which of server_opts is called name: its index, or NOPTS. */
+static int server_opt(const char *name)
+{
+	int o = 0;
+	size_t len = strlen(name);
+	while (o < NOPTS && (strncmp(name, server_opts[o], len) != 0 ||
+			     (server_opts[o][len] != '=' && server_opts[o][len] != 0)))
+		o++;
+	return o;
+}
+
+/* Fails with "LABEL: WHAT (the options)". */
+static int fail_server_opts(struct parser *p, const char *label, const char *what)
+{
+	char list[160] = "";
+	for (int o = 0; o < NOPTS; o++)
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", o ? ", " : "",
+			 server_opts[o]);
+	return fail(p, "%s: %s (%s)", label, what, list);
+}
+
+/* "server NAME = ADDRESS [OPTION]..." in a backend (server_opts); rest is
  * what follows "server" in the key. */
 static int add_server(struct parser *p, const char *rest, const char *v)
 {
@@ -1152,7 +1171,7 @@ static int add_server(struct parser *p, const char *rest, const char *v)
 	if (n == 0)
 		return fail(p, "%s needs an address", label);
 	if (n > NOPTS + 1)
-		return fail(p, "%s: too many options (" SERVER_OPTS ")", label);
+		return fail_server_opts(p, label, "too many options");
 	struct proxy_server s = {.weight = 1};
 	int rc = parse_address(p, label, w[0], true, false, &s.addr, &s.resolve);
 	if (rc)
@@ -1163,24 +1182,23 @@ static int add_server(struct parser *p, const char *rest, const char *v)
 		char *eq = strchr(w[i], '=');
 		if (eq)
 			*eq = 0;
-		int o = 0;
-		while (o < NOPTS && strcmp(w[i], server_opts[o]) != 0)
-			o++;
+		int o = server_opt(w[i]);
 		if (o == NOPTS) {
 			if (eq)
 				*eq = '=';
-			return fail(p, "%s: unknown option \"%s\" (" SERVER_OPTS ")", label, w[i]);
+			char what[300];
+			snprintf(what, sizeof(what), "unknown option \"%s\"", w[i]);
+			return fail_server_opts(p, label, what);
 		}
 		if (o == OPT_BACKUP && eq)
 			return fail(p, "%s: backup takes no value", label);
 		if (o != OPT_BACKUP && !eq)
-			return fail(p, "%s: %s needs a value, as in %s", label, w[i],
-				    server_opt_forms[o]);
+			return fail(p, "%s: %s needs a value, as in %s", label, w[i], server_opts[o]);
 		if (given & (1u << o))
-			return fail(p, "%s: %s given twice", label, server_opts[o]);
+			return fail(p, "%s: %s given twice", label, w[i]);
 		given |= 1u << o;
 		char olabel[PROXY_NAME_MAX + 48];
-		snprintf(olabel, sizeof(olabel), "%s %s", label, server_opts[o]);
+		snprintf(olabel, sizeof(olabel), "%s %s", label, w[i]);
 		switch (o) {
 		case OPT_WEIGHT:
 			rc = parse_u32(p, olabel, eq + 1, 1, 256, false, &s.weight);
@@ -1193,8 +1211,8 @@ static int add_server(struct parser *p, const char *rest, const char *v)
 				       &s.max_connections);
 			break;
 		case OPT_SEND_PROXY:
-			rc = parse_word(p, olabel, eq + 1, send_proxy_words, &word);
-			s.send_proxy = (enum proxy_send_proxy)word;
+			if (!(rc = parse_word(p, olabel, eq + 1, send_proxy_words, &word)))
+				s.send_proxy = (enum proxy_send_proxy)word;
 			s.own_send_proxy = true;
 			break;
 		case OPT_CHECK_PORT:

@@ -1444,9 +1444,10 @@ static void stop_accepting(bool handed_over)
 }
 
 /* After a hand-over that moved upgrade_socket (under reload_lock, which
- * keeps P.upgrade_path still): the old process's control socket file goes.  That process closes its socket without removing the
- * file (the path is the new process's when unchanged), so the file would
- * stay, a path that takes connections nobody answers and then none. */
+ * keeps P.upgrade_path still): the old process's control socket file
+ * goes.  That process closes its socket without removing the file (the
+ * path is the new process's when unchanged), so the file would stay, a
+ * path that takes connections nobody answers and then none. */
 static void forget_old_control_socket(void)
 {
 	const char *old = P.from.upgrade_path;
