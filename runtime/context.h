@@ -29,6 +29,19 @@ typedef void (*weft__ctx_entry)(void *switch_arg, void *arg);
 void *weft__ctx_make(void *stack_top, weft__ctx_entry entry, void *arg, uint32_t fp_ctl);
 uint32_t weft__fp_ctl_read(void);
 
+/* A hint inside a spin-wait loop: `pause` on x86 lets the sibling
+ * hyperthread run and avoids a memory-order flush on exit; on AArch64
+ * `yield` is a no-op on most cores, and `isb`, which waits for the pipeline
+ * to drain, is the customary stand-in. */
+static inline void weft__cpu_relax(void)
+{
+#if defined(__x86_64__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ volatile("isb" ::: "memory");
+#endif
+}
+
 /* ---- Entries of calls that may suspend (runtime/switch_<arch>.S) ----------
  * A public call that may suspend the task (weft_chan_send, weft_chan_recv)
  * is an assembly entry (RESUMING_ENTRY) that calls its C body and returns

@@ -172,7 +172,7 @@ static inline void weft__spin_lock(uint32_t *l)
 {
 	while (__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))
 		while (__atomic_load_n(l, __ATOMIC_RELAXED))
-			__builtin_ia32_pause();
+			weft__cpu_relax();
 }
 static inline void weft__spin_unlock(uint32_t *l)
 {

@@ -83,9 +83,10 @@ void *weft__switch(void **save_sp, void *next_sp, void *arg);
  * stack balanced, so the returns the resumed context makes next are
  * predicted as they would be without a switch.  Everything but the
  * callee-saved registers is clobbered: the other context ran arbitrary code.
- * The 128 bytes skipped first protect this function's red zone from the
- * pushed return address.
  */
+#if defined(__x86_64__)
+/* The 128 bytes skipped first protect this function's red zone from the
+ * pushed return address. */
 static inline __attribute__((always_inline)) void *
 weft__switch_jmp(void **save_sp, void *next_sp, void *arg)
 {
@@ -113,6 +114,31 @@ weft__switch_jmp(void **save_sp, void *next_sp, void *arg)
 	);
 	return ret;
 }
+#elif defined(__aarch64__)
+/* The resume address goes in x30 by hand, where a `bl` would put it; no red
+ * zone to step over (AAPCS64 has none).  v8-v15 are not listed: the switch
+ * keeps all 128 bits of them (switch_aarch64.S). */
+static inline __attribute__((always_inline)) void *
+weft__switch_jmp(void **save_sp, void *next_sp, void *arg)
+{
+	register void *x0 __asm__("x0") = save_sp;
+	register void *x1 __asm__("x1") = next_sp;
+	register void *x2 __asm__("x2") = arg;
+	__asm__ volatile("adr x30, 1f\n\t"
+			 "b weft__switch\n"
+			 "1:"
+			 : "+r"(x0), "+r"(x1), "+r"(x2)
+			 :
+			 : "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13",
+			   "x14", "x15", "x16", "x17", "x18", "x30", "memory", "cc", "v0", "v1",
+			   "v2", "v3", "v4", "v5", "v6", "v7", "v16", "v17", "v18", "v19", "v20",
+			   "v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29", "v30",
+			   "v31");
+	return x0;
+}
+#else
+#error "weft__switch_jmp: no context switch for this architecture"
+#endif
 
 /* A place a context can be suspended in: a task's, or a worker thread's own
  * stack.  The tool fields exist only in sanitizer builds. */

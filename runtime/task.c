@@ -430,7 +430,7 @@ int weft_join(struct weft_task *t, intptr_t *result)
 				}
 				while (!(atomic_load_explicit(&t->done, memory_order_acquire) &
 					 WEFT__JOIN_FREE))
-					__builtin_ia32_pause();
+					weft__cpu_relax();
 			}
 		}
 	}

@@ -408,7 +408,7 @@ static struct weft_task *spin_for_work(struct weft__worker *w)
 			    atomic_load_explicit(&w->rt->exit_workers, memory_order_relaxed))
 				return t;
 		}
-		__builtin_ia32_pause();
+		weft__cpu_relax();
 	}
 }
 
