@@ -150,7 +150,8 @@ struct weft_rt_stats {
 	uint64_t parks;    /* times a worker went to sleep in its ring */
 	uint64_t wakeups;  /* times a worker was woken by another thread */
 	uint64_t switches; /* task switches */
-	uint64_t live;     /* tasks spawned whose handle is not yet released */
+	uint64_t live;     /* tasks spawned and not yet freed: running, or ended with
+			    * a handle not yet released (a detached task until it ends) */
 	uint64_t submitted; /* SQEs handed to the kernel, over all rings */
 };
 /* Fills *out with the counters now (each read on its own, so a sum may be a

@@ -37,13 +37,14 @@
  * -ECANCELED completion is reported as -ETIMEDOUT).  A watch with a
  * shorter timeout than any before pokes the sleeping sweeper (a semaphore
  * it waits on under a deadline), which then starts over at the shorter
- * interval.  A timeout therefore fires between
- * its time and a quarter of it later, never before.  The interval shrinks
+ * interval.  A timeout therefore fires between its time and one interval
+ * later (a quarter of it, but at least 10 ms and at most 1 s), never
+ * before.  The interval shrinks
  * but does not grow back while the sweeper lives: a short timeout seen
  * once costs more frequent sweeps, not lateness.
  *
  * Invariants:
- *  1. A record is on its owner's `armed` list exactly while its receive is
+ *  1. A record is on its owner's `watches` list exactly while its receive is
  *     in the kernel, and then counts in owner->io_inflight (so a busy worker
  *     reaps it within an interval, as any operation).
  *  2. A record is either armed, starved, or owned by the task running its
@@ -61,7 +62,7 @@
 #include "weft/io.h"
 
 struct weft__watch {
-	LIST_ENTRY(weft__watch) link;    /* owner's armed or starved list */
+	LIST_ENTRY(weft__watch) link;    /* owner's watches (armed) or starved list */
 	struct weft__worker *owner;      /* whose ring the receive is on */
 	weft_watch_fn fn;
 	void *arg;

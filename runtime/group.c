@@ -74,7 +74,7 @@ int weft_group_spawn(struct weft_group *g, weft_fn fn, void *arg,
 	weft__spin_lock(&g->q.lock);
 	if (g->cancelled) {
 		/* Start it cancelled rather than not at all: its object
-		 * are made, and it ends at its first suspension point. */
+		 * is made, and it ends at its first suspension point. */
 		weft__task_cancel(t);
 	}
 	LIST_INSERT_HEAD(&g->children, t, glink);

@@ -295,7 +295,7 @@ void weft__waitq_wake_all_by(struct weft__waitq *q, int result,
 /* The blocking half every primitive shares: arms w, queues it on q (whose
  * lock the caller holds and this releases), parks, and on a wake-up that did
  * not come through the queue (cancel, deadline) unlinks w.  Returns the
- * wake result. */
+ * wake result, or -ENOMEM when no timer could be had for the deadline. */
 int weft__waitq_block(struct weft__waitq *q, struct weft_task *self, struct weft__wait *w);
 
 #endif

@@ -32,7 +32,8 @@
 
 
 /* With q's lock held: parks the calling task on q until woken (releasing the
- * lock meanwhile).  Returns the waker's result, or -ECANCELED/-ETIMEDOUT. */
+ * lock meanwhile).  Returns the waker's result, or -ECANCELED/-ETIMEDOUT, or
+ * -ENOMEM when no timer could be had for the task's deadline. */
 static int block(struct weft__waitq *q)
 {
 	struct weft__wait w;

@@ -20,8 +20,9 @@
 #include "runtime/internal.h"
 #include "scheduler/deque.h"
 
-/* Every how many scheduling ticks a worker looks past its local queues (the
- * injection queue, due timers, its yield list).  Prime, as Go's 61, so it
+/* Every how many scheduling ticks a worker looks past its LIFO slot and
+ * deque (the injection queue, due timers, its ring, its I/O queue, its
+ * yield list, its inbox: next_local in worker.c).  Prime, as Go's 61, so it
  * does not beat in step with a periodic workload.  See docs/benchmarks.md
  * for how it was measured. */
 #ifndef WEFT__GLOBAL_INTERVAL

@@ -218,12 +218,13 @@ void weft__park(struct weft__worker *w, uint64_t timeout_ns)
 	/* Cancels asked of us go to the kernel with this wait. */
 	weft__io_process_cancels(w);
 	if (!w->efd_armed) {
-		struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
-		if (sqe) {
-			io_uring_prep_read(sqe, w->efd, &w->efd_buf, sizeof(w->efd_buf), 0);
-			io_uring_sqe_set_data64(sqe, WEFT__TAG_WAKE);
-			w->efd_armed = true;
-		}
+		/* Never skipped for a full SQ (weft__io_sqe makes room): an
+		 * unarmed eventfd would leave a wake-up from outside the
+		 * runtime unheard until something else completes. */
+		struct io_uring_sqe *sqe = weft__io_sqe(w);
+		io_uring_prep_read(sqe, w->efd, &w->efd_buf, sizeof(w->efd_buf), 0);
+		io_uring_sqe_set_data64(sqe, WEFT__TAG_WAKE);
+		w->efd_armed = true;
 	}
 	struct __kernel_timespec ts = {
 		.tv_sec = (long long)(timeout_ns / WEFT_SEC),
