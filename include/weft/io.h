@@ -142,8 +142,11 @@ WEFT_API int weft_listener_open(int fd, struct weft_listener **l);
 WEFT_API int weft_listener_accept(struct weft_listener *l);
 /* Stops accepting and waits until the multishot operation has ended; tasks
  * waiting in weft_listener_accept get -EBADF, connections nobody took are
- * closed.  No new weft_listener_accept may start on l.  Returns 0, or the
- * error that had stopped the listener before.  Task only; not cancellable. */
+ * closed.  No new weft_listener_accept may start on l once close has begun
+ * (l is freed when the last waiting task leaves): stop tasks that accept in
+ * a loop first (weft_cancel, weft_join), as examples/server.h does.
+ * Returns 0, or the error that had stopped the listener before.  Task only;
+ * not cancellable. */
 WEFT_API int weft_listener_close(struct weft_listener *l);
 
 /* ---- Streams ------------------------------------------------------------------ */

@@ -91,6 +91,9 @@ TEST(ListenerTest, EveryConnectionIsHandedOutOnceAlsoPastTheQueue)
 	close(lfd);
 }
 
+/* Takers on both workers share the connections.  They loop on accept, so
+ * they are stopped by cancellation before the close: no accept may start
+ * once close has begun (weft/io.h), and a looping taker could. */
 TEST(ListenerTest, TakersOnEveryWorkerShareTheConnections)
 {
 	const int n = 200, takers = 8;
@@ -108,7 +111,7 @@ TEST(ListenerTest, TakersOnEveryWorkerShareTheConnections)
 					taken++;
 					close(fd);
 				}
-				EXPECT_EQ(fd, -EBADF);
+				EXPECT_EQ(fd, -ECANCELED);
 				return (intptr_t)0;
 			}));
 		std::vector<int> clients;
@@ -116,15 +119,42 @@ TEST(ListenerTest, TakersOnEveryWorkerShareTheConnections)
 			clients.push_back(dial(&addr));
 		while (taken.load() < n)
 			weft_sleep(WEFT_MSEC);
-		/* Takers still waiting are woken by the close. */
-		EXPECT_EQ(weft_listener_close(l), 0);
+		for (auto *t : ts)
+			weft_cancel(t);
 		for (auto *t : ts)
 			EXPECT_EQ(weft_join(t, nullptr), 0);
+		EXPECT_EQ(weft_listener_close(l), 0);
 		for (int c : clients)
 			close(c);
 		return (intptr_t)0;
 	});
 	EXPECT_EQ(taken.load(), n);
+	close(lfd);
+}
+
+/* Tasks waiting in accept when the listener closes get -EBADF.  They are
+ * pinned to this task's worker and ready at once, so while this task
+ * sleeps each runs to its park inside accept, before the close begins. */
+TEST(ListenerTest, CloseWakesTheTakersWaitingInAccept)
+{
+	struct sockaddr_in addr;
+	int lfd = listen_loopback(&addr, 16);
+	run_in_weft(2, [&] {
+		struct weft_listener *l;
+		EXPECT_EQ(weft_listener_open(lfd, &l), 0);
+		std::vector<struct weft_task *> ts;
+		for (int i = 0; i < 4; i++)
+			ts.push_back(go([&] { return (intptr_t)weft_listener_accept(l); },
+					WEFT_SPAWN_PINNED));
+		EXPECT_EQ(weft_sleep(10 * WEFT_MSEC), 0);
+		EXPECT_EQ(weft_listener_close(l), 0);
+		for (auto *t : ts) {
+			intptr_t r = 0;
+			EXPECT_EQ(weft_join(t, &r), 0);
+			EXPECT_EQ(r, -EBADF);
+		}
+		return (intptr_t)0;
+	});
 	close(lfd);
 }
 
