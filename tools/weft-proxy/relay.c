@@ -300,8 +300,13 @@ static uint64_t probe_period(struct relay *r)
  * (half of up to 4 MiB), which a slow reader that takes bytes every few
  * milliseconds may need seconds for: it is not idle.  So the measure is
  * the bytes still queued (SIOCOUTQ), against *outq from the look before
- * (-1: none yet; the first look only takes it): fewer means the
- * destination took some, which counts as activity (`last`). */
+ * (-1: none yet): fewer means the destination took some, which counts as
+ * activity (`last`).  The first look has nothing to compare with and
+ * counts as activity too: otherwise `last` would stand where the send
+ * began until the second look, a whole timeout later, and the half-closed
+ * sweep, which goes by `last` alone, could end a relay whose destination
+ * is taking bytes just before that look sees it.  A destination that takes
+ * nothing still ends the send at the second look. */
 static bool draining(struct side *s, int *outq)
 {
 	int q;
@@ -309,7 +314,7 @@ static bool draining(struct side *s, int *outq)
 		return false;
 	bool first = *outq < 0, moved = !first && q < *outq;
 	*outq = q;
-	if (moved)
+	if (first || moved)
 		atomic_store_explicit(&s->r->last, weft_now(), memory_order_relaxed);
 	return first || moved;
 }
