@@ -19,6 +19,26 @@ namespace {
 
 struct weft__ctx a_ctx, b_ctx;
 
+/* Each test's two sides: a_ctx this thread, b_ctx a context on a stack of
+ * its own that starts in `entry` with the FP state in force now. */
+struct sides {
+	struct weft__stack *s = weft__stack_get(nullptr, 64 * 1024);
+	explicit sides(weft__ctx_entry entry)
+	{
+		if (!s)
+			return;
+		weft__ctx_on_thread(&a_ctx);
+		weft__ctx_on_stack(&b_ctx, s, entry, nullptr, weft__fp_ctl_read());
+	}
+	~sides()
+	{
+		if (!s)
+			return;
+		weft__ctx_release(&b_ctx);
+		weft__stack_put(nullptr, s);
+	}
+};
+
 /* The other side clobbers every callee-saved register and the rounding
  * mode, then switches back. */
 [[noreturn]] void clobberer(void *, void *)
@@ -62,10 +82,8 @@ struct weft__ctx a_ctx, b_ctx;
 
 TEST(SwitchTest, KeepsCalleeSavedRegisters)
 {
-	struct weft__stack *s = weft__stack_get(nullptr, 64 * 1024);
-	ASSERT_NE(s, nullptr);
-	weft__ctx_on_thread(&a_ctx);
-	weft__ctx_on_stack(&b_ctx, s, clobberer, nullptr, weft__fp_ctl_read());
+	sides sd(clobberer);
+	ASSERT_NE(sd.s, nullptr);
 	/* The raw switch below bypasses weft__ctx_switch: tell the tools. */
 #ifdef WEFT__ASAN
 	__sanitizer_start_switch_fiber(&a_ctx.asan_fake, b_ctx.stack_lo, b_ctx.stack_size);
@@ -170,8 +188,6 @@ TEST(SwitchTest, KeepsCalleeSavedRegisters)
 		for (int i = 0; i < 16; i++)
 			EXPECT_EQ(io.q[k][i], 0x80u + k) << "q" << 8 + k << " byte " << i;
 #endif
-	weft__ctx_release(&b_ctx);
-	weft__stack_put(nullptr, s);
 }
 
 /* A field of the FP control state that fesetround never touches, with
@@ -209,20 +225,16 @@ void fp_state_set(uint64_t v)
 
 TEST(SwitchTest, KeepsFPControlState)
 {
-	struct weft__stack *s = weft__stack_get(nullptr, 64 * 1024);
-	ASSERT_NE(s, nullptr);
 	int saved = fegetround();
 	fesetround(FE_UPWARD);
 	uint64_t mine = fp_state();
-	weft__ctx_on_thread(&a_ctx);
-	weft__ctx_on_stack(&b_ctx, s, clobberer, nullptr, weft__fp_ctl_read());
+	sides sd(clobberer);
+	ASSERT_NE(sd.s, nullptr);
 	weft__ctx_switch(&a_ctx, &b_ctx, nullptr, false);
 	/* fegetround reads MXCSR on x86-64; fp_state is the x87 word there. */
 	EXPECT_EQ(fegetround(), FE_UPWARD);
 	EXPECT_EQ(fp_state(), mine);
 	fesetround(saved);
-	weft__ctx_release(&b_ctx);
-	weft__stack_put(nullptr, s);
 }
 
 uint64_t b_seen_state;
@@ -239,11 +251,9 @@ uint64_t b_seen_state;
 
 TEST(SwitchTest, KeepsAControlFieldFesetroundLeavesAlone)
 {
-	struct weft__stack *s = weft__stack_get(nullptr, 64 * 1024);
-	ASSERT_NE(s, nullptr);
 	uint64_t mine = fp_state();
-	weft__ctx_on_thread(&a_ctx);
-	weft__ctx_on_stack(&b_ctx, s, field_changer, nullptr, weft__fp_ctl_read());
+	sides sd(field_changer);
+	ASSERT_NE(sd.s, nullptr);
 	for (int i = 0; i < 3; i++) {
 		weft__ctx_switch(&a_ctx, &b_ctx, nullptr, false);
 		EXPECT_EQ(fp_state(), mine) << "round " << i;
@@ -251,8 +261,6 @@ TEST(SwitchTest, KeepsAControlFieldFesetroundLeavesAlone)
 			EXPECT_EQ(b_seen_state, mine ^ kFpField) << "round " << i;
 		}
 	}
-	weft__ctx_release(&b_ctx);
-	weft__stack_put(nullptr, s);
 }
 
 /* backtrace() inside a context walks the context's own frames and stops
@@ -278,10 +286,8 @@ __attribute__((noinline)) void bt_take()
 
 TEST(SwitchTest, ABacktraceInAContextEndsAtItsEntry)
 {
-	struct weft__stack *s = weft__stack_get(nullptr, 64 * 1024);
-	ASSERT_NE(s, nullptr);
-	weft__ctx_on_thread(&a_ctx);
-	weft__ctx_on_stack(&b_ctx, s, bt_entry, nullptr, weft__fp_ctl_read());
+	sides sd(bt_entry);
+	ASSERT_NE(sd.s, nullptr);
 	bt_n = -1;
 	weft__ctx_switch(&a_ctx, &b_ctx, nullptr, false);
 	/* bt_take, bt_entry and the trampoline, perhaps a frame of the
@@ -295,8 +301,6 @@ TEST(SwitchTest, ABacktraceInAContextEndsAtItsEntry)
 		in_entry |= pc > entry && pc < entry + 256;
 	}
 	EXPECT_TRUE(in_entry) << "no frame returns into bt_entry";
-	weft__ctx_release(&b_ctx);
-	weft__stack_put(nullptr, s);
 }
 
 TEST(SwitchTest, NewTaskInheritsTheRuntimeFPState)

@@ -312,11 +312,11 @@ static bool draining(struct side *s, int *outq)
 	int q;
 	if (ioctl(s->r->fd[1 - s->d], SIOCOUTQ, &q) < 0)
 		return false;
-	bool first = *outq < 0, moved = !first && q < *outq;
+	bool active = *outq < 0 || q < *outq;
 	*outq = q;
-	if (first || moved)
+	if (active)
 		atomic_store_explicit(&s->r->last, weft_now(), memory_order_relaxed);
-	return first || moved;
+	return active;
 }
 
 /* Moves n bytes to s's destination, from data, or from pipe p when not
