@@ -9,7 +9,8 @@
  *    half-close passed on; a server's half-close too, after which the
  *    client still sends a burst; a reset by either side in a burst
  *    reaches the other as a reset after an exact prefix of the bytes; a
- *    server that takes nothing ends the relay at the idle timeout; the
+ *    server that takes nothing ends the relay at the idle timeout, but
+ *    one that takes none of an upload while its reply streams does not; the
  *    spliced path holds pipes afterwards (pooled) and the buffered none;
  *  - at the pipe limit, with every pipe held by a transfer a server does
  *    not read, more transfers go buffered (counted), and once the server
@@ -601,6 +602,48 @@ TEST_P(DataPath, ADestinationThatTakesNothingEndsTheRelayAtTheIdleTimeout)
 	EXPECT_NE(line.find("\"end\":\"idle_timeout\""), std::string::npos) << line;
 	close(fd);
 	over = true;
+	int st = p.stop();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+/* The idle timeout counts bytes either way, as HAProxy's `timeout tunnel`
+ * does: a server that reads none of a client's upload while it streams a
+ * reply the client reads is not idle, though the proxy's send of the
+ * upload waits far longer than the timeout. */
+TEST_P(DataPath, ASendBlockedOneWayWaitsWhileTheOtherWayMovesBytes)
+{
+	NEED_PROXY();
+	const int chunks = 75; /* 16 KiB each, 20 ms apart: 1.5 s, 5x the timeout */
+	std::atomic<bool> over{false};
+	one_server s([&](int fd) {
+		static char chunk[16384];
+		for (int i = 0; i < chunks; i++) {
+			if (send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL) != (ssize_t)sizeof(chunk))
+				return;
+			usleep(20000);
+		}
+		shutdown(fd, SHUT_WR);
+		for (int i = 0; i < 1000 && !over; i++)
+			usleep(10000);
+	});
+	proxy p;
+	int port;
+	ASSERT_NO_FATAL_FAILURE(start(p, {s.port}, &port, nullptr, "idle_timeout = 300ms\n"));
+	int fd = dial(port);
+	ASSERT_GE(fd, 0);
+	struct timeval tv = {10, 0};
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	std::thread upload([fd] {
+		std::mt19937 rng(7);
+		send_pattern(fd, 0, 256u << 20, rng, 1 << 20); /* fails once the relay ends */
+	});
+	std::string got = read_all(fd);
+	EXPECT_EQ(got.size(), (size_t)chunks * 16384) << "the relay ended while bytes still flowed";
+	over = true;
+	shutdown(fd, SHUT_RDWR);
+	upload.join();
+	close(fd);
 	int st = p.stop();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }

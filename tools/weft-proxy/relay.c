@@ -53,11 +53,11 @@
  *    task at a time.
  *
  * Timeouts: the idle timeout counts from the last byte either way
- * (`last`), so each direction's watch, on expiry, checks whether the
- * other direction was busy and, if so, waits again for the rest.  A byte
- * counts when its destination's socket took it, and a send that waits for
- * room looks every half timeout whether the destination is taking any
- * (deliver, draining).  After one side's end of stream the remaining
+ * (`last`), so each direction's watch, and each send that waits for room,
+ * on expiry checks whether the other direction was busy and, if so, waits
+ * again for the rest.  A byte counts when its destination's socket took
+ * it, and a send that waits for room looks every quarter timeout whether
+ * the destination is taking any (deliver, send_budget).  After one side's end of stream the remaining
  * direction waits at most half_closed_timeout, which a sweeper task
  * enforces from outside (sweep_half_closed): the remaining watch was armed
  * with the idle budget.  The sweeper also passes on a reset of the side
@@ -273,9 +273,10 @@ static void sent(struct side *s, size_t n, enum stats_path path)
 	atomic_store_explicit(&s->r->last, weft_now(), memory_order_relaxed);
 }
 
-/* Direction s's destination did not take its bytes: it took nothing for
- * the idle timeout (expired), which is as idle as a quiet connection, or
- * it failed, and is the side that reset.  Ends the relay. */
+/* Direction s's destination did not take its bytes: no byte moved either
+ * way for the idle timeout (expired), which is as idle as a quiet
+ * connection, or it failed, and is the side that reset.  Ends the
+ * relay. */
 static void send_failed(struct side *s, bool expired)
 {
 	if (expired)
@@ -284,53 +285,63 @@ static void send_failed(struct side *s, bool expired)
 		abort_relay(s->r, RELAY_CLIENT_RESET + (1 - s->d), s->d);
 }
 
-/* How long a send may wait before it looks whether its destination takes
- * bytes at all: half the idle timeout, or half the half-closed one once a
- * side has sent FIN, since the sweep goes by `last`. */
+/* How often a send that waits for room looks whether its destination takes
+ * bytes at all: a quarter of the idle timeout, or of the half-closed one
+ * once a side has sent FIN, since the sweep goes by `last` too.  A look
+ * sees that bytes went, not when, so it dates them to itself: an end comes
+ * at most a quarter of the timeout late, never early. */
 static uint64_t probe_period(struct relay *r)
 {
 	uint64_t t = r->o.idle_timeout;
 	if (atomic_load(&r->eof) && r->o.half_closed_timeout < t)
 		t = r->o.half_closed_timeout;
-	return t == WEFT_NEVER ? WEFT_NEVER : t / 2;
+	return t == WEFT_NEVER ? WEFT_NEVER : t / 4;
 }
 
-/* A send to s's destination has waited a probe period: whether to wait
- * on.  A full socket makes a send wait until much of its buffer is free
- * (half of up to 4 MiB), which a slow reader that takes bytes every few
+/* A send to s's destination has waited a probe period, or less at the end
+ * of the idle budget: how long it may wait on, 0 when the relay is idle.
+ * A full socket makes a send wait until much of its buffer is free (half
+ * of up to 4 MiB), which a slow reader that takes bytes every few
  * milliseconds may need seconds for: it is not idle.  So the measure is
  * the bytes still queued (SIOCOUTQ), against *outq from the look before
  * (-1: none yet): fewer means the destination took some, which counts as
  * activity (`last`).  The first look has nothing to compare with and
- * counts as activity too: otherwise `last` would stand where the send
- * began until the second look, a whole timeout later, and the half-closed
- * sweep, which goes by `last` alone, could end a relay whose destination
- * is taking bytes just before that look sees it.  A destination that takes
- * nothing still ends the send at the second look. */
-static bool draining(struct side *s, int *outq)
+ * counts as activity too: otherwise a destination taking bytes just before
+ * the second look could see the half-closed sweep, which goes by `last`
+ * alone, end the relay.  The idle timeout counts from the last byte either
+ * way: while the other direction moves bytes, this send waits on however
+ * full its destination stays. */
+static uint64_t send_budget(struct side *s, int *outq)
 {
+	struct relay *r = s->r;
 	int q;
-	if (ioctl(s->r->fd[1 - s->d], SIOCOUTQ, &q) < 0)
-		return false;
-	bool active = *outq < 0 || q < *outq;
-	*outq = q;
-	if (active)
-		atomic_store_explicit(&s->r->last, weft_now(), memory_order_relaxed);
-	return active;
+	if (ioctl(r->fd[1 - s->d], SIOCOUTQ, &q) == 0) {
+		if (*outq < 0 || q < *outq)
+			atomic_store_explicit(&r->last, weft_now(), memory_order_relaxed);
+		*outq = q;
+	}
+	uint64_t period = probe_period(r);
+	if (r->o.idle_timeout == WEFT_NEVER)
+		return period;
+	uint64_t since = weft_now() - atomic_load_explicit(&r->last, memory_order_relaxed);
+	if (since >= r->o.idle_timeout)
+		return 0;
+	return period < r->o.idle_timeout - since ? period : r->o.idle_timeout - since;
 }
 
 /* Moves n bytes to s's destination, from data, or from pipe p when not
  * NULL (then perhaps left not empty); false when the relay must end: the
- * destination failed, or took nothing for the idle timeout (see
- * draining).  Each send or splice returns as soon as some bytes went,
- * and each part counts as activity (sent). */
+ * destination failed, or no byte moved either way for the idle timeout
+ * (see send_budget).  Each send or splice returns as soon as some bytes
+ * went, and each part counts as activity (sent). */
 static bool deliver(struct side *s, const struct pipe_pair *p, const char *data, size_t n)
 {
 	struct relay *r = s->r;
 	int fd = r->fd[1 - s->d], outq = -1;
+	uint64_t wait = probe_period(r);
 	while (n) {
 		struct weft_scope sc;
-		weft_scope_deadline(&sc, probe_period(r));
+		weft_scope_deadline(&sc, wait);
 		ssize_t m = p ? weft_splice(p->r, -1, fd, -1, n, SPLICE_F_NONBLOCK)
 			      : weft_send(fd, data, n, MSG_NOSIGNAL);
 		/* A splice cut short by its deadline may end with a short
@@ -342,10 +353,11 @@ static bool deliver(struct side *s, const struct pipe_pair *p, const char *data,
 			data += p ? 0 : m;
 			n -= (size_t)m;
 			outq = -1;
+			wait = probe_period(r);
 			continue;
 		}
 		/* 0 never comes from a stream send or splice of n > 0. */
-		if (expired && draining(s, &outq))
+		if (expired && (wait = send_budget(s, &outq)) > 0)
 			continue;
 		send_failed(s, expired);
 		return false;
