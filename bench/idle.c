@@ -145,7 +145,7 @@ static intptr_t run(void *arg)
 	for (int i = 0; i < n_conns; i++)
 		weft_close(clients[i]);
 	weft_wg_wait(&closed_wg);
-	weft_listener_close(l);
+	weft_listener_free(l);
 	close(lfd);
 	free(clients);
 	return 0;

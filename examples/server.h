@@ -64,7 +64,7 @@ static intptr_t server_run(void *arg)
 		weft_cancel(watcher);
 		weft_join(watcher, NULL);
 	}
-	weft_listener_close(l);
+	weft_listener_free(l);
 	return result == -ECANCELED ? 0 : result;
 }
 

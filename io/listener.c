@@ -31,9 +31,14 @@
  *    not listening, cannot accept, or was closed): the acceptor closes the
  *    channel, and the error reaches the tasks in weft_listener_accept.
  *
- * Lifetime: the listener is shared by its opener and every task inside
- * weft_listener_accept, counted in `refs`; the last one out frees it, so
- * close may run while other tasks still wait to accept.
+ * Lifetime: stopping and freeing are two steps, as for a socket's
+ * shutdown and close.  weft_listener_close ends the acceptor and empties
+ * the channel, which stays closed: an accept loop elsewhere that calls
+ * again gets -EBADF, not freed memory, so a server can close and then
+ * join its loops.  weft_listener_free drops the opener's reference; the
+ * acceptor and every task inside weft_listener_accept hold one too
+ * (`refs`), and the last one out frees the memory, so a task still
+ * leaving accept when free runs is safe.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -62,15 +67,15 @@ struct weft_listener {
 	size_t nheld, cap;
 	bool pausing;
 	bool took;                 /* owner only: a connection since the last arming */
+	/* The opener's: weft_listener_close has run, and returned closed_rc. */
+	bool closed;
+	int closed_rc;
 };
 
 static void unref(struct weft_listener *l)
 {
 	if (atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	int fd;
-	while (weft_chan_tryrecv(l->ch, &fd) == 0)
-		close(fd); /* accepted, never taken */
 	weft_chan_free(l->ch);
 	free(l->held);
 	free(l);
@@ -222,6 +227,8 @@ int weft_listener_accept(struct weft_listener *l)
 
 int weft_listener_close(struct weft_listener *l)
 {
+	if (l->closed)
+		return l->closed_rc;
 	/* The acceptor may be parked in its operation, in a send, or asleep:
 	 * the cancellation ends each. */
 	weft_cancel(l->acceptor);
@@ -229,7 +236,20 @@ int weft_listener_close(struct weft_listener *l)
 	weft_scope_shield(&s, WEFT_NEVER);
 	int rc = weft_join(l->acceptor, NULL);
 	weft_scope_end(&s);
+	/* The acceptor closed the channel before it ended: what is left in it
+	 * was accepted and never taken, and no more can come.  A taker racing
+	 * this loop gets a connection or -EBADF, never a closed descriptor. */
+	int fd;
+	while (weft_chan_tryrecv(l->ch, &fd) == 0)
+		close(fd);
 	int err = atomic_load_explicit(&l->err, memory_order_relaxed);
+	l->closed = true;
+	l->closed_rc = rc < 0 ? rc : err == -EBADF ? 0 : err;
+	return l->closed_rc;
+}
+
+void weft_listener_free(struct weft_listener *l)
+{
+	weft_listener_close(l);
 	unref(l);
-	return rc < 0 ? rc : err == -EBADF ? 0 : err;
 }

@@ -141,13 +141,19 @@ WEFT_API int weft_listener_open(int fd, struct weft_listener **l);
  * fd is not listening).  Task only; suspension point. */
 WEFT_API int weft_listener_accept(struct weft_listener *l);
 /* Stops accepting and waits until the multishot operation has ended; tasks
- * waiting in weft_listener_accept get -EBADF, connections nobody took are
- * closed.  No new weft_listener_accept may start on l once close has begun
- * (l is freed when the last waiting task leaves): stop tasks that accept in
- * a loop first (weft_cancel, weft_join), as examples/server.h does.
- * Returns 0, or the error that had stopped the listener before.  Task only;
- * not cancellable. */
+ * in weft_listener_accept, and any that call it later, get -EBADF, and
+ * connections nobody took are closed.  l stays valid until
+ * weft_listener_free, so a server can close its listener and then join
+ * the tasks that accept in a loop: each sees -EBADF at its next accept.
+ * Returns 0, or the error that had stopped the listener before; a second
+ * call returns the first one's result.  Task only; not cancellable; not
+ * concurrently with itself. */
 WEFT_API int weft_listener_close(struct weft_listener *l);
+/* Releases l, closing it first if weft_listener_close has not run.  No
+ * task may call weft_listener_accept on l once free has begun; those still
+ * inside it leave with -EBADF, and the last one out frees the memory.
+ * Task only; not cancellable. */
+WEFT_API void weft_listener_free(struct weft_listener *l);
 
 /* ---- Streams ------------------------------------------------------------------ */
 

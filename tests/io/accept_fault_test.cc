@@ -135,6 +135,7 @@ void backs_off_on(int err)
 		if (fd >= 0)
 			close(fd);
 		EXPECT_EQ(weft_listener_close(l), 0);
+		weft_listener_free(l);
 		return (intptr_t)0;
 	});
 	close(c);

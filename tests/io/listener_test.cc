@@ -3,8 +3,9 @@
  * listener_test.cc - the multishot-accept listener: every connection is
  * handed out exactly once, also past the queue's capacity (the pause and
  * re-arm path); a full descriptor table makes it back off without spinning
- * and it recovers by itself; close wakes waiting takers with -EBADF; a
- * socket that is not listening, or cannot accept, stops it with the
+ * and it recovers by itself; close wakes waiting takers with -EBADF, ends
+ * accept loops that call again after it, and closes the connections nobody
+ * took; a socket that is not listening, or cannot accept, stops it with the
  * kernel's error.
  */
 #include <arpa/inet.h>
@@ -84,6 +85,7 @@ TEST(ListenerTest, EveryConnectionIsHandedOutOnceAlsoPastTheQueue)
 		}
 		EXPECT_EQ(seen, ports);
 		EXPECT_EQ(weft_listener_close(l), 0);
+		weft_listener_free(l);
 		return (intptr_t)0;
 	});
 	for (int c : clients)
@@ -91,10 +93,11 @@ TEST(ListenerTest, EveryConnectionIsHandedOutOnceAlsoPastTheQueue)
 	close(lfd);
 }
 
-/* Takers on both workers share the connections.  They loop on accept, so
- * they are stopped by cancellation before the close: no accept may start
- * once close has begun (weft/io.h), and a looping taker could. */
-TEST(ListenerTest, TakersOnEveryWorkerShareTheConnections)
+/* Takers on both workers share the connections, and a close ends their
+ * loops: each takes a while over a connection, so some are between two
+ * accepts when the close comes, and their next accept must get -EBADF
+ * from the listener, which stays valid until it is freed. */
+TEST(ListenerTest, TakersOnEveryWorkerShareTheConnectionsAndStopAtTheClose)
 {
 	const int n = 200, takers = 8;
 	struct sockaddr_in addr;
@@ -110,20 +113,24 @@ TEST(ListenerTest, TakersOnEveryWorkerShareTheConnections)
 				while ((fd = weft_listener_accept(l)) >= 0) {
 					taken++;
 					close(fd);
+					weft_sleep(2 * WEFT_MSEC);
 				}
-				EXPECT_EQ(fd, -ECANCELED);
-				return (intptr_t)0;
+				return (intptr_t)fd;
 			}));
 		std::vector<int> clients;
 		for (int i = 0; i < n; i++)
 			clients.push_back(dial(&addr));
 		while (taken.load() < n)
 			weft_sleep(WEFT_MSEC);
-		for (auto *t : ts)
-			weft_cancel(t);
-		for (auto *t : ts)
-			EXPECT_EQ(weft_join(t, nullptr), 0);
 		EXPECT_EQ(weft_listener_close(l), 0);
+		for (auto *t : ts) {
+			intptr_t r = 0;
+			EXPECT_EQ(weft_join(t, &r), 0);
+			EXPECT_EQ(r, -EBADF);
+		}
+		EXPECT_EQ(weft_listener_accept(l), -EBADF);
+		EXPECT_EQ(weft_listener_close(l), 0) << "a second close repeats the first";
+		weft_listener_free(l);
 		for (int c : clients)
 			close(c);
 		return (intptr_t)0;
@@ -132,9 +139,41 @@ TEST(ListenerTest, TakersOnEveryWorkerShareTheConnections)
 	close(lfd);
 }
 
-/* Tasks waiting in accept when the listener closes get -EBADF.  They are
- * pinned to this task's worker and ready at once, so while this task
- * sleeps each runs to its park inside accept, before the close begins. */
+/* Connections accepted but never taken are closed by the close, not
+ * handed to an accept that comes after it. */
+TEST(ListenerTest, CloseClosesTheConnectionsNobodyTook)
+{
+	struct sockaddr_in addr;
+	int lfd = listen_loopback(&addr, 16);
+	run_in_weft(2, [&] {
+		struct weft_listener *l;
+		EXPECT_EQ(weft_listener_open(lfd, &l), 0);
+		int c[3];
+		for (int &fd : c)
+			fd = dial(&addr);
+		/* Let the acceptor take them from the backlog into its queue. */
+		weft_sleep(20 * WEFT_MSEC);
+		EXPECT_EQ(weft_listener_close(l), 0);
+		EXPECT_EQ(weft_listener_accept(l), -EBADF);
+		for (int fd : c) {
+			char b;
+			struct timeval tv = {5, 0};
+			setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+			ssize_t r = recv(fd, &b, 1, 0);
+			EXPECT_TRUE(r == 0 || (r < 0 && errno == ECONNRESET))
+				<< "a connection nobody took stayed open: " << r << " " << errno;
+			close(fd);
+		}
+		weft_listener_free(l);
+		return (intptr_t)0;
+	});
+	close(lfd);
+}
+
+/* Tasks waiting in accept when the listener closes get -EBADF, and may
+ * still be on their way out when it is freed.  They are pinned to this
+ * task's worker and ready at once, so while this task sleeps each runs to
+ * its park inside accept, before the close begins. */
 TEST(ListenerTest, CloseWakesTheTakersWaitingInAccept)
 {
 	struct sockaddr_in addr;
@@ -148,6 +187,9 @@ TEST(ListenerTest, CloseWakesTheTakersWaitingInAccept)
 					WEFT_SPAWN_PINNED));
 		EXPECT_EQ(weft_sleep(10 * WEFT_MSEC), 0);
 		EXPECT_EQ(weft_listener_close(l), 0);
+		/* Woken but not yet run (they are on this worker): each still
+		 * holds the listener, which the last one out frees. */
+		weft_listener_free(l);
 		for (auto *t : ts) {
 			intptr_t r = 0;
 			EXPECT_EQ(weft_join(t, &r), 0);
@@ -185,6 +227,7 @@ TEST(ListenerTest, AFullDescriptorTableBacksOffWithoutSpinningAndRecovers)
 		close(a);
 		close(b);
 		EXPECT_EQ(weft_listener_close(l), 0);
+		weft_listener_free(l);
 		return (intptr_t)0;
 	});
 	close(c1);
@@ -200,6 +243,7 @@ TEST(ListenerTest, ASocketThatIsNotListeningStopsItWithTheKernelsError)
 		EXPECT_EQ(weft_listener_open(fd, &l), 0);
 		EXPECT_EQ(weft_listener_accept(l), -EINVAL);
 		EXPECT_EQ(weft_listener_close(l), -EINVAL);
+		weft_listener_free(l);
 		return (intptr_t)0;
 	});
 	close(fd);
@@ -221,6 +265,7 @@ TEST(ListenerTest, ASocketThatCannotAcceptStopsItWithoutSpinning)
 		weft_scope_end(&s);
 		EXPECT_LT(process_cpu_ns() - cpu0, 50 * WEFT_MSEC);
 		EXPECT_EQ(weft_listener_close(l), -EOPNOTSUPP);
+		weft_listener_free(l);
 		return (intptr_t)0;
 	});
 	close(fd);
@@ -250,6 +295,7 @@ TEST(ListenerTest, AcceptHonoursDeadlineAndCancellation)
 		close(fd);
 		close(c);
 		EXPECT_EQ(weft_listener_close(l), 0);
+		weft_listener_free(l);
 		return (intptr_t)0;
 	});
 	close(lfd);

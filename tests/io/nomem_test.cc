@@ -242,6 +242,7 @@ TEST(NomemTest, AListenerWhoseAcceptorGetsNoStackIsRefused)
 		EXPECT_EQ(weft_listener_open(lfd, &l), 0);
 		if (l) {
 			EXPECT_EQ(weft_listener_close(l), 0);
+			weft_listener_free(l);
 		}
 		return 0;
 	});
