@@ -13,7 +13,8 @@
  * busy server (first come, first served; a client gone leaves it; a full
  * queue and a timeout are told apart), a
  * failed connect handing its server slot
- * to the queue at once, and max_connections pausing the accepts
+ * to the queue at once, no retry for a client that reset during a
+ * connect, and max_connections pausing the accepts
  * (and an idle listen address keeping no slot from another).
  *
  * A backend of harness.h answers each connection with its one-byte tag, so
@@ -923,6 +924,35 @@ TEST(TimeoutTest, AFailedConnectWakesTheConnectionQueuedForItsSlot)
 	EXPECT_LT(ms, 2500) << "woken only by the queue timeout";
 	close(first);
 	close(second);
+	EXPECT_EQ(p.stop(), 0);
+}
+
+/* A client that resets while a connect hangs gets no retry: the next
+ * server would cost another connect_timeout, for nobody. */
+TEST(TimeoutTest, AClientThatResetsDuringAConnectIsNotRetried)
+{
+	NEED_PROXY();
+	blackhole h1, h2;
+	proxy p;
+	int port = free_port();
+	std::string c = "[frontend f]\nlisten = 127.0.0.1:" + std::to_string(port) +
+			"\nbackend = b\n\n[backend b]\nconnect_timeout = 400ms\nretries = 1\n"
+			"server h1 = 127.0.0.1:" + std::to_string(h1.port) + "\n"
+			"server h2 = 127.0.0.1:" + std::to_string(h2.port) + "\n";
+	ASSERT_TRUE(p.start(c) && !p.wait_line("listening", 10000).empty());
+	int fd = dial(port);
+	ASSERT_GE(fd, 0);
+	usleep(100 * 1000); /* its first connect is under way */
+	struct linger lg = {1, 0};
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+	std::string line = p.wait_line("\"end\":", 5000);
+	EXPECT_NE(line.find("\"end\":\"client_closed\""), std::string::npos) << line;
+	size_t at = line.find("\"connect_ms\":");
+	ASSERT_NE(at, std::string::npos) << line;
+	double connect_ms = atof(line.c_str() + at + strlen("\"connect_ms\":"));
+	EXPECT_GE(connect_ms, 350) << "the first connect was cut short";
+	EXPECT_LT(connect_ms, 700) << "retried for a client that had left: " << line;
 	EXPECT_EQ(p.stop(), 0);
 }
 

@@ -36,11 +36,11 @@
  *     The connection holds a reference to the loop's generation (reload.h).
  *  2. A task per new connection picks a server (balance.c) and connects
  *     within connect_timeout; a failed connect is retried on another
- *     server, up to `retries` times.  Servers that are all at their own
- *     max_connections make it wait up to queue_timeout (at most
- *     queue_size waiting per backend, first come first served:
- *     queue.c) for a slot, which a connection's end, or a server made
- *     ready from the admin listener, hands on.
+ *     server, up to `retries` times, unless the client reset meanwhile.
+ *     Servers that are all at their own max_connections make it wait up
+ *     to queue_timeout (at most queue_size waiting per backend, first
+ *     come first served: queue.c) for a slot, which a connection's end,
+ *     or a server made ready from the admin listener, hands on.
  *  3. With send_proxy, the PROXY header goes to the server first.
  *     With accept_proxy, the session first reads the client's PROXY
  *     header (read_proxy_header), takes the client's address from it,
@@ -422,6 +422,12 @@ static intptr_t session(void *arg)
 	int server = -1;
 	const char *no_server = "no_server"; /* the access log's word, if so */
 	for (uint32_t attempt = 0; attempt <= b->retries;) {
+		/* A client that left while a connect failed gets no retry:
+		 * another connect_timeout for nobody, and a server slot. */
+		if (attempt > 0 && client_left(s->client)) {
+			end_early(s, "client_closed", false);
+			return 0;
+		}
 		/* First come, first served: while connections wait for a
 		 * slot, a new one queues behind them (a retry has waited its
 		 * turn already). */

@@ -198,10 +198,16 @@ void queue_dispatch(struct pbackend *pb)
 }
 
 /* Whether poll(2)'s revents say the client reset or closed (POLLHUP needs
- * both directions shut, and the proxy shuts none while queued). */
+ * both directions shut, and the proxy shuts none before the relay). */
 static bool gone(short revents)
 {
 	return revents & (POLLERR | POLLHUP);
+}
+
+bool client_left(int fd)
+{
+	struct pollfd pf = {.fd = fd};
+	return poll(&pf, 1, 0) > 0 && gone(pf.revents);
 }
 
 /* Under the queue's lock: serves every waiter of lane l whose client left
@@ -281,8 +287,7 @@ int queue_wait(struct pbackend *pb, int client, const struct weft_addr *peer,
 		return w.err;
 	/* Served, perhaps as a timeout or cancellation came: a slot taken
 	 * is the caller's, unless its client left since the last look. */
-	struct pollfd pf = {.fd = client};
-	if (poll(&pf, 1, 0) == 1 && gone(pf.revents)) {
+	if (client_left(client)) {
 		balance_done(w.srv);
 		queue_dispatch(pb);
 		return -ECONNRESET;

@@ -42,6 +42,10 @@ int queue_wait(struct pbackend *pb, int client, const struct weft_addr *peer,
 	       struct pserver *const *tried, size_t ntried, uint64_t deadline,
 	       struct pserver **srv);
 
+/* Whether the client on socket fd reset or closed (both ways shut): a
+ * connection for it would serve nobody.  One poll(2); any thread. */
+bool client_left(int fd);
+
 /* Capacity may have appeared in pb (a slot given back with balance_done,
  * a server made ready): serves the waiters it lets, in order.  Cheap when
  * none waits.  Any thread; never suspends. */
