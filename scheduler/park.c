@@ -143,6 +143,12 @@ int weft__park_init(struct weft__worker *w)
 		      (w->ring.features & IORING_FEAT_CQE_SKIP);
 	if (probe)
 		io_uring_free_probe(probe);
+	/* Enter by the ring's registered index rather than its descriptor:
+	 * the kernel then skips looking the descriptor up on each enter, an
+	 * fdget and fdput that are atomic in a threaded process (5.18; an
+	 * older kernel keeps entering by the descriptor).  The index belongs
+	 * to this thread, the only one that enters this ring. */
+	(void)io_uring_register_ring_fd(&w->ring);
 	return 0;
 }
 
