@@ -20,17 +20,24 @@
  *    that is logged too, and lookups go on without failures;
  *  - with resolve_interval off the name is looked up at the start only
  *    (weft_proxy_server_lookups_total stays 0);
+ *  - a lookup that hangs on a name server that does not answer (the
+ *    test's own, on 127.0.0.77:53, through /etc/resolv.conf) does not
+ *    delay another server's;
  *  - every test ends with SIGTERM: exit 0.
  * Skipped where the test cannot make a mount namespace (it needs
  * CAP_SYS_ADMIN, which a container may not grant).
  */
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -112,13 +119,14 @@ struct named {
 		return set_hosts(std::string(ip) + " svc.weft-test\n");
 	}
 
-	bool start(const std::string &backend_extra)
+	/* more_servers: server lines before s's. */
+	bool start(const std::string &backend_extra, const std::string &more_servers = "")
 	{
 		p.port = free_port();
 		return p.start("[global]\naccess_log = stderr\nadmin = 127.0.0.1:" +
 			       std::to_string(admin) + "\n\n[frontend f]\nlisten = 127.0.0.1:" +
 			       std::to_string(p.port) + "\nbackend = b\n\n[backend b]\n" + backend_extra +
-			       "server s = svc.weft-test:" + std::to_string(a.port) + "\n") &&
+			       more_servers + "server s = svc.weft-test:" + std::to_string(a.port) + "\n") &&
 		       p.wait_line(("listening on 127.0.0.1:" + std::to_string(p.port)).c_str(), 5000) !=
 			       "";
 	}
@@ -249,6 +257,106 @@ TEST(ResolveTest, WithoutResolveIntervalTheNameIsLookedUpAtTheStartOnly)
 	int st = finish(t.p, &tail);
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 	EXPECT_EQ(occurrences(tail, "svc.weft-test"), 0u) << tail;
+}
+
+/* A name server on 127.0.0.77:53 for the test's lookups: it answers a
+ * query for an A record with 127.0.0.1 (and one for any other type with no
+ * record) until told to go mute, after which it takes queries and answers
+ * none, as a name server that is down behind a firewall that drops. */
+struct name_server {
+	int fd = -1;
+	std::atomic<bool> mute{false};
+	std::thread t;
+
+	bool start()
+	{
+		fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		struct sockaddr_in a = {};
+		a.sin_family = AF_INET;
+		a.sin_port = htons(53);
+		a.sin_addr.s_addr = htonl(0x7f00004d); /* 127.0.0.77 */
+		if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+			return false;
+		t = std::thread([this] { serve(); });
+		return true;
+	}
+
+	void serve()
+	{
+		unsigned char q[512];
+		struct sockaddr_in from;
+		socklen_t len = sizeof(from);
+		ssize_t n;
+		while ((n = recvfrom(fd, q, sizeof(q), 0, (struct sockaddr *)&from, &len)) > 0) {
+			if (mute || n < 17)
+				continue;
+			/* The question: labels up to a zero, then type and class. */
+			size_t end = 12;
+			while (end < (size_t)n && q[end])
+				end += q[end] + 1u;
+			if (end + 5 > (size_t)n)
+				continue;
+			end += 5;
+			bool a_query = q[end - 4] == 0 && q[end - 3] == 1;
+			unsigned char r[600];
+			memcpy(r, q, end);
+			r[2] = 0x81, r[3] = 0x80; /* a response, recursion available, no error */
+			r[6] = 0, r[7] = a_query; /* answers */
+			r[8] = r[9] = r[10] = r[11] = 0;
+			size_t m = end;
+			if (a_query) {
+				const unsigned char rr[] = {0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0,
+							    0, 4, 127, 0, 0, 1};
+				memcpy(r + m, rr, sizeof(rr));
+				m += sizeof(rr);
+			}
+			sendto(fd, r, m, 0, (struct sockaddr *)&from, len);
+		}
+	}
+
+	~name_server()
+	{
+		if (t.joinable()) {
+			shutdown(fd, SHUT_RDWR); /* ends the recvfrom */
+			t.join();
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+};
+
+/* A lookup held up by a name server that does not answer (for the
+ * resolver's whole timeout, 2 s here) holds up no other server's: each
+ * server is looked up by a task of its own.  The mute name's server comes
+ * first in the backend, so a single task going through them in order would
+ * see svc's move only after the timeout. */
+TEST(ResolveTest, ALookupThatHangsHoldsUpNoOtherServer)
+{
+	NEED_PROXY();
+	named t;
+	t.files.push_back(temp_file("hosts: files dns\n"));
+	t.p.binds[0].first = t.files.back();
+	t.files.push_back(temp_file("nameserver 127.0.0.77\noptions timeout:2 attempts:1\n"));
+	t.p.binds.emplace_back(t.files.back(), "/etc/resolv.conf");
+	NEED_NAMESPACE(t);
+	name_server ns;
+	if (!ns.start())
+		GTEST_SKIP() << "cannot bind 127.0.0.77:53 here: " << strerror(errno);
+	ASSERT_TRUE(t.resolve_to("127.0.0.1"));
+	ASSERT_TRUE(t.start("resolve_interval = 100ms\n",
+			    "server q = mute.weft-test:" + std::to_string(t.a.port) + "\n"));
+	EXPECT_EQ(t.count('a', 4), 4) << "both names lead to a";
+	ns.mute = true;
+	std::this_thread::sleep_for(milliseconds(300)); /* q's lookups now hang */
+	auto t0 = steady_clock::now();
+	ASSERT_TRUE(t.resolve_to("127.0.0.2"));
+	std::string moved = t.p.wait_line("svc.weft-test", 1000);
+	EXPECT_NE(moved.find("is now " + t.where("127.0.0.2")), std::string::npos)
+		<< "svc's move not followed within 1 s, "
+		<< duration_cast<milliseconds>(steady_clock::now() - t0).count() << " ms: " << moved;
+	std::string tail;
+	int st = finish(t.p, &tail);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 
 } // namespace

@@ -7,11 +7,14 @@
  *
  * A server written as host:port is looked up when its generation is built
  * (balance_init).  With its backend's resolve_interval, one task per such
- * backend (a refresher) looks each of its host-name servers up again every
- * interval, with weft_addr_resolve (getaddrinfo on the blocking pool, so
- * /etc/hosts and the system's resolver settings apply as at start), and
- * points the server at the result with balance_set_addr: new connections
- * and checks go there, connections already made stay where they are.
+ * server (a refresher) looks it up again every interval, with
+ * weft_addr_resolve (getaddrinfo on the blocking pool, so /etc/hosts and
+ * the system's resolver settings apply as at start), and points the server
+ * at the result with balance_set_addr: new connections and checks go
+ * there, connections already made stay where they are.  A task each, not
+ * one for all: a lookup that hangs (a name server that does not answer
+ * holds getaddrinfo for its whole timeout, seconds) holds up no other
+ * name.
  *
  * Which address, when a name has several: the one in use, as long as the
  * answer still has it, else the first of the answer.  A resolver that
@@ -41,7 +44,8 @@
 
 struct refresher {
 	struct pbackend *pb;
-	bool *failing; /* per server: the last lookup failed (logged once) */
+	size_t i;     /* the server, in pb */
+	bool failing; /* the last lookup failed (logged once) */
 };
 
 struct resolve_run {
@@ -62,11 +66,11 @@ static const struct weft_addr *choose(const struct pserver *s, const struct weft
 	return &answer[0];
 }
 
-/* Looks server i of r's backend up once, into answer (ANSWER_MAX long).
- * Returns -ECANCELED when the refresher is being stopped, else 0. */
-static int refresh_one(struct refresher *r, size_t i, struct weft_addr *answer)
+/* Looks r's server up once, into answer (ANSWER_MAX long).  Returns
+ * -ECANCELED when the refresher is being stopped, else 0. */
+static int refresh(struct refresher *r, struct weft_addr *answer)
 {
-	struct pserver *s = &r->pb->servers[i];
+	struct pserver *s = &r->pb->servers[r->i];
 	const char *bname = r->pb->cfg->name, *sname = s->cfg->name;
 	int n = weft_addr_resolve(s->cfg->address, answer, ANSWER_MAX);
 	if (n == -ECANCELED)
@@ -79,29 +83,20 @@ static int refresh_one(struct refresher *r, size_t i, struct weft_addr *answer)
 	char a[WEFT_ADDR_STRLEN], b[WEFT_ADDR_STRLEN];
 	(void)weft_addr_format(&was, b, sizeof(b));
 	if (n < 0) {
-		if (!r->failing[i])
+		if (!r->failing)
 			say("server %s/%s: looking up %s failed (%s); connections go on to %s",
 				bname, sname, s->cfg->address,
 				n == -ENOENT ? "no such host" : strerror(-n), b);
-		r->failing[i] = true;
+		r->failing = true;
 		return 0;
 	}
 	const struct weft_addr *to = choose(s, answer, (size_t)n);
 	(void)weft_addr_format(to, a, sizeof(a));
 	if (balance_set_addr(s, to))
 		say("server %s/%s: %s is now %s (was %s)", bname, sname, s->cfg->address, a, b);
-	else if (r->failing[i])
+	else if (r->failing)
 		say("server %s/%s: %s resolves again, to %s", bname, sname, s->cfg->address, a);
-	r->failing[i] = false;
-	return 0;
-}
-
-/* One round over r's host-name servers: 0, or -ECANCELED when stopped. */
-static int refresh_all(struct refresher *r, struct weft_addr *answer)
-{
-	for (size_t i = 0; i < r->pb->n; i++)
-		if (r->pb->servers[i].cfg->resolve && refresh_one(r, i, answer) < 0)
-			return -ECANCELED;
+	r->failing = false;
 	return 0;
 }
 
@@ -110,31 +105,32 @@ static intptr_t refresher(void *arg)
 	struct refresher *r = arg;
 	struct weft_addr *answer = malloc(ANSWER_MAX * sizeof(*answer));
 	if (!answer) {
-		say("backend %s: out of memory; its host names are not looked up again",
-			r->pb->cfg->name);
+		say("server %s/%s: out of memory; its host name is not looked up again",
+		    r->pb->cfg->name, r->pb->servers[r->i].cfg->name);
 		return -ENOMEM;
 	}
 	/* The generation has just looked every name up: the first lookup
 	 * comes an interval later.  Cancellation ends the sleep or the
 	 * lookup with -ECANCELED. */
-	while (weft_sleep(r->pb->cfg->resolve_interval_ns) == 0 && refresh_all(r, answer) == 0)
+	while (weft_sleep(r->pb->cfg->resolve_interval_ns) == 0 && refresh(r, answer) == 0)
 		;
 	free(answer);
 	return 0;
 }
 
-/* Whether pb has anything to look up again. */
-static bool needs_refresher(const struct pbackend *pb)
+/* Whether server i of pb is looked up again. */
+static bool needs_refresher(const struct pbackend *pb, size_t i)
 {
-	return pb->cfg->resolve_interval_ns && pb->cfg->host_names;
+	return pb->cfg->resolve_interval_ns && pb->servers[i].cfg->resolve;
 }
 
 int resolve_start(struct pbackend *backs, size_t nbackends, struct resolve_run **out)
 {
 	*out = NULL;
 	size_t n = 0;
-	for (size_t i = 0; i < nbackends; i++)
-		n += needs_refresher(&backs[i]);
+	for (size_t b = 0; b < nbackends; b++)
+		for (size_t i = 0; i < backs[b].n; i++)
+			n += needs_refresher(&backs[b], i);
 	if (n == 0)
 		return 0;
 	struct resolve_run *run = calloc(1, sizeof(*run));
@@ -149,21 +145,20 @@ int resolve_start(struct pbackend *backs, size_t nbackends, struct resolve_run *
 	}
 	run->group = g;
 	run->rs = rs;
-	for (size_t i = 0; i < nbackends; i++) {
-		if (!needs_refresher(&backs[i]))
-			continue;
-		struct refresher *r = &rs[run->n];
-		r->pb = &backs[i];
-		struct weft_spawn_opts o = {.name = "resolve"};
-		if (!(r->failing = calloc(backs[i].n, sizeof(*r->failing))) ||
-		    weft_group_spawn(g, refresher, r, &o) < 0) {
-			free(r->failing);
-			/* Refreshers have started: stop them before their array goes. */
-			resolve_stop(run);
-			return -ENOMEM;
+	struct weft_spawn_opts o = {.name = "resolve"};
+	for (size_t b = 0; b < nbackends; b++)
+		for (size_t i = 0; i < backs[b].n; i++) {
+			if (!needs_refresher(&backs[b], i))
+				continue;
+			rs[run->n] = (struct refresher){.pb = &backs[b], .i = i};
+			if (weft_group_spawn(g, refresher, &rs[run->n], &o) < 0) {
+				/* Refreshers have started: stop them before
+				 * their array goes. */
+				resolve_stop(run);
+				return -ENOMEM;
+			}
+			run->n++;
 		}
-		run->n++;
-	}
 	*out = run;
 	return 0;
 }
@@ -173,8 +168,6 @@ void resolve_stop(struct resolve_run *r)
 	if (!r)
 		return;
 	tasks_stop(r->group);
-	for (size_t i = 0; i < r->n; i++)
-		free(r->rs[i].failing);
 	free(r->rs);
 	free(r);
 }

@@ -14,11 +14,11 @@ struct resolve_run;
 
 /*
  * Starts the lookups of the nbackends backends at backs: a task for each
- * backend with resolve_interval set and a server written as host:port,
- * which looks those up every interval and points the servers at what it
- * finds (balance_set_addr).  *out is the handle for resolve_stop, or NULL
- * when no backend needs one.  Task only.  Returns 0, or -ENOMEM with
- * nothing started.
+ * server written as host:port in a backend with resolve_interval set,
+ * which looks it up every interval and points the server at what it finds
+ * (balance_set_addr).  *out is the handle for resolve_stop, or NULL when
+ * no server needs one.  Task only.  Returns 0, or -ENOMEM with nothing
+ * started.
  */
 int resolve_start(struct pbackend *backs, size_t nbackends, struct resolve_run **out);
 
