@@ -13,8 +13,9 @@
  * busy server (first come, first served; a client gone leaves it; a full
  * queue and a timeout are told apart), a
  * failed connect handing its server slot
- * to the queue at once, no retry for a client that reset during a
- * connect, and max_connections pausing the accepts
+ * to the queue at once, a client that resets during a connect ending it
+ * at the next look (and getting no retry), a connect longer than a look
+ * going on across it, and max_connections pausing the accepts
  * (and an idle listen address keeping no slot from another).
  *
  * A backend of harness.h answers each connection with its one-byte tag, so
@@ -927,6 +928,40 @@ TEST(TimeoutTest, AFailedConnectWakesTheConnectionQueuedForItsSlot)
 	EXPECT_EQ(p.stop(), 0);
 }
 
+/* Starts p on port, its backend b with these keys and servers hole<i> on
+ * the given ports: whether it is listening. */
+bool start_before_holes(proxy &p, int port, const std::string &keys, const std::vector<int> &holes)
+{
+	std::string c = "[frontend f]\nlisten = 127.0.0.1:" + std::to_string(port) +
+			"\nbackend = b\n\n[backend b]\n" + keys;
+	for (size_t i = 0; i < holes.size(); i++)
+		c += "server hole" + std::to_string(i) + " = 127.0.0.1:" + std::to_string(holes[i]) + "\n";
+	return p.start(c) && !p.wait_line("listening", 10000).empty();
+}
+
+/* The access log's connect_ms of line, -1 if it has none. */
+double connect_ms_of(const std::string &line)
+{
+	size_t at = line.find("\"connect_ms\":");
+	return at == std::string::npos ? -1 : atof(line.c_str() + at + strlen("\"connect_ms\":"));
+}
+
+/* A client of p on port that resets 100 ms in, while the proxy connects
+ * for it to servers that never answer: the access log's line for it, and
+ * its connect_ms in *ms (-1 if it has none). */
+std::string reset_while_connecting(proxy &p, int port, double *ms)
+{
+	int fd = dial(port);
+	EXPECT_GE(fd, 0);
+	usleep(100 * 1000); /* its first connect is under way */
+	struct linger lg = {1, 0};
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+	std::string line = p.wait_line("\"end\":", 5000);
+	*ms = connect_ms_of(line);
+	return line;
+}
+
 /* A client that resets while a connect hangs gets no retry: the next
  * server would cost another connect_timeout, for nobody. */
 TEST(TimeoutTest, AClientThatResetsDuringAConnectIsNotRetried)
@@ -935,24 +970,69 @@ TEST(TimeoutTest, AClientThatResetsDuringAConnectIsNotRetried)
 	blackhole h1, h2;
 	proxy p;
 	int port = free_port();
-	std::string c = "[frontend f]\nlisten = 127.0.0.1:" + std::to_string(port) +
-			"\nbackend = b\n\n[backend b]\nconnect_timeout = 400ms\nretries = 1\n"
-			"server h1 = 127.0.0.1:" + std::to_string(h1.port) + "\n"
-			"server h2 = 127.0.0.1:" + std::to_string(h2.port) + "\n";
-	ASSERT_TRUE(p.start(c) && !p.wait_line("listening", 10000).empty());
-	int fd = dial(port);
-	ASSERT_GE(fd, 0);
-	usleep(100 * 1000); /* its first connect is under way */
-	struct linger lg = {1, 0};
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	close(fd);
-	std::string line = p.wait_line("\"end\":", 5000);
+	ASSERT_TRUE(start_before_holes(p, port, "connect_timeout = 400ms\nretries = 1\n",
+				       {h1.port, h2.port}));
+	double connect_ms;
+	std::string line = reset_while_connecting(p, port, &connect_ms);
 	EXPECT_NE(line.find("\"end\":\"client_closed\""), std::string::npos) << line;
-	size_t at = line.find("\"connect_ms\":");
-	ASSERT_NE(at, std::string::npos) << line;
-	double connect_ms = atof(line.c_str() + at + strlen("\"connect_ms\":"));
 	EXPECT_GE(connect_ms, 350) << "the first connect was cut short";
 	EXPECT_LT(connect_ms, 700) << "retried for a client that had left: " << line;
+	EXPECT_EQ(p.stop(), 0);
+}
+
+/* A client that resets while the proxy's connect hangs ends that connect
+ * at the next look (every second), not at connect_timeout. */
+TEST(TimeoutTest, AClientThatResetsDuringAConnectEndsItAtTheNextLook)
+{
+	NEED_PROXY();
+	blackhole h;
+	proxy p;
+	int port = free_port();
+	ASSERT_TRUE(start_before_holes(p, port, "connect_timeout = 5s\nretries = 0\n", {h.port}));
+	double ms;
+	std::string line = reset_while_connecting(p, port, &ms);
+	EXPECT_NE(line.find("\"end\":\"client_closed\""), std::string::npos)
+		<< "the connect went on for a client that had left: " << line;
+	EXPECT_GE(ms, 800) << line;
+	EXPECT_LT(ms, 2500) << line;
+	EXPECT_EQ(p.stop(), 0);
+}
+
+/* A connect longer than a look goes on across it: the handshake under way
+ * is waited for, not restarted.  The hole's accept queue is emptied 1.5 s
+ * in, after the proxy's first look; its SYN, dropped until then, gets in
+ * when next sent, and the connection reaches the server the test then
+ * accepts. */
+TEST(TimeoutTest, AConnectLongerThanALookStillConnects)
+{
+	NEED_PROXY();
+	blackhole h;
+	proxy p;
+	int port = free_port();
+	ASSERT_TRUE(start_before_holes(p, port, "connect_timeout = 6s\nretries = 0\n", {h.port}));
+	std::thread clear([&h] {
+		usleep(1500 * 1000);
+		for (int fd : h.fillers)
+			close(fd); /* no more SYNs from them */
+		h.fillers.clear();
+		int fd;
+		struct pollfd pf = {h.lfd, POLLIN, 0};
+		while (poll(&pf, 1, 0) == 1 && (fd = accept4(h.lfd, nullptr, nullptr, SOCK_CLOEXEC)) >= 0)
+			close(fd);
+		/* The next one is the proxy's. */
+		if (poll(&pf, 1, 5000) == 1 && (fd = accept4(h.lfd, nullptr, nullptr, SOCK_CLOEXEC)) >= 0) {
+			send(fd, "h", 1, MSG_NOSIGNAL);
+			usleep(200 * 1000);
+			close(fd);
+		}
+	});
+	held x = reach(port);
+	clear.join();
+	EXPECT_EQ(x.tag, 'h') << "the connect did not survive its looks";
+	if (x.fd >= 0)
+		close(x.fd);
+	std::string line = p.wait_line("\"end\":", 3000);
+	EXPECT_GE(connect_ms_of(line), 1500) << line;
 	EXPECT_EQ(p.stop(), 0);
 }
 

@@ -36,7 +36,8 @@
  *     The connection holds a reference to the loop's generation (reload.h).
  *  2. A task per new connection picks a server (balance.c) and connects
  *     within connect_timeout; a failed connect is retried on another
- *     server, up to `retries` times, unless the client reset meanwhile.
+ *     server, up to `retries` times; a client that resets meanwhile ends
+ *     it (dial_server looks every second).
  *     Servers that are all at their own max_connections make it wait up
  *     to queue_timeout (at most queue_size waiting per backend, first
  *     come first served: queue.c) for a slot, which a connection's end,
@@ -322,15 +323,55 @@ static void relay_done(void *arg, enum relay_end end, const uint64_t bytes[2], u
 	release(s);
 }
 
-/* Connects to srv within the backend's connect_timeout: a socket or -errno,
- * with the address tried in *to. */
-static int dial_server(const struct proxy_backend *b, struct pserver *srv, struct weft_addr *to)
+/* How often a connect that hangs looks whether its client is still there,
+ * as the queue looks at its waiters. */
+#define CLIENT_LOOK WEFT_SEC
+
+/*
+ * Connects to srv within the backend's connect_timeout: a socket or -errno,
+ * with the address tried in *to, or -ECONNABORTED when the client reset or
+ * shut both ways meanwhile (client_left): the connect is abandoned, which
+ * is not the server's failure.  The looks cost a connect nothing: ending
+ * io_uring's wait for a connect leaves the socket connecting in the
+ * kernel, so from the first look on it is waited for with a poll, and the
+ * handshake under way goes on.  A -ETIMEDOUT before the look was due is
+ * the kernel's own (its SYN retries ran out).
+ */
+static int dial_server(const struct proxy_backend *b, struct pserver *srv, int client,
+		       struct weft_addr *to)
 {
-	struct weft_scope sc;
-	weft_scope_deadline(&sc, b->connect_timeout_ns);
 	balance_addr(srv, to);
-	int fd = weft_sock_connect(to);
-	weft_scope_end(&sc);
+	int fd = socket(to->sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	uint64_t deadline = weft_now() + b->connect_timeout_ns;
+	int rc = -ETIMEDOUT;
+	for (bool first = true;; first = false) {
+		uint64_t now = weft_now();
+		if (now >= deadline)
+			break;
+		if (!first && client_left(client)) {
+			rc = -ECONNABORTED;
+			break;
+		}
+		uint64_t until = deadline - now < CLIENT_LOOK ? deadline : now + CLIENT_LOOK;
+		struct weft_scope sc;
+		weft_scope_deadline(&sc, until - now);
+		if (first) {
+			rc = weft_connect(fd, &to->sa, to->len);
+		} else if ((rc = weft_poll(fd, POLLOUT)) > 0) {
+			int err = 0;
+			socklen_t len = sizeof(err);
+			rc = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 ? -errno : -err;
+		}
+		weft_scope_end(&sc);
+		if (rc != -ETIMEDOUT || weft_now() < until)
+			break;
+	}
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
 	return fd;
 }
 
@@ -422,7 +463,7 @@ static intptr_t session(void *arg)
 	int server = -1;
 	const char *no_server = "no_server"; /* the access log's word, if so */
 	for (uint32_t attempt = 0; attempt <= b->retries;) {
-		/* A client that left while a connect failed gets no retry:
+		/* A client that left just as a connect failed gets no retry:
 		 * another connect_timeout for nobody, and a server slot. */
 		if (attempt > 0 && client_left(s->client)) {
 			end_early(s, "client_closed", false);
@@ -461,9 +502,14 @@ static intptr_t session(void *arg)
 			STAT_ADD(bs->retries, 1);
 		uint64_t t0 = weft_now();
 		struct weft_addr to;
-		server = dial_server(b, srv, &to);
+		server = dial_server(b, srv, s->client, &to);
 		uint64_t took = weft_now() - t0;
 		s->connect_ns += took;
+		if (server == -ECONNABORTED) {
+			slot_done(pb, srv);
+			end_early(s, "client_closed", false);
+			return 0;
+		}
 		if (server < 0 && balance_local_error(server)) {
 			/* Ours, not the server's: neither held against it nor
 			 * tried elsewhere, where it would fail alike. */
