@@ -1863,12 +1863,13 @@ int main(int argc, char **argv)
 			r = rr;
 		weft_rt_shutdown(P.rt, 0);
 	}
-	/* Every connection has ended: the last lines are queued. */
+	/* Every connection has ended: the last lines are queued.  So is the
+	 * error, if any, before say_stop: after it a message is written
+	 * straight, and a stuck stderr would hold the exit for ever rather
+	 * than for say_stop's bounded wait. */
 	accesslog_close(atomic_load_explicit(&P.log, memory_order_relaxed));
-	say_stop();
-	if (r < 0) {
+	if (r < 0)
 		say("%s", strerror((int)-r));
-		return 1;
-	}
-	return r > 0; /* stepped back from an upgrade (run) */
+	say_stop();
+	return r < 0 ? 1 : r > 0; /* r > 0: stepped back from an upgrade (run) */
 }
