@@ -117,7 +117,13 @@ weft__switch_jmp(void **save_sp, void *next_sp, void *arg)
 #elif defined(__aarch64__)
 /* The resume address goes in x30 by hand, where a `bl` would put it; no red
  * zone to step over (AAPCS64 has none).  v8-v15 are not listed: the switch
- * keeps all 128 bits of them (switch_aarch64.S). */
+ * keeps all 128 bits of them (switch_aarch64.S).  With BTI the switch's
+ * `br x30` needs a landing pad where it resumes us: `bti j`. */
+#if defined(__ARM_FEATURE_BTI_DEFAULT) && __ARM_FEATURE_BTI_DEFAULT
+#define WEFT__BTI_J "\n\thint #36"
+#else
+#define WEFT__BTI_J ""
+#endif
 static inline __attribute__((always_inline)) void *
 weft__switch_jmp(void **save_sp, void *next_sp, void *arg)
 {
@@ -126,7 +132,7 @@ weft__switch_jmp(void **save_sp, void *next_sp, void *arg)
 	register void *x2 __asm__("x2") = arg;
 	__asm__ volatile("adr x30, 1f\n\t"
 			 "b weft__switch\n"
-			 "1:"
+			 "1:" WEFT__BTI_J
 			 : "+r"(x0), "+r"(x1), "+r"(x2)
 			 :
 			 : "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13",

@@ -25,9 +25,61 @@
  * weft__switch is entered by a branch with x30 set by hand and leaves by
  * `br`, never `bl`/`ret`, so the CPU's return-address predictor stays
  * balanced (the reasoning is x86's, in switch_x86_64.S and runtime/sanitizer.h).
- * No BTI landing pads are emitted, and so no GNU property note: a library
- * built with -mbranch-protection=bti links without guarded pages.
+ *
+ * Branch protection follows the compiler's -mbranch-protection, so that a
+ * library built the way current AArch64 distributions build keeps its GNU
+ * property note (the linker drops it if one object lacks it) and with it
+ * the kernel's guarded pages:
+ *  - BTI: every function starts with a landing pad, and so does every place
+ *    weft__switch's `br x30` lands: the instruction after the inline asm's
+ *    branch (WEFT__BTI_J in runtime/sanitizer.h) and the trampoline's entry.
+ *    A `br` to an ordinary return address would fault, so RESUMING_ENTRY
+ *    leaves by `ret` in such builds.
+ *  - Return-address signing: the resume address is signed against the stack
+ *    pointer its context had when it entered weft__switch (stack_top, for a
+ *    frame weft__ctx_make builds), and authenticated once the resumed
+ *    context's stack pointer is back at that value.  A resume address that
+ *    was overwritten on a suspended task's stack then faults instead of
+ *    being jumped to.
+ * All of it is in the hint space: NOPs on cores without the features.
  */
+
+#if defined(__ARM_FEATURE_BTI_DEFAULT) && __ARM_FEATURE_BTI_DEFAULT
+#define BTI_C	hint #34
+#define BTI_J	hint #36
+#define PROPERTY_BTI 1
+#else
+#define BTI_C
+#define BTI_J
+#define PROPERTY_BTI 0
+#endif
+
+/* SIGN_LR/AUTH_LR sign and check x30 against sp (paciasp/autiasp, or the B
+ * key's); SIGN_1716 signs x17 against x16 (pacia1716).  SIGN_LR is also the
+ * landing pad of the function it starts: paciasp is one for calls, and
+ * without signing SIGN_LR is BTI_C. */
+#if defined(__ARM_FEATURE_PAC_DEFAULT) && (__ARM_FEATURE_PAC_DEFAULT & 2)
+#define SIGN_LR		hint #27
+#define AUTH_LR		hint #31
+#define SIGN_1716	hint #10
+#define PROPERTY_PAC 2
+#elif defined(__ARM_FEATURE_PAC_DEFAULT) && (__ARM_FEATURE_PAC_DEFAULT & 1)
+#define SIGN_LR		hint #25
+#define AUTH_LR		hint #29
+#define SIGN_1716	hint #8
+#define PROPERTY_PAC 2
+#else
+#define SIGN_LR		BTI_C
+#define AUTH_LR
+#define SIGN_1716
+#define PROPERTY_PAC 0
+#endif
+/* Keeps unwinders told whether the x30 they find is signed. */
+#if PROPERTY_PAC
+#define CFI_RA_SIGNED	.cfi_negate_ra_state
+#else
+#define CFI_RA_SIGNED
+#endif
 
 	.text
 
@@ -43,6 +95,8 @@
 	.p2align 4
 weft__switch:
 	.cfi_startproc
+	SIGN_LR
+	CFI_RA_SIGNED
 	sub	sp, sp, #240
 	.cfi_def_cfa_offset 240
 	stp	x29, x30, [sp, #0]
@@ -128,6 +182,8 @@ weft__switch:
 	.cfi_restore 77
 	.cfi_restore 78
 	.cfi_restore 79
+	AUTH_LR
+	CFI_RA_SIGNED
 	mov	x0, x2
 	/* Not `ret`: no `bl` pushed a prediction for this return, and the
 	 * address we leave for belongs to another context anyway.  An
@@ -161,6 +217,7 @@ weft__ctx_trampoline:
 	 * inside this function, not in whatever precedes it. */
 	nop
 .Ltrampoline_entry:
+	BTI_J
 	mov	x29, #0
 	mov	x1, x20
 	/* The stack pointer is weft__ctx_make's stack_top: 16-byte aligned,
@@ -184,9 +241,14 @@ weft__ctx_trampoline:
 	.p2align 4
 weft__ctx_make:
 	.cfi_startproc
+	BTI_C
+	/* The resume address, signed as weft__switch's entry would have
+	 * signed it with sp = stack_top. */
+	adr	x17, .Ltrampoline_entry
+	mov	x16, x0
+	SIGN_1716
 	sub	x0, x0, #240
-	adr	x4, .Ltrampoline_entry
-	stp	xzr, x4, [x0, #0]     /* x29 = 0, resume at the trampoline */
+	stp	xzr, x17, [x0, #0]    /* x29 = 0, resume at the trampoline */
 	stp	x1, x2, [x0, #16]     /* x19 = entry, x20 = arg */
 	stp	xzr, xzr, [x0, #32]
 	stp	xzr, xzr, [x0, #48]
@@ -214,6 +276,7 @@ weft__ctx_make:
 	.p2align 4
 weft__fp_ctl_read:
 	.cfi_startproc
+	BTI_C
 	mrs	x0, fpcr
 	ret
 	.cfi_endproc
@@ -228,8 +291,9 @@ weft__fp_ctl_read:
  * the `ret` that pops the return-address predictor would find the entry
  * pushed by whichever task called in last, so we leave by `br x30`, which
  * is predicted from branch history instead; a call that did not suspend
- * returns with `ret`.  The frame record keeps backtraces through the entry
- * whole.
+ * returns with `ret`.  With BTI it always returns with `ret`: the caller's
+ * return address has no landing pad.  The frame record keeps backtraces
+ * through the entry whole.
  */
 	.macro	RESUMING_ENTRY name, body
 	.globl	\name
@@ -237,6 +301,8 @@ weft__fp_ctl_read:
 	.p2align 4
 \name:
 	.cfi_startproc
+	SIGN_LR
+	CFI_RA_SIGNED
 	stp	x29, x30, [sp, #-16]!
 	.cfi_def_cfa_offset 16
 	.cfi_offset x29, -16
@@ -247,10 +313,16 @@ weft__fp_ctl_read:
 	.cfi_def_cfa_offset 0
 	.cfi_restore x29
 	.cfi_restore x30
+	AUTH_LR
+	CFI_RA_SIGNED
+#if PROPERTY_BTI
+	ret
+#else
 	cbnz	x1, 1f
 	ret
 1:
 	br	x30
+#endif
 	.cfi_endproc
 	.size	\name, .-\name
 	.endm
@@ -259,3 +331,19 @@ weft__fp_ctl_read:
 	RESUMING_ENTRY weft_chan_recv, weft__chan_recv
 
 	.section .note.GNU-stack,"",%progbits
+
+/* What this file does of the above, for the linker to AND with the other
+ * objects' notes: GNU_PROPERTY_AARCH64_FEATURE_1_AND, bit 0 BTI, bit 1
+ * PAC. */
+#if PROPERTY_BTI || PROPERTY_PAC
+	.section .note.gnu.property,"a"
+	.p2align 3
+	.long	4			/* name size */
+	.long	16			/* descriptor size */
+	.long	5			/* NT_GNU_PROPERTY_TYPE_0 */
+	.asciz	"GNU"
+	.long	0xc0000000		/* GNU_PROPERTY_AARCH64_FEATURE_1_AND */
+	.long	4			/* its data size */
+	.long	PROPERTY_BTI | PROPERTY_PAC
+	.long	0			/* padding to 8 bytes */
+#endif

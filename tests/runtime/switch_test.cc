@@ -5,11 +5,19 @@
  * rbp, r12-r15, the MXCSR control bits and the x87 control word (also when
  * only the latter differs, which the switch loads only then).  On AArch64:
  * x19-x28, all of q8-q15 (runtime/switch_aarch64.S says why more than
- * d8-d15) and FPCR (also when only a field fesetround leaves alone differs).
+ * d8-d15) and FPCR (also when only a field fesetround leaves alone differs),
+ * and, in builds with -mbranch-protection, the switch runs on pages the
+ * kernel guards for BTI, its signed resume addresses authenticating.
  */
 #include <cfenv>
+#include <csetjmp>
+#include <csignal>
 #include <cstddef>
 #include <execinfo.h>
+#if defined(__aarch64__)
+#include <link.h>
+#include <sys/mman.h>
+#endif
 
 #include "common.h"
 
@@ -151,7 +159,7 @@ TEST(SwitchTest, KeepsCalleeSavedRegisters)
 			 "ldr x1, [x0, #8]\n\t"
 			 "ldr x0, [x0]\n\t"
 			 "mov x2, #0\n\t"
-			 "bl weft__switch\n\t"
+			 "bl weft__switch" WEFT__BTI_J "\n\t"
 			 "ldr x0, [sp]\n\t"
 			 "add sp, sp, #16\n\t"
 			 "stp x19, x20, [x0, #16]\n\t"
@@ -302,6 +310,135 @@ TEST(SwitchTest, ABacktraceInAContextEndsAtItsEntry)
 	}
 	EXPECT_TRUE(in_entry) << "no frame returns into bt_entry";
 }
+
+#if defined(__aarch64__)
+/* BTI: with -mbranch-protection=bti (or standard) every place a switch
+ * branches to carries a landing pad, and the kernel enforces them on pages
+ * mapped with PROT_BTI.  Debian 12's startup files carry no BTI note, so
+ * no executable here is linked with its pages guarded; the tests guard the
+ * test program's own code for the span of a few switches instead, with
+ * nothing but that code and the runtime's running meanwhile (no gtest
+ * assertion: the static gtest has no landing pads). */
+#ifndef PROT_BTI
+#define PROT_BTI 0x10
+#endif
+#if defined(__ARM_FEATURE_BTI_DEFAULT) && __ARM_FEATURE_BTI_DEFAULT
+constexpr bool kBti = true;
+#else
+constexpr bool kBti = false;
+#endif
+
+struct text_seg {
+	uintptr_t addr, lo, hi;
+};
+
+int find_text(struct dl_phdr_info *info, size_t, void *data)
+{
+	auto *t = static_cast<text_seg *>(data);
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && t->addr >= lo &&
+		    t->addr < lo + ph->p_memsz) {
+			uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+			t->lo = lo & ~(page - 1);
+			t->hi = (lo + ph->p_memsz + page - 1) & ~(page - 1);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Guards (or unguards) the executable segment that holds the switch and
+ * this file's code.  0 or -errno. */
+int guard_text(bool on)
+{
+	text_seg t = {reinterpret_cast<uintptr_t>(&weft__switch), 0, 0};
+	if (!dl_iterate_phdr(find_text, &t))
+		return -ENOENT;
+	int prot = PROT_READ | PROT_EXEC | (on ? PROT_BTI : 0);
+	return mprotect(reinterpret_cast<void *>(t.lo), t.hi - t.lo, prot) ? -errno : 0;
+}
+
+/* Counts its rounds, resuming each time where the switch left it. */
+uint64_t pinger_rounds;
+
+[[noreturn]] void pinger(void *, void *)
+{
+	weft__ctx_entered();
+	for (;;) {
+		pinger_rounds++;
+		weft__ctx_switch(&b_ctx, &a_ctx, nullptr, false);
+	}
+}
+
+TEST(SwitchTest, SwitchesOnGuardedPages)
+{
+	if (!kBti)
+		GTEST_SKIP() << "built without -mbranch-protection=bti";
+	text_seg here = {reinterpret_cast<uintptr_t>(&pinger), 0, 0};
+	ASSERT_EQ(dl_iterate_phdr(find_text, &here), 1);
+	ASSERT_EQ(reinterpret_cast<uintptr_t>(&weft__switch) - here.lo < here.hi - here.lo, true)
+		<< "the switch and the test's code lie in different segments";
+	pinger_rounds = 0;
+	sides sd(pinger);
+	ASSERT_NE(sd.s, nullptr);
+	/* A new context's first switch lands on the trampoline, the later ones
+	 * after the switch in pinger; ours land after the one below. */
+	int on = guard_text(true);
+	for (int i = 0; on == 0 && i < 100; i++)
+		weft__ctx_switch(&a_ctx, &b_ctx, nullptr, false);
+	int off = guard_text(false);
+	ASSERT_EQ(on, 0);
+	ASSERT_EQ(off, 0);
+	EXPECT_EQ(pinger_rounds, 100u);
+}
+
+/* Without it the test above shows nothing: on a guarded page a branch to an
+ * instruction that is no landing pad faults. */
+extern "C" void weft_test_no_pad(void);
+__asm__(".text\n"
+	".p2align 2\n"
+	".type weft_test_no_pad, %function\n"
+	"weft_test_no_pad:\n\t"
+	"nop\n\t"
+	"ret\n"
+	".size weft_test_no_pad, .-weft_test_no_pad\n");
+
+sigjmp_buf no_pad_jmp;
+volatile sig_atomic_t no_pad_faulted;
+
+/* Unguards before it jumps back: the jump's landing is no concern of the
+ * test's. */
+void no_pad_fault(int)
+{
+	no_pad_faulted = 1;
+	(void)guard_text(false);
+	siglongjmp(no_pad_jmp, 1);
+}
+
+TEST(SwitchTest, GuardedPagesFaultOnABranchWithoutALandingPad)
+{
+	if (!kBti)
+		GTEST_SKIP() << "built without -mbranch-protection=bti";
+	/* A signal handler, not a death test: the emulator cannot fork. */
+	struct sigaction sa = {}, old = {};
+	sa.sa_handler = no_pad_fault;
+	ASSERT_EQ(sigaction(SIGILL, &sa, &old), 0);
+	void (*volatile no_pad)(void) = weft_test_no_pad;
+	no_pad_faulted = 0;
+	int on = -1;
+	if (sigsetjmp(no_pad_jmp, 1) == 0) {
+		on = guard_text(true);
+		if (on == 0)
+			no_pad();
+		(void)guard_text(false);
+	}
+	sigaction(SIGILL, &old, nullptr);
+	ASSERT_EQ(on, 0);
+	EXPECT_EQ(no_pad_faulted, 1) << "a branch to no landing pad ran on a guarded page";
+}
+#endif
 
 TEST(SwitchTest, NewTaskInheritsTheRuntimeFPState)
 {
