@@ -20,6 +20,14 @@
  * its own switch_<arch>.S; weft__ctx_make builds the frame described above.
  * The file ends with the entries of public calls that may suspend
  * (RESUMING_ENTRY, runtime/context.h), which every architecture defines too.
+ *
+ * Unlike switch_aarch64.S, this file carries no .note.gnu.property, on
+ * purpose: with -fcf-protection the C objects claim IBT and SHSTK, and the
+ * linker keeps a claim only if every object makes it.  The switch moves
+ * between stacks without moving the shadow stack (and returns to no call
+ * of its own), so a library that claimed SHSTK would fault at the first
+ * return a resumed task makes, wherever the C library turns shadow
+ * stacks on.
  */
 
 	.text
