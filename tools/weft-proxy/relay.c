@@ -222,6 +222,15 @@ static void stop(struct side *s)
 	unref(s->r);
 }
 
+/* How long no byte has moved either way as of now, a time read before
+ * r->last: a byte forwarded since may have dated last past it, and that is
+ * no quiet at all, not a difference that wraps to centuries. */
+static uint64_t quiet_for(struct relay *r, uint64_t now)
+{
+	uint64_t last = atomic_load_explicit(&r->last, memory_order_relaxed);
+	return now > last ? now - last : 0;
+}
+
 /* How long direction s may wait now, or 0 when its time is up.  just_sent:
  * s forwarded bytes a moment ago (sent() took the time then), so the idle
  * budget is whole, and the clock need not be read again: a read is about
@@ -237,7 +246,7 @@ static uint64_t wait_budget(struct side *s, enum relay_end *why, bool just_sent)
 	*why = RELAY_IDLE_TIMEOUT;
 	if (r->o.idle_timeout == WEFT_NEVER || just_sent)
 		return r->o.idle_timeout;
-	uint64_t since = weft_now() - atomic_load_explicit(&r->last, memory_order_relaxed);
+	uint64_t since = quiet_for(r, weft_now());
 	return since >= r->o.idle_timeout ? 0 : r->o.idle_timeout - since;
 }
 
@@ -323,7 +332,7 @@ static uint64_t send_budget(struct side *s, int *outq)
 	uint64_t period = probe_period(r);
 	if (r->o.idle_timeout == WEFT_NEVER)
 		return period;
-	uint64_t since = weft_now() - atomic_load_explicit(&r->last, memory_order_relaxed);
+	uint64_t since = quiet_for(r, weft_now());
 	if (since >= r->o.idle_timeout)
 		return 0;
 	return period < r->o.idle_timeout - since ? period : r->o.idle_timeout - since;
@@ -533,8 +542,7 @@ static void sweep_once(void)
 				why[k] = RELAY_CLIENT_RESET + d;
 				reset[k] = 1 - d;
 			} else if (r->o.half_closed_timeout != WEFT_NEVER &&
-				   now - atomic_load_explicit(&r->last, memory_order_relaxed) >=
-					   r->o.half_closed_timeout) {
+				   quiet_for(r, now) >= r->o.half_closed_timeout) {
 				why[k] = RELAY_HALF_CLOSED_TIMEOUT;
 				reset[k] = -1;
 			} else {
