@@ -1056,6 +1056,58 @@ TEST(TimeoutTest, AConnectLongerThanALookStillConnects)
 	EXPECT_EQ(p.stop(), 0);
 }
 
+/* The same across a look to a unix socket, whose connect is no handshake
+ * under way: io_uring's wait for it ended, the socket is not connecting
+ * any more, and waiting for it to turn writable (which an unconnected unix
+ * socket is at once) took it for connected; the proxy then relayed to a
+ * socket connected to nothing.  The server's queue (backlog 0) holds one
+ * filler until 1.5 s in. */
+TEST(TimeoutTest, AConnectToAUnixServerLongerThanALookStillConnects)
+{
+	NEED_PROXY();
+	struct sockaddr_un a = {};
+	a.sun_family = AF_UNIX;
+	std::string name = "weft-proxy-test-" + std::to_string(getpid());
+	memcpy(a.sun_path + 1, name.data(), name.size()); /* abstract: sun_path[0] = 0 */
+	socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + name.size());
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ASSERT_EQ(bind(lfd, (struct sockaddr *)&a, alen), 0);
+	ASSERT_EQ(listen(lfd, 0), 0);
+	int filler = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	ASSERT_EQ(connect(filler, (struct sockaddr *)&a, alen), 0);
+	int more = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	ASSERT_EQ(connect(more, (struct sockaddr *)&a, alen), -1) << "the queue is not full";
+	close(more);
+	proxy p;
+	int port = free_port();
+	ASSERT_TRUE(p.start("[frontend f]\nlisten = 127.0.0.1:" + std::to_string(port) +
+			    "\nbackend = b\n\n[backend b]\nconnect_timeout = 6s\nretries = 0\n"
+			    "server s = unix:@" + name + "\n") &&
+		    !p.wait_line("listening", 10000).empty());
+	std::thread clear([&] {
+		usleep(1500 * 1000);
+		int fd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+		if (fd >= 0)
+			close(fd); /* the filler's */
+		struct pollfd pf = {lfd, POLLIN, 0};
+		if (poll(&pf, 1, 5000) == 1 && (fd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC)) >= 0) {
+			send(fd, "u", 1, MSG_NOSIGNAL);
+			usleep(200 * 1000);
+			close(fd);
+		}
+	});
+	held x = reach(port);
+	clear.join();
+	EXPECT_EQ(x.tag, 'u') << "the connect did not survive its looks";
+	if (x.fd >= 0)
+		close(x.fd);
+	std::string line = p.wait_line("\"end\":", 3000);
+	EXPECT_GE(connect_ms_of(line), 1200) << "ended before the filler left: " << line;
+	EXPECT_EQ(p.stop(), 0);
+	close(filler);
+	close(lfd);
+}
+
 TEST(LimitTest, AtMaxConnectionsAcceptingPausesAndResumes)
 {
 	NEED_PROXY();

@@ -332,9 +332,12 @@ static void relay_done(void *arg, enum relay_end end, const uint64_t bytes[2], u
  * with the address tried in *to, or -ECONNABORTED when the client reset or
  * shut both ways meanwhile (client_left): the connect is abandoned, which
  * is not the server's failure.  The looks cost a connect nothing: ending
- * io_uring's wait for a connect leaves the socket connecting in the
+ * io_uring's wait for a TCP connect leaves the socket connecting in the
  * kernel, so from the first look on it is waited for with a poll, and the
- * handshake under way goes on.  A -ETIMEDOUT before the look was due is
+ * handshake under way goes on.  A unix socket's connect is no handshake:
+ * one that waited for room in the server's queue and was stopped leaves
+ * the socket unconnected (and writable, so a poll would take it for
+ * connected), and is made again.  A -ETIMEDOUT before the look was due is
  * the kernel's own (its SYN retries ran out).
  */
 static int dial_server(const struct proxy_backend *b, struct pserver *srv, int client,
@@ -357,7 +360,7 @@ static int dial_server(const struct proxy_backend *b, struct pserver *srv, int c
 		uint64_t until = deadline - now < CLIENT_LOOK ? deadline : now + CLIENT_LOOK;
 		struct weft_scope sc;
 		weft_scope_deadline(&sc, until - now);
-		if (first) {
+		if (first || to->sa.sa_family == AF_UNIX) {
 			rc = weft_connect(fd, &to->sa, to->len);
 		} else if ((rc = weft_poll(fd, POLLOUT)) > 0) {
 			int err = 0;
