@@ -221,6 +221,7 @@ void weft__fault_thread_fini(void);
 
 /* park.c */
 int weft__park_init(struct weft__worker *w);
+void weft__park_thread_exit(struct weft__worker *w);
 void weft__park_fini(struct weft__worker *w);
 void weft__park(struct weft__worker *w, uint64_t timeout_ns);
 void weft__unpark(struct weft__worker *w);

@@ -152,6 +152,16 @@ int weft__park_init(struct weft__worker *w)
 	return 0;
 }
 
+/* On the worker's thread, as it ends: takes the ring's index out of this
+ * thread's table.  liburing's queue exit would take it out of the table of
+ * whichever thread runs weft__park_fini, where the same index may name
+ * that thread's own ring (the kernel refuses it for a SINGLE_ISSUER ring,
+ * but 5.18 and 5.19 register ring descriptors without that flag). */
+void weft__park_thread_exit(struct weft__worker *w)
+{
+	(void)io_uring_unregister_ring_fd(&w->ring);
+}
+
 void weft__park_fini(struct weft__worker *w)
 {
 	io_uring_queue_exit(&w->ring);

@@ -267,7 +267,10 @@ static void *worker_thread(void *arg)
 	if (go)
 		weft__worker_main(w);
 	/* The ring and eventfd outlive the thread: other threads may still
-	 * unpark us until shutdown has joined every worker (free_rt). */
+	 * unpark us until shutdown has joined every worker (free_rt).  Only
+	 * the ring's index in this thread's table goes with it. */
+	if (w->start_rc == 0)
+		weft__park_thread_exit(w);
 	return NULL;
 }
 
