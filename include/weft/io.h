@@ -141,8 +141,9 @@ WEFT_API int weft_listener_open(int fd, struct weft_listener **l);
  * fd is not listening).  Task only; suspension point. */
 WEFT_API int weft_listener_accept(struct weft_listener *l);
 /* Stops accepting and waits until the multishot operation has ended; tasks
- * in weft_listener_accept, and any that call it later, get -EBADF, and
- * connections nobody took are closed.  l stays valid until
+ * in weft_listener_accept, and any that call it later, get -EBADF (or the
+ * error that had stopped the listener already), and connections nobody
+ * took are closed.  l stays valid until
  * weft_listener_free, so a server can close its listener and then join
  * the tasks that accept in a loop: each sees -EBADF at its next accept.
  * Returns 0, or the error that had stopped the listener before; a second

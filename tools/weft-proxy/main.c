@@ -329,8 +329,8 @@ static void relay_done(void *arg, enum relay_end end, const uint64_t bytes[2], u
 
 /*
  * Connects to srv within the backend's connect_timeout: a socket or -errno,
- * with the address tried in *to, or -ECONNABORTED when the client reset or
- * shut both ways meanwhile (client_left): the connect is abandoned, which
+ * with the address tried in *to, or -ECONNABORTED when the client reset
+ * meanwhile (client_left): the connect is abandoned, which
  * is not the server's failure.  The looks cost a connect nothing: ending
  * io_uring's wait for a TCP connect leaves the socket connecting in the
  * kernel, so from the first look on it is waited for with a poll, and the

@@ -27,7 +27,7 @@
  * the waiter at the head, which picks again every QUEUE_TICK (a waiter
  * made the head is woken to begin: mind_head).  At each tick the head
  * also looks, with one poll(2) per GONE_BATCH waiters, for clients that
- * reset or closed, and serves those with -ECONNRESET: they leave rather
+ * reset, and serves those with -ECONNRESET: they leave rather
  * than be handed a server for nobody, and hold no place meanwhile.  The
  * other waiters sleep until they are served or their time is up: a
  * thousand waiters cost one wake-up a second, not a thousand.
@@ -197,8 +197,9 @@ void queue_dispatch(struct pbackend *pb)
 	pthread_mutex_unlock(&pb->queue->lock);
 }
 
-/* Whether poll(2)'s revents say the client reset or closed (POLLHUP needs
- * both directions shut, and the proxy shuts none before the relay). */
+/* Whether poll(2)'s revents say the client reset: POLLHUP needs both
+ * directions shut, and the proxy shuts none before the relay, so a FIN
+ * alone shows as neither. */
 static bool gone(short revents)
 {
 	return revents & (POLLERR | POLLHUP);

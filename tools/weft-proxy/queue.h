@@ -42,8 +42,9 @@ int queue_wait(struct pbackend *pb, int client, const struct weft_addr *peer,
 	       struct pserver *const *tried, size_t ntried, uint64_t deadline,
 	       struct pserver **srv);
 
-/* Whether the client on socket fd reset or closed (both ways shut): a
- * connection for it would serve nobody.  One poll(2); any thread. */
+/* Whether the client on socket fd reset: a connection for it would serve
+ * nobody.  A FIN alone is not leaving (it may be a half-close, the answer
+ * still awaited).  One poll(2); any thread. */
 bool client_left(int fd);
 
 /* Capacity may have appeared in pb (a slot given back with balance_done,
