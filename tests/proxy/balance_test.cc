@@ -824,11 +824,12 @@ struct firehose {
 };
 
 /* Through a proxy (frontend keys `fkeys`, data_path `path`) to a firehose
- * of `total` bytes: a client reads, after its own FIN when `fin`; when
- * `slow`, with a small receive buffer, 16 KiB every 4 ms (about 4 MB/s),
- * else as fast as it can.  The bytes it got before the end. */
+ * of `total` bytes: a client reads, after its own FIN when `fin` and then
+ * a pause of pause_ms; when `slow`, with a small receive buffer, 16 KiB
+ * every 4 ms (about 4 MB/s), else as fast as it can.  The bytes it got
+ * before the end. */
 size_t read_through(const std::string &fkeys, const char *path, bool fin, size_t total,
-		    bool slow = true)
+		    bool slow = true, int pause_ms = 0)
 {
 	firehose f(total);
 	proxy p;
@@ -852,6 +853,7 @@ size_t read_through(const std::string &fkeys, const char *path, bool fin, size_t
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
 		if (fin)
 			shutdown(fd, SHUT_WR);
+		usleep((useconds_t)pause_ms * 1000);
 		static char buf[1 << 18];
 		size_t want = slow ? 16384 : sizeof(buf);
 		ssize_t n;
@@ -897,6 +899,21 @@ TEST(TimeoutTest, AFastDownloadAfterTheClientsFinIsNotQuiet)
 					       true, total, false),
 				  total + 1)
 				<< path << ", round " << i;
+}
+
+/* After the client's FIN the half-closed timeout replaces the idle one,
+ * also for a send that waits on the client: a download the client stops
+ * reading for longer than idle_timeout, but not half_closed_timeout, goes
+ * on (the send used to end it at the idle timeout). */
+TEST(TimeoutTest, AfterAFinASendWaitsOutTheHalfClosedTimeoutNotTheIdleOne)
+{
+	NEED_PROXY();
+	const size_t total = 32 << 20;
+	for (const char *path : {"buffered", "splice"})
+		EXPECT_EQ(read_through("idle_timeout = 300ms\nhalf_closed_timeout = 5s\n", path, true,
+				       total, false, 1200),
+			  total + 1)
+			<< path;
 }
 
 /* And one that takes nothing is idle: the proxy gives up on it at the idle

@@ -231,6 +231,14 @@ static uint64_t quiet_for(struct relay *r, uint64_t now)
 	return now > last ? now - last : 0;
 }
 
+/* Whether the half-closed sweep decides when r is quiet for too long: a
+ * side has sent FIN and half_closed_timeout is on.  The idle timeout then
+ * no longer applies (a FIN-then-wait client's download may pause longer). */
+static bool swept(struct relay *r)
+{
+	return atomic_load(&r->eof) && r->o.half_closed_timeout != WEFT_NEVER;
+}
+
 /* How long direction s may wait now, or 0 when its time is up.  just_sent:
  * s forwarded bytes a moment ago (sent() took the time then), so the idle
  * budget is whole, and the clock need not be read again: a read is about
@@ -239,7 +247,7 @@ static uint64_t wait_budget(struct side *s, enum relay_end *why, bool just_sent)
 {
 	struct relay *r = s->r;
 	/* half_closed_timeout off: the idle timeout goes on applying. */
-	if (atomic_load(&r->eof) && r->o.half_closed_timeout != WEFT_NEVER) {
+	if (swept(r)) {
 		*why = RELAY_HALF_CLOSED_TIMEOUT;
 		return r->o.half_closed_timeout;
 	}
@@ -319,7 +327,9 @@ static uint64_t probe_period(struct relay *r)
  * the second look could see the half-closed sweep, which goes by `last`
  * alone, end the relay.  The idle timeout counts from the last byte either
  * way: while the other direction moves bytes, this send waits on however
- * full its destination stays. */
+ * full its destination stays.  After a FIN the sweep ends a quiet relay at
+ * the half-closed timeout, by the `last` these looks keep, and the send
+ * waits for it (as wait_budget leaves it to the sweep). */
 static uint64_t send_budget(struct side *s, int *outq)
 {
 	struct relay *r = s->r;
@@ -330,7 +340,7 @@ static uint64_t send_budget(struct side *s, int *outq)
 		*outq = q;
 	}
 	uint64_t period = probe_period(r);
-	if (r->o.idle_timeout == WEFT_NEVER)
+	if (r->o.idle_timeout == WEFT_NEVER || swept(r))
 		return period;
 	uint64_t since = quiet_for(r, weft_now());
 	if (since >= r->o.idle_timeout)
