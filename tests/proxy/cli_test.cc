@@ -77,10 +77,12 @@ struct conf_file {
 	~conf_file() { unlink(path.c_str()); }
 };
 
-/* Runs `weft-proxy -t -c file` with both descriptor limits (soft and
- * hard: the proxy raises its soft limit to the hard one) set to nofile in
- * the child only, so that this process keeps its own; waits at most 10 s. */
-checked check_file(const std::string &file, rlim_t nofile)
+/* Runs `weft-proxy -t -c file` (without -t when !check) with both
+ * descriptor limits (soft and hard: the proxy raises its soft limit to the
+ * hard one) set to nofile and WEFT_WORKERS to workers in the child only,
+ * so that this process keeps its own; waits at most 10 s. */
+checked check_file(const std::string &file, rlim_t nofile, const char *workers = "2",
+		   bool check = true)
 {
 	checked r;
 	const char *bin = getenv("WEFT_PROXY_BIN");
@@ -94,8 +96,11 @@ checked check_file(const std::string &file, rlim_t nofile)
 			_exit(126);
 		dup2(o[1], 1);
 		dup2(e[1], 2);
-		setenv("WEFT_WORKERS", "2", 1);
-		execl(bin, bin, "-t", "-c", file.c_str(), (char *)nullptr);
+		setenv("WEFT_WORKERS", workers, 1);
+		if (check)
+			execl(bin, bin, "-t", "-c", file.c_str(), (char *)nullptr);
+		else
+			execl(bin, bin, "-c", file.c_str(), (char *)nullptr);
 		_exit(127);
 	}
 	close(o[1]);
@@ -258,6 +263,23 @@ TEST(CheckTest, AMaxConnectionsTheDescriptorLimitCannotHoldIsClampedOrRefused)
 		  std::string::npos)
 		<< r.err;
 	EXPECT_EQ(r.out, "");
+}
+
+/* An error that stops the running proxy is its last line on stderr, said
+ * after the message ring has stopped (say_last), and the exit status is
+ * 1: here the runtime refuses WEFT_WORKERS=two, which workers = auto
+ * reads. */
+TEST(ExitTest, AnErrorThatStopsTheProxyIsItsLastLine)
+{
+	NEED_PROXY();
+	conf_file f("[frontend f]\nlisten = 127.0.0.1:0\nbackend = b\n\n[backend b]\n"
+		    "server s = 127.0.0.1:9\n");
+	checked r = check_file(f.path, 4096, "two", false);
+	EXPECT_TRUE(r.exited(1)) << r.err;
+	const std::string last = "weft-proxy: Invalid argument\n";
+	EXPECT_TRUE(r.err.size() >= last.size() &&
+		    r.err.compare(r.err.size() - last.size(), last.size(), last) == 0)
+		<< r.err;
 }
 
 TEST(SignalTest, SigintDrainsEstablishedConnectionsAndExitsZero)

@@ -1866,13 +1866,13 @@ int main(int argc, char **argv)
 			r = rr;
 		weft_rt_shutdown(P.rt, 0);
 	}
-	/* Every connection has ended: the last lines are queued.  So is the
-	 * error, if any, before say_stop: after it a message is written
-	 * straight, and a stuck stderr would hold the exit for ever rather
-	 * than for say_stop's bounded wait. */
+	/* Every connection has ended: the last lines are queued.  The error,
+	 * if any, comes after them, and only if stderr takes it at once: a
+	 * stuck stderr holds the exit for say_stop's bounded wait, not for
+	 * ever, and a full ring does not drop it. */
 	accesslog_close(atomic_load_explicit(&P.log, memory_order_relaxed));
-	if (r < 0)
-		say("%s", strerror((int)-r));
 	say_stop();
+	if (r < 0)
+		say_last("%s", strerror((int)-r));
 	return r < 0 ? 1 : r > 0; /* r > 0: stepped back from an upgrade (run) */
 }

@@ -8,10 +8,12 @@
  * see it set throughout; it is atomic only so that the threads that read
  * it (workers, the blocking pool) need no other ordering argument.
  */
+#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "accesslog.h"
 #include "say.h"
@@ -24,21 +26,30 @@ _Static_assert(SAY_LINE_MAX <= ACCESSLOG_LINE_MAX, "a message fits a ring slot")
 
 static _Atomic(struct accesslog *) ring;
 
-void say(const char *fmt, ...)
+/* "weft-proxy: " and the message into line (SAY_LINE_MAX), without the
+ * newline, for which it leaves room: its length, or 0 when fmt fails. */
+static size_t format(char *line, const char *fmt, va_list ap)
 {
-	char line[SAY_LINE_MAX];
 	static const char prefix[] = "weft-proxy: ";
 	size_t len = sizeof(prefix) - 1;
 	memcpy(line, prefix, len);
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(line + len, sizeof(line) - len, fmt, ap);
-	va_end(ap);
+	int n = vsnprintf(line + len, SAY_LINE_MAX - len, fmt, ap);
 	if (n < 0)
-		return;
+		return 0;
 	/* Cut to leave room for the newline (vsnprintf left one for its
 	 * NUL, which the line does not keep). */
-	len += (size_t)n < sizeof(line) - len ? (size_t)n : sizeof(line) - len - 1;
+	return len + ((size_t)n < SAY_LINE_MAX - len ? (size_t)n : SAY_LINE_MAX - len - 1);
+}
+
+void say(const char *fmt, ...)
+{
+	char line[SAY_LINE_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	size_t len = format(line, fmt, ap);
+	va_end(ap);
+	if (!len)
+		return;
 	struct accesslog *r = atomic_load_explicit(&ring, memory_order_acquire);
 	if (r) {
 		accesslog_push(r, line, len);
@@ -46,6 +57,23 @@ void say(const char *fmt, ...)
 	}
 	line[len] = '\n';
 	fwrite(line, 1, len + 1, stderr);
+}
+
+void say_last(const char *fmt, ...)
+{
+	char line[SAY_LINE_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	size_t len = format(line, fmt, ap);
+	va_end(ap);
+	/* A pipe or socket that polls writable takes a line this short
+	 * without blocking; a stuck one is given up on, as the ring would. */
+	struct pollfd pf = {.fd = 2, .events = POLLOUT};
+	if (!len || poll(&pf, 1, 0) != 1 || !(pf.revents & POLLOUT))
+		return;
+	line[len] = '\n';
+	fflush(stderr);
+	(void)!write(2, line, len + 1);
 }
 
 int say_start(void)

@@ -26,6 +26,11 @@
  * on stderr once started. */
 void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* After say_stop: the proxy's last words, written straight only if stderr
+ * can take them at once, so that a stderr that stopped draining cannot
+ * hold the exit (nor could a ring already full of lines drop them). */
+void say_last(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Starts the ring and its writer thread on fd 2: 0, or a negative errno
  * (messages are then written straight, as before).  Call it with the
  * signals the runtime waits for blocked: the writer inherits the mask. */
