@@ -1041,6 +1041,34 @@ TEST(TimeoutTest, AClientThatResetsDuringAConnectEndsItAtTheNextLook)
 	EXPECT_EQ(p.stop(), 0);
 }
 
+/* Accepts the next connection on lfd within 5 s and answers it with tag,
+ * held 200 ms for the client to read. */
+void answer_next(int lfd, char tag)
+{
+	struct pollfd pf = {lfd, POLLIN, 0};
+	int fd;
+	if (poll(&pf, 1, 5000) == 1 && (fd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC)) >= 0) {
+		send(fd, &tag, 1, MSG_NOSIGNAL);
+		usleep(200 * 1000);
+		close(fd);
+	}
+}
+
+/* A client of p on port reaches the server that `clear` makes room on
+ * (and then joins): the server's tag arrives, through a connect of at
+ * least min_ms; then p stops. */
+void reached_across_looks(proxy &p, int port, std::thread &clear, char tag, double min_ms)
+{
+	held x = reach(port);
+	clear.join();
+	EXPECT_EQ(x.tag, tag) << "the connect did not survive its looks";
+	if (x.fd >= 0)
+		close(x.fd);
+	std::string line = p.wait_line("\"end\":", 3000);
+	EXPECT_GE(connect_ms_of(line), min_ms) << line;
+	EXPECT_EQ(p.stop(), 0);
+}
+
 /* A connect longer than a look goes on across it: the handshake under way
  * is waited for, not restarted.  The hole's accept queue is emptied 1.5 s
  * in, after the proxy's first look; its SYN, dropped until then, gets in
@@ -1062,21 +1090,9 @@ TEST(TimeoutTest, AConnectLongerThanALookStillConnects)
 		struct pollfd pf = {h.lfd, POLLIN, 0};
 		while (poll(&pf, 1, 0) == 1 && (fd = accept4(h.lfd, nullptr, nullptr, SOCK_CLOEXEC)) >= 0)
 			close(fd);
-		/* The next one is the proxy's. */
-		if (poll(&pf, 1, 5000) == 1 && (fd = accept4(h.lfd, nullptr, nullptr, SOCK_CLOEXEC)) >= 0) {
-			send(fd, "h", 1, MSG_NOSIGNAL);
-			usleep(200 * 1000);
-			close(fd);
-		}
+		answer_next(h.lfd, 'h'); /* the proxy's */
 	});
-	held x = reach(port);
-	clear.join();
-	EXPECT_EQ(x.tag, 'h') << "the connect did not survive its looks";
-	if (x.fd >= 0)
-		close(x.fd);
-	std::string line = p.wait_line("\"end\":", 3000);
-	EXPECT_GE(connect_ms_of(line), 1500) << line;
-	EXPECT_EQ(p.stop(), 0);
+	reached_across_looks(p, port, clear, 'h', 1500);
 }
 
 /* The same across a look to a unix socket, whose connect is no handshake
@@ -1112,21 +1128,10 @@ TEST(TimeoutTest, AConnectToAUnixServerLongerThanALookStillConnects)
 		int fd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
 		if (fd >= 0)
 			close(fd); /* the filler's */
-		struct pollfd pf = {lfd, POLLIN, 0};
-		if (poll(&pf, 1, 5000) == 1 && (fd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC)) >= 0) {
-			send(fd, "u", 1, MSG_NOSIGNAL);
-			usleep(200 * 1000);
-			close(fd);
-		}
+		answer_next(lfd, 'u');
 	});
-	held x = reach(port);
-	clear.join();
-	EXPECT_EQ(x.tag, 'u') << "the connect did not survive its looks";
-	if (x.fd >= 0)
-		close(x.fd);
-	std::string line = p.wait_line("\"end\":", 3000);
-	EXPECT_GE(connect_ms_of(line), 1200) << "ended before the filler left: " << line;
-	EXPECT_EQ(p.stop(), 0);
+	/* 1200: the 1.5 s began before the proxy's connect did. */
+	reached_across_looks(p, port, clear, 'u', 1200);
 	close(filler);
 	close(lfd);
 }
