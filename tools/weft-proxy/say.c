@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -41,39 +42,47 @@ static size_t format(char *line, const char *fmt, va_list ap)
 	return len + ((size_t)n < SAY_LINE_MAX - len ? (size_t)n : SAY_LINE_MAX - len - 1);
 }
 
-void say(const char *fmt, ...)
+/* say's and say_last's line: queued while the ring runs (unless last),
+ * else written straight; the last words only if stderr takes them now (a
+ * pipe or socket that polls writable takes a line this short without
+ * blocking; a stuck one is given up on, as the ring would). */
+static void emit(bool last, const char *fmt, va_list ap)
 {
 	char line[SAY_LINE_MAX];
-	va_list ap;
-	va_start(ap, fmt);
 	size_t len = format(line, fmt, ap);
-	va_end(ap);
 	if (!len)
 		return;
 	struct accesslog *r = atomic_load_explicit(&ring, memory_order_acquire);
-	if (r) {
+	if (r && !last) {
 		accesslog_push(r, line, len);
 		return;
 	}
 	line[len] = '\n';
-	fwrite(line, 1, len + 1, stderr);
+	if (!last) {
+		fwrite(line, 1, len + 1, stderr);
+		return;
+	}
+	struct pollfd pf = {.fd = 2, .events = POLLOUT};
+	if (poll(&pf, 1, 0) != 1 || !(pf.revents & POLLOUT))
+		return;
+	fflush(stderr);
+	(void)!write(2, line, len + 1);
+}
+
+void say(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	emit(false, fmt, ap);
+	va_end(ap);
 }
 
 void say_last(const char *fmt, ...)
 {
-	char line[SAY_LINE_MAX];
 	va_list ap;
 	va_start(ap, fmt);
-	size_t len = format(line, fmt, ap);
+	emit(true, fmt, ap);
 	va_end(ap);
-	/* A pipe or socket that polls writable takes a line this short
-	 * without blocking; a stuck one is given up on, as the ring would. */
-	struct pollfd pf = {.fd = 2, .events = POLLOUT};
-	if (!len || poll(&pf, 1, 0) != 1 || !(pf.revents & POLLOUT))
-		return;
-	line[len] = '\n';
-	fflush(stderr);
-	(void)!write(2, line, len + 1);
 }
 
 int say_start(void)
