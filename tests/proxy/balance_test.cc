@@ -864,9 +864,9 @@ size_t read_through(const std::string &fkeys, const char *path, bool fin, size_t
 		}
 	}
 	close(fd);
-	if (got != total + 1) /* say how the proxy saw it end */
-		ADD_FAILURE() << path << ": " << got << " of " << total + 1 << " bytes; "
-			      << p.wait_line("\"end\":", 2000);
+	if (got != total + 1) /* how the proxy saw it end, beside the caller's failure */
+		fprintf(stderr, "%s: %zu of %zu bytes; %s\n", path, got, total + 1,
+			p.wait_line("\"end\":", 2000).c_str());
 	EXPECT_EQ(p.stop(), 0);
 	return got;
 }

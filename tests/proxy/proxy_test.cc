@@ -156,6 +156,20 @@ protected:
 			*pipes = open_pipes(p.pid);
 	}
 
+	/* Starts p in front of server_port with idle_timeout 300ms and dials
+	 * it: in *fd a client whose sends and receives give up after secs. */
+	void dial_with_idle_timeout(proxy &p, int server_port, int secs, int *fd)
+	{
+		int port;
+		ASSERT_NO_FATAL_FAILURE(
+			start(p, {server_port}, &port, nullptr, "idle_timeout = 300ms\n"));
+		*fd = dial(port);
+		ASSERT_GE(*fd, 0);
+		struct timeval tv = {secs, 0};
+		setsockopt(*fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		setsockopt(*fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	}
+
 	/* After bursts: the spliced path went through pipes and keeps them
 	 * pooled, the buffered path has none; auto may have taken either. */
 	void expect_pipes(pid_t pid, int before)
@@ -572,22 +586,23 @@ TEST(ProxyTest, ConnectionsLeftAtTheDrainDeadlineAreClosedSpreadOut)
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 }
 
+/* Sleeps until over is set, ms milliseconds at most. */
+void hold_until(const std::atomic<bool> &over, int ms)
+{
+	for (int i = 0; i < ms / 10 && !over; i++)
+		usleep(10000);
+}
+
 TEST_P(DataPath, ADestinationThatTakesNothingEndsTheRelayAtTheIdleTimeout)
 {
 	NEED_PROXY();
 	std::atomic<bool> over{false};
 	one_server s([&](int) {
-		/* Reads nothing, until the test is over. */
-		for (int i = 0; i < 2000 && !over; i++)
-			usleep(10000);
+		hold_until(over, 20000); /* reads nothing */
 	});
 	proxy p;
-	int port;
-	ASSERT_NO_FATAL_FAILURE(start(p, {s.port}, &port, nullptr, "idle_timeout = 300ms\n"));
-	int fd = dial(port);
-	ASSERT_GE(fd, 0);
-	struct timeval tv = {20, 0};
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	int fd;
+	ASSERT_NO_FATAL_FAILURE(dial_with_idle_timeout(p, s.port, 20, &fd));
 	/* The server's window fills, then the proxy's buffers, then the
 	 * client's send waits, until the proxy gives up on the server and
 	 * resets the client. */
@@ -623,17 +638,11 @@ TEST_P(DataPath, ASendBlockedOneWayWaitsWhileTheOtherWayMovesBytes)
 			usleep(20000);
 		}
 		shutdown(fd, SHUT_WR);
-		for (int i = 0; i < 1000 && !over; i++)
-			usleep(10000);
+		hold_until(over, 10000);
 	});
 	proxy p;
-	int port;
-	ASSERT_NO_FATAL_FAILURE(start(p, {s.port}, &port, nullptr, "idle_timeout = 300ms\n"));
-	int fd = dial(port);
-	ASSERT_GE(fd, 0);
-	struct timeval tv = {10, 0};
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	int fd;
+	ASSERT_NO_FATAL_FAILURE(dial_with_idle_timeout(p, s.port, 10, &fd));
 	std::thread upload([fd] {
 		std::mt19937 rng(7);
 		send_pattern(fd, 0, 256u << 20, rng, 1 << 20); /* fails once the relay ends */
